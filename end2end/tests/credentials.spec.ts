@@ -1,0 +1,92 @@
+import { test, expect } from '@playwright/test';
+import { expectNoConsoleErrors, hydrated, signIn, watchConsole } from './helpers';
+
+// Runs after auth.spec.ts, which created this admin through the setup link.
+const ADMIN = { email: 'admin@example.com', password: 'admin passphrase 2026' };
+const CANARY_DEV = 'canary-e2e-developer-key-4711';
+const CANARY_ACCESS = 'canary-e2e-access-key-0815';
+const CANARY_MC = 'canary-e2e-mc-api-key-9001';
+const CANARY_MC_ROTATED = 'canary-e2e-mc-api-key-rotated-2';
+
+test.describe.configure({ mode: 'serial' });
+
+test('admin saves Eko and Message Central credentials, sees only masked values, and rotates with re-authentication', async ({ page, baseURL }) => {
+  const errors: string[] = [];
+  watchConsole(page, errors);
+  await signIn(page, ADMIN.email, ADMIN.password);
+  await expect(page).toHaveURL(/\/$/);
+  await page.goto('/credentials');
+  await hydrated(page);
+
+  // The run command seeded sandbox credentials, labelled as such.
+  const seeded = page.getByTestId('credential-eko_digilocker-uat');
+  await expect(seeded).toContainText('Sandbox');
+  await expect(page.getByTestId('credential-message_central_ekyc-trial').getByTestId('trial-count')).toContainText('0 of 5 trial links used');
+
+  // Eko production, pointed at the sandbox (plain http is allowed for this machine only).
+  const eko = page.getByTestId('credential-eko_digilocker-production');
+  await eko.locator('summary').click();
+  const ekoForm = eko.getByTestId('editor-eko_digilocker-production');
+  await ekoForm.getByLabel('Base URL').fill('http://example.com/eko');
+  await ekoForm.getByLabel('Initiator ID').fill('9962981729');
+  await ekoForm.getByLabel('User code').fill('20810200');
+  await ekoForm.getByLabel('Developer key').fill(CANARY_DEV);
+  await ekoForm.getByLabel('Access key').fill(CANARY_ACCESS);
+  await ekoForm.getByRole('button', { name: 'Save' }).click();
+  await expect(ekoForm.locator('.field-error')).toContainText('Use https://');
+
+  // With the sandbox's documented UAT keys the connection test passes; canaries are saved first
+  // to prove they never come back.
+  await ekoForm.getByLabel('Base URL').fill(`${baseURL}/sandbox/eko`);
+  await ekoForm.getByRole('button', { name: 'Save' }).click();
+  await expect(page.getByTestId('credential-saved')).toContainText('production: created (version 1)');
+  await expect(eko.getByTestId('masked-access_key')).toContainText('•••• 0815');
+  await expect(eko.getByTestId('masked-developer_key')).toContainText('•••• 4711');
+  await expect(page.locator('body')).not.toContainText(CANARY_ACCESS);
+  await expect(page.locator('body')).not.toContainText(CANARY_DEV);
+
+  // The connection test tells right keys from wrong ones: the sandbox checks the signature.
+  await eko.getByRole('button', { name: 'Test connection' }).click();
+  await expect(eko.getByTestId('test-result')).toContainText('Eko refused the request signature');
+  await seeded.getByRole('button', { name: 'Test connection' }).click();
+  await expect(seeded.getByTestId('test-result')).toContainText('Eko accepted the signature');
+
+  // Message Central production: the pasted Bearer prefix is stripped and reported.
+  const mc = page.getByTestId('credential-message_central_ekyc-production');
+  await mc.locator('summary').click();
+  const mcForm = mc.getByTestId('editor-message_central_ekyc-production');
+  await mcForm.getByLabel('Company name').fill('Acme Bank');
+  await mcForm.getByLabel('Basic flow ID').fill('FLOW 1');
+  await mcForm.getByLabel('API key').fill(`Bearer ${CANARY_MC}`);
+  await mcForm.getByRole('button', { name: 'Save' }).click();
+  await expect(mcForm.locator('.field-error')).toContainText('no spaces');
+  await mcForm.getByLabel('Basic flow ID').fill('FLOW-1');
+  await mcForm.getByRole('button', { name: 'Save' }).click();
+  await expect(page.getByTestId('credential-saved')).toContainText("'Bearer ' prefix");
+  await expect(mc.getByTestId('masked-api_key')).toContainText('•••• 9001');
+
+  // Rotation: a wrong password refuses it, the right one makes version 2.
+  // Open the editor (it may still be open from the first save).
+  await mc.locator('details').evaluate((d) => { (d as HTMLDetailsElement).open = true; });
+  const rotate = mc.getByTestId('editor-message_central_ekyc-production');
+  await rotate.getByLabel('API key').fill(CANARY_MC_ROTATED);
+  await rotate.getByLabel('Your password (to rotate a secret)').fill('not my password at all');
+  await rotate.getByRole('button', { name: 'Save' }).click();
+  await expect(rotate.locator('.field-error')).toContainText('not your password');
+  await expect(mc.getByTestId('masked-api_key')).toContainText('•••• 9001');
+  await rotate.getByLabel('API key').fill(CANARY_MC_ROTATED);
+  await rotate.getByLabel('Your password (to rotate a secret)').fill(ADMIN.password);
+  await rotate.getByRole('button', { name: 'Save' }).click();
+  await expect(page.getByTestId('credential-saved')).toContainText('rotated (version 2)');
+  await expect(mc.getByTestId('credential-meta')).toContainText('Version 2');
+  await expect(mc.getByTestId('masked-api_key')).toContainText('ed-2');
+
+  // Nothing secret reached the page, and a reload shows the same masked state.
+  await page.reload();
+  await hydrated(page);
+  const html = await page.content();
+  for (const canary of [CANARY_DEV, CANARY_ACCESS, CANARY_MC, CANARY_MC_ROTATED]) {
+    expect(html).not.toContain(canary);
+  }
+  await expectNoConsoleErrors(errors);
+});

@@ -1,0 +1,39 @@
+import { expect, Page } from '@playwright/test';
+import { readFileSync } from 'fs';
+
+/** Waits until the WASM has hydrated the page: clicks before that do nothing. */
+export async function hydrated(page: Page) {
+  await page.waitForSelector('body[data-hydrated="true"]');
+}
+
+/** Fails the test on any browser-side error (CSP violations, panics, failed hydration). */
+export function watchConsole(page: Page, errors: string[]) {
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') errors.push(msg.text());
+  });
+  page.on('pageerror', (err) => errors.push(err.message));
+}
+
+/** The one-time setup link the server printed to its log. */
+export function setupLink(): string {
+  const logFile = process.env.KYC_DESK_LOG;
+  if (!logFile) throw new Error('KYC_DESK_LOG is not set (run the tests through ../test.sh)');
+  const log = readFileSync(logFile, 'utf8');
+  const match = log.match(/https?:\/\/\S+?\/setup\/[A-Za-z0-9_-]+/);
+  if (!match) throw new Error(`no setup link in the server log ${logFile}`);
+  return match[0];
+}
+
+export async function signIn(page: Page, email: string, password: string) {
+  await page.goto('/login');
+  await hydrated(page);
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+}
+
+export async function expectNoConsoleErrors(errors: string[]) {
+  // 4xx answers that a test provokes on purpose (validation, 401, 403) show up as resource errors.
+  const real = errors.filter((e) => !/status of 4\d\d/.test(e));
+  expect(real, real.join('\n')).toEqual([]);
+}

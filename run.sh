@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds and starts KYC Desk on http://127.0.0.1:3000 with an embedded SQLite database under
+# data/. On the first start it prints a one-time link that creates the first admin.
+set -euo pipefail
+cd "$(dirname "$0")"
+source ./setup.sh
+ensure_build_tools
+export DATABASE_URL="${DATABASE_URL:-sqlite://data/kyc-desk.db}"
+export KYC_DESK_ADDR="${KYC_DESK_ADDR:-127.0.0.1:3000}"
+# The built-in provider sandbox, with its credentials seeded, so a link can be made at once.
+export KYC_DESK_SANDBOX="${KYC_DESK_SANDBOX:-true}"
+# Development master key: generated into data/master.key (mode 0600) on first start.
+# Production must supply its own (KYC_DESK_MASTER_KEY or KYC_DESK_MASTER_KEY_FILE).
+if [ -z "${KYC_DESK_MASTER_KEY:-}" ] && [ -z "${KYC_DESK_MASTER_KEY_FILE:-}" ]; then
+  export KYC_DESK_MASTER_KEY_FILE=data/master.key
+  export KYC_DESK_DEV_GENERATE_MASTER_KEY=true
+fi
+say "building and starting KYC Desk on http://$KYC_DESK_ADDR (database: $DATABASE_URL)"
+exec cargo leptos serve

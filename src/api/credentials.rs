@@ -1,0 +1,159 @@
+//! The admins' credentials page: masked views, saving and rotating, connection tests.
+
+use crate::credentials::{CredentialInput, CredentialView};
+use crate::types::AppError;
+use leptos::prelude::*;
+use leptos::server_fn::codec::Json;
+use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "ssr")]
+use {
+    crate::credentials::CredentialKind,
+    crate::server::audit::{self, AuditEvent, Outcome},
+    crate::server::auth::{guard, password::Verified},
+    crate::server::credentials,
+    crate::server::db,
+    crate::server::web::respond,
+    crate::types::Role,
+    secrecy::SecretString,
+};
+
+/// What the credentials page shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CredentialsOverview {
+    /// Active credentials, masked.
+    pub credentials: Vec<CredentialView>,
+    /// False when no master key is configured (nothing can be saved).
+    pub vault_ready: bool,
+    /// The console's own address, to label sandbox credentials.
+    pub sandbox_prefix: Option<String>,
+}
+
+/// The result of a save.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedCredential {
+    /// The active version afterwards (masked).
+    pub view: CredentialView,
+    /// `created`, `rotated` or `updated`.
+    pub change: String,
+    /// Corrections made on the admin's behalf.
+    pub notices: Vec<String>,
+}
+
+/// Active credentials (admins only).
+#[server(endpoint = "list_credentials")]
+pub async fn list_credentials() -> Result<CredentialsOverview, AppError> {
+    respond(async move {
+        let (caller, _) = guard::require(&[Role::Admin]).await?;
+        let state = &caller.state;
+        Ok(CredentialsOverview {
+            credentials: credentials::list(state).await?,
+            vault_ready: state.vault.is_some(),
+            sandbox_prefix: state.config.sandbox.then(|| {
+                format!(
+                    "{}/sandbox/",
+                    state.config.public_url.as_str().trim_end_matches('/')
+                )
+            }),
+        })
+    })
+    .await
+}
+
+/// Saves a credential set (admins only). Entering any secret value is a rotation and needs
+/// the admin's own password in `reauth_password`.
+#[server(endpoint = "save_credential", input = Json)]
+pub async fn save_credential(
+    input: CredentialInput,
+    reauth_password: Option<String>,
+) -> Result<SavedCredential, AppError> {
+    respond(async move {
+        let (caller, admin) = guard::require(&[Role::Admin]).await?;
+        let state = &caller.state;
+        let has_secret = input.secrets.values().any(|v| !v.trim().is_empty());
+        let mut reauthenticated = false;
+        if has_secret && let Some(password) = reauth_password.filter(|p| !p.is_empty()) {
+            let record = db::users::find_by_id(&state.db.pool, admin.id)
+                .await?
+                .ok_or(AppError::Unauthorized)?;
+            let verified = state
+                .passwords
+                .verify(SecretString::from(password), Some(record.password_hash))
+                .await
+                .map_err(crate::server::auth::AuthError::from)?;
+            if verified == Verified::No {
+                audit::record(
+                    &caller.meta,
+                    &AuditEvent::new(admin.actor(), "credential.rotate", Outcome::Denied)
+                        .object(
+                            "credential",
+                            format!("{}/{}", input.kind.trim(), input.environment.trim()),
+                        )
+                        .reason("re-authentication failed"),
+                );
+                return Err(AppError::field(
+                    "reauth_password",
+                    "This is not your password; the rotation was refused.",
+                ));
+            }
+            reauthenticated = true;
+        }
+        let outcome = credentials::save(
+            state,
+            &caller.meta,
+            admin.actor(),
+            &admin.email,
+            &input,
+            reauthenticated,
+        )
+        .await?;
+        Ok(SavedCredential {
+            view: outcome.view,
+            change: outcome.change.to_string(),
+            notices: outcome.notices,
+        })
+    })
+    .await
+}
+
+/// Runs the connection test of one credential (admins only). Message Central e-KYC has no
+/// harmless call: its test generates one real link and needs `confirm_generation`.
+#[server(endpoint = "test_credential")]
+pub async fn test_credential(
+    kind: String,
+    environment: String,
+    confirm_generation: Option<bool>,
+) -> Result<String, AppError> {
+    respond(async move {
+        let (caller, admin) = guard::require(&[Role::Admin]).await?;
+        let kind = CredentialKind::parse(&kind)
+            .ok_or_else(|| AppError::field("kind", "Unknown credential kind."))?;
+        let result = credentials::test_connection(
+            &caller.state,
+            kind,
+            &environment,
+            confirm_generation.unwrap_or(false),
+        )
+        .await?;
+        audit::record(
+            &caller.meta,
+            &AuditEvent::new(
+                admin.actor(),
+                "credential.test",
+                if result.0 {
+                    Outcome::Success
+                } else {
+                    Outcome::Failure
+                },
+            )
+            .object("credential", kind.name(&environment))
+            .reason(result.1.clone()),
+        );
+        if result.0 {
+            Ok(result.1)
+        } else {
+            Err(AppError::Conflict(result.1))
+        }
+    })
+    .await
+}

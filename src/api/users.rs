@@ -1,0 +1,88 @@
+//! The admins' users page.
+
+use crate::types::{AppError, UserRow};
+use leptos::prelude::*;
+
+#[cfg(feature = "ssr")]
+use {
+    crate::server::auth::{accounts, guard},
+    crate::server::web::respond,
+    crate::types::Role,
+    secrecy::SecretString,
+};
+
+/// Every user (admins only).
+#[server(endpoint = "list_users")]
+pub async fn list_users() -> Result<Vec<UserRow>, AppError> {
+    respond(async move {
+        let (caller, _) = guard::require(&[Role::Admin]).await?;
+        accounts::list(&caller.state).await
+    })
+    .await
+}
+
+/// Creates a user whose initial password must be changed at first sign-in (admins only).
+#[server(endpoint = "create_user")]
+pub async fn create_user(
+    email: String,
+    display_name: String,
+    role: String,
+    password: String,
+) -> Result<UserRow, AppError> {
+    respond(async move {
+        let (caller, admin) = guard::require(&[Role::Admin]).await?;
+        accounts::create_user(
+            &caller.state,
+            &caller.meta,
+            admin.actor(),
+            accounts::NewAccount {
+                email,
+                display_name,
+                role,
+                password: SecretString::from(password),
+                password_confirm: None,
+            },
+            true,
+        )
+        .await
+    })
+    .await
+}
+
+/// Changes a user's role (admins only; never the last active admin's).
+#[server(endpoint = "set_user_role")]
+pub async fn set_user_role(user_id: i64, role: String) -> Result<UserRow, AppError> {
+    respond(async move {
+        let (caller, admin) = guard::require(&[Role::Admin]).await?;
+        accounts::set_role(&caller.state, &caller.meta, &admin, user_id, &role).await
+    })
+    .await
+}
+
+/// Disables (ending all their sessions) or enables a user (admins only).
+#[server(endpoint = "set_user_disabled")]
+pub async fn set_user_disabled(user_id: i64, disabled: bool) -> Result<UserRow, AppError> {
+    respond(async move {
+        let (caller, admin) = guard::require(&[Role::Admin]).await?;
+        accounts::set_disabled(&caller.state, &caller.meta, &admin, user_id, disabled).await
+    })
+    .await
+}
+
+/// Sets a temporary password that must be changed at next sign-in, ending all the user's
+/// sessions (admins only).
+#[server(endpoint = "reset_user_password")]
+pub async fn reset_user_password(user_id: i64, password: String) -> Result<UserRow, AppError> {
+    respond(async move {
+        let (caller, admin) = guard::require(&[Role::Admin]).await?;
+        accounts::reset_password(
+            &caller.state,
+            &caller.meta,
+            &admin,
+            user_id,
+            SecretString::from(password),
+        )
+        .await
+    })
+    .await
+}

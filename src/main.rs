@@ -1,0 +1,346 @@
+//! The `kyc-desk` binary: the web console (`serve`, the default) and admin commands.
+
+use clap::{Parser, Subcommand};
+use kyc_desk::server::audit::{Actor, RequestMeta};
+use kyc_desk::server::auth::accounts;
+use kyc_desk::server::config::{Config, LogFormat};
+use kyc_desk::server::credentials;
+use kyc_desk::server::state::AppState;
+use kyc_desk::server::web;
+use secrecy::SecretString;
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+/// KYC Desk: issue identity-verification links and follow each verification to its end.
+///
+/// Configuration comes from environment variables (and `.env`); see `.env.example`.
+#[derive(Parser)]
+#[command(name = "kyc-desk", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the web console (the default when no command is given).
+    Serve,
+    /// Create a staff account. The password is read from standard input (one line) or, on a
+    /// terminal, from a prompt; never from an argument.
+    CreateUser {
+        /// Sign-in email.
+        #[arg(long)]
+        email: String,
+        /// operator, admin or auditor.
+        #[arg(long)]
+        role: String,
+        /// Name shown in the console (default: the part of the email before the @).
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Make the user replace this password at first sign-in.
+        #[arg(long)]
+        temporary: bool,
+    },
+    /// Provider credentials: import from a secret manager, list (masked).
+    Credentials {
+        #[command(subcommand)]
+        action: CredentialsAction,
+    },
+    /// Re-encrypt every stored secret under a new master key, in one transaction. The new key
+    /// is read from the file (created with a fresh random key, mode 0600, if it does not exist).
+    /// Afterwards restart KYC Desk with the new key.
+    RotateMasterKey {
+        /// File with the new key (base64 of 32 bytes).
+        #[arg(long)]
+        new_key_file: std::path::PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum CredentialsAction {
+    /// Read one credential set as JSON on standard input and save it, with the same
+    /// validation, encryption and audit as the credentials page (see the README for the shape).
+    Import,
+    /// Print every active credential, secrets masked.
+    List,
+    /// Run the connection test of one credential, named kind/environment (for example
+    /// eko_digilocker/uat); exits non-zero with the reason when it fails.
+    Test {
+        /// kind/environment, as `credentials list` prints it.
+        name: String,
+        /// Message Central e-KYC only: agree that the test generates one real link.
+        #[arg(long)]
+        confirm_generation: bool,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "info,sqlx=warn,tower_sessions=warn,tower_sessions_core=warn",
+        )
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true)
+        .with_ansi(std::io::stdout().is_terminal());
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+fn read_password() -> Result<SecretString, String> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?;
+        let second = rpassword::prompt_password("Repeat password: ").map_err(|e| e.to_string())?;
+        if first != second {
+            return Err("the two passwords do not match".into());
+        }
+        Ok(SecretString::from(first))
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let password = line.trim_end_matches(['\r', '\n']).to_string();
+        if password.is_empty() {
+            return Err("no password on standard input".into());
+        }
+        Ok(SecretString::from(password))
+    }
+}
+
+fn report(error: &kyc_desk::types::AppError) -> ExitCode {
+    eprintln!("kyc-desk: {error}");
+    if let kyc_desk::types::AppError::Validation { fields, .. } = error {
+        for field in fields {
+            eprintln!("  {}: {}", field.field, field.message);
+        }
+    }
+    ExitCode::from(1)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("kyc-desk: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.log_format);
+    let public_url = config.public_url.clone();
+    let state = match AppState::open(config).await {
+        Ok(state) => state,
+        Err(error) => {
+            eprintln!("kyc-desk: cannot start: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            match accounts::issue_setup_token(&state).await {
+                Ok(Some(token)) => {
+                    let link = public_url
+                        .join(&format!("setup/{token}"))
+                        .map(|u| u.to_string())
+                        .unwrap_or_default();
+                    tracing::warn!(
+                        "No user exists yet. Open this one-time link to create the first admin: {link}"
+                    );
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    eprintln!("kyc-desk: cannot prepare the setup link: {error}");
+                    return ExitCode::from(1);
+                }
+            }
+            if state.config.sandbox {
+                if state.vault.is_none() {
+                    tracing::warn!(
+                        "the provider sandbox is on, but no master key is configured, so its credentials cannot be stored"
+                    );
+                } else {
+                    match kyc_desk::server::sandbox::seed::seed(&state).await {
+                        Ok(0) => {}
+                        Ok(created) => tracing::info!(
+                            created,
+                            "stored sandbox credentials (labelled as sandbox)"
+                        ),
+                        Err(error) => {
+                            tracing::warn!(%error, "could not store the sandbox credentials")
+                        }
+                    }
+                }
+            }
+            if let Err(error) = web::serve(state).await {
+                eprintln!("kyc-desk: server stopped: {error}");
+                return ExitCode::from(1);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Credentials {
+            action: CredentialsAction::Import,
+        } => {
+            let mut text = String::new();
+            if let Err(error) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+                eprintln!("kyc-desk: cannot read standard input: {error}");
+                return ExitCode::from(2);
+            }
+            let input: kyc_desk::credentials::CredentialInput = match serde_json::from_str(&text) {
+                Ok(input) => input,
+                Err(error) => {
+                    eprintln!(
+                        "kyc-desk: the input is not a credential set in JSON ({error}); see the README for the shape"
+                    );
+                    return ExitCode::from(2);
+                }
+            };
+            match credentials::save(&state, &RequestMeta::cli(), Actor::Cli, "cli", &input, true)
+                .await
+            {
+                Ok(outcome) => {
+                    for notice in &outcome.notices {
+                        println!("note: {notice}");
+                    }
+                    println!(
+                        "{} {} version {}",
+                        outcome.change,
+                        outcome.view.kind.name(&outcome.view.environment),
+                        outcome.view.version
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(error) => report(&error),
+            }
+        }
+        Command::Credentials {
+            action: CredentialsAction::List,
+        } => match credentials::list(&state).await {
+            Ok(views) => {
+                if views.is_empty() {
+                    println!("No credentials are stored.");
+                }
+                for view in views {
+                    println!(
+                        "{}  version {}  saved by {} at {}",
+                        view.kind.name(&view.environment),
+                        view.version,
+                        view.saved_by,
+                        view.saved_at
+                    );
+                    for (name, value) in &view.settings {
+                        println!("    {name}: {value}");
+                    }
+                    for secret in &view.secrets {
+                        println!(
+                            "    {}: •••• {}  (fingerprint {})",
+                            secret.field, secret.last4, secret.fingerprint
+                        );
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(error) => report(&error),
+        },
+        Command::Credentials {
+            action:
+                CredentialsAction::Test {
+                    name,
+                    confirm_generation,
+                },
+        } => {
+            let Some((kind, environment)) = name.split_once('/').and_then(|(kind, environment)| {
+                Some((
+                    kyc_desk::credentials::CredentialKind::parse(kind)?,
+                    environment,
+                ))
+            }) else {
+                eprintln!(
+                    "kyc-desk: '{name}' is not a credential name; use kind/environment as `credentials list` prints it"
+                );
+                return ExitCode::from(2);
+            };
+            match credentials::test_connection(&state, kind, environment, confirm_generation).await
+            {
+                Ok((true, message)) => {
+                    println!("passed: {message}");
+                    ExitCode::SUCCESS
+                }
+                Ok((false, message)) => {
+                    eprintln!("failed: {message}");
+                    ExitCode::from(1)
+                }
+                Err(error) => report(&error),
+            }
+        }
+        Command::RotateMasterKey { new_key_file } => {
+            let source = kyc_desk::server::vault::KeySource::File {
+                path: new_key_file.clone(),
+                generate: true,
+            };
+            let new_key = match kyc_desk::server::vault::load_key(&source) {
+                Ok(Some(key)) => key,
+                Ok(None) => unreachable!("a file source always yields a key"),
+                Err(error) => {
+                    eprintln!("kyc-desk: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            match credentials::rotate_master_key(&state, new_key).await {
+                Ok(count) => {
+                    println!(
+                        "Re-encrypted {count} secrets under the key in {}. Restart KYC Desk with \
+                         KYC_DESK_MASTER_KEY_FILE={} (or its content in KYC_DESK_MASTER_KEY); the old key no longer opens anything.",
+                        new_key_file.display(),
+                        new_key_file.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("kyc-desk: master-key rotation failed, nothing was changed: {error}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::CreateUser {
+            email,
+            role,
+            display_name,
+            temporary,
+        } => {
+            let password = match read_password() {
+                Ok(password) => password,
+                Err(error) => {
+                    eprintln!("kyc-desk: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            let display_name = display_name
+                .unwrap_or_else(|| email.split('@').next().unwrap_or_default().to_string());
+            let input = accounts::NewAccount {
+                email,
+                display_name,
+                role,
+                password,
+                password_confirm: None,
+            };
+            match accounts::create_user(&state, &RequestMeta::cli(), Actor::Cli, input, temporary)
+                .await
+            {
+                Ok(user) => {
+                    println!(
+                        "Created {} ({}) with id {}.",
+                        user.email, user.role, user.id
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(error) => report(&error),
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The admins' users page: create users, change roles, disable/enable, reset passwords.
+
+use super::{ErrorBanner, Guarded, TextField, failure_message, field_message, result_of};
+use crate::api::users::{CreateUser, ResetUserPassword, SetUserDisabled, SetUserRole, list_users};
+use crate::pages::account::NEW_PASSWORD_HINT;
+use crate::types::{AppError, CurrentUser, Role, UserRow};
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+/// The users page (admins only).
+#[component]
+pub fn UsersPage() -> impl IntoView {
+    view! {
+        <Title text="Users" />
+        <Guarded path="/users">
+            <UsersAdmin />
+        </Guarded>
+    }
+}
+
+#[component]
+fn UsersAdmin() -> impl IntoView {
+    let me = expect_context::<CurrentUser>();
+    let create = ServerAction::<CreateUser>::new();
+    let set_role = ServerAction::<SetUserRole>::new();
+    let set_disabled = ServerAction::<SetUserDisabled>::new();
+    let reset = ServerAction::<ResetUserPassword>::new();
+    let users = Resource::new(
+        move || {
+            (
+                create.version().get(),
+                set_role.version().get(),
+                set_disabled.version().get(),
+                reset.version().get(),
+            )
+        },
+        |_| list_users(),
+    );
+    let row_error = Signal::derive(move || {
+        [
+            set_role.value().get().and_then(Result::err),
+            set_disabled.value().get().and_then(Result::err),
+            reset
+                .value()
+                .get()
+                .and_then(Result::err)
+                .filter(|e| !matches!(e, AppError::Validation { .. })),
+        ]
+        .into_iter()
+        .flatten()
+        .next()
+        .map(|e: AppError| e.to_string())
+    });
+    let notice = RwSignal::new(None::<String>);
+    Effect::new(move |_| {
+        if let Some(Ok(row)) = create.value().get() {
+            notice.set(Some(format!(
+                "{} was created. Give them the initial password; they must change it at first sign-in.",
+                row.email
+            )));
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(Ok(row)) = reset.value().get() {
+            notice.set(Some(format!(
+                "The password of {} was reset and their sessions ended. They must change it at next sign-in.",
+                row.email
+            )));
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(Ok(row)) = set_disabled.value().get() {
+            notice.set(Some(if row.disabled {
+                format!("{} is disabled; their open sessions have ended.", row.email)
+            } else {
+                format!("{} can sign in again.", row.email)
+            }));
+        }
+    });
+    let create_value = result_of(create);
+    let creating = create.pending();
+    let my_id = me.id;
+
+    view! {
+        <section class="panel">
+            <h1>"Users"</h1>
+            {move || notice.get().map(|text| view! {
+                <p class="banner success" role="status" data-testid="users-notice">{text}</p>
+            })}
+            <ErrorBanner message=row_error />
+            <div class="table-wrap">
+                <table class="data" data-testid="users-table">
+                    <thead>
+                        <tr>
+                            <th scope="col">"Name"</th>
+                            <th scope="col">"Email"</th>
+                            <th scope="col">"Role"</th>
+                            <th scope="col">"Status"</th>
+                            <th scope="col">"Last sign-in"</th>
+                            <th scope="col">"Actions"</th>
+                        </tr>
+                    </thead>
+                    <Suspense fallback=|| view! { <tbody><tr><td colspan="6">"Loading users…"</td></tr></tbody> }>
+                        {move || Suspend::new(async move {
+                            match users.await {
+                                Ok(rows) => view! {
+                                    <tbody>
+                                        {rows.into_iter().map(|row| view! {
+                                            <UserRowView row=row my_id=my_id set_role=set_role set_disabled=set_disabled reset=reset />
+                                        }).collect_view()}
+                                    </tbody>
+                                }.into_any(),
+                                Err(error) => view! {
+                                    <tbody><tr><td colspan="6" class="banner error">{error.to_string()}</td></tr></tbody>
+                                }.into_any(),
+                            }
+                        })}
+                    </Suspense>
+                </table>
+            </div>
+        </section>
+
+        <section class="panel narrow">
+            <h2>"Add a user"</h2>
+            <ActionForm action=create attr:data-testid="create-user-form">
+                <TextField label="Email" name="email" id_prefix="new" kind="email" error=field_message(create_value, "email") />
+                <TextField label="Display name" name="display_name" id_prefix="new" maxlength=100 error=field_message(create_value, "display_name") />
+                <div class="field" class:invalid=move || field_message(create_value, "role").get().is_some()>
+                    <label for="new-role">"Role"</label>
+                    <select id="new-role" name="role">
+                        <option value="operator" selected>"Operator — creates and follows KYC links"</option>
+                        <option value="auditor">"Auditor — reads sessions and the audit log"</option>
+                        <option value="admin">"Admin — also manages users and credentials"</option>
+                    </select>
+                    {move || field_message(create_value, "role").get().map(|m| view! { <p class="field-error">{m}</p> })}
+                </div>
+                <TextField
+                    label="Initial password"
+                    name="password"
+                    id_prefix="new"
+                    kind="password"
+                    autocomplete="new-password"
+                    hint=NEW_PASSWORD_HINT
+                    error=field_message(create_value, "password")
+                />
+                <ErrorBanner message=Signal::derive(move || {
+                    match create_value.get() {
+                        Some(Err(AppError::Validation { .. })) => None,
+                        _ => failure_message(create_value).get(),
+                    }
+                }) />
+                <button type="submit" class="primary" disabled=move || creating.get()>
+                    {move || if creating.get() { "Creating…" } else { "Create user" }}
+                </button>
+            </ActionForm>
+        </section>
+    }
+}
+
+#[component]
+fn UserRowView(
+    row: UserRow,
+    my_id: i64,
+    set_role: ServerAction<SetUserRole>,
+    set_disabled: ServerAction<SetUserDisabled>,
+    reset: ServerAction<ResetUserPassword>,
+) -> impl IntoView {
+    let id = row.id;
+    let disabled = row.disabled;
+    let is_me = row.id == my_id;
+    let reset_value = result_of(reset);
+    let select_id = format!("role-{id}");
+    // Which row's reset form was submitted last, so its field error shows under that form.
+    let submitted_here = RwSignal::new(false);
+    view! {
+        <tr data-testid=format!("user-row-{}", row.email) class:disabled=disabled>
+            <td>
+                {row.display_name.clone()}
+                {is_me.then(|| view! { <span class="muted">" (you)"</span> })}
+            </td>
+            <td>{row.email.clone()}</td>
+            <td>
+                <label class="visually-hidden" for=select_id.clone()>{format!("Role of {}", row.email)}</label>
+                <select
+                    id=select_id
+                    on:change=move |ev| {
+                        set_role.dispatch(SetUserRole { user_id: id, role: event_target_value(&ev) });
+                    }
+                >
+                    {Role::ALL.into_iter().map(|role| view! {
+                        <option value=role.as_str() selected=role == row.role>{role.label()}</option>
+                    }).collect_view()}
+                </select>
+            </td>
+            <td>
+                {if disabled {
+                    view! { <span class="badge status-disabled">"Disabled"</span> }.into_any()
+                } else if row.must_change_password {
+                    view! { <span class="badge status-pending">"Must change password"</span> }.into_any()
+                } else {
+                    view! { <span class="badge status-active">"Active"</span> }.into_any()
+                }}
+            </td>
+            <td>{row.last_sign_in.clone().unwrap_or_else(|| "never".into())}</td>
+            <td class="actions">
+                {(!is_me).then(|| view! {
+                    <button
+                        type="button"
+                        class=if disabled { "secondary" } else { "danger" }
+                        on:click=move |_| {
+                            set_disabled.dispatch(SetUserDisabled { user_id: id, disabled: !disabled });
+                        }
+                    >
+                        {if disabled { "Enable" } else { "Disable" }}
+                    </button>
+                    <details class="inline-form" on:submit=move |_| submitted_here.set(true)>
+                        <summary>"Reset password"</summary>
+                        <ActionForm action=reset>
+                            <input type="hidden" name="user_id" value=id.to_string() />
+                            <TextField
+                                label="New temporary password"
+                                name="password"
+                                id_prefix=format!("reset-{id}")
+                                kind="password"
+                                autocomplete="new-password"
+                                error=Signal::derive(move || {
+                                    if submitted_here.get() { crate::types::field_error(&reset_value.get(), "password") } else { None }
+                                })
+                            />
+                            <button type="submit" class="secondary">"Set password"</button>
+                        </ActionForm>
+                    </details>
+                })}
+            </td>
+        </tr>
+    }
+}

@@ -1,0 +1,461 @@
+//! Staff account management: first-run setup, creating users, roles, disabling, password
+//! resets and changes. Shared by the server functions and the command line.
+
+use super::{AuthError, AuthUser, password::Verified, start_session};
+use crate::server::audit::{self, Actor, AuditEvent, Outcome, RequestMeta};
+use crate::server::db::{self, sessions, setup, users};
+use crate::server::state::AppState;
+use crate::server::web::internal_error;
+use crate::types::{AppError, FieldError, Role, SetupLinkState, UserRow};
+use crate::validation;
+use base64::Engine as _;
+use rand::RngCore as _;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use tower_sessions::Session;
+
+impl From<AuthError> for AppError {
+    fn from(error: AuthError) -> Self {
+        let unavailable = matches!(&error, AuthError::Db(e) if db::is_unavailable(e));
+        internal_error(&error, unavailable)
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(error: sqlx::Error) -> Self {
+        let unavailable = db::is_unavailable(&error);
+        internal_error(&error, unavailable)
+    }
+}
+
+fn push(fields: &mut Vec<FieldError>, field: &str, message: impl Into<String>) {
+    fields.push(FieldError {
+        field: field.into(),
+        message: message.into(),
+    });
+}
+
+fn hash_token(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// If no user exists yet, issues a one-time setup token and returns it (to be printed as a
+/// link); `None` once any user exists.
+pub async fn issue_setup_token(state: &AppState) -> Result<Option<String>, sqlx::Error> {
+    if users::count(&state.db.pool).await? > 0 {
+        return Ok(None);
+    }
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    setup::insert(&state.db.pool, &hash_token(&token)).await?;
+    Ok(Some(token))
+}
+
+/// Whether a setup link still works.
+pub async fn setup_link_state(
+    state: &AppState,
+    token: &str,
+) -> Result<SetupLinkState, sqlx::Error> {
+    if users::count(&state.db.pool).await? > 0 {
+        return Ok(SetupLinkState::AlreadySetUp);
+    }
+    if token.len() > 200 || !setup::exists(&state.db.pool, &hash_token(token)).await? {
+        return Ok(SetupLinkState::Unknown);
+    }
+    Ok(SetupLinkState::Usable)
+}
+
+/// The fields of a new account, as submitted.
+pub struct NewAccount {
+    /// Email as typed.
+    pub email: String,
+    /// Display name as typed.
+    pub display_name: String,
+    /// Role as submitted.
+    pub role: String,
+    /// Initial password.
+    pub password: SecretString,
+    /// Password repeated, when the form asks for it.
+    pub password_confirm: Option<SecretString>,
+}
+
+struct ValidAccount {
+    email: String,
+    display_name: String,
+    role: Role,
+}
+
+fn validate_account(input: &NewAccount) -> Result<ValidAccount, AppError> {
+    let mut fields = Vec::new();
+    let email = validation::normalize_email(&input.email)
+        .map_err(|m| push(&mut fields, "email", m))
+        .ok();
+    let display_name = validation::normalize_display_name(&input.display_name)
+        .map_err(|m| push(&mut fields, "display_name", m))
+        .ok();
+    let role = Role::parse(&input.role);
+    if role.is_none() {
+        push(&mut fields, "role", "Choose operator, admin or auditor.");
+    }
+    if let Some(problem) = validation::password_problem(
+        input.password.expose_secret(),
+        email.as_deref().unwrap_or(""),
+    ) {
+        push(&mut fields, "password", problem);
+    }
+    if let Some(confirm) = &input.password_confirm
+        && confirm.expose_secret() != input.password.expose_secret()
+    {
+        push(
+            &mut fields,
+            "password_confirm",
+            "The two passwords do not match.",
+        );
+    }
+    if let Some(error) = AppError::from_fields(fields) {
+        return Err(error);
+    }
+    Ok(ValidAccount {
+        email: email.unwrap_or_default(),
+        display_name: display_name.unwrap_or_default(),
+        role: role.unwrap_or(Role::Operator),
+    })
+}
+
+fn duplicate_email() -> AppError {
+    AppError::field("email", "A user with this email address already exists.")
+}
+
+/// Creates the first admin through a setup link and signs the session in as them.
+pub async fn create_first_admin(
+    state: &AppState,
+    session: &Session,
+    meta: &RequestMeta,
+    token: &str,
+    mut input: NewAccount,
+) -> Result<AuthUser, AppError> {
+    input.role = Role::Admin.as_str().into();
+    let valid = validate_account(&input)?;
+    let hash = state
+        .passwords
+        .hash(SecretString::from(
+            input.password.expose_secret().to_owned(),
+        ))
+        .await
+        .map_err(AuthError::from)?;
+    let mut tx = state.db.pool.begin().await?;
+    db::lock(&mut tx, "users").await?;
+    if users::count_in(&mut tx).await? > 0 {
+        return Err(AppError::Conflict(
+            "KYC Desk is already set up: this link no longer works. Sign in instead.".into(),
+        ));
+    }
+    if !setup::exists_in(&mut tx, &hash_token(token)).await? {
+        audit::record(
+            meta,
+            &AuditEvent::new(Actor::Anonymous, "setup.first_admin", Outcome::Denied)
+                .reason("unknown setup token"),
+        );
+        return Err(AppError::Forbidden(
+            "This setup link is not valid. Use the link printed in the server log.".into(),
+        ));
+    }
+    let id = users::insert(
+        &mut tx,
+        &users::NewUser {
+            email: &valid.email,
+            display_name: &valid.display_name,
+            role: Role::Admin,
+            password_hash: &hash,
+            must_change_password: false,
+        },
+    )
+    .await?;
+    setup::delete_all(&mut tx).await?;
+    tx.commit().await?;
+    start_session(session, id, 0).await?;
+    let admin = AuthUser {
+        id,
+        email: valid.email,
+        display_name: valid.display_name,
+        role: Role::Admin,
+        must_change_password: false,
+    };
+    audit::record(
+        meta,
+        &AuditEvent::new(admin.actor(), "setup.first_admin", Outcome::Success).object("user", id),
+    );
+    Ok(admin)
+}
+
+/// Creates a user. From the users page the initial password must be changed at first
+/// sign-in; the command line may choose.
+pub async fn create_user(
+    state: &AppState,
+    meta: &RequestMeta,
+    actor: Actor,
+    input: NewAccount,
+    must_change_password: bool,
+) -> Result<UserRow, AppError> {
+    let valid = validate_account(&input)?;
+    if users::find_by_email(&state.db.pool, &valid.email)
+        .await?
+        .is_some()
+    {
+        return Err(duplicate_email());
+    }
+    let hash = state
+        .passwords
+        .hash(input.password)
+        .await
+        .map_err(AuthError::from)?;
+    let mut tx = state.db.pool.begin().await?;
+    let inserted = users::insert(
+        &mut tx,
+        &users::NewUser {
+            email: &valid.email,
+            display_name: &valid.display_name,
+            role: valid.role,
+            password_hash: &hash,
+            must_change_password,
+        },
+    )
+    .await;
+    let id = match inserted {
+        Ok(id) => id,
+        Err(error) if users::is_unique_violation(&error) => return Err(duplicate_email()),
+        Err(error) => return Err(error.into()),
+    };
+    let created = users::find_by_id_in(&mut tx, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("The new user vanished.".into()))?;
+    tx.commit().await?;
+    audit::record(
+        meta,
+        &AuditEvent::new(actor, "user.create", Outcome::Success)
+            .object("user", id)
+            .detail(serde_json::json!({ "role": valid.role.as_str() })),
+    );
+    Ok(created.to_row())
+}
+
+fn last_admin_refusal(user: &users::UserRecord, verb: &str) -> AppError {
+    AppError::Conflict(format!(
+        "{} is the last active admin and cannot be {verb}. Make another user an admin first.",
+        user.display_name
+    ))
+}
+
+async fn target_user(
+    tx: &mut sqlx::AnyConnection,
+    user_id: i64,
+) -> Result<users::UserRecord, AppError> {
+    users::find_by_id_in(tx, user_id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("No such user. Reload the page.".into()))
+}
+
+/// Changes a user's role; the last active admin cannot be demoted.
+pub async fn set_role(
+    state: &AppState,
+    meta: &RequestMeta,
+    admin: &AuthUser,
+    user_id: i64,
+    role: &str,
+) -> Result<UserRow, AppError> {
+    let role = Role::parse(role)
+        .ok_or_else(|| AppError::field("role", "Choose operator, admin or auditor."))?;
+    let mut tx = state.db.pool.begin().await?;
+    db::lock(&mut tx, "users").await?;
+    let target = target_user(&mut tx, user_id).await?;
+    let old_role = target.role();
+    if old_role == Role::Admin
+        && role != Role::Admin
+        && target.disabled == 0
+        && users::count_other_active_admins(&mut tx, user_id).await? == 0
+    {
+        audit::record(
+            meta,
+            &AuditEvent::new(admin.actor(), "user.role_change", Outcome::Failure)
+                .object("user", user_id)
+                .reason("last active admin"),
+        );
+        return Err(last_admin_refusal(&target, "demoted"));
+    }
+    users::set_role(&mut tx, user_id, role).await?;
+    let updated = target_user(&mut tx, user_id).await?;
+    tx.commit().await?;
+    audit::record(
+        meta,
+        &AuditEvent::new(admin.actor(), "user.role_change", Outcome::Success)
+            .object("user", user_id)
+            .detail(serde_json::json!({ "from": old_role.as_str(), "to": role.as_str() })),
+    );
+    Ok(updated.to_row())
+}
+
+/// Disables (ending all of the user's sessions at once) or enables a user.
+pub async fn set_disabled(
+    state: &AppState,
+    meta: &RequestMeta,
+    admin: &AuthUser,
+    user_id: i64,
+    disabled: bool,
+) -> Result<UserRow, AppError> {
+    if disabled && user_id == admin.id {
+        return Err(AppError::Conflict(
+            "You cannot disable your own account.".into(),
+        ));
+    }
+    let mut tx = state.db.pool.begin().await?;
+    db::lock(&mut tx, "users").await?;
+    let target = target_user(&mut tx, user_id).await?;
+    if disabled
+        && target.role() == Role::Admin
+        && users::count_other_active_admins(&mut tx, user_id).await? == 0
+    {
+        return Err(last_admin_refusal(&target, "disabled"));
+    }
+    users::set_disabled(&mut tx, user_id, disabled).await?;
+    let ended = if disabled {
+        sessions::delete_for_user(&mut tx, user_id).await?
+    } else {
+        0
+    };
+    let updated = target_user(&mut tx, user_id).await?;
+    tx.commit().await?;
+    let action = if disabled {
+        "user.disable"
+    } else {
+        "user.enable"
+    };
+    audit::record(
+        meta,
+        &AuditEvent::new(admin.actor(), action, Outcome::Success)
+            .object("user", user_id)
+            .detail(serde_json::json!({ "sessions_ended": ended })),
+    );
+    Ok(updated.to_row())
+}
+
+/// Gives a user a new temporary password (to be changed at next sign-in) and ends all of
+/// their sessions.
+pub async fn reset_password(
+    state: &AppState,
+    meta: &RequestMeta,
+    admin: &AuthUser,
+    user_id: i64,
+    new_password: SecretString,
+) -> Result<UserRow, AppError> {
+    if user_id == admin.id {
+        return Err(AppError::Conflict(
+            "Use “Change password” to change your own password.".into(),
+        ));
+    }
+    let target = users::find_by_id(&state.db.pool, user_id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("No such user. Reload the page.".into()))?;
+    if let Some(problem) = validation::password_problem(new_password.expose_secret(), &target.email)
+    {
+        return Err(AppError::field("password", problem));
+    }
+    let hash = state
+        .passwords
+        .hash(new_password)
+        .await
+        .map_err(AuthError::from)?;
+    let mut tx = state.db.pool.begin().await?;
+    users::set_password(&mut tx, user_id, &hash, true).await?;
+    let ended = sessions::delete_for_user(&mut tx, user_id).await?;
+    let updated = target_user(&mut tx, user_id).await?;
+    tx.commit().await?;
+    audit::record(
+        meta,
+        &AuditEvent::new(admin.actor(), "user.password_reset", Outcome::Success)
+            .object("user", user_id)
+            .detail(serde_json::json!({ "sessions_ended": ended })),
+    );
+    Ok(updated.to_row())
+}
+
+/// Changes the caller's own password; every other session of theirs ends, this one
+/// continues under a new id.
+pub async fn change_own_password(
+    state: &AppState,
+    session: &Session,
+    meta: &RequestMeta,
+    user: &AuthUser,
+    current: SecretString,
+    new_password: SecretString,
+    confirm: SecretString,
+) -> Result<(), AppError> {
+    let mut fields = Vec::new();
+    if let Some(problem) = validation::password_problem(new_password.expose_secret(), &user.email) {
+        push(&mut fields, "new_password", problem);
+    } else if new_password.expose_secret() == current.expose_secret() {
+        push(
+            &mut fields,
+            "new_password",
+            "The new password must differ from the current one.",
+        );
+    }
+    if confirm.expose_secret() != new_password.expose_secret() {
+        push(
+            &mut fields,
+            "confirm_password",
+            "The two new passwords do not match.",
+        );
+    }
+    let record = users::find_by_id(&state.db.pool, user.id)
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    let verified = state
+        .passwords
+        .verify(current, Some(record.password_hash.clone()))
+        .await
+        .map_err(AuthError::from)?;
+    if verified == Verified::No {
+        push(
+            &mut fields,
+            "current_password",
+            "This is not your current password.",
+        );
+        audit::record(
+            meta,
+            &AuditEvent::new(user.actor(), "auth.password_change", Outcome::Failure)
+                .object("user", user.id)
+                .reason("wrong current password"),
+        );
+    }
+    if let Some(error) = AppError::from_fields(fields) {
+        return Err(error);
+    }
+    let hash = state
+        .passwords
+        .hash(new_password)
+        .await
+        .map_err(AuthError::from)?;
+    let mut tx = state.db.pool.begin().await?;
+    let epoch = users::set_password(&mut tx, user.id, &hash, false).await?;
+    let ended = sessions::delete_for_user(&mut tx, user.id).await?;
+    tx.commit().await?;
+    start_session(session, user.id, epoch).await?;
+    audit::record(
+        meta,
+        &AuditEvent::new(user.actor(), "auth.password_change", Outcome::Success)
+            .object("user", user.id)
+            .detail(serde_json::json!({ "other_sessions_ended": ended.saturating_sub(1) })),
+    );
+    Ok(())
+}
+
+/// Every user, for the users page.
+pub async fn list(state: &AppState) -> Result<Vec<UserRow>, AppError> {
+    Ok(users::list(&state.db.pool)
+        .await?
+        .iter()
+        .map(users::UserRecord::to_row)
+        .collect())
+}

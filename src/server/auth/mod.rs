@@ -1,0 +1,270 @@
+//! Staff authentication: passwords, signed-in sessions with idle and absolute timeouts,
+//! sign-in throttling and the role checks every server function runs.
+
+pub mod accounts;
+pub mod guard;
+pub mod password;
+pub mod throttle;
+
+use crate::server::audit::{self, Actor, AuditEvent, Outcome, RequestMeta};
+use crate::server::db::{self, sessions::AUTH_KEY, users::UserRecord};
+use crate::server::state::AppState;
+use crate::types::{CurrentUser, Role};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use tower_sessions::Session;
+
+/// Failures of the authentication layer. Logged in full; users see a generic message.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Database failure.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    /// Session store failure.
+    #[error("session store: {0}")]
+    Session(#[from] tower_sessions::session::Error),
+    /// Hashing failure.
+    #[error(transparent)]
+    Hash(#[from] password::HashError),
+}
+
+/// What a signed-in session remembers about its user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionAuth {
+    /// The user.
+    pub user_id: i64,
+    /// The user's session epoch at sign-in; a bump ends this session.
+    pub epoch: i64,
+    /// Sign-in time, Unix milliseconds (absolute timeout).
+    pub signed_in_at_ms: i64,
+    /// Last request, Unix milliseconds (idle timeout).
+    pub last_seen_at_ms: i64,
+}
+
+/// A signed-in, enabled user whose session is within its timeouts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthUser {
+    /// User id.
+    pub id: i64,
+    /// Email.
+    pub email: String,
+    /// Display name.
+    pub display_name: String,
+    /// Current role (read from the database on every request).
+    pub role: Role,
+    /// Must replace an initial or reset password before anything else.
+    pub must_change_password: bool,
+}
+
+impl AuthUser {
+    fn from_record(user: &UserRecord) -> Self {
+        AuthUser {
+            id: user.id,
+            email: user.email.clone(),
+            display_name: user.display_name.clone(),
+            role: user.role(),
+            must_change_password: user.must_change_password != 0,
+        }
+    }
+
+    /// The audit actor for this user.
+    pub fn actor(&self) -> Actor {
+        Actor::User {
+            id: self.id,
+            email: self.email.clone(),
+            role: self.role,
+        }
+    }
+
+    /// The view pages get.
+    pub fn current_user(&self) -> CurrentUser {
+        CurrentUser {
+            id: self.id,
+            email: self.email.clone(),
+            display_name: self.display_name.clone(),
+            role: self.role,
+            must_change_password: self.must_change_password,
+        }
+    }
+}
+
+/// `last_seen_at_ms` is rewritten at most this often, so a burst of requests costs one write
+/// (capped at a quarter of the idle timeout so short timeouts stay exact).
+const LAST_SEEN_GRANULARITY_MS: i64 = 5_000;
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The signed-in user of this session, or `None` (never signed in, timed out, disabled,
+/// password changed elsewhere). An ended session is cleared so its cookie stops working.
+pub async fn authenticate(
+    state: &AppState,
+    session: &Session,
+    meta: &RequestMeta,
+) -> Result<Option<AuthUser>, AuthError> {
+    let Some(mut auth) = session.get::<SessionAuth>(AUTH_KEY).await? else {
+        return Ok(None);
+    };
+    let now = now_ms();
+    let idle = state.config.session_idle_timeout.as_millis() as i64;
+    let absolute = state.config.session_absolute_timeout.as_millis() as i64;
+    let timed_out = if now - auth.last_seen_at_ms > idle {
+        Some("idle timeout")
+    } else if now - auth.signed_in_at_ms > absolute {
+        Some("absolute timeout")
+    } else {
+        None
+    };
+    if let Some(reason) = timed_out {
+        session.flush().await?;
+        audit::record(
+            meta,
+            &AuditEvent::new(Actor::System, "auth.session_timeout", Outcome::Success)
+                .object("user", auth.user_id)
+                .reason(reason),
+        );
+        return Ok(None);
+    }
+    let user = db::users::find_by_id(&state.db.pool, auth.user_id).await?;
+    let Some(user) = user.filter(|u| u.disabled == 0 && u.session_epoch == auth.epoch) else {
+        session.flush().await?;
+        return Ok(None);
+    };
+    if now - auth.last_seen_at_ms >= LAST_SEEN_GRANULARITY_MS.min(idle / 4) {
+        auth.last_seen_at_ms = now;
+        session.insert(AUTH_KEY, auth).await?;
+    }
+    Ok(Some(AuthUser::from_record(&user)))
+}
+
+/// Binds the session to `user` under a fresh session id (no fixation).
+pub async fn start_session(session: &Session, user_id: i64, epoch: i64) -> Result<(), AuthError> {
+    session.cycle_id().await?;
+    let now = now_ms();
+    session
+        .insert(
+            AUTH_KEY,
+            SessionAuth {
+                user_id,
+                epoch,
+                signed_in_at_ms: now,
+                last_seen_at_ms: now,
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// Why a sign-in was refused.
+#[derive(Debug)]
+pub enum SignInError {
+    /// Wrong email or password (never says which).
+    Invalid,
+    /// Too many failures for this account or this client address.
+    Throttled {
+        /// Seconds until another attempt may succeed.
+        retry_after_secs: u64,
+        /// Plain-words explanation (never reveals whether the account exists).
+        message: String,
+    },
+    /// Correct password, but an admin disabled the account.
+    Disabled,
+    /// Our failure.
+    Internal(AuthError),
+}
+
+impl<E: Into<AuthError>> From<E> for SignInError {
+    fn from(error: E) -> Self {
+        SignInError::Internal(error.into())
+    }
+}
+
+/// Checks email and password, applies throttling, and on success signs the session in.
+pub async fn sign_in(
+    state: &AppState,
+    session: &Session,
+    meta: &RequestMeta,
+    email_input: &str,
+    password: SecretString,
+) -> Result<AuthUser, SignInError> {
+    let email = email_input.trim().to_lowercase();
+    let pool = &state.db.pool;
+    if let Some(refusal) = throttle::check(pool, meta.ip, &email).await? {
+        audit::record(
+            meta,
+            &AuditEvent::new(Actor::Anonymous, "auth.sign_in", Outcome::Denied)
+                .reason("throttled")
+                .detail(serde_json::json!({
+                    "email": crate::validation::mask_email(&email),
+                    "scope": refusal.scope,
+                })),
+        );
+        return Err(SignInError::Throttled {
+            retry_after_secs: refusal.retry_after_secs,
+            message: refusal.message(),
+        });
+    }
+
+    let user = db::users::find_by_email(pool, &email).await?;
+    // Kept for a possible hash upgrade after a successful check.
+    let password_again = SecretString::from(password.expose_secret().to_owned());
+    let verified = state
+        .passwords
+        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+        .await?;
+    let (user, upgrade) = match (user, verified) {
+        (Some(user), password::Verified::Yes { upgrade }) => (user, upgrade),
+        _ => {
+            throttle::record_failure(pool, meta.ip, &email).await?;
+            audit::record(
+                meta,
+                &AuditEvent::new(Actor::Anonymous, "auth.sign_in", Outcome::Failure)
+                    .reason("wrong email or password")
+                    .detail(serde_json::json!({ "email": crate::validation::mask_email(&email) })),
+            );
+            return Err(SignInError::Invalid);
+        }
+    };
+    if user.disabled != 0 {
+        audit::record(
+            meta,
+            &AuditEvent::new(Actor::Anonymous, "auth.sign_in", Outcome::Denied)
+                .object("user", user.id)
+                .reason("account disabled"),
+        );
+        return Err(SignInError::Disabled);
+    }
+    throttle::clear_account(pool, &email).await?;
+    if upgrade {
+        let stronger = state.passwords.hash(password_again).await?;
+        db::users::upgrade_hash(pool, user.id, &stronger).await?;
+    }
+    db::users::touch_sign_in(pool, user.id).await?;
+    start_session(session, user.id, user.session_epoch).await?;
+    let signed_in = AuthUser::from_record(&user);
+    audit::record(
+        meta,
+        &AuditEvent::new(signed_in.actor(), "auth.sign_in", Outcome::Success)
+            .object("user", user.id)
+            .detail(serde_json::json!({ "password_hash_upgraded": upgrade })),
+    );
+    Ok(signed_in)
+}
+
+/// Ends this session.
+pub async fn sign_out(
+    session: &Session,
+    user: Option<&AuthUser>,
+    meta: &RequestMeta,
+) -> Result<(), AuthError> {
+    session.flush().await?;
+    if let Some(user) = user {
+        audit::record(
+            meta,
+            &AuditEvent::new(user.actor(), "auth.sign_out", Outcome::Success)
+                .object("user", user.id),
+        );
+    }
+    Ok(())
+}

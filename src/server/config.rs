@@ -1,0 +1,398 @@
+//! Typed configuration, read once at start from the environment (and an optional `.env`).
+//! Every problem names the variable and says what is wrong, so a bad deployment stops loudly.
+
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines for a terminal.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Everything the server needs to know about its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// sqlx URL: `sqlite://...` or `postgres://...`.
+    pub database_url: String,
+    /// Address the HTTP server binds to.
+    pub addr: SocketAddr,
+    /// The address users reach the console at (links, cookies, origin checks).
+    pub public_url: Url,
+    /// A session ends after this long without a request.
+    pub session_idle_timeout: Duration,
+    /// A session ends this long after sign-in, whatever the activity.
+    pub session_absolute_timeout: Duration,
+    /// Whether the session cookie carries `Secure`.
+    pub cookie_secure: bool,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Folder with the built site (`pkg/`, static files).
+    pub site_root: PathBuf,
+    /// Where the master key of the credential vault comes from.
+    pub master_key: crate::server::vault::KeySource,
+    /// Serve the built-in provider sandbox under `/sandbox/` and seed its credentials.
+    pub sandbox: bool,
+    /// Longest wait for a provider connection.
+    pub provider_connect_timeout: Duration,
+    /// Longest wait for a whole provider request.
+    pub provider_request_timeout: Duration,
+}
+
+/// A configuration problem, naming the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration error: {variable}: {problem}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub variable: &'static str,
+    /// What is wrong with it, and what would be right.
+    pub problem: String,
+}
+
+fn problem(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        problem: problem.into(),
+    }
+}
+
+/// Default database: an SQLite file under `data/`.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/kyc-desk.db";
+const DEFAULT_ADDR: &str = "127.0.0.1:3000";
+
+impl Config {
+    /// Reads the configuration from the process environment, after loading `.env` if present.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        if let Err(error) = dotenvy::dotenv()
+            && !error.not_found()
+        {
+            return Err(problem(".env", format!("could not be read: {error}")));
+        }
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(problem(
+                "DATABASE_URL",
+                "must start with sqlite:, postgres:// or postgresql:// (for example sqlite://data/kyc-desk.db)",
+            ));
+        }
+
+        // cargo-leptos passes the address it was configured with as LEPTOS_SITE_ADDR.
+        let addr_text = get("KYC_DESK_ADDR")
+            .or_else(|| get("LEPTOS_SITE_ADDR"))
+            .unwrap_or_else(|| DEFAULT_ADDR.into());
+        let addr: SocketAddr = addr_text.parse().map_err(|_| {
+            problem(
+                "KYC_DESK_ADDR",
+                format!("'{addr_text}' is not an address:port (for example 127.0.0.1:3000)"),
+            )
+        })?;
+
+        let public_text = get("KYC_DESK_PUBLIC_URL").unwrap_or_else(|| {
+            let host = if addr.ip().is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                match addr.ip() {
+                    IpAddr::V6(ip) => format!("[{ip}]"),
+                    IpAddr::V4(ip) => ip.to_string(),
+                }
+            };
+            format!("http://{host}:{}", addr.port())
+        });
+        let public_url = Url::parse(&public_text).map_err(|e| {
+            problem(
+                "KYC_DESK_PUBLIC_URL",
+                format!("'{public_text}' is not a URL ({e}); for example https://kyc.example.com"),
+            )
+        })?;
+        if !matches!(public_url.scheme(), "http" | "https") || public_url.host().is_none() {
+            return Err(problem(
+                "KYC_DESK_PUBLIC_URL",
+                "must be an http:// or https:// URL with a host",
+            ));
+        }
+        if public_url.path() != "/" || public_url.query().is_some() {
+            return Err(problem(
+                "KYC_DESK_PUBLIC_URL",
+                "must be the site's origin without a path or query (serving under a sub-path is not supported)",
+            ));
+        }
+
+        let session_idle_timeout = duration(&get, "KYC_DESK_SESSION_IDLE_TIMEOUT", "30m")?;
+        let session_absolute_timeout = duration(&get, "KYC_DESK_SESSION_ABSOLUTE_TIMEOUT", "12h")?;
+        if session_idle_timeout > session_absolute_timeout {
+            return Err(problem(
+                "KYC_DESK_SESSION_IDLE_TIMEOUT",
+                "must not be longer than KYC_DESK_SESSION_ABSOLUTE_TIMEOUT",
+            ));
+        }
+
+        let cookie_secure = match get("KYC_DESK_COOKIE_SECURE").as_deref() {
+            None | Some("auto") => !is_plain_http_localhost(&public_url),
+            Some("true") => true,
+            Some("false") => {
+                if public_url.scheme() == "https" {
+                    return Err(problem(
+                        "KYC_DESK_COOKIE_SECURE",
+                        "cannot be false when KYC_DESK_PUBLIC_URL is https",
+                    ));
+                }
+                false
+            }
+            Some(other) => {
+                return Err(problem(
+                    "KYC_DESK_COOKIE_SECURE",
+                    format!("'{other}' is not one of auto, true, false"),
+                ));
+            }
+        };
+
+        let log_format = match get("KYC_DESK_LOG_FORMAT").as_deref() {
+            None | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(problem(
+                    "KYC_DESK_LOG_FORMAT",
+                    format!("'{other}' is not one of pretty, json"),
+                ));
+            }
+        };
+
+        let trusted_proxies = match get("KYC_DESK_TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|item| {
+                    item.parse::<IpNet>()
+                        .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                        .map_err(|_| {
+                            problem(
+                                "KYC_DESK_TRUSTED_PROXIES",
+                                format!("'{item}' is not an IP address or CIDR range (for example 10.0.0.0/8)"),
+                            )
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+
+        let site_root = PathBuf::from(
+            get("KYC_DESK_SITE_ROOT")
+                .or_else(|| get("LEPTOS_SITE_ROOT"))
+                .unwrap_or_else(|| "target/site".into()),
+        );
+
+        let master_key = match (get("KYC_DESK_MASTER_KEY"), get("KYC_DESK_MASTER_KEY_FILE")) {
+            (Some(_), Some(_)) => {
+                return Err(problem(
+                    "KYC_DESK_MASTER_KEY",
+                    "set either KYC_DESK_MASTER_KEY or KYC_DESK_MASTER_KEY_FILE, not both",
+                ));
+            }
+            (Some(inline), None) => crate::server::vault::KeySource::Inline(inline),
+            (None, Some(path)) => crate::server::vault::KeySource::File {
+                path: PathBuf::from(path),
+                generate: match get("KYC_DESK_DEV_GENERATE_MASTER_KEY").as_deref() {
+                    None | Some("false") => false,
+                    Some("true") => true,
+                    Some(other) => {
+                        return Err(problem(
+                            "KYC_DESK_DEV_GENERATE_MASTER_KEY",
+                            format!("'{other}' is not one of true, false"),
+                        ));
+                    }
+                },
+            },
+            (None, None) => crate::server::vault::KeySource::None,
+        };
+
+        let sandbox = match get("KYC_DESK_SANDBOX").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(problem(
+                    "KYC_DESK_SANDBOX",
+                    format!("'{other}' is not one of true, false"),
+                ));
+            }
+        };
+
+        let provider_connect_timeout = duration(&get, "KYC_DESK_PROVIDER_CONNECT_TIMEOUT", "5s")?;
+        let provider_request_timeout = duration(&get, "KYC_DESK_PROVIDER_TIMEOUT", "20s")?;
+
+        Ok(Config {
+            database_url,
+            addr,
+            public_url,
+            session_idle_timeout,
+            session_absolute_timeout,
+            cookie_secure,
+            log_format,
+            trusted_proxies,
+            site_root,
+            master_key,
+            sandbox,
+            provider_connect_timeout,
+            provider_request_timeout,
+        })
+    }
+
+    /// The public origin (`scheme://host[:port]`), as browsers send it in `Origin`.
+    pub fn public_origin(&self) -> String {
+        self.public_url.origin().ascii_serialization()
+    }
+
+    /// Whether the console is served over HTTPS (enables HSTS).
+    pub fn is_https(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+}
+
+fn duration(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let text = get(variable).unwrap_or_else(|| default.into());
+    let value = humantime::parse_duration(&text).map_err(|_| {
+        problem(
+            variable,
+            format!("'{text}' is not a duration (examples: 45s, 30m, 12h)"),
+        )
+    })?;
+    if value < Duration::from_secs(1) {
+        return Err(problem(variable, "must be at least one second"));
+    }
+    Ok(value)
+}
+
+fn is_plain_http_localhost(url: &Url) -> bool {
+    url.scheme() == "http"
+        && match url.host() {
+            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(config.addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(config.public_origin(), "http://127.0.0.1:3000");
+        assert_eq!(config.session_idle_timeout, Duration::from_secs(30 * 60));
+        assert_eq!(
+            config.session_absolute_timeout,
+            Duration::from_secs(12 * 3600)
+        );
+        assert!(
+            !config.cookie_secure,
+            "plain-HTTP localhost gets no Secure flag"
+        );
+        assert_eq!(config.log_format, LogFormat::Pretty);
+        assert!(!config.sandbox, "the sandbox is off unless asked for");
+        assert_eq!(config.provider_connect_timeout, Duration::from_secs(5));
+        assert_eq!(config.provider_request_timeout, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn https_public_url_makes_cookies_secure() {
+        let config = load(&[("KYC_DESK_PUBLIC_URL", "https://kyc.example.com")]).unwrap();
+        assert!(config.cookie_secure);
+        assert!(config.is_https());
+        let config = load(&[("KYC_DESK_PUBLIC_URL", "http://kyc.internal:8080")]).unwrap();
+        assert!(
+            config.cookie_secure,
+            "plain HTTP off localhost still gets Secure"
+        );
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable() {
+        let cases = [
+            ("DATABASE_URL", "mysql://x"),
+            ("KYC_DESK_ADDR", "localhost"),
+            ("KYC_DESK_PUBLIC_URL", "not a url"),
+            ("KYC_DESK_PUBLIC_URL", "ftp://x.example"),
+            ("KYC_DESK_PUBLIC_URL", "https://x.example/sub"),
+            ("KYC_DESK_SESSION_IDLE_TIMEOUT", "30x"),
+            ("KYC_DESK_SESSION_ABSOLUTE_TIMEOUT", "0s"),
+            ("KYC_DESK_COOKIE_SECURE", "maybe"),
+            ("KYC_DESK_LOG_FORMAT", "xml"),
+            ("KYC_DESK_TRUSTED_PROXIES", "10.0.0.0/8, nonsense"),
+            ("KYC_DESK_DEV_GENERATE_MASTER_KEY", "yes"),
+            ("KYC_DESK_SANDBOX", "on"),
+            ("KYC_DESK_PROVIDER_TIMEOUT", "soon"),
+            ("KYC_DESK_PROVIDER_CONNECT_TIMEOUT", "0s"),
+        ];
+        for (variable, value) in cases {
+            let error = load(&[(variable, value), ("KYC_DESK_MASTER_KEY_FILE", "k")]).unwrap_err();
+            assert_eq!(error.variable, variable, "value {value:?}");
+            assert!(error.to_string().contains(variable));
+        }
+    }
+
+    #[test]
+    fn idle_longer_than_absolute_is_refused() {
+        let error = load(&[
+            ("KYC_DESK_SESSION_IDLE_TIMEOUT", "2h"),
+            ("KYC_DESK_SESSION_ABSOLUTE_TIMEOUT", "1h"),
+        ])
+        .unwrap_err();
+        assert_eq!(error.variable, "KYC_DESK_SESSION_IDLE_TIMEOUT");
+    }
+
+    #[test]
+    fn secure_false_is_refused_for_https() {
+        let error = load(&[
+            ("KYC_DESK_PUBLIC_URL", "https://kyc.example.com"),
+            ("KYC_DESK_COOKIE_SECURE", "false"),
+        ])
+        .unwrap_err();
+        assert_eq!(error.variable, "KYC_DESK_COOKIE_SECURE");
+    }
+
+    #[test]
+    fn trusted_proxies_accept_addresses_and_ranges() {
+        let config = load(&[("KYC_DESK_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")]).unwrap();
+        assert_eq!(config.trusted_proxies.len(), 2);
+        assert!(config.trusted_proxies[1].contains(&"127.0.0.1".parse::<IpAddr>().unwrap()));
+    }
+}

@@ -1,0 +1,222 @@
+//! Database access: one pool over SQLite or PostgreSQL (chosen by the URL scheme at run
+//! time), the embedded migrations of each backend, and one repository module per table group.
+//!
+//! All SQL is written once, in the dialect both backends accept (`$n` placeholders, integer
+//! timestamps in seconds, 0/1 flags), so no business logic is duplicated per backend.
+
+pub mod credentials;
+pub mod sessions;
+pub mod setup;
+pub mod throttle;
+pub mod users;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+use std::str::FromStr;
+use std::time::Duration;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Which database server is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// Database failures, with enough context for the log. Never shown to users raw.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database could not be opened or reached.
+    #[error("cannot open the database at {target}: {source}")]
+    Connect {
+        /// The URL without credentials.
+        target: String,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// The data folder for SQLite could not be created.
+    #[error("cannot create the database folder {path}: {source}")]
+    Folder {
+        /// The folder.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Applying migrations failed; the failing migration was rolled back.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed.
+    #[error("database query failed: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+impl DbError {
+    /// Whether the failure means the database is unreachable (as opposed to a bad query).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Connect { .. } => true,
+            DbError::Query(error) => is_unavailable(error),
+            _ => false,
+        }
+    }
+}
+
+/// Whether a driver error means "the database is not reachable right now".
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+    )
+}
+
+/// The connection pool and which backend it talks to.
+#[derive(Clone, Debug)]
+pub struct Db {
+    /// The pool; repositories take `&AnyPool` or a transaction.
+    pub pool: AnyPool,
+    /// The backend behind it.
+    pub backend: Backend,
+}
+
+/// Strips the password from a database URL so it can be logged.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("****"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Db {
+    /// Opens the pool (creating the SQLite file and its folder if needed). Does not migrate.
+    pub async fn connect(url: &str) -> Result<Db, DbError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let mut url = url.to_string();
+        if backend == Backend::Sqlite {
+            let path = sqlite_path(&url);
+            if let Some(parent) = std::path::Path::new(&path).parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent).map_err(|source| DbError::Folder {
+                    path: parent.display().to_string(),
+                    source,
+                })?;
+            }
+            if !url.contains("mode=") {
+                url.push(if url.contains('?') { '&' } else { '?' });
+                url.push_str("mode=rwc");
+            }
+        }
+        let options = AnyConnectOptions::from_str(&url).map_err(|source| DbError::Connect {
+            target: redact_url(&url),
+            source,
+        })?;
+        let mut pool_options = AnyPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(5))
+            .max_connections(match backend {
+                Backend::Sqlite => 8,
+                Backend::Postgres => 16,
+            });
+        if backend == Backend::Sqlite {
+            pool_options = pool_options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool_options
+            .connect_with(options)
+            .await
+            .map_err(|source| DbError::Connect {
+                target: redact_url(&url),
+                source,
+            })?;
+        Ok(Db { pool, backend })
+    }
+
+    /// Applies the embedded migrations of this backend. Each migration runs in its own
+    /// transaction, so a failure leaves no half-applied migration behind.
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Cheap liveness query for `/readyz`.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// Takes the named application lock for the rest of the transaction. Writing the row makes
+/// PostgreSQL hold a row lock and SQLite take its write lock up front, so check-then-write
+/// sequences (the last admin, first-run setup) cannot interleave.
+pub async fn lock(conn: &mut sqlx::AnyConnection, name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE app_locks SET counter = counter + 1 WHERE name = $1")
+        .bind(name)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+fn sqlite_path(url: &str) -> String {
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    rest.split('?').next().unwrap_or_default().to_string()
+}
+
+/// Current time as Unix seconds, the one time unit stored in the database.
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Formats stored Unix seconds for display, in UTC.
+pub fn format_time(seconds: i64) -> String {
+    chrono::DateTime::from_timestamp(seconds, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|| "—".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_paths_are_found_in_urls() {
+        assert_eq!(sqlite_path("sqlite://data/kyc-desk.db"), "data/kyc-desk.db");
+        assert_eq!(sqlite_path("sqlite:/tmp/x.db?mode=rwc"), "/tmp/x.db");
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(
+            redact_url("postgres://app:hunter2@db:5432/kyc"),
+            "postgres://app:****@db:5432/kyc"
+        );
+        assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+}

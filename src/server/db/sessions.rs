@@ -1,0 +1,143 @@
+//! The `auth_sessions` table: a tower-sessions store in the application database, so every
+//! app instance behind a load balancer sees the same sessions, and all sessions of one user
+//! can be ended at once.
+
+use async_trait::async_trait;
+use sqlx::AnyPool;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, SessionStore};
+
+/// Key of the signed-in user's data inside a session record.
+pub const AUTH_KEY: &str = "auth";
+
+/// Session store over the application's pool.
+#[derive(Clone, Debug)]
+pub struct SqlSessionStore {
+    pool: AnyPool,
+}
+
+impl SqlSessionStore {
+    /// A store over `pool`.
+    pub fn new(pool: AnyPool) -> Self {
+        SqlSessionStore { pool }
+    }
+}
+
+fn backend(error: sqlx::Error) -> session_store::Error {
+    session_store::Error::Backend(error.to_string())
+}
+
+fn user_id_of(record: &Record) -> Option<i64> {
+    record
+        .data
+        .get(AUTH_KEY)
+        .and_then(|auth| auth.get("user_id"))
+        .and_then(|id| id.as_i64())
+}
+
+#[async_trait]
+impl SessionStore for SqlSessionStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let data = serde_json::to_string(&record.data)
+            .map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        // A fresh id collides with astronomically small probability; retry rather than overwrite.
+        loop {
+            let inserted = sqlx::query(
+                "INSERT INTO auth_sessions (id, user_id, data, expires_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(record.id.to_string())
+            .bind(user_id_of(record))
+            .bind(&data)
+            .bind(record.expiry_date.unix_timestamp())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+            if inserted.rows_affected() == 1 {
+                return Ok(());
+            }
+            record.id = Id::default();
+        }
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let data = serde_json::to_string(&record.data)
+            .map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        sqlx::query(
+            "INSERT INTO auth_sessions (id, user_id, data, expires_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, data = excluded.data, \
+             expires_at = excluded.expires_at",
+        )
+        .bind(record.id.to_string())
+        .bind(user_id_of(record))
+        .bind(&data)
+        .bind(record.expiry_date.unix_timestamp())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT data, expires_at FROM auth_sessions WHERE id = $1 AND expires_at > $2",
+        )
+        .bind(id.to_string())
+        .bind(super::now())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        let Some((data, expires_at)) = row else {
+            return Ok(None);
+        };
+        let data =
+            serde_json::from_str(&data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        let expiry_date =
+            tower_sessions::cookie::time::OffsetDateTime::from_unix_timestamp(expires_at)
+                .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        Ok(Some(Record {
+            id: *id,
+            data,
+            expiry_date,
+        }))
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        sqlx::query("DELETE FROM auth_sessions WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+/// Ends every session of one user (disable, password reset, password change).
+pub async fn delete_for_user(
+    conn: &mut sqlx::AnyConnection,
+    user_id: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM auth_sessions WHERE user_id = $1")
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Number of stored sessions of one user (tests and the users page).
+pub async fn count_for_user(pool: &AnyPool, user_id: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM auth_sessions WHERE user_id = $1 AND expires_at > $2")
+        .bind(user_id)
+        .bind(super::now())
+        .fetch_one(pool)
+        .await
+}
+
+/// Removes expired sessions; run periodically.
+pub async fn delete_expired(pool: &AnyPool) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM auth_sessions WHERE expires_at <= $1")
+        .bind(super::now())
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,13 @@
+//! Server-only code: nothing in here is compiled into the browser bundle.
+
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod credentials;
+pub mod db;
+pub mod notify;
+pub mod providers;
+pub mod sandbox;
+pub mod state;
+pub mod vault;
+pub mod web;

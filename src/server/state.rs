@@ -1,0 +1,86 @@
+//! The one shared state of the server.
+
+use crate::server::auth::password::{HashError, Passwords};
+use crate::server::config::Config;
+use crate::server::credentials;
+use crate::server::db::{Db, DbError};
+use crate::server::providers::ProviderHttp;
+use crate::server::vault::{self, Vault};
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use std::sync::Arc;
+
+/// Shared by every request handler and server function.
+#[derive(Clone)]
+pub struct AppState {
+    /// Configuration loaded at start.
+    pub config: Arc<Config>,
+    /// The database.
+    pub db: Db,
+    /// Password hashing.
+    pub passwords: Passwords,
+    /// Leptos rendering options.
+    pub leptos_options: LeptosOptions,
+    /// The credential vault; `None` when no master key is configured (credentials cannot be
+    /// stored then, and the credentials page says why).
+    pub vault: Option<Arc<Vault>>,
+    /// The one HTTP client for provider calls.
+    pub providers: ProviderHttp,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Database could not be opened or migrated.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Password hashing could not be prepared.
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    /// The provider HTTP client could not be built.
+    #[error("provider HTTP client: {0}")]
+    Providers(String),
+    /// The master key is unusable or does not match the stored credentials.
+    #[error("master key: {0}")]
+    MasterKey(String),
+}
+
+impl AppState {
+    /// Opens and migrates the database and prepares the services.
+    pub async fn open(config: Config) -> Result<Self, StartError> {
+        let db = Db::connect(&config.database_url).await?;
+        db.migrate().await?;
+        let key = vault::load_key(&config.master_key)
+            .map_err(|e| StartError::MasterKey(e.to_string()))?;
+        let vault = credentials::open_vault(&db, key, &config.master_key.to_string())
+            .await
+            .map_err(StartError::MasterKey)?
+            .map(Arc::new);
+        let passwords = Passwords::new().await?;
+        let providers = ProviderHttp::new(
+            config.provider_connect_timeout,
+            config.provider_request_timeout,
+        )
+        .map_err(|e| StartError::Providers(e.to_string()))?;
+        let leptos_options = LeptosOptions::builder()
+            .output_name("kyc-desk")
+            .site_root(config.site_root.to_string_lossy().to_string())
+            .site_pkg_dir("pkg")
+            .site_addr(config.addr)
+            .build();
+        Ok(AppState {
+            config: Arc::new(config),
+            db,
+            passwords,
+            leptos_options,
+            vault,
+            providers,
+        })
+    }
+}

@@ -1,0 +1,614 @@
+//! HTTP plumbing: the router, security headers, the origin (CSRF) check, body limits, the
+//! sign-in redirect for pages, health endpoints, request ids and error statuses.
+
+use crate::app::{App, shell};
+use crate::server::audit::{self, Actor, AuditEvent, Outcome, RequestMeta};
+use crate::server::auth;
+use crate::server::db;
+use crate::server::state::AppState;
+use crate::types::{AppError, may_open};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use base64::Engine as _;
+use leptos::prelude::*;
+use leptos_axum::{LeptosRoutes, ResponseOptions, generate_route_list};
+use rand::RngCore as _;
+use std::net::{IpAddr, SocketAddr};
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "kyc_desk_session";
+const REQUEST_ID: &str = "x-request-id";
+
+/// The per-request CSP nonce, shared between the header and the hydration scripts.
+#[derive(Clone, Debug)]
+pub struct CspNonce(pub String);
+
+/// Builds the whole application router.
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let context_state = state.clone();
+    let shell_options = state.leptos_options.clone();
+    let sessions =
+        SessionManagerLayer::new(db::sessions::SqlSessionStore::new(state.db.pool.clone()))
+            .with_name(SESSION_COOKIE)
+            .with_http_only(true)
+            .with_same_site(SameSite::Strict)
+            .with_secure(state.config.cookie_secure)
+            .with_path("/")
+            .with_expiry(Expiry::OnInactivity(
+                tower_sessions::cookie::time::Duration::seconds(
+                    state.config.session_idle_timeout.as_secs() as i64,
+                ),
+            ));
+
+    let mut router = Router::new();
+    if state.config.sandbox {
+        let sandbox = crate::server::sandbox::seed::sandbox_for(state.config.public_url.as_str());
+        router = router.nest_service("/sandbox", sandbox.router());
+    }
+    router
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(context_state.clone()),
+            move || shell(shell_options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                        let request_id = request
+                            .headers()
+                            .get(REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        tracing::info_span!(
+                            "request",
+                            method = %request.method(),
+                            path = %request.uri().path(),
+                            request_id = %request_id,
+                        )
+                    }),
+                )
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    security_headers,
+                ))
+                .layer(middleware::from_fn_with_state(state.clone(), origin_check))
+                .layer(middleware::from_fn(body_size_check))
+                .layer(sessions)
+                .layer(middleware::from_fn_with_state(state.clone(), page_guard)),
+        )
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.db.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}
+
+/// Paths that answer without a session: sign-in, setup, health, static files, server
+/// functions (which check the session themselves and answer 401).
+fn is_public(path: &str) -> bool {
+    path == "/login"
+        || path.starts_with("/setup/")
+        || path == "/healthz"
+        || path == "/readyz"
+        || path.starts_with("/api/")
+        || path.starts_with("/pkg/")
+        || path.starts_with("/sandbox/")
+        || path
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains('.'))
+}
+
+fn is_static(path: &str) -> bool {
+    path.starts_with("/pkg/")
+        || path
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains('.'))
+}
+
+/// Client address, honouring `X-Forwarded-For` only when the peer is a trusted proxy.
+pub fn client_ip(state: &AppState, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+    let peer = peer?;
+    let trusted = |ip: &IpAddr| {
+        state
+            .config
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(ip))
+    };
+    if !trusted(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|part| part.trim().parse().ok())
+        .collect();
+    // Walk from the nearest hop outwards; the first untrusted address is the client.
+    Some(
+        forwarded
+            .iter()
+            .rev()
+            .find(|ip| !trusted(ip))
+            .copied()
+            .unwrap_or(peer),
+    )
+}
+
+fn meta_from(
+    state: &AppState,
+    extensions: &axum::http::Extensions,
+    headers: &HeaderMap,
+) -> RequestMeta {
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    RequestMeta {
+        ip: client_ip(state, peer, headers),
+        request_id: headers
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string(),
+    }
+}
+
+/// The request context of the server function or page being run.
+pub fn request_meta(state: &AppState) -> RequestMeta {
+    match use_context::<axum::http::request::Parts>() {
+        Some(parts) => meta_from(state, &parts.extensions, &parts.headers),
+        None => RequestMeta::default(),
+    }
+}
+
+fn current_request_id() -> String {
+    use_context::<axum::http::request::Parts>()
+        .and_then(|parts| {
+            parts
+                .headers
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "-".into())
+}
+
+/// Logs an internal failure with the request id and returns the error users see (which
+/// carries only the id). `unavailable` marks a dependency outage (answered with 503).
+pub fn internal_error(error: &dyn std::fmt::Display, unavailable: bool) -> AppError {
+    let request_id = current_request_id();
+    tracing::error!(%request_id, %error, "request failed");
+    let app_error = if unavailable {
+        AppError::Unavailable(format!(
+            "The database is not reachable right now. Please try again in a moment (reference {request_id})."
+        ))
+    } else {
+        AppError::Internal { request_id }
+    };
+    set_error_status(&app_error);
+    app_error
+}
+
+/// Sets the HTTP status (and `Retry-After`) of the current server-function response.
+pub fn set_error_status(error: &AppError) {
+    if let Some(response) = use_context::<ResponseOptions>() {
+        response.set_status(
+            StatusCode::from_u16(error.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        );
+        if let AppError::TooManyRequests {
+            retry_after_secs, ..
+        } = error
+            && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
+        {
+            response.insert_header(header::RETRY_AFTER, value);
+        }
+    }
+}
+
+/// Runs a server function's body and gives any error its HTTP status.
+pub async fn respond<T>(
+    body: impl std::future::Future<Output = Result<T, AppError>>,
+) -> Result<T, AppError> {
+    let result = body.await;
+    if let Err(error) = &result {
+        set_error_status(error);
+    }
+    result
+}
+
+fn error_response(path: &str, error: AppError) -> Response {
+    let status =
+        StatusCode::from_u16(error.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if path.starts_with("/api/") {
+        // Server-function clients decode this body as the function's error.
+        let body = serde_json::to_string(&error).unwrap_or_default();
+        (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    } else {
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            error.to_string(),
+        )
+            .into_response()
+    }
+}
+
+fn random_nonce() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+async fn security_headers(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let nonce = random_nonce();
+    request.extensions_mut().insert(CspNonce(nonce.clone()));
+    let path = request.uri().path().to_string();
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let csp = format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    );
+    if let Ok(value) = HeaderValue::from_str(&csp) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        "permissions-policy",
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),
+    );
+    if !is_static(&path) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if state.config.is_https() {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    response
+}
+
+fn is_state_changing(method: &Method) -> bool {
+    !matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// Whether a state-changing request comes from our own pages. Browsers always send
+/// `Origin` on such requests; older ones send at least `Sec-Fetch-Site`. Requests with
+/// neither come from non-browser clients, which carry no ambient cookies to abuse.
+pub fn same_origin(public_origin: &str, headers: &HeaderMap) -> bool {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
+        if origin == public_origin {
+            return true;
+        }
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let authority = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"));
+        return matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h));
+    }
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some(site) => site == "same-origin" || site == "none",
+        None => true,
+    }
+}
+
+async fn origin_check(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if is_state_changing(request.method())
+        && !same_origin(&state.config.public_origin(), request.headers())
+    {
+        let meta = meta_from(&state, request.extensions(), request.headers());
+        let path = request.uri().path().to_string();
+        audit::record(
+            &meta,
+            &AuditEvent::new(Actor::Anonymous, "access.denied", Outcome::Denied)
+                .reason("cross-origin request refused")
+                .detail(serde_json::json!({ "path": path })),
+        );
+        return error_response(
+            &path,
+            AppError::Forbidden("This request came from another site and was refused.".into()),
+        );
+    }
+    next.run(request).await
+}
+
+async fn body_size_check(request: Request, next: Next) -> Response {
+    let too_large = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|length| length > MAX_BODY_BYTES);
+    if too_large {
+        let path = request.uri().path().to_string();
+        let mut response = error_response(
+            &path,
+            AppError::Request("The request is too large (the limit is 1 MiB).".into()),
+        );
+        *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+        return response;
+    }
+    // Bodies without a length (chunked) are cut off at the same limit while being read.
+    let (parts, body) = request.into_parts();
+    let limited = Body::new(http_body_util::Limited::new(body, MAX_BODY_BYTES));
+    next.run(Request::from_parts(parts, limited)).await
+}
+
+fn login_redirect(path_and_query: &str) -> Response {
+    let next: String = url::form_urlencoded::byte_serialize(path_and_query.as_bytes()).collect();
+    let location = if path_and_query == "/" {
+        "/login".to_string()
+    } else {
+        format!("/login?next={next}")
+    };
+    Redirect::to(&location).into_response()
+}
+
+/// Pages (not server functions, not static files) need a signed-in user: without one they
+/// redirect to the sign-in page; a user who must change their password is sent there; a
+/// page the role may not open is answered 403 (and renders the "no access" panel).
+async fn page_guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // Nested services (the sandbox) see their path with the prefix stripped; judge the
+    // address the client actually asked for.
+    let original = request
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map(|uri| uri.0.clone())
+        .unwrap_or_else(|| request.uri().clone());
+    let path = original.path().to_string();
+    if !matches!(*request.method(), Method::GET | Method::HEAD)
+        || is_public(&path) && path != "/login"
+    {
+        return next.run(request).await;
+    }
+    let Some(session) = request.extensions().get::<Session>().cloned() else {
+        return next.run(request).await;
+    };
+    let meta = meta_from(&state, request.extensions(), request.headers());
+    let user = match auth::authenticate(&state, &session, &meta).await {
+        Ok(user) => user,
+        Err(error) => {
+            let unavailable = matches!(&error, auth::AuthError::Db(e) if db::is_unavailable(e));
+            tracing::error!(request_id = %meta.request_id, %error, "page authentication failed");
+            let status = if unavailable {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            return (
+                status,
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                unavailable_page(&meta.request_id, unavailable),
+            )
+                .into_response();
+        }
+    };
+    if path == "/login" {
+        return match user {
+            Some(_) => Redirect::to("/").into_response(),
+            None => next.run(request).await,
+        };
+    }
+    let Some(user) = user else {
+        let target = original
+            .path_and_query()
+            .map(|pq| pq.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        return login_redirect(&target);
+    };
+    if user.must_change_password && path != "/account/password" {
+        return Redirect::to("/account/password").into_response();
+    }
+    let allowed = may_open(user.role, &path);
+    if !allowed {
+        audit::record(
+            &meta,
+            &AuditEvent::new(user.actor(), "access.denied", Outcome::Denied)
+                .reason("role may not open this page")
+                .detail(serde_json::json!({ "path": path })),
+        );
+    }
+    let mut response = next.run(request).await;
+    if !allowed {
+        *response.status_mut() = StatusCode::FORBIDDEN;
+    }
+    response
+}
+
+fn unavailable_page(request_id: &str, unavailable: bool) -> String {
+    let message = if unavailable {
+        "KYC Desk cannot reach its database right now. Nothing was lost; please reload this page in a moment."
+    } else {
+        "Something went wrong on our side. Please reload the page; if it keeps happening, give an admin the reference below."
+    };
+    format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>KYC Desk — temporarily unavailable</title>\
+         <link rel=\"stylesheet\" href=\"/pkg/kyc-desk.css\"></head><body><main class=\"standalone\"><h1>Temporarily unavailable</h1>\
+         <p>{message}</p><p class=\"muted\">Reference: {request_id}</p></main></body></html>"
+    )
+}
+
+/// Resolves when the process is asked to stop (SIGTERM or Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// Periodic clean-up of expired sessions and stale throttle counters.
+pub fn spawn_housekeeping(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            if let Err(error) = db::sessions::delete_expired(&state.db.pool).await {
+                tracing::warn!(%error, "could not delete expired sessions");
+            }
+            if let Err(error) = auth::throttle::prune(&state.db.pool).await {
+                tracing::warn!(%error, "could not prune sign-in counters");
+            }
+        }
+    });
+}
+
+/// Binds and serves until shutdown.
+pub async fn serve(state: AppState) -> std::io::Result<()> {
+    let addr = state.config.addr;
+    let app = router(state.clone());
+    spawn_housekeeping(state);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!("KYC Desk listening on http://{addr}");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn origin_rules() {
+        let public = "https://kyc.example.com";
+        assert!(same_origin(
+            public,
+            &headers(&[("origin", "https://kyc.example.com")])
+        ));
+        assert!(same_origin(
+            public,
+            &headers(&[
+                ("origin", "http://127.0.0.1:3000"),
+                ("host", "127.0.0.1:3000")
+            ])
+        ));
+        assert!(!same_origin(
+            public,
+            &headers(&[
+                ("origin", "https://evil.example"),
+                ("host", "kyc.example.com")
+            ])
+        ));
+        assert!(!same_origin(public, &headers(&[("origin", "null")])));
+        assert!(!same_origin(
+            public,
+            &headers(&[("sec-fetch-site", "cross-site")])
+        ));
+        assert!(!same_origin(
+            public,
+            &headers(&[("sec-fetch-site", "same-site")])
+        ));
+        assert!(same_origin(
+            public,
+            &headers(&[("sec-fetch-site", "same-origin")])
+        ));
+        assert!(
+            same_origin(public, &headers(&[])),
+            "non-browser clients carry no ambient cookies"
+        );
+    }
+
+    #[test]
+    fn public_paths() {
+        for path in [
+            "/login",
+            "/setup/abc",
+            "/healthz",
+            "/readyz",
+            "/api/login",
+            "/pkg/kyc-desk.js",
+            "/favicon.ico",
+        ] {
+            assert!(is_public(path), "{path}");
+        }
+        for path in ["/", "/users", "/sessions", "/account/password"] {
+            assert!(!is_public(path), "{path}");
+        }
+    }
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Runs KYC Desk's whole test suite: Rust unit and integration tests against SQLite and
+# PostgreSQL, a check that the browser bundle carries no server-only strings, and the
+# Playwright browser tests in Debian's Chromium against the real built app.
+#
+# Pass-through: `./test.sh -- <cargo test filter>` runs only matching Rust tests and skips
+# the browser tests.
+set -euo pipefail
+cd "$(dirname "$0")"
+source ./setup.sh
+ensure_build_tools
+
+rust_filter=()
+only_rust=0
+if [ "${1:-}" = "--" ]; then shift; rust_filter=("$@"); only_rust=1; fi
+ensure_test_tools
+
+# --- PostgreSQL: required on CI, optional (and loudly reported) elsewhere ----------------
+skip_postgres=()
+if ensure_postgres; then
+  export TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+  # Drop databases left behind by earlier runs that were interrupted.
+  psql "$TEST_POSTGRES_URL" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'kycdesk_t_%'" 2>/dev/null |
+    while read -r name; do psql "$TEST_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null 2>&1 || true; done
+elif [ "${CI:-}" = "true" ]; then
+  echo "FAILED: no PostgreSQL answers at 127.0.0.1:5432, and CI must run the PostgreSQL tests." >&2
+  exit 1
+else
+  say "WARNING: no PostgreSQL at 127.0.0.1:5432 — the PostgreSQL tests are NOT run (SQLite only)."
+  skip_postgres=(--skip postgres)
+fi
+
+say "Rust tests (SQLite${TEST_POSTGRES_URL:+ and PostgreSQL})"
+cargo test --features ssr -- "${rust_filter[@]}" "${skip_postgres[@]}"
+[ "$only_rust" = 1 ] && exit 0
+
+# --- Build the real app; canary values in the environment must not reach the bundle ----
+canary="kyc-canary-$(date +%s)-secret"
+say "building the app (cargo leptos build)"
+# (Not DATABASE_URL: sqlx macros track it, so a changing value would rebuild the server every run.)
+KYC_DESK_MASTER_KEY="$canary" KYC_DESK_SMTP_PASSWORD="$canary" KYC_DESK_SESSION_SECRET="$canary" \
+  cargo leptos build
+
+say "checking the browser bundle for server-only strings"
+bundle=(target/site/pkg/*.wasm target/site/pkg/*.js)
+leaks=0
+for needle in "$canary" "CREATE TABLE" "sign_in_throttle" "auth_sessions" "password_hash" '$argon2id$' "DATABASE_URL" "SELECT COUNT"; do
+  if grep -a -q -F -- "$needle" "${bundle[@]}"; then
+    echo "LEAK: '$needle' is in the browser bundle" >&2
+    leaks=1
+  fi
+done
+# The check itself must be able to fail: a string the bundle is known to carry is found.
+grep -a -q -F "Wrong email or password." "${bundle[@]}" || { echo "bundle check is broken: expected text not found" >&2; exit 1; }
+[ "$leaks" = 0 ] || exit 1
+
+# --- Browser tests against the built server on a fresh SQLite database -----------------
+workdir="$(mktemp -d)"
+# A free port, so a dev server (or another run) on a fixed port cannot answer in its place.
+port="${KYC_DESK_E2E_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
+log="$workdir/server.log"
+say "starting the app for the browser tests on 127.0.0.1:$port (log: $log)"
+DATABASE_URL="sqlite://$workdir/e2e.db" KYC_DESK_ADDR="127.0.0.1:$port" KYC_DESK_SITE_ROOT=target/site \
+  KYC_DESK_SANDBOX=true KYC_DESK_MASTER_KEY_FILE="$workdir/master.key" KYC_DESK_DEV_GENERATE_MASTER_KEY=true \
+  RUST_LOG=info target/debug/kyc-desk serve >"$log" 2>&1 &
+server_pid=$!
+trap 'kill $server_pid 2>/dev/null || true; wait $server_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 120); do
+  kill -0 "$server_pid" 2>/dev/null || { cat "$log" >&2; echo "the server did not start" >&2; exit 1; }
+  curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+kill -0 "$server_pid" 2>/dev/null || { cat "$log" >&2; echo "the server stopped" >&2; exit 1; }
+grep -q "listening on http://127.0.0.1:$port" "$log" || { cat "$log" >&2; echo "another process answers on port $port" >&2; exit 1; }
+say "Playwright tests in Chromium"
+(cd end2end && KYC_DESK_BASE_URL="http://127.0.0.1:$port" KYC_DESK_LOG="$log" npx playwright test)
+# Nothing secret may appear in the server's log: not the canaries the browser tests typed in.
+if grep -q -F "canary-" "$log"; then
+  echo "LEAK: a canary secret appears in the server log $log" >&2
+  exit 1
+fi
+say "all tests passed"

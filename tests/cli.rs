@@ -1,0 +1,242 @@
+//! The command line of the `kyc-desk` binary.
+#![cfg(feature = "ssr")]
+
+mod common;
+
+use common::fresh_database;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn kyc_desk(database_url: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
+    kyc_desk_with(database_url, &[], args, stdin)
+}
+
+fn kyc_desk_with(
+    database_url: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+    stdin: &str,
+) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kyc-desk"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kyc-desk");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+both_backends!(
+    create_user_reads_the_password_from_stdin,
+    |backend| async move {
+        let (url, _dir) = fresh_database(backend).await;
+        let (code, stdout, stderr) = kyc_desk(
+            &url,
+            &[
+                "create-user",
+                "--email",
+                "Root@Example.com",
+                "--role",
+                "admin",
+            ],
+            "a long admin passphrase\n",
+        );
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stdout.contains("Created root@example.com (admin)"),
+            "{stdout}"
+        );
+
+        // The same rules as the users page: a weak password and a duplicate are refused.
+        let (code, _, stderr) = kyc_desk(
+            &url,
+            &[
+                "create-user",
+                "--email",
+                "b@example.com",
+                "--role",
+                "operator",
+            ],
+            "short\n",
+        );
+        assert_eq!(code, 1);
+        assert!(
+            stderr.contains("password: Use at least 12 characters"),
+            "{stderr}"
+        );
+        let (code, _, stderr) = kyc_desk(
+            &url,
+            &[
+                "create-user",
+                "--email",
+                "root@example.com",
+                "--role",
+                "operator",
+            ],
+            "another long phrase\n",
+        );
+        assert_eq!(code, 1);
+        assert!(stderr.contains("already exists"), "{stderr}");
+        let (code, _, stderr) = kyc_desk(
+            &url,
+            &[
+                "create-user",
+                "--email",
+                "c@example.com",
+                "--role",
+                "superuser",
+            ],
+            "another long phrase\n",
+        );
+        assert_eq!(code, 1);
+        assert!(
+            stderr.contains("role: Choose operator, admin or auditor"),
+            "{stderr}"
+        );
+        let (code, _, stderr) = kyc_desk(
+            &url,
+            &[
+                "create-user",
+                "--email",
+                "c@example.com",
+                "--role",
+                "operator",
+            ],
+            "",
+        );
+        assert_eq!(code, 2);
+        assert!(stderr.contains("no password on standard input"), "{stderr}");
+
+        // There is no way to pass the password as an argument.
+        let (code, _, stderr) = kyc_desk(
+            &url,
+            &[
+                "create-user",
+                "--email",
+                "d@example.com",
+                "--role",
+                "operator",
+                "--password",
+                "x",
+            ],
+            "",
+        );
+        assert_eq!(code, 2);
+        assert!(stderr.contains("unexpected argument"), "{stderr}");
+    }
+);
+
+#[test]
+fn help_lists_the_commands() {
+    let (code, stdout, _) = kyc_desk("sqlite::memory:", &["--help"], "");
+    assert_eq!(code, 0);
+    for command in ["serve", "create-user"] {
+        assert!(
+            stdout.contains(command),
+            "{command} missing from:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn bad_configuration_stops_the_start_naming_the_variable() {
+    let (code, _, stderr) = kyc_desk("mysql://nope", &["serve"], "");
+    assert_eq!(code, 2);
+    assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+}
+
+#[test]
+fn an_unwritable_database_location_stops_the_start_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, "not a folder").unwrap();
+    let url = format!("sqlite://{}/sub/kyc.db", blocker.display());
+    let (code, _, stderr) = kyc_desk(&url, &["serve"], "");
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("cannot create the database folder"),
+        "{stderr}"
+    );
+}
+
+both_backends!(
+    credentials_import_list_and_master_key_rotation,
+    |backend| async move {
+        let (url, _dir) = fresh_database(backend).await;
+        let keys = tempfile::tempdir().unwrap();
+        let key = kyc_desk::server::vault::MasterKey::generate()
+            .to_base64()
+            .to_string();
+        let with_key = [("KYC_DESK_MASTER_KEY", key.as_str())];
+        let json = r#"{"kind": "message_central_ekyc", "environment": "trial",
+        "settings": {"company_name": "Acme Bank", "basic_flow_id": "FLOW-1"},
+        "secrets": {"api_key": "Bearer canary-cli-key-123456"}}"#;
+        let (code, stdout, stderr) =
+            kyc_desk_with(&url, &with_key, &["credentials", "import"], json);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stdout.contains("note: The API key was pasted with its 'Bearer ' prefix"),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains("created message_central_ekyc/trial version 1"),
+            "{stdout}"
+        );
+
+        let (code, stdout, _) = kyc_desk_with(&url, &with_key, &["credentials", "list"], "");
+        assert_eq!(code, 0);
+        assert!(stdout.contains("api_key: •••• 3456"), "{stdout}");
+        assert!(!stdout.contains("canary-cli-key"), "{stdout}");
+
+        let bad = json.replace("Acme Bank", &"A".repeat(201));
+        let (code, _, stderr) = kyc_desk_with(&url, &with_key, &["credentials", "import"], &bad);
+        assert_eq!(code, 1);
+        assert!(
+            stderr.contains("company_name: At most 200 characters"),
+            "{stderr}"
+        );
+        let (code, _, stderr) =
+            kyc_desk_with(&url, &with_key, &["credentials", "import"], "{not json");
+        assert_eq!(code, 2);
+        assert!(stderr.contains("not a credential set in JSON"), "{stderr}");
+
+        let new_key = keys.path().join("new.key");
+        let new_key = new_key.to_str().unwrap();
+        let (code, stdout, stderr) = kyc_desk_with(
+            &url,
+            &with_key,
+            &["rotate-master-key", "--new-key-file", new_key],
+            "",
+        );
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains("Re-encrypted 1 secrets"), "{stdout}");
+        let (code, _, stderr) = kyc_desk_with(&url, &with_key, &["credentials", "list"], "");
+        assert_eq!(code, 1, "the old key is refused after rotation");
+        assert!(stderr.contains("is not the master key"), "{stderr}");
+        let (code, stdout, stderr) = kyc_desk_with(
+            &url,
+            &[("KYC_DESK_MASTER_KEY_FILE", new_key)],
+            &["credentials", "list"],
+            "",
+        );
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains("•••• 3456"));
+    }
+);

@@ -1,0 +1,222 @@
+//! Test harness: a real KYC Desk server on a free port over an isolated database (a fresh
+//! SQLite file, or a fresh PostgreSQL database on the server named by TEST_POSTGRES_URL).
+#![allow(dead_code)]
+
+use kyc_desk::server::audit::{Actor, RequestMeta};
+use kyc_desk::server::auth::accounts;
+use kyc_desk::server::config::Config;
+use kyc_desk::server::state::AppState;
+use kyc_desk::server::web;
+use kyc_desk::types::{Role, UserRow};
+use reqwest::StatusCode;
+use secrecy::SecretString;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running server.
+pub struct TestApp {
+    pub base: String,
+    pub state: AppState,
+    pub database_url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Password used for users the tests create.
+pub const PASSWORD: &str = "correct horse battery 42";
+
+/// A fresh, empty database URL for `backend`.
+pub async fn fresh_database(backend: Backend) -> (String, Option<tempfile::TempDir>) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}/kyc-desk.db", dir.path().display());
+            (url, Some(dir))
+        }
+        Backend::Postgres => {
+            let admin_url = std::env::var("TEST_POSTGRES_URL").expect(
+                "TEST_POSTGRES_URL is not set: the PostgreSQL variant of this test cannot run. \
+                 Use the README's test command (it sets it), or filter with `--skip postgres`.",
+            );
+            sqlx::any::install_default_drivers();
+            let name = format!("kycdesk_t_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
+                .await
+                .expect("connect to TEST_POSTGRES_URL");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            let mut url = url::Url::parse(&admin_url).expect("TEST_POSTGRES_URL is a URL");
+            url.set_path(&name);
+            (url.to_string(), None)
+        }
+    }
+}
+
+impl TestApp {
+    /// Starts a server on `backend` with default settings.
+    pub async fn start(backend: Backend) -> TestApp {
+        Self::start_with(backend, &[]).await
+    }
+
+    /// Starts a server on `backend` with extra configuration variables.
+    pub async fn start_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+        let (database_url, dir) = fresh_database(backend).await;
+        Self::start_on(&database_url, dir, extra).await
+    }
+
+    /// Starts a server on an existing database (a second instance, for instance).
+    pub async fn start_on(
+        database_url: &str,
+        dir: Option<tempfile::TempDir>,
+        extra: &[(&str, &str)],
+    ) -> TestApp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut vars: HashMap<String, String> = HashMap::new();
+        vars.insert("DATABASE_URL".into(), database_url.into());
+        vars.insert("KYC_DESK_ADDR".into(), addr.to_string());
+        vars.insert("KYC_DESK_SITE_ROOT".into(), "target/site".into());
+        for (k, v) in extra {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("test config");
+        let state = AppState::open(config).await.expect("open app state");
+        let router = web::router(state.clone());
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        TestApp {
+            base: format!("http://{addr}"),
+            state,
+            database_url: database_url.to_string(),
+            _dir: dir,
+        }
+    }
+
+    /// A browser-like client: keeps cookies, does not follow redirects.
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    /// Calls a server function with form-encoded arguments; returns status and JSON body.
+    pub async fn call(
+        &self,
+        client: &reqwest::Client,
+        function: &str,
+        args: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let response = client
+            .post(format!("{}/api/{function}", self.base))
+            .header("origin", &self.base)
+            .form(args)
+            .send()
+            .await
+            .expect("server function request");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, body)
+    }
+
+    /// GET a page; returns status, Location header and body.
+    pub async fn get(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+    ) -> (StatusCode, Option<String>, String) {
+        let response = client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("page request");
+        let status = response.status();
+        let location = response
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_string());
+        (status, location, response.text().await.unwrap())
+    }
+
+    /// Creates a user directly (as the command line would), with [`PASSWORD`].
+    pub async fn user(&self, email: &str, role: Role) -> UserRow {
+        self.user_with(email, role, false).await
+    }
+
+    /// Creates a user, optionally with a password that must be changed.
+    pub async fn user_with(&self, email: &str, role: Role, temporary: bool) -> UserRow {
+        accounts::create_user(
+            &self.state,
+            &RequestMeta::cli(),
+            Actor::Cli,
+            accounts::NewAccount {
+                email: email.into(),
+                display_name: email.split('@').next().unwrap().into(),
+                role: role.as_str().into(),
+                password: SecretString::from(PASSWORD),
+                password_confirm: None,
+            },
+            temporary,
+        )
+        .await
+        .expect("create test user")
+    }
+
+    /// A client signed in as `email` with [`PASSWORD`].
+    pub async fn signed_in(&self, email: &str) -> reqwest::Client {
+        let client = self.client();
+        let (status, body) = self
+            .call(
+                &client,
+                "login",
+                &[("email", email), ("password", PASSWORD)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "sign-in of {email} failed: {body}");
+        client
+    }
+
+    /// The signed-in user according to the server, or `Value::Null`.
+    pub async fn whoami(&self, client: &reqwest::Client) -> Value {
+        let (status, body) = self.call(client, "whoami", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+}
+
+/// Runs one async test body against SQLite and against PostgreSQL, as two tests named
+/// `<name>::sqlite` and `<name>::postgres`.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                ($body)($crate::common::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                ($body)($crate::common::Backend::Postgres).await;
+            }
+        }
+    };
+}
