@@ -2,9 +2,10 @@
 
 use crate::api::auth::{Logout, whoami};
 use crate::pages::account::{ChangePasswordPage, LoginPage, SetupPage};
+use crate::pages::audit::AuditLogPage;
 use crate::pages::credentials::CredentialsPage;
 use crate::pages::dashboard::Dashboard;
-use crate::pages::placeholders::{AuditPage, LinksPage, SessionsPage};
+use crate::pages::placeholders::{LinksPage, SessionsPage};
 use crate::pages::users::UsersPage;
 use crate::pages::{ErrorBanner, Guarded, NotFound, go_to};
 use crate::types::{AREAS, AppError, CurrentUser};
@@ -70,7 +71,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("sessions") view=SessionsPage />
                     <Route path=path!("users") view=UsersPage />
                     <Route path=path!("credentials") view=CredentialsPage />
-                    <Route path=path!("audit") view=AuditPage />
+                    <Route path=path!("audit") view=AuditLogPage />
                     <Route path=path!("account/password") view=AccountPage />
                 </ParentRoute>
             </Routes>

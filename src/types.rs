@@ -324,3 +324,123 @@ pub fn field_error<T>(result: &Option<Result<T, AppError>>, field: &str) -> Opti
         _ => None,
     }
 }
+
+/// Percent-encodes a query-string value (both sides need it for shareable filter links).
+pub fn query_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// Filters of the audit page, exactly as they appear in its URL (all optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    /// From this UTC date or date-time (`YYYY-MM-DD` or `YYYY-MM-DDTHH:MM`), inclusive.
+    #[serde(default)]
+    pub from: String,
+    /// Until this UTC date (inclusive, whole day) or date-time (exclusive).
+    #[serde(default)]
+    pub to: String,
+    /// Part of the actor's email, or a role (`system`, `cli`, `anonymous`, ...).
+    #[serde(default)]
+    pub actor: String,
+    /// An action (`link.create`) or a family ending in a dot (`auth.`).
+    #[serde(default)]
+    pub action: String,
+    /// An object type (`user`), or type and id (`user:7`).
+    #[serde(default)]
+    pub object: String,
+    /// `success`, `failure`, `denied` or `error`.
+    #[serde(default)]
+    pub outcome: String,
+    /// Words searched in the reason and the detail.
+    #[serde(default)]
+    pub q: String,
+    /// Keyset cursor: only rows older than this seq.
+    #[serde(default)]
+    pub before: Option<i64>,
+}
+
+impl AuditFilter {
+    /// The URL query (without `?`) of these filters, without the cursor.
+    pub fn to_query(&self) -> String {
+        [
+            ("from", &self.from),
+            ("to", &self.to),
+            ("actor", &self.actor),
+            ("action", &self.action),
+            ("object", &self.object),
+            ("outcome", &self.outcome),
+            ("q", &self.q),
+        ]
+        .iter()
+        .filter(|(_, value)| !value.trim().is_empty())
+        .map(|(name, value)| format!("{name}={}", query_escape(value.trim())))
+        .collect::<Vec<_>>()
+        .join("&")
+    }
+}
+
+/// One audit row as the auditor's page shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Position in the chain.
+    pub seq: i64,
+    /// UTC time, `YYYY-MM-DD HH:MM:SS.mmm UTC`.
+    pub time: String,
+    /// Staff user id, if the actor was a user.
+    pub actor_id: Option<i64>,
+    /// Staff email ('' for system, cli, anonymous).
+    pub actor_email: String,
+    /// Role at the time, or `system` / `cli` / `anonymous`.
+    pub actor_role: String,
+    /// Client address.
+    pub ip: String,
+    /// Request id (matches the server's log lines).
+    pub request_id: String,
+    /// Dotted action.
+    pub action: String,
+    /// Object type.
+    pub object_type: String,
+    /// Object id.
+    pub object_id: String,
+    /// `success` / `failure` / `denied` / `error`.
+    pub outcome: String,
+    /// Reason in plain words.
+    pub reason: String,
+    /// Detail JSON, pretty-printed.
+    pub detail: String,
+    /// MAC of the previous row.
+    pub prev_mac: String,
+    /// This row's MAC.
+    pub mac: String,
+}
+
+/// One page of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPage {
+    /// Matching rows, newest first (at most 50).
+    pub entries: Vec<AuditEntry>,
+    /// Cursor of the next (older) page, if there is one.
+    pub next_before: Option<i64>,
+}
+
+/// The result of checking the audit chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditVerification {
+    /// True when every row verified.
+    pub intact: bool,
+    /// Rows verified (before the break, if any).
+    pub rows: u64,
+    /// The first broken seq.
+    pub broken_seq: Option<i64>,
+    /// One sentence for the page.
+    pub summary: String,
+}

@@ -83,7 +83,13 @@ fn safe_next(next: Option<&str>) -> String {
 pub async fn logout() -> Result<(), AppError> {
     respond(async move {
         let caller = guard::caller().await?;
-        auth::sign_out(&caller.session, caller.user.as_ref(), &caller.meta).await?;
+        auth::sign_out(
+            &caller.state,
+            &caller.session,
+            caller.user.as_ref(),
+            &caller.meta,
+        )
+        .await?;
         Ok(())
     })
     .await

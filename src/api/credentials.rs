@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 #[cfg(feature = "ssr")]
 use {
     crate::credentials::CredentialKind,
-    crate::server::audit::{self, AuditEvent, Outcome},
+    crate::server::audit::{AuditEvent, Outcome},
     crate::server::auth::{guard, password::Verified},
     crate::server::credentials,
     crate::server::db,
@@ -82,15 +82,19 @@ pub async fn save_credential(
                 .await
                 .map_err(crate::server::auth::AuthError::from)?;
             if verified == Verified::No {
-                audit::record(
-                    &caller.meta,
-                    &AuditEvent::new(admin.actor(), "credential.rotate", Outcome::Denied)
-                        .object(
-                            "credential",
-                            format!("{}/{}", input.kind.trim(), input.environment.trim()),
-                        )
-                        .reason("re-authentication failed"),
-                );
+                state
+                    .audit
+                    .record(
+                        &state.db,
+                        &caller.meta,
+                        &AuditEvent::new(admin.actor(), "credential.rotate", Outcome::Denied)
+                            .object(
+                                "credential",
+                                format!("{}/{}", input.kind.trim(), input.environment.trim()),
+                            )
+                            .reason("re-authentication failed"),
+                    )
+                    .await;
                 return Err(AppError::field(
                     "reauth_password",
                     "This is not your password; the rotation was refused.",
@@ -135,20 +139,25 @@ pub async fn test_credential(
             confirm_generation.unwrap_or(false),
         )
         .await?;
-        audit::record(
-            &caller.meta,
-            &AuditEvent::new(
-                admin.actor(),
-                "credential.test",
-                if result.0 {
-                    Outcome::Success
-                } else {
-                    Outcome::Failure
-                },
+        caller
+            .state
+            .audit
+            .record(
+                &caller.state.db,
+                &caller.meta,
+                &AuditEvent::new(
+                    admin.actor(),
+                    "credential.test",
+                    if result.0 {
+                        Outcome::Success
+                    } else {
+                        Outcome::Failure
+                    },
+                )
+                .object("credential", kind.name(&environment))
+                .reason(result.1.clone()),
             )
-            .object("credential", kind.name(&environment))
-            .reason(result.1.clone()),
-        );
+            .await;
         if result.0 {
             Ok(result.1)
         } else {

@@ -1,6 +1,7 @@
 //! Pages and the small components they share. UI only: no secrets, no SQL.
 
 pub mod account;
+pub mod audit;
 pub mod credentials;
 pub mod dashboard;
 pub mod placeholders;

@@ -30,9 +30,3 @@ pub fn LinksPage() -> impl IntoView {
 pub fn SessionsPage() -> impl IntoView {
     view! { <ComingNext title="Sessions" path="/sessions" what="the history of every KYC session, with filters, search, timeline and CSV export." /> }
 }
-
-/// Audit log (auditors and admins).
-#[component]
-pub fn AuditPage() -> impl IntoView {
-    view! { <ComingNext title="Audit log" path="/audit" what="the tamper-evident log of staff actions, with filters, verification and export." /> }
-}

@@ -6,7 +6,7 @@ use crate::credentials::{
     CheckedCredential, CredentialInput, CredentialKind, CredentialView, MaskedSecret,
     check_credential,
 };
-use crate::server::audit::{self, Actor, AuditEvent, Outcome, RequestMeta};
+use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
 use crate::server::db::{self, credentials as repo};
 use crate::server::state::AppState;
 use crate::server::vault::{self, MasterKey, Sealed, SecretSlot, Vault, VaultError};
@@ -239,21 +239,25 @@ pub async fn save(
         .await?
         .ok_or_else(|| AppError::NotFound("The saved credential vanished.".into()))?;
     let secrets = repo::secrets_of(&mut tx, id).await?;
-    tx.commit().await?;
-    audit::record(
-        meta,
-        &AuditEvent::new(
-            actor,
-            match change {
-                "created" => "credential.create",
-                "rotated" => "credential.rotate",
-                _ => "credential.update",
-            },
-            Outcome::Success,
+    state
+        .audit
+        .append(
+            &mut tx,
+            meta,
+            &AuditEvent::new(
+                actor,
+                match change {
+                    "created" => "credential.create",
+                    "rotated" => "credential.rotate",
+                    _ => "credential.update",
+                },
+                Outcome::Success,
+            )
+            .object("credential", checked.kind.name(&checked.environment))
+            .detail(detail),
         )
-        .object("credential", checked.kind.name(&checked.environment))
-        .detail(detail),
-    );
+        .await?;
+    tx.commit().await?;
     Ok(SaveOutcome {
         view: view_of(&row, &secrets)
             .ok_or_else(|| AppError::NotFound("Unknown credential kind.".into()))?,
@@ -346,12 +350,20 @@ pub async fn rotate_master_key(
         let resealed = secret_row(&new, row.credential_id, *version, &row.field, &value);
         repo::put_secret(&mut tx, &resealed).await?;
     }
+    // The audit key moves to the new master key in the same transaction, so old rows keep
+    // verifying after the old key is gone.
+    state.audit.reseal(&mut tx, &new).await?;
+    state
+        .audit
+        .append(
+            &mut tx,
+            &RequestMeta::cli(),
+            &AuditEvent::new(Actor::Cli, "vault.master_key_rotate", Outcome::Success).detail(
+                serde_json::json!({ "from_version": old.key_version(), "to_version": new_version, "secrets": sealed.len() }),
+            ),
+        )
+        .await?;
     tx.commit().await?;
-    audit::record(
-        &RequestMeta::cli(),
-        &AuditEvent::new(Actor::Cli, "vault.master_key_rotate", Outcome::Success)
-            .detail(serde_json::json!({ "from_version": old.key_version(), "to_version": new_version, "secrets": sealed.len() })),
-    );
     Ok(sealed.len())
 }
 

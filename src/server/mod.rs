@@ -4,6 +4,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod credentials;
+pub mod csv;
 pub mod db;
 pub mod notify;
 pub mod providers;

@@ -1,5 +1,6 @@
 //! The one shared state of the server.
 
+use crate::server::audit::AuditLog;
 use crate::server::auth::password::{HashError, Passwords};
 use crate::server::config::Config;
 use crate::server::credentials;
@@ -21,9 +22,11 @@ pub struct AppState {
     pub passwords: Passwords,
     /// Leptos rendering options.
     pub leptos_options: LeptosOptions,
-    /// The credential vault; `None` when no master key is configured (credentials cannot be
-    /// stored then, and the credentials page says why).
+    /// The credential vault. Always present in a running server (the master key is required
+    /// at start); an `Option` so tools can build a state without one.
     pub vault: Option<Arc<Vault>>,
+    /// The tamper-evident audit log.
+    pub audit: AuditLog,
     /// The one HTTP client for provider calls.
     pub providers: ProviderHttp,
 }
@@ -58,10 +61,24 @@ impl AppState {
         db.migrate().await?;
         let key = vault::load_key(&config.master_key)
             .map_err(|e| StartError::MasterKey(e.to_string()))?;
-        let vault = credentials::open_vault(&db, key, &config.master_key.to_string())
+        let Some(key) = key else {
+            return Err(StartError::MasterKey(
+                "no master key is configured. Set KYC_DESK_MASTER_KEY (base64 of 32 random bytes) or \
+                 KYC_DESK_MASTER_KEY_FILE: stored credentials are encrypted and the audit log is signed \
+                 with keys derived from it. On a development machine, KYC_DESK_DEV_GENERATE_MASTER_KEY=true \
+                 with KYC_DESK_MASTER_KEY_FILE creates one."
+                    .into(),
+            ));
+        };
+        let vault = credentials::open_vault(&db, Some(key), &config.master_key.to_string())
             .await
             .map_err(StartError::MasterKey)?
-            .map(Arc::new);
+            .map(Arc::new)
+            .ok_or_else(|| StartError::MasterKey("the master key could not be opened".into()))?;
+        let audit = AuditLog::open(&db, &vault)
+            .await
+            .map_err(|e| StartError::MasterKey(e.to_string()))?;
+        let vault = Some(vault);
         let passwords = Passwords::new().await?;
         let providers = ProviderHttp::new(
             config.provider_connect_timeout,
@@ -80,6 +97,7 @@ impl AppState {
             passwords,
             leptos_options,
             vault,
+            audit,
             providers,
         })
     }

@@ -2,7 +2,7 @@
 //! sign-in redirect for pages, health endpoints, request ids and error statuses.
 
 use crate::app::{App, shell};
-use crate::server::audit::{self, Actor, AuditEvent, Outcome, RequestMeta};
+use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
 use crate::server::auth;
 use crate::server::db;
 use crate::server::state::AppState;
@@ -47,9 +47,11 @@ pub fn router(state: AppState) -> Router {
             .with_same_site(SameSite::Strict)
             .with_secure(state.config.cookie_secure)
             .with_path("/")
+            // The store keeps a session up to the absolute timeout; the idle timeout is
+            // enforced (and its end recorded in the audit log) by `auth::authenticate`.
             .with_expiry(Expiry::OnInactivity(
                 tower_sessions::cookie::time::Duration::seconds(
-                    state.config.session_idle_timeout.as_secs() as i64,
+                    state.config.session_absolute_timeout.as_secs() as i64,
                 ),
             ));
 
@@ -61,6 +63,7 @@ pub fn router(state: AppState) -> Router {
     router
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/audit/export.csv", get(audit_export))
         .leptos_routes_with_context(
             &state,
             routes,
@@ -355,12 +358,16 @@ async fn origin_check(State(state): State<AppState>, request: Request, next: Nex
     {
         let meta = meta_from(&state, request.extensions(), request.headers());
         let path = request.uri().path().to_string();
-        audit::record(
-            &meta,
-            &AuditEvent::new(Actor::Anonymous, "access.denied", Outcome::Denied)
-                .reason("cross-origin request refused")
-                .detail(serde_json::json!({ "path": path })),
-        );
+        state
+            .audit
+            .record(
+                &state.db,
+                &meta,
+                &AuditEvent::new(Actor::Anonymous, "access.denied", Outcome::Denied)
+                    .reason("cross-origin request refused")
+                    .detail(serde_json::json!({ "path": path })),
+            )
+            .await;
         return error_response(
             &path,
             AppError::Forbidden("This request came from another site and was refused.".into()),
@@ -458,12 +465,16 @@ async fn page_guard(State(state): State<AppState>, request: Request, next: Next)
     }
     let allowed = may_open(user.role, &path);
     if !allowed {
-        audit::record(
-            &meta,
-            &AuditEvent::new(user.actor(), "access.denied", Outcome::Denied)
-                .reason("role may not open this page")
-                .detail(serde_json::json!({ "path": path })),
-        );
+        state
+            .audit
+            .record(
+                &state.db,
+                &meta,
+                &AuditEvent::new(user.actor(), "access.denied", Outcome::Denied)
+                    .reason("role may not open this page")
+                    .detail(serde_json::json!({ "path": path })),
+            )
+            .await;
     }
     let mut response = next.run(request).await;
     if !allowed {
@@ -611,4 +622,132 @@ mod tests {
             assert!(!is_public(path), "{path}");
         }
     }
+}
+
+/// `GET /audit/export.csv?<filters>`: the filtered audit rows as CSV, newest first, streamed
+/// page by page (keyset), with the chain head at the time of the export as the last line.
+/// Auditors and admins only; the export itself is recorded before the first byte.
+async fn audit_export(
+    State(state): State<AppState>,
+    axum::extract::Query(filter): axum::extract::Query<crate::types::AuditFilter>,
+    request: Request,
+) -> Response {
+    use crate::server::audit::view;
+    use crate::server::db::audit as repo;
+    use crate::types::Role;
+    use futures::StreamExt as _;
+
+    let meta = meta_from(&state, request.extensions(), request.headers());
+    let Some(session) = request.extensions().get::<Session>().cloned() else {
+        return error_response("/audit/export.csv", AppError::Unauthorized);
+    };
+    let user = match auth::authenticate(&state, &session, &meta).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return error_response("/audit/export.csv", AppError::Unauthorized),
+        Err(error) => {
+            tracing::error!(request_id = %meta.request_id, %error, "export authentication failed");
+            return error_response(
+                "/audit/export.csv",
+                AppError::Internal {
+                    request_id: meta.request_id.clone(),
+                },
+            );
+        }
+    };
+    if !matches!(user.role, Role::Auditor | Role::Admin) || user.must_change_password {
+        return error_response(
+            "/audit/export.csv",
+            AppError::Forbidden("Your role cannot export the audit log.".into()),
+        );
+    }
+    let mut query = match view::parse_filter(&filter) {
+        Ok(query) => query,
+        Err(error) => return error_response("/audit/export.csv", error),
+    };
+    let head = match repo::head_of(&state.db.pool).await {
+        Ok(head) => head,
+        Err(error) => {
+            tracing::error!(request_id = %meta.request_id, %error, "export failed");
+            return error_response(
+                "/audit/export.csv",
+                AppError::Unavailable(
+                    "The database is not reachable right now. Try again in a moment.".into(),
+                ),
+            );
+        }
+    };
+    // Pin the export to the rows that existed when it started.
+    let head_seq = head.as_ref().map(|(seq, _)| *seq).unwrap_or(0);
+    query.before_seq = Some(
+        query
+            .before_seq
+            .map_or(head_seq + 1, |b| b.min(head_seq + 1)),
+    );
+    if let Err(error) = state
+        .audit
+        .try_record(
+            &state.db,
+            &meta,
+            &AuditEvent::new(user.actor(), "audit.export", Outcome::Success)
+                .detail(serde_json::json!({ "filter": filter.to_query(), "head_seq": head_seq })),
+        )
+        .await
+    {
+        tracing::error!(request_id = %meta.request_id, %error, "export not recorded; refused");
+        return error_response(
+            "/audit/export.csv",
+            AppError::Unavailable(
+                "The export could not be recorded, so it was not made. Try again in a moment."
+                    .into(),
+            ),
+        );
+    }
+    let header_line = crate::server::csv::line(view::CSV_HEADER);
+    let trailer = view::csv_trailer(head);
+    let pool = state.db.pool.clone();
+    let request_id = meta.request_id.clone();
+    let rows = futures::stream::unfold(Some(query), move |cursor| {
+        let pool = pool.clone();
+        let request_id = request_id.clone();
+        async move {
+            let query = cursor?;
+            match repo::search(&pool, &query, 1000).await {
+                Ok(rows) if rows.is_empty() => None,
+                Ok(rows) => {
+                    let mut chunk = String::new();
+                    for row in &rows {
+                        chunk.push_str(&view::csv_line(row));
+                    }
+                    let next = (rows.len() == 1000).then(|| crate::server::db::audit::AuditQuery {
+                        before_seq: rows.last().map(|r| r.seq),
+                        ..query
+                    });
+                    Some((Ok::<_, std::io::Error>(chunk), next))
+                }
+                Err(error) => {
+                    tracing::error!(%request_id, %error, "export stopped by a database error");
+                    // The file ends without its trailer line, so it is visibly incomplete.
+                    Some((Err(std::io::Error::other("database error")), None))
+                }
+            }
+        }
+    });
+    let body = futures::stream::once(async move { Ok(header_line) })
+        .chain(rows)
+        .chain(futures::stream::once(async move { Ok(trailer) }));
+    let file_name = format!(
+        "kyc-desk-audit-{}.csv",
+        chrono::Utc::now().format("%Y%m%d-%H%M%S")
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file_name}\""),
+            ),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
 }

@@ -1,7 +1,19 @@
-//! The one place where security-relevant staff actions are recorded.
+//! The one place where security-relevant staff actions are recorded: the tamper-evident,
+//! append-only `audit_log` table.
 //!
-//! Today every event is written as a structured `audit` log line. The tamper-evident,
-//! hash-chained table replaces the body of [`record`] without changing its callers.
+//! Every row carries `prev_mac` and `mac = HMAC-SHA256(audit key, prev_mac ‖ canonical
+//! encoding of the row)`. The audit key is derived from the first master key and kept sealed
+//! under the current one, so whoever can edit the database still cannot forge a chain, and
+//! master-key rotation does not change what old rows verify with. Appends are serialised by
+//! the `audit` row of `app_locks` (a row lock on PostgreSQL, the write lock on SQLite), so
+//! many tasks and several instances produce one gap-free chain.
+
+mod chain;
+mod log;
+pub mod view;
+
+pub use chain::{Break, GENESIS_MAC, VerifyReport, canonical_encoding, row_mac};
+pub use log::{AuditLog, AuditLogError};
 
 use crate::types::Role;
 use serde_json::Value;
@@ -62,6 +74,14 @@ pub struct RequestMeta {
 }
 
 impl RequestMeta {
+    /// Context for actions KYC Desk takes on its own (background jobs).
+    pub fn system() -> Self {
+        RequestMeta {
+            ip: None,
+            request_id: format!("system-{}", uuid::Uuid::new_v4()),
+        }
+    }
+
     /// Context for actions started from the command line.
     pub fn cli() -> Self {
         RequestMeta {
@@ -120,32 +140,57 @@ impl AuditEvent {
     }
 }
 
-/// Records one event.
-pub fn record(meta: &RequestMeta, event: &AuditEvent) {
-    let (actor_id, actor_email, actor_role) = match &event.actor {
-        Actor::User { id, email, role } => (Some(*id), email.as_str(), role.as_str()),
-        Actor::Anonymous => (None, "", "anonymous"),
-        Actor::System => (None, "", "system"),
-        Actor::Cli => (None, "", "cli"),
+impl Actor {
+    /// (user id, email, role) as stored.
+    pub fn stored(&self) -> (Option<i64>, &str, &str) {
+        match self {
+            Actor::User { id, email, role } => (Some(*id), email.as_str(), role.as_str()),
+            Actor::Anonymous => (None, "", "anonymous"),
+            Actor::System => (None, "", "system"),
+            Actor::Cli => (None, "", "cli"),
+        }
+    }
+}
+
+/// Masks what must never sit in an audit row even if a caller passed it by mistake: any
+/// run of 10 or more digits (phone numbers, Aadhaar numbers) keeps only its last four.
+pub fn scrub(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if digits.len() >= 10 {
+            let keep = &digits[digits.len() - 4..];
+            out.extend(std::iter::repeat_n('*', digits.len() - 4));
+            out.push_str(keep);
+        } else {
+            out.push_str(digits);
+        }
+        digits.clear();
     };
-    let (object_type, object_id) = event
-        .object
-        .as_ref()
-        .map(|(kind, id)| (*kind, id.as_str()))
-        .unwrap_or(("", ""));
-    tracing::info!(
-        target: "audit",
-        request_id = %meta.request_id,
-        ip = ?meta.ip,
-        actor_id,
-        actor_email,
-        actor_role,
-        action = event.action,
-        object_type,
-        object_id,
-        outcome = event.outcome.as_str(),
-        reason = %event.reason,
-        detail = %event.detail,
-        "audit"
-    );
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            flush(&mut digits, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_masks_long_digit_runs_only() {
+        assert_eq!(scrub("aadhaar 123456789012 ok"), "aadhaar ********9012 ok");
+        assert_eq!(scrub("+919876543210"), "+********3210");
+        assert_eq!(
+            scrub("seq 123456789 and 2026-11-22"),
+            "seq 123456789 and 2026-11-22"
+        );
+        assert_eq!(scrub(""), "");
+    }
 }

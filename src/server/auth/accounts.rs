@@ -2,7 +2,7 @@
 //! resets and changes. Shared by the server functions and the command line.
 
 use super::{AuthError, AuthUser, password::Verified, start_session};
-use crate::server::audit::{self, Actor, AuditEvent, Outcome, RequestMeta};
+use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
 use crate::server::db::{self, sessions, setup, users};
 use crate::server::state::AppState;
 use crate::server::web::internal_error;
@@ -153,11 +153,17 @@ pub async fn create_first_admin(
         ));
     }
     if !setup::exists_in(&mut tx, &hash_token(token)).await? {
-        audit::record(
-            meta,
-            &AuditEvent::new(Actor::Anonymous, "setup.first_admin", Outcome::Denied)
-                .reason("unknown setup token"),
-        );
+        // Recorded in this transaction: it holds the users lock (on SQLite, the write lock).
+        state
+            .audit
+            .append(
+                &mut tx,
+                meta,
+                &AuditEvent::new(Actor::Anonymous, "setup.first_admin", Outcome::Denied)
+                    .reason("unknown setup token"),
+            )
+            .await?;
+        tx.commit().await?;
         return Err(AppError::Forbidden(
             "This setup link is not valid. Use the link printed in the server log.".into(),
         ));
@@ -174,6 +180,23 @@ pub async fn create_first_admin(
     )
     .await?;
     setup::delete_all(&mut tx).await?;
+    state
+        .audit
+        .append(
+            &mut tx,
+            meta,
+            &AuditEvent::new(
+                Actor::User {
+                    id,
+                    email: valid.email.clone(),
+                    role: Role::Admin,
+                },
+                "setup.first_admin",
+                Outcome::Success,
+            )
+            .object("user", id),
+        )
+        .await?;
     tx.commit().await?;
     start_session(session, id, 0).await?;
     let admin = AuthUser {
@@ -183,10 +206,6 @@ pub async fn create_first_admin(
         role: Role::Admin,
         must_change_password: false,
     };
-    audit::record(
-        meta,
-        &AuditEvent::new(admin.actor(), "setup.first_admin", Outcome::Success).object("user", id),
-    );
     Ok(admin)
 }
 
@@ -231,13 +250,17 @@ pub async fn create_user(
     let created = users::find_by_id_in(&mut tx, id)
         .await?
         .ok_or_else(|| AppError::NotFound("The new user vanished.".into()))?;
+    state
+        .audit
+        .append(
+            &mut tx,
+            meta,
+            &AuditEvent::new(actor, "user.create", Outcome::Success)
+                .object("user", id)
+                .detail(serde_json::json!({ "role": valid.role.as_str() })),
+        )
+        .await?;
     tx.commit().await?;
-    audit::record(
-        meta,
-        &AuditEvent::new(actor, "user.create", Outcome::Success)
-            .object("user", id)
-            .detail(serde_json::json!({ "role": valid.role.as_str() })),
-    );
     Ok(created.to_row())
 }
 
@@ -276,23 +299,32 @@ pub async fn set_role(
         && target.disabled == 0
         && users::count_other_active_admins(&mut tx, user_id).await? == 0
     {
-        audit::record(
-            meta,
-            &AuditEvent::new(admin.actor(), "user.role_change", Outcome::Failure)
-                .object("user", user_id)
-                .reason("last active admin"),
-        );
+        state
+            .audit
+            .append(
+                &mut tx,
+                meta,
+                &AuditEvent::new(admin.actor(), "user.role_change", Outcome::Failure)
+                    .object("user", user_id)
+                    .reason("last active admin"),
+            )
+            .await?;
+        tx.commit().await?;
         return Err(last_admin_refusal(&target, "demoted"));
     }
     users::set_role(&mut tx, user_id, role).await?;
     let updated = target_user(&mut tx, user_id).await?;
+    state
+        .audit
+        .append(
+            &mut tx,
+            meta,
+            &AuditEvent::new(admin.actor(), "user.role_change", Outcome::Success)
+                .object("user", user_id)
+                .detail(serde_json::json!({ "from": old_role.as_str(), "to": role.as_str() })),
+        )
+        .await?;
     tx.commit().await?;
-    audit::record(
-        meta,
-        &AuditEvent::new(admin.actor(), "user.role_change", Outcome::Success)
-            .object("user", user_id)
-            .detail(serde_json::json!({ "from": old_role.as_str(), "to": role.as_str() })),
-    );
     Ok(updated.to_row())
 }
 
@@ -316,6 +348,17 @@ pub async fn set_disabled(
         && target.role() == Role::Admin
         && users::count_other_active_admins(&mut tx, user_id).await? == 0
     {
+        state
+            .audit
+            .append(
+                &mut tx,
+                meta,
+                &AuditEvent::new(admin.actor(), "user.disable", Outcome::Failure)
+                    .object("user", user_id)
+                    .reason("last active admin"),
+            )
+            .await?;
+        tx.commit().await?;
         return Err(last_admin_refusal(&target, "disabled"));
     }
     users::set_disabled(&mut tx, user_id, disabled).await?;
@@ -325,18 +368,22 @@ pub async fn set_disabled(
         0
     };
     let updated = target_user(&mut tx, user_id).await?;
-    tx.commit().await?;
     let action = if disabled {
         "user.disable"
     } else {
         "user.enable"
     };
-    audit::record(
-        meta,
-        &AuditEvent::new(admin.actor(), action, Outcome::Success)
-            .object("user", user_id)
-            .detail(serde_json::json!({ "sessions_ended": ended })),
-    );
+    state
+        .audit
+        .append(
+            &mut tx,
+            meta,
+            &AuditEvent::new(admin.actor(), action, Outcome::Success)
+                .object("user", user_id)
+                .detail(serde_json::json!({ "sessions_ended": ended })),
+        )
+        .await?;
+    tx.commit().await?;
     Ok(updated.to_row())
 }
 
@@ -370,13 +417,17 @@ pub async fn reset_password(
     users::set_password(&mut tx, user_id, &hash, true).await?;
     let ended = sessions::delete_for_user(&mut tx, user_id).await?;
     let updated = target_user(&mut tx, user_id).await?;
+    state
+        .audit
+        .append(
+            &mut tx,
+            meta,
+            &AuditEvent::new(admin.actor(), "user.password_reset", Outcome::Success)
+                .object("user", user_id)
+                .detail(serde_json::json!({ "sessions_ended": ended })),
+        )
+        .await?;
     tx.commit().await?;
-    audit::record(
-        meta,
-        &AuditEvent::new(admin.actor(), "user.password_reset", Outcome::Success)
-            .object("user", user_id)
-            .detail(serde_json::json!({ "sessions_ended": ended })),
-    );
     Ok(updated.to_row())
 }
 
@@ -422,12 +473,16 @@ pub async fn change_own_password(
             "current_password",
             "This is not your current password.",
         );
-        audit::record(
-            meta,
-            &AuditEvent::new(user.actor(), "auth.password_change", Outcome::Failure)
-                .object("user", user.id)
-                .reason("wrong current password"),
-        );
+        state
+            .audit
+            .record(
+                &state.db,
+                meta,
+                &AuditEvent::new(user.actor(), "auth.password_change", Outcome::Failure)
+                    .object("user", user.id)
+                    .reason("wrong current password"),
+            )
+            .await;
     }
     if let Some(error) = AppError::from_fields(fields) {
         return Err(error);
@@ -440,14 +495,18 @@ pub async fn change_own_password(
     let mut tx = state.db.pool.begin().await?;
     let epoch = users::set_password(&mut tx, user.id, &hash, false).await?;
     let ended = sessions::delete_for_user(&mut tx, user.id).await?;
+    state
+        .audit
+        .append(
+            &mut tx,
+            meta,
+            &AuditEvent::new(user.actor(), "auth.password_change", Outcome::Success)
+                .object("user", user.id)
+                .detail(serde_json::json!({ "other_sessions_ended": ended.saturating_sub(1) })),
+        )
+        .await?;
     tx.commit().await?;
     start_session(session, user.id, epoch).await?;
-    audit::record(
-        meta,
-        &AuditEvent::new(user.actor(), "auth.password_change", Outcome::Success)
-            .object("user", user.id)
-            .detail(serde_json::json!({ "other_sessions_ended": ended.saturating_sub(1) })),
-    );
     Ok(())
 }
 

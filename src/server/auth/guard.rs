@@ -1,7 +1,7 @@
 //! The checks at the top of every server function: a valid session, then the role.
 
 use super::{AuthUser, authenticate};
-use crate::server::audit::{self, AuditEvent, Outcome, RequestMeta};
+use crate::server::audit::{AuditEvent, Outcome, RequestMeta};
 use crate::server::state::AppState;
 use crate::server::web::{internal_error, request_meta};
 use crate::types::{AppError, Role};
@@ -47,11 +47,16 @@ pub async fn require(roles: &[Role]) -> Result<(Caller, AuthUser), AppError> {
         ));
     }
     if !roles.contains(&user.role) {
-        audit::record(
-            &caller.meta,
-            &AuditEvent::new(user.actor(), "access.denied", Outcome::Denied)
-                .reason("role may not call this server function"),
-        );
+        caller
+            .state
+            .audit
+            .record(
+                &caller.state.db,
+                &caller.meta,
+                &AuditEvent::new(user.actor(), "access.denied", Outcome::Denied)
+                    .reason("role may not call this server function"),
+            )
+            .await;
         return Err(AppError::Forbidden(format!(
             "Your role ({}) cannot do this. Ask an admin if you need access.",
             user.role.label()

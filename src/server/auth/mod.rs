@@ -6,7 +6,7 @@ pub mod guard;
 pub mod password;
 pub mod throttle;
 
-use crate::server::audit::{self, Actor, AuditEvent, Outcome, RequestMeta};
+use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
 use crate::server::db::{self, sessions::AUTH_KEY, users::UserRecord};
 use crate::server::state::AppState;
 use crate::types::{CurrentUser, Role};
@@ -118,12 +118,16 @@ pub async fn authenticate(
     };
     if let Some(reason) = timed_out {
         session.flush().await?;
-        audit::record(
-            meta,
-            &AuditEvent::new(Actor::System, "auth.session_timeout", Outcome::Success)
-                .object("user", auth.user_id)
-                .reason(reason),
-        );
+        state
+            .audit
+            .record(
+                &state.db,
+                meta,
+                &AuditEvent::new(Actor::System, "auth.session_timeout", Outcome::Success)
+                    .object("user", auth.user_id)
+                    .reason(reason),
+            )
+            .await;
         return Ok(None);
     }
     let user = db::users::find_by_id(&state.db.pool, auth.user_id).await?;
@@ -191,15 +195,19 @@ pub async fn sign_in(
     let email = email_input.trim().to_lowercase();
     let pool = &state.db.pool;
     if let Some(refusal) = throttle::check(pool, meta.ip, &email).await? {
-        audit::record(
-            meta,
-            &AuditEvent::new(Actor::Anonymous, "auth.sign_in", Outcome::Denied)
-                .reason("throttled")
-                .detail(serde_json::json!({
-                    "email": crate::validation::mask_email(&email),
-                    "scope": refusal.scope,
-                })),
-        );
+        state
+            .audit
+            .record(
+                &state.db,
+                meta,
+                &AuditEvent::new(Actor::Anonymous, "auth.sign_in", Outcome::Denied)
+                    .reason("throttled")
+                    .detail(serde_json::json!({
+                        "email": crate::validation::mask_email(&email),
+                        "scope": refusal.scope,
+                    })),
+            )
+            .await;
         return Err(SignInError::Throttled {
             retry_after_secs: refusal.retry_after_secs,
             message: refusal.message(),
@@ -213,26 +221,31 @@ pub async fn sign_in(
         .passwords
         .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
         .await?;
-    let (user, upgrade) = match (user, verified) {
-        (Some(user), password::Verified::Yes { upgrade }) => (user, upgrade),
-        _ => {
-            throttle::record_failure(pool, meta.ip, &email).await?;
-            audit::record(
+    let (user, upgrade) =
+        match (user, verified) {
+            (Some(user), password::Verified::Yes { upgrade }) => (user, upgrade),
+            _ => {
+                throttle::record_failure(pool, meta.ip, &email).await?;
+                state.audit.record(&state.db,
                 meta,
                 &AuditEvent::new(Actor::Anonymous, "auth.sign_in", Outcome::Failure)
                     .reason("wrong email or password")
                     .detail(serde_json::json!({ "email": crate::validation::mask_email(&email) })),
-            );
-            return Err(SignInError::Invalid);
-        }
-    };
+            ).await;
+                return Err(SignInError::Invalid);
+            }
+        };
     if user.disabled != 0 {
-        audit::record(
-            meta,
-            &AuditEvent::new(Actor::Anonymous, "auth.sign_in", Outcome::Denied)
-                .object("user", user.id)
-                .reason("account disabled"),
-        );
+        state
+            .audit
+            .record(
+                &state.db,
+                meta,
+                &AuditEvent::new(Actor::Anonymous, "auth.sign_in", Outcome::Denied)
+                    .object("user", user.id)
+                    .reason("account disabled"),
+            )
+            .await;
         return Err(SignInError::Disabled);
     }
     throttle::clear_account(pool, &email).await?;
@@ -243,28 +256,37 @@ pub async fn sign_in(
     db::users::touch_sign_in(pool, user.id).await?;
     start_session(session, user.id, user.session_epoch).await?;
     let signed_in = AuthUser::from_record(&user);
-    audit::record(
-        meta,
-        &AuditEvent::new(signed_in.actor(), "auth.sign_in", Outcome::Success)
-            .object("user", user.id)
-            .detail(serde_json::json!({ "password_hash_upgraded": upgrade })),
-    );
+    state
+        .audit
+        .record(
+            &state.db,
+            meta,
+            &AuditEvent::new(signed_in.actor(), "auth.sign_in", Outcome::Success)
+                .object("user", user.id)
+                .detail(serde_json::json!({ "password_hash_upgraded": upgrade })),
+        )
+        .await;
     Ok(signed_in)
 }
 
 /// Ends this session.
 pub async fn sign_out(
+    state: &AppState,
     session: &Session,
     user: Option<&AuthUser>,
     meta: &RequestMeta,
 ) -> Result<(), AuthError> {
     session.flush().await?;
     if let Some(user) = user {
-        audit::record(
-            meta,
-            &AuditEvent::new(user.actor(), "auth.sign_out", Outcome::Success)
-                .object("user", user.id),
-        );
+        state
+            .audit
+            .record(
+                &state.db,
+                meta,
+                &AuditEvent::new(user.actor(), "auth.sign_out", Outcome::Success)
+                    .object("user", user.id),
+            )
+            .await;
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! All SQL is written once, in the dialect both backends accept (`$n` placeholders, integer
 //! timestamps in seconds, 0/1 flags), so no business logic is duplicated per backend.
 
+pub mod audit;
 pub mod credentials;
 pub mod sessions;
 pub mod setup;

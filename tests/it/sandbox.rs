@@ -1,4 +1,3 @@
-#![cfg(feature = "ssr")]
 //! The built-in provider sandbox over real HTTP: header and signature checks, the documented
 //! error shapes, the customer journey and the SMS / WhatsApp sink.
 //!

@@ -1,14 +1,14 @@
 //! The command line of the `kyc-desk` binary.
-#![cfg(feature = "ssr")]
 
-mod common;
+use crate::common;
 
 use common::fresh_database;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 fn kyc_desk(database_url: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
-    kyc_desk_with(database_url, &[], args, stdin)
+    let key = common::test_master_key();
+    kyc_desk_with(database_url, &[("KYC_DESK_MASTER_KEY", &key)], args, stdin)
 }
 
 fn kyc_desk_with(

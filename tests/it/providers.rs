@@ -1,4 +1,3 @@
-#![cfg(feature = "ssr")]
 //! The provider wire clients against wiremock: the exact requests they send (method, path,
 //! every header, body, Eko signature) and how every documented answer is read.
 

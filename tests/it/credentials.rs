@@ -1,8 +1,7 @@
 //! The credential store: encryption at rest, rotation, the start-up key check and master-key
 //! rotation, on SQLite and PostgreSQL.
-#![cfg(feature = "ssr")]
 
-mod common;
+use crate::common;
 
 use common::TestApp;
 use kyc_desk::credentials::{CredentialInput, CredentialKind};

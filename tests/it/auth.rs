@@ -1,8 +1,7 @@
 //! Sign-in, sessions, roles, users and the HTTP security rules, against a real server on
 //! SQLite and on PostgreSQL.
-#![cfg(feature = "ssr")]
 
-mod common;
+use crate::common;
 
 use common::{PASSWORD, TestApp};
 use kyc_desk::server::auth::{accounts, password};

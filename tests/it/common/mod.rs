@@ -1,6 +1,5 @@
 //! Test harness: a real KYC Desk server on a free port over an isolated database (a fresh
 //! SQLite file, or a fresh PostgreSQL database on the server named by TEST_POSTGRES_URL).
-#![allow(dead_code)]
 
 use kyc_desk::server::audit::{Actor, RequestMeta};
 use kyc_desk::server::auth::accounts;
@@ -31,6 +30,18 @@ pub struct TestApp {
 
 /// Password used for users the tests create.
 pub const PASSWORD: &str = "correct horse battery 42";
+
+/// The master key every test server uses unless a test passes its own (one per test
+/// process, so a second instance on the same database opens it too).
+pub fn test_master_key() -> String {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        kyc_desk::server::vault::MasterKey::generate()
+            .to_base64()
+            .to_string()
+    })
+    .clone()
+}
 
 /// A fresh, empty database URL for `backend`.
 pub async fn fresh_database(backend: Backend) -> (String, Option<tempfile::TempDir>) {
@@ -87,6 +98,11 @@ impl TestApp {
         vars.insert("KYC_DESK_SITE_ROOT".into(), "target/site".into());
         for (k, v) in extra {
             vars.insert(k.to_string(), v.to_string());
+        }
+        if !vars.contains_key("KYC_DESK_MASTER_KEY")
+            && !vars.contains_key("KYC_DESK_MASTER_KEY_FILE")
+        {
+            vars.insert("KYC_DESK_MASTER_KEY".into(), test_master_key());
         }
         let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("test config");
         let state = AppState::open(config).await.expect("open app state");

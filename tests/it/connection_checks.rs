@@ -1,8 +1,7 @@
 //! Connection tests of stored credentials (against the built-in sandbox and a real SMTP
 //! server), and the leak checks: no canary secret in any response, page or log line.
-#![cfg(feature = "ssr")]
 
-mod common;
+use crate::common;
 
 use common::TestApp;
 use kyc_desk::credentials::CredentialKind;

@@ -1,0 +1,45 @@
+-- The tamper-evident audit log: one row per recorded staff or system action, chained by
+-- HMAC (mac = HMAC(audit key, prev_mac || canonical row)). The database refuses to change
+-- or remove rows; seq is assigned by the application under the 'audit' lock, without gaps.
+CREATE TABLE audit_log (
+    seq INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    actor_id INTEGER,
+    actor_email TEXT NOT NULL,
+    actor_role TEXT NOT NULL,
+    ip TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    object_type TEXT NOT NULL,
+    object_id TEXT NOT NULL,
+    outcome TEXT NOT NULL CHECK (outcome IN ('success', 'failure', 'denied', 'error')),
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev_mac TEXT NOT NULL,
+    mac TEXT NOT NULL
+);
+CREATE INDEX audit_log_at ON audit_log (at_ms);
+CREATE INDEX audit_log_actor ON audit_log (actor_email, seq);
+CREATE INDEX audit_log_action ON audit_log (action, seq);
+CREATE INDEX audit_log_object ON audit_log (object_type, object_id, seq);
+
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN
+    SELECT RAISE(ABORT, 'audit_log is append-only: rows cannot be changed');
+END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN
+    SELECT RAISE(ABORT, 'audit_log is append-only: rows cannot be deleted');
+END;
+
+-- The audit MAC key, derived from the first master key and kept sealed (AES-256-GCM) under
+-- the current one, so master-key rotation does not change the key old rows verify with.
+CREATE TABLE audit_key (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    ciphertext TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    key_version INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
+INSERT INTO app_locks (name) VALUES ('audit');

@@ -1,0 +1,257 @@
+//! The `audit_log` and `audit_key` tables.
+
+use futures::stream::BoxStream;
+use sqlx::{AnyConnection, AnyPool};
+
+/// One audit row exactly as stored (and as its MAC covers it).
+#[derive(sqlx::FromRow, Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    /// Position in the chain, from 1, without gaps.
+    pub seq: i64,
+    /// UTC time in Unix milliseconds.
+    pub at_ms: i64,
+    /// Staff user id, when the actor is a user.
+    pub actor_id: Option<i64>,
+    /// Staff email ('' for system, cli and anonymous actors).
+    pub actor_email: String,
+    /// Role at the time, or `system` / `cli` / `anonymous`.
+    pub actor_role: String,
+    /// Client address ('' when unknown).
+    pub ip: String,
+    /// Request id of the log lines.
+    pub request_id: String,
+    /// Dotted verb.
+    pub action: String,
+    /// Object type ('' when none).
+    pub object_type: String,
+    /// Object id ('' when none).
+    pub object_id: String,
+    /// `success` / `failure` / `denied` / `error`.
+    pub outcome: String,
+    /// Plain-words reason.
+    pub reason: String,
+    /// Detail JSON text.
+    pub detail: String,
+    /// MAC of the previous row (the genesis value for seq 1).
+    pub prev_mac: String,
+    /// HMAC-SHA256 over `prev_mac` and the row's canonical encoding, hex.
+    pub mac: String,
+}
+
+const COLUMNS: &str = "seq, at_ms, actor_id, actor_email, actor_role, ip, request_id, action, \
+                       object_type, object_id, outcome, reason, detail, prev_mac, mac";
+
+/// The last row's seq and MAC, or `None` for an empty log. Call under the `audit` lock.
+pub async fn head(conn: &mut AnyConnection) -> Result<Option<(i64, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(conn)
+        .await
+}
+
+/// The last row's seq and MAC, read from the pool.
+pub async fn head_of(pool: &AnyPool) -> Result<Option<(i64, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(pool)
+        .await
+}
+
+/// Appends one row.
+pub async fn insert(conn: &mut AnyConnection, row: &AuditRow) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "INSERT INTO audit_log ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    ))
+    .bind(row.seq)
+    .bind(row.at_ms)
+    .bind(row.actor_id)
+    .bind(&row.actor_email)
+    .bind(&row.actor_role)
+    .bind(&row.ip)
+    .bind(&row.request_id)
+    .bind(&row.action)
+    .bind(&row.object_type)
+    .bind(&row.object_id)
+    .bind(&row.outcome)
+    .bind(&row.reason)
+    .bind(&row.detail)
+    .bind(&row.prev_mac)
+    .bind(&row.mac)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Every row from `from_seq` on, in chain order, streamed.
+pub fn stream_from(pool: &AnyPool, from_seq: i64) -> BoxStream<'_, Result<AuditRow, sqlx::Error>> {
+    sqlx::query_as::<_, AuditRow>(
+        "SELECT seq, at_ms, actor_id, actor_email, actor_role, ip, request_id, action, \
+         object_type, object_id, outcome, reason, detail, prev_mac, mac \
+         FROM audit_log WHERE seq >= $1 ORDER BY seq",
+    )
+    .bind(from_seq)
+    .fetch(pool)
+}
+
+/// One row by seq.
+pub async fn find(pool: &AnyPool, seq: i64) -> Result<Option<AuditRow>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM audit_log WHERE seq = $1"))
+        .bind(seq)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Number of rows.
+pub async fn count(pool: &AnyPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+        .fetch_one(pool)
+        .await
+}
+
+/// Filters of the auditor's page, already parsed.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// From this time (Unix ms, inclusive).
+    pub from_ms: Option<i64>,
+    /// Before this time (Unix ms, exclusive).
+    pub to_ms: Option<i64>,
+    /// Part of the actor's email or role.
+    pub actor: Option<String>,
+    /// An action, or a prefix ending in `.` (`user.`).
+    pub action: Option<String>,
+    /// Object type.
+    pub object_type: Option<String>,
+    /// Object id (with a type).
+    pub object_id: Option<String>,
+    /// Outcome.
+    pub outcome: Option<String>,
+    /// Words searched in reason and detail.
+    pub text: Option<String>,
+    /// Keyset cursor: rows with a smaller seq only.
+    pub before_seq: Option<i64>,
+}
+
+enum Bind {
+    Int(i64),
+    Text(String),
+}
+
+/// `LIKE` pattern matching `text` anywhere, with wildcards in `text` taken literally.
+fn contains_pattern(text: &str) -> String {
+    let escaped = text
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+fn where_clause(query: &AuditQuery) -> (String, Vec<Bind>) {
+    let mut conditions: Vec<String> = Vec::new();
+    let mut binds = Vec::new();
+    let next = |bind: Bind, binds: &mut Vec<Bind>| {
+        binds.push(bind);
+        format!("${}", binds.len())
+    };
+    if let Some(from) = query.from_ms {
+        let p = next(Bind::Int(from), &mut binds);
+        conditions.push(format!("at_ms >= {p}"));
+    }
+    if let Some(to) = query.to_ms {
+        let p = next(Bind::Int(to), &mut binds);
+        conditions.push(format!("at_ms < {p}"));
+    }
+    if let Some(actor) = &query.actor {
+        let p = next(Bind::Text(contains_pattern(actor)), &mut binds);
+        conditions.push(format!(
+            "(LOWER(actor_email) LIKE {p} ESCAPE '\\' OR actor_role LIKE {p} ESCAPE '\\')"
+        ));
+    }
+    if let Some(action) = &query.action {
+        if let Some(prefix) = action.strip_suffix('.') {
+            let p = next(Bind::Text(format!("{prefix}.%")), &mut binds);
+            conditions.push(format!("action LIKE {p}"));
+        } else {
+            let p = next(Bind::Text(action.clone()), &mut binds);
+            conditions.push(format!("action = {p}"));
+        }
+    }
+    if let Some(object_type) = &query.object_type {
+        let p = next(Bind::Text(object_type.clone()), &mut binds);
+        conditions.push(format!("object_type = {p}"));
+    }
+    if let Some(object_id) = &query.object_id {
+        let p = next(Bind::Text(object_id.clone()), &mut binds);
+        conditions.push(format!("object_id = {p}"));
+    }
+    if let Some(outcome) = &query.outcome {
+        let p = next(Bind::Text(outcome.clone()), &mut binds);
+        conditions.push(format!("outcome = {p}"));
+    }
+    if let Some(text) = &query.text {
+        let p = next(Bind::Text(contains_pattern(text)), &mut binds);
+        conditions.push(format!(
+            "(LOWER(reason) LIKE {p} ESCAPE '\\' OR LOWER(detail) LIKE {p} ESCAPE '\\')"
+        ));
+    }
+    if let Some(before) = query.before_seq {
+        let p = next(Bind::Int(before), &mut binds);
+        conditions.push(format!("seq < {p}"));
+    }
+    let clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    (clause, binds)
+}
+
+/// Up to `limit` rows matching `query`, newest first (keyset: pass the last seq as the
+/// next page's `before_seq`).
+pub async fn search(
+    pool: &AnyPool,
+    query: &AuditQuery,
+    limit: i64,
+) -> Result<Vec<AuditRow>, sqlx::Error> {
+    let (clause, binds) = where_clause(query);
+    let sql = format!(
+        "SELECT {COLUMNS} FROM audit_log {clause} ORDER BY seq DESC LIMIT {}",
+        limit.clamp(1, 1000)
+    );
+    let mut statement = sqlx::query_as::<_, AuditRow>(&sql);
+    for bind in binds {
+        statement = match bind {
+            Bind::Int(value) => statement.bind(value),
+            Bind::Text(value) => statement.bind(value),
+        };
+    }
+    statement.fetch_all(pool).await
+}
+
+/// The sealed audit key: (ciphertext base64, nonce base64, master-key version).
+pub async fn sealed_key(
+    conn: &mut AnyConnection,
+) -> Result<Option<(String, String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT ciphertext, nonce, key_version FROM audit_key WHERE id = 1")
+        .fetch_optional(conn)
+        .await
+}
+
+/// Stores the sealed audit key (first start) or replaces it (master-key rotation).
+pub async fn put_sealed_key(
+    conn: &mut AnyConnection,
+    ciphertext: &str,
+    nonce: &str,
+    key_version: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO audit_key (id, ciphertext, nonce, key_version, created_at) VALUES (1, $1, $2, $3, $4) \
+         ON CONFLICT (id) DO UPDATE SET ciphertext = excluded.ciphertext, nonce = excluded.nonce, \
+         key_version = excluded.key_version",
+    )
+    .bind(ciphertext)
+    .bind(nonce)
+    .bind(key_version)
+    .bind(super::now())
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! KYC Desk's integration tests, in one binary so the crate is linked once (two cores,
+//! limited disk on CI). Each module exercises one area against SQLite and PostgreSQL.
+#![cfg(feature = "ssr")]
+
+#[allow(dead_code)]
+#[macro_use]
+mod common;
+
+mod audit;
+mod auth;
+mod cli;
+mod connection_checks;
+mod credentials;
+mod providers;
+mod sandbox;
