@@ -444,3 +444,342 @@ pub struct AuditVerification {
     /// One sentence for the page.
     pub summary: String,
 }
+
+/// Where a KYC session is in its life. `creating → created → sent → returned → completed`,
+/// with `failed`, `expired`, `cancelled` and `superseded` as the other ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KycStatus {
+    /// The row is written; the provider is being asked for a link.
+    Creating,
+    /// The link exists and has not been sent yet.
+    Created,
+    /// The link was handed over (email, SMS, WhatsApp).
+    Sent,
+    /// The customer came back from the provider's journey.
+    Returned,
+    /// Verification finished successfully.
+    Completed,
+    /// The provider refused, or the journey failed.
+    Failed,
+    /// The link ran out of time.
+    Expired,
+    /// Staff cancelled it.
+    Cancelled,
+    /// Replaced by a regenerated link.
+    Superseded,
+}
+
+impl KycStatus {
+    /// Every status, in life order.
+    pub const ALL: [KycStatus; 9] = [
+        KycStatus::Creating,
+        KycStatus::Created,
+        KycStatus::Sent,
+        KycStatus::Returned,
+        KycStatus::Completed,
+        KycStatus::Failed,
+        KycStatus::Expired,
+        KycStatus::Cancelled,
+        KycStatus::Superseded,
+    ];
+
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KycStatus::Creating => "creating",
+            KycStatus::Created => "created",
+            KycStatus::Sent => "sent",
+            KycStatus::Returned => "returned",
+            KycStatus::Completed => "completed",
+            KycStatus::Failed => "failed",
+            KycStatus::Expired => "expired",
+            KycStatus::Cancelled => "cancelled",
+            KycStatus::Superseded => "superseded",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// A label for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            KycStatus::Creating => "Creating",
+            KycStatus::Created => "Created",
+            KycStatus::Sent => "Sent",
+            KycStatus::Returned => "Customer returned",
+            KycStatus::Completed => "Completed",
+            KycStatus::Failed => "Failed",
+            KycStatus::Expired => "Expired",
+            KycStatus::Cancelled => "Cancelled",
+            KycStatus::Superseded => "Superseded",
+        }
+    }
+
+    /// Whether the session has ended (no further change).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            KycStatus::Completed
+                | KycStatus::Failed
+                | KycStatus::Expired
+                | KycStatus::Cancelled
+                | KycStatus::Superseded
+        )
+    }
+
+    /// Whether the link can still be used by the customer (and sent, cancelled, ...).
+    pub fn is_open(self) -> bool {
+        matches!(
+            self,
+            KycStatus::Created | KycStatus::Sent | KycStatus::Returned
+        )
+    }
+
+    /// The one table of legal moves.
+    pub fn may_become(self, next: KycStatus) -> bool {
+        use KycStatus::*;
+        match self {
+            Creating => matches!(next, Created | Failed),
+            Created => matches!(
+                next,
+                Sent | Returned | Completed | Failed | Expired | Cancelled | Superseded
+            ),
+            Sent => matches!(
+                next,
+                Returned | Completed | Failed | Expired | Cancelled | Superseded
+            ),
+            Returned => matches!(next, Completed | Failed | Expired | Cancelled | Superseded),
+            Completed | Failed | Expired | Cancelled | Superseded => false,
+        }
+    }
+}
+
+/// One choice of the new-link form: a provider flow with an active credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkOption {
+    /// `message_central:trial:basic`, `eko:uat:digilocker`, ...
+    pub id: String,
+    /// What the operator sees.
+    pub label: String,
+    /// `message_central` or `eko`.
+    pub provider: String,
+    /// Whether it talks to the built-in sandbox.
+    pub sandbox: bool,
+    /// Documents that may be requested (Eko only).
+    pub documents: Vec<String>,
+    /// Trial links left (Message Central trial only).
+    pub trial_links_left: Option<i64>,
+}
+
+/// What the new-link form needs to show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkFormOptions {
+    /// Provider flows with an active credential.
+    pub options: Vec<LinkOption>,
+    /// Channels that can send a link: `email`, `sms`, `whatsapp`.
+    pub channels: Vec<String>,
+}
+
+/// The new-link form, as submitted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewLinkInput {
+    /// A [`LinkOption::id`].
+    #[serde(default)]
+    pub option: String,
+    /// Customer's full name.
+    #[serde(default)]
+    pub customer_name: String,
+    /// Mobile number (Indian 10-digit or E.164).
+    #[serde(default)]
+    pub phone: String,
+    /// Email (optional).
+    #[serde(default)]
+    pub email: String,
+    /// Internal reference (optional).
+    #[serde(default)]
+    pub internal_ref: String,
+    /// Documents requested (Eko), comma-separated or repeated.
+    #[serde(default)]
+    pub documents: Vec<String>,
+    /// "on"/"true" when the operator confirmed the customer's consent.
+    #[serde(default)]
+    pub consent: String,
+    /// One random key per form instance, so a resubmission never makes a second link.
+    #[serde(default)]
+    pub idempotency_key: String,
+}
+
+/// A KYC session as lists show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSummary {
+    /// Public id (used in addresses).
+    pub public_id: String,
+    /// Customer's name.
+    pub customer_name: String,
+    /// Masked phone.
+    pub phone_masked: String,
+    /// `message_central` / `eko`.
+    pub provider: String,
+    /// `basic` / `premium` / `digilocker`.
+    pub flow: String,
+    /// Provider and flow for people.
+    pub provider_label: String,
+    /// Status.
+    pub status: KycStatus,
+    /// Staff member who created it.
+    pub created_by: String,
+    /// Creation time (UTC text).
+    pub created_at: String,
+    /// Expiry, or end time when ended (UTC text).
+    pub expires_or_ended: String,
+    /// Whether it ran against the sandbox.
+    pub sandbox: bool,
+}
+
+/// One event on a session's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEvent {
+    /// UTC time.
+    pub at: String,
+    /// `created`, `sent`, `returned`, `polled`, `completed`, ...
+    pub kind: String,
+    /// Who: staff email, `system` or `customer`.
+    pub actor: String,
+    /// Plain words.
+    pub detail: String,
+}
+
+/// One attempt to hand a link over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryView {
+    /// Delivery id.
+    pub id: i64,
+    /// `email`, `sms`, `whatsapp`.
+    pub channel: String,
+    /// `j***@example.com`, `+91******1234`.
+    pub destination: String,
+    /// `sending`, `sent`, `failed`.
+    pub outcome: String,
+    /// The reason of a failure.
+    pub error: Option<String>,
+    /// Who tried.
+    pub by: String,
+    /// When (UTC).
+    pub at: String,
+}
+
+/// Everything about one session, for its detail page and the new-link result card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionDetail {
+    /// The list fields.
+    pub summary: SessionSummary,
+    /// The link (while it exists).
+    pub link_url: Option<String>,
+    /// Expiry as Unix seconds, for the live countdown.
+    pub expires_at_unix: Option<i64>,
+    /// Server-rendered QR code of the link (SVG markup; only ever our own output).
+    pub qr_svg: Option<String>,
+    /// Customer email, masked unless the viewer may see contacts.
+    pub email_masked: Option<String>,
+    /// Internal reference.
+    pub internal_ref: Option<String>,
+    /// Documents requested.
+    pub documents: Vec<String>,
+    /// Consent note stored with the session.
+    pub consent_note: String,
+    /// Provider ids (journey id, reference id, client ref id).
+    pub provider_ids: Vec<(String, String)>,
+    /// Masked result fields (name, date of birth, gender, masked Aadhaar, city, state, ...).
+    pub result: Vec<(String, String)>,
+    /// Last failure in plain words.
+    pub last_error: Option<String>,
+    /// The session this one replaced.
+    pub supersedes: Option<String>,
+    /// The session that replaced this one.
+    pub superseded_by: Option<String>,
+    /// Timeline, oldest first.
+    pub timeline: Vec<TimelineEvent>,
+    /// Deliveries, newest first.
+    pub deliveries: Vec<DeliveryView>,
+    /// Channels configured for sending.
+    pub channels: Vec<String>,
+    /// Whether the customer gave an email (so the email channel can be used).
+    pub has_email: bool,
+}
+
+/// Filters of the sessions list, as they appear in its URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionFilter {
+    /// A status.
+    #[serde(default)]
+    pub status: String,
+    /// `message_central` / `eko`.
+    #[serde(default)]
+    pub provider: String,
+    /// `basic` / `premium` / `digilocker`.
+    #[serde(default)]
+    pub flow: String,
+    /// Staff member's email.
+    #[serde(default)]
+    pub staff: String,
+    /// Created on or after this UTC date (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub from: String,
+    /// Created on or before this UTC date.
+    #[serde(default)]
+    pub to: String,
+    /// Search: name, phone, email, internal reference, journey / reference id.
+    #[serde(default)]
+    pub q: String,
+    /// Keyset cursor: sessions older than this one (internal id).
+    #[serde(default)]
+    pub before: Option<i64>,
+}
+
+impl SessionFilter {
+    /// The URL query (without `?`) of these filters, without the cursor.
+    pub fn to_query(&self) -> String {
+        [
+            ("status", &self.status),
+            ("provider", &self.provider),
+            ("flow", &self.flow),
+            ("staff", &self.staff),
+            ("from", &self.from),
+            ("to", &self.to),
+            ("q", &self.q),
+        ]
+        .iter()
+        .filter(|(_, value)| !value.trim().is_empty())
+        .map(|(name, value)| format!("{name}={}", query_escape(value.trim())))
+        .collect::<Vec<_>>()
+        .join("&")
+    }
+}
+
+/// One page of the sessions list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionPage {
+    /// Sessions, newest first (at most 50).
+    pub sessions: Vec<SessionSummary>,
+    /// Cursor of the next (older) page.
+    pub next_before: Option<i64>,
+    /// Staff members, for the filter.
+    pub staff: Vec<String>,
+}
+
+/// The dashboard's figures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DashboardStats {
+    /// (period label, counts per status in [`KycStatus::ALL`] order).
+    pub periods: Vec<(String, Vec<i64>)>,
+    /// Funnel over 30 days: created, sent, returned, completed.
+    pub funnel: Vec<(String, i64)>,
+    /// Links per day over the last 14 days: (`MM-DD`, count).
+    pub per_day: Vec<(String, i64)>,
+    /// Open links expiring within 10 minutes.
+    pub expiring: Vec<SessionSummary>,
+}

@@ -165,9 +165,154 @@ pub fn mask_email(email: &str) -> String {
     }
 }
 
+/// Normalises a mobile number to E.164: an Indian 10-digit number (optionally with a leading
+/// 0 or 91) becomes `+91XXXXXXXXXX`; anything starting with `+` must be a valid E.164
+/// number. Spaces, dashes, dots and brackets are ignored.
+pub fn normalize_phone(input: &str) -> Result<String, String> {
+    let trimmed = input.trim();
+    if trimmed.is_empty() {
+        return Err("Enter the customer's mobile number.".into());
+    }
+    let plus = trimmed.starts_with('+');
+    let mut digits = String::new();
+    for (index, c) in trimmed.chars().enumerate() {
+        match c {
+            '0'..='9' => digits.push(c),
+            '+' if index == 0 => {}
+            ' ' | '-' | '.' | '(' | ')' => {}
+            _ => {
+                return Err(
+                    "Use digits only: a 10-digit Indian mobile number, or +country code and number.".into(),
+                );
+            }
+        }
+    }
+    if plus {
+        if digits.starts_with('0') || !(8..=15).contains(&digits.len()) {
+            return Err(
+                "An international number is + then 8 to 15 digits, without a leading 0.".into(),
+            );
+        }
+        if let Some(national) = digits.strip_prefix("91")
+            && (national.len() != 10 || !national.starts_with(['6', '7', '8', '9']))
+        {
+            return Err(
+                "An Indian mobile number has 10 digits and starts with 6, 7, 8 or 9.".into(),
+            );
+        }
+        return Ok(format!("+{digits}"));
+    }
+    let national = match digits.len() {
+        10 => digits.as_str(),
+        11 if digits.starts_with('0') => &digits[1..],
+        12 if digits.starts_with("91") => &digits[2..],
+        _ => {
+            return Err(
+                "Enter a 10-digit Indian mobile number, or an international number starting with +.".into(),
+            );
+        }
+    };
+    if !national.starts_with(['6', '7', '8', '9']) {
+        return Err("An Indian mobile number starts with 6, 7, 8 or 9.".into());
+    }
+    Ok(format!("+91{national}"))
+}
+
+/// Masks an E.164 number for screens, logs and audit rows: `+919876541234` becomes
+/// `+91******1234` (country code and last four digits kept).
+pub fn mask_phone(e164: &str) -> String {
+    let digits: Vec<char> = e164.chars().filter(char::is_ascii_digit).collect();
+    if digits.len() < 6 {
+        return "***".into();
+    }
+    let country = if e164.starts_with("+91") {
+        2
+    } else {
+        1.min(digits.len())
+    };
+    let last: String = digits[digits.len() - 4..].iter().collect();
+    let head: String = digits[..country].iter().collect();
+    format!("+{head}{}{last}", "*".repeat(digits.len() - country - 4))
+}
+
+/// Checks an optional customer email; `Ok(None)` when empty.
+pub fn optional_email(input: &str) -> Result<Option<String>, String> {
+    if input.trim().is_empty() {
+        return Ok(None);
+    }
+    normalize_email(input).map(Some)
+}
+
+/// Checks a customer's full name: 2 to 100 characters, letters required, no control or
+/// markup characters.
+pub fn customer_name_problem(name: &str) -> Option<String> {
+    let name = name.trim();
+    let count = name.chars().count();
+    if count == 0 {
+        return Some("Enter the customer's full name.".into());
+    }
+    if count < 2 {
+        return Some("Enter the full name (at least 2 characters).".into());
+    }
+    if count > 100 {
+        return Some("Use at most 100 characters.".into());
+    }
+    if !name.chars().any(char::is_alphabetic) {
+        return Some("A name needs letters.".into());
+    }
+    if name
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '<' | '>' | '{' | '}'))
+    {
+        return Some("Remove the characters < > { } and line breaks.".into());
+    }
+    None
+}
+
+/// Checks an internal reference: optional, at most 64 characters, printable.
+pub fn internal_reference_problem(reference: &str) -> Option<String> {
+    let reference = reference.trim();
+    if reference.chars().count() > 64 {
+        return Some("Use at most 64 characters.".into());
+    }
+    if reference.chars().any(char::is_control) {
+        return Some("Remove line breaks and control characters.".into());
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phones_are_normalised_to_e164_and_masked() {
+        assert_eq!(normalize_phone("98765 43210").unwrap(), "+919876543210");
+        assert_eq!(normalize_phone("09876543210").unwrap(), "+919876543210");
+        assert_eq!(normalize_phone("919876543210").unwrap(), "+919876543210");
+        assert_eq!(normalize_phone("+91 98765-43210").unwrap(), "+919876543210");
+        assert_eq!(normalize_phone("+44 7700 900123").unwrap(), "+447700900123");
+        assert!(normalize_phone("").is_err());
+        assert!(normalize_phone("12345").is_err());
+        assert!(normalize_phone("5876543210").is_err());
+        assert!(normalize_phone("+91 12345").is_err());
+        assert!(normalize_phone("98765x43210").is_err());
+        assert!(normalize_phone("+0123456789").is_err());
+        assert_eq!(mask_phone("+919876541234"), "+91******1234");
+        assert_eq!(mask_phone("+447700900123"), "+4*******0123");
+    }
+
+    #[test]
+    fn customer_fields_are_checked() {
+        assert!(customer_name_problem("Asha Rao").is_none());
+        assert!(customer_name_problem(" ").is_some());
+        assert!(customer_name_problem("<script>").is_some());
+        assert!(customer_name_problem(&"a".repeat(101)).is_some());
+        assert!(internal_reference_problem(&"r".repeat(64)).is_none());
+        assert!(internal_reference_problem(&"r".repeat(65)).is_some());
+        assert_eq!(optional_email("").unwrap(), None);
+        assert!(optional_email("nope").is_err());
+    }
 
     #[test]
     fn emails_are_normalised_and_checked() {

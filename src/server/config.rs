@@ -45,6 +45,8 @@ pub struct Config {
     pub provider_connect_timeout: Duration,
     /// Longest wait for a whole provider request.
     pub provider_request_timeout: Duration,
+    /// How long an Eko DigiLocker link is treated as valid (Eko does not state it).
+    pub eko_link_lifetime: Duration,
 }
 
 /// A configuration problem, naming the variable.
@@ -241,6 +243,7 @@ impl Config {
 
         let provider_connect_timeout = duration(&get, "KYC_DESK_PROVIDER_CONNECT_TIMEOUT", "5s")?;
         let provider_request_timeout = duration(&get, "KYC_DESK_PROVIDER_TIMEOUT", "20s")?;
+        let eko_link_lifetime = duration(&get, "KYC_DESK_EKO_LINK_LIFETIME", "24h")?;
 
         Ok(Config {
             database_url,
@@ -256,6 +259,7 @@ impl Config {
             sandbox,
             provider_connect_timeout,
             provider_request_timeout,
+            eko_link_lifetime,
         })
     }
 

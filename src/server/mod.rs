@@ -6,6 +6,7 @@ pub mod config;
 pub mod credentials;
 pub mod csv;
 pub mod db;
+pub mod links;
 pub mod notify;
 pub mod providers;
 pub mod sandbox;

@@ -64,6 +64,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/audit/export.csv", get(audit_export))
+        .route("/sessions/export.csv", get(sessions_export))
+        .route("/kyc/return", get(kyc_return_by_journey))
+        .route("/kyc/return/{public_id}", get(kyc_return))
         .leptos_routes_with_context(
             &state,
             routes,
@@ -126,6 +129,8 @@ fn is_public(path: &str) -> bool {
         || path.starts_with("/api/")
         || path.starts_with("/pkg/")
         || path.starts_with("/sandbox/")
+        || path == "/kyc/return"
+        || path.starts_with("/kyc/return/")
         || path
             .rsplit('/')
             .next()
@@ -521,6 +526,7 @@ pub async fn shutdown_signal() {
 
 /// Periodic clean-up of expired sessions and stale throttle counters.
 pub fn spawn_housekeeping(state: AppState) {
+    crate::server::links::jobs::spawn(state.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
         loop {
@@ -737,6 +743,240 @@ async fn audit_export(
         .chain(futures::stream::once(async move { Ok(trailer) }));
     let file_name = format!(
         "kyc-desk-audit-{}.csv",
+        chrono::Utc::now().format("%Y%m%d-%H%M%S")
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file_name}\""),
+            ),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+fn return_page(recorded: bool) -> Response {
+    let body = if recorded {
+        "<p>Thank you. Your verification has been passed on; you may close this page.</p>"
+    } else {
+        "<p>We could not record your return just now, but your verification with the provider is not affected. You may close this page.</p>"
+    };
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Thank you</title><link rel=\"stylesheet\" href=\"/pkg/kyc-desk.css\"></head><body><main class=\"standalone\" data-testid=\"kyc-return\"><h1>Thank you</h1>{body}</main></body></html>"
+        ),
+    )
+        .into_response()
+}
+
+fn query_pairs(uri: &axum::http::Uri) -> Vec<(String, String)> {
+    uri.query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .take(200)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `GET /kyc/return/{public_id}`: where a customer lands after the provider's journey.
+async fn kyc_return(
+    State(state): State<AppState>,
+    axum::extract::Path(public_id): axum::extract::Path<String>,
+    uri: axum::http::Uri,
+) -> Response {
+    let pairs = query_pairs(&uri);
+    let public_id: String = public_id.chars().take(64).collect();
+    let recorded =
+        match crate::server::links::jobs::handle_return(&state, Some(&public_id), &pairs).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(%error, "could not record a customer's return");
+                false
+            }
+        };
+    return_page(recorded)
+}
+
+/// `GET /kyc/return`: the fixed return address for a Message Central flow's redirection URL
+/// (the session is found by the `journey_id` or `token` it carries).
+async fn kyc_return_by_journey(State(state): State<AppState>, uri: axum::http::Uri) -> Response {
+    let pairs = query_pairs(&uri);
+    let recorded = match crate::server::links::jobs::handle_return(&state, None, &pairs).await {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::error!(%error, "could not record a customer's return");
+            false
+        }
+    };
+    return_page(recorded)
+}
+
+/// `GET /sessions/export.csv?<filters>[&contacts=1]`: the filtered sessions as CSV, streamed
+/// page by page. Phone and email are masked unless an admin asks for contact details.
+async fn sessions_export(
+    State(state): State<AppState>,
+    axum::extract::Query(filter): axum::extract::Query<crate::types::SessionFilter>,
+    request: Request,
+) -> Response {
+    use crate::server::db::links as repo;
+    use crate::types::Role;
+    use futures::StreamExt as _;
+
+    const PATH: &str = "/sessions/export.csv";
+    let meta = meta_from(&state, request.extensions(), request.headers());
+    let Some(session) = request.extensions().get::<Session>().cloned() else {
+        return error_response(PATH, AppError::Unauthorized);
+    };
+    let user = match auth::authenticate(&state, &session, &meta).await {
+        Ok(Some(user)) if !user.must_change_password => user,
+        Ok(Some(_)) => {
+            return error_response(
+                PATH,
+                AppError::Forbidden("Change your initial password first.".into()),
+            );
+        }
+        Ok(None) => return error_response(PATH, AppError::Unauthorized),
+        Err(error) => {
+            tracing::error!(request_id = %meta.request_id, %error, "export authentication failed");
+            return error_response(
+                PATH,
+                AppError::Internal {
+                    request_id: meta.request_id.clone(),
+                },
+            );
+        }
+    };
+    let contacts = query_pairs(request.uri())
+        .iter()
+        .any(|(k, v)| k == "contacts" && (v == "1" || v == "on" || v == "true"));
+    if contacts && user.role != Role::Admin {
+        return error_response(
+            PATH,
+            AppError::Forbidden("Only admins may export contact details.".into()),
+        );
+    }
+    let staff: Vec<(i64, String)> = match db::users::list(&state.db.pool).await {
+        Ok(users) => users.into_iter().map(|u| (u.id, u.email)).collect(),
+        Err(error) => {
+            tracing::error!(request_id = %meta.request_id, %error, "export failed");
+            return error_response(
+                PATH,
+                AppError::Unavailable(
+                    "The database is not reachable right now. Try again in a moment.".into(),
+                ),
+            );
+        }
+    };
+    let query = match crate::server::links::parse_filter(&filter, &staff) {
+        Ok(query) => query,
+        Err(error) => return error_response(PATH, error),
+    };
+    if let Err(error) = state
+        .audit
+        .try_record(
+            &state.db,
+            &meta,
+            &AuditEvent::new(user.actor(), "session.export", Outcome::Success)
+                .detail(serde_json::json!({ "filter": filter.to_query(), "contacts": contacts })),
+        )
+        .await
+    {
+        tracing::error!(request_id = %meta.request_id, %error, "export not recorded; refused");
+        return error_response(
+            PATH,
+            AppError::Unavailable(
+                "The export could not be recorded, so it was not made. Try again in a moment."
+                    .into(),
+            ),
+        );
+    }
+    let header_line = crate::server::csv::line([
+        "session",
+        "customer",
+        "phone",
+        "email",
+        "internal_reference",
+        "provider",
+        "flow",
+        "status",
+        "created_by",
+        "created_at_utc",
+        "expires_at_utc",
+        "ended_at_utc",
+        "journey_id",
+        "reference_id",
+        "sandbox",
+    ]);
+    let pool = state.db.pool.clone();
+    let request_id = meta.request_id.clone();
+    let rows = futures::stream::unfold(Some(query), move |cursor| {
+        let pool = pool.clone();
+        let request_id = request_id.clone();
+        async move {
+            let query = cursor?;
+            match repo::search(&pool, &query, 500).await {
+                Ok(rows) if rows.is_empty() => None,
+                Ok(rows) => {
+                    let mut chunk = String::new();
+                    for row in &rows {
+                        let phone = if contacts {
+                            row.phone.clone()
+                        } else {
+                            crate::validation::mask_phone(&row.phone)
+                        };
+                        let email = row
+                            .email
+                            .as_deref()
+                            .map(|e| {
+                                if contacts {
+                                    e.to_string()
+                                } else {
+                                    crate::validation::mask_email(e)
+                                }
+                            })
+                            .unwrap_or_default();
+                        let time = |t: Option<i64>| t.map(db::format_time).unwrap_or_default();
+                        chunk.push_str(&crate::server::csv::line([
+                            row.public_id.clone(),
+                            row.customer_name.clone(),
+                            phone,
+                            email,
+                            row.internal_ref.clone().unwrap_or_default(),
+                            row.provider.clone(),
+                            row.flow.clone(),
+                            row.status.clone(),
+                            row.creator_email.clone(),
+                            db::format_time(row.created_at),
+                            time(row.expires_at),
+                            time(row.ended_at),
+                            row.journey_id.clone().unwrap_or_default(),
+                            row.reference_id.clone().unwrap_or_default(),
+                            (row.sandbox != 0).to_string(),
+                        ]));
+                    }
+                    let next = (rows.len() == 500).then(|| repo::SessionQuery {
+                        before_id: rows.last().map(|r| r.id),
+                        ..query
+                    });
+                    Some((Ok::<_, std::io::Error>(chunk), next))
+                }
+                Err(error) => {
+                    tracing::error!(%request_id, %error, "session export stopped by a database error");
+                    Some((Err(std::io::Error::other("database error")), None))
+                }
+            }
+        }
+    });
+    let body = futures::stream::once(async move { Ok(header_line) }).chain(rows);
+    let file_name = format!(
+        "kyc-desk-sessions-{}.csv",
         chrono::Utc::now().format("%Y%m%d-%H%M%S")
     );
     (

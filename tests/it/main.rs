@@ -11,5 +11,6 @@ mod auth;
 mod cli;
 mod connection_checks;
 mod credentials;
+mod links;
 mod providers;
 mod sandbox;

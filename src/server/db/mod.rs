@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod credentials;
+pub mod links;
 pub mod sessions;
 pub mod setup;
 pub mod throttle;

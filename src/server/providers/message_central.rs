@@ -90,7 +90,23 @@ pub async fn generate_url(
     creds: &McCredentials,
     flow_id: &str,
 ) -> Result<McLink, ProviderError> {
-    let url = endpoint(&creds.base_url, GENERATE_URL_PATH, "Message Central")?;
+    generate_url_returning_to(http, creds, flow_id, None).await
+}
+
+/// [`generate_url`], naming where the customer returns as a `redirect_url` query parameter.
+/// Only the built-in sandbox reads it: a real flow's redirection URL is set once in Message
+/// Central's console (pointing at KYC Desk's `/kyc/return`).
+pub async fn generate_url_returning_to(
+    http: &ProviderHttp,
+    creds: &McCredentials,
+    flow_id: &str,
+    redirect_url: Option<&str>,
+) -> Result<McLink, ProviderError> {
+    let mut url = endpoint(&creds.base_url, GENERATE_URL_PATH, "Message Central")?;
+    if let Some(redirect_url) = redirect_url {
+        url.query_pairs_mut()
+            .append_pair("redirect_url", redirect_url);
+    }
     let flow_id = flow_id.trim();
     if flow_id.is_empty() {
         return Err(ProviderError::Config("the flow ID is empty".into()));

@@ -1,0 +1,111 @@
+//! KYC links and sessions: the new-link form, creating, sending, cancelling and
+//! regenerating links, the sessions list and detail, and the dashboard.
+
+use crate::types::{
+    AppError, DashboardStats, LinkFormOptions, NewLinkInput, SessionDetail, SessionFilter,
+    SessionPage,
+};
+use leptos::prelude::*;
+
+#[cfg(feature = "ssr")]
+use {
+    crate::server::auth::guard, crate::server::links, crate::server::web::respond,
+    crate::types::Role,
+};
+
+#[cfg(feature = "ssr")]
+const ACTORS: &[Role] = &[Role::Operator, Role::Admin];
+#[cfg(feature = "ssr")]
+const READERS: &[Role] = &[Role::Operator, Role::Admin, Role::Auditor];
+
+/// What the new-link form offers (operators and admins).
+#[server(endpoint = "link_options")]
+pub async fn link_options() -> Result<LinkFormOptions, AppError> {
+    respond(async move {
+        let (caller, _) = guard::require(ACTORS).await?;
+        links::options(&caller.state).await
+    })
+    .await
+}
+
+/// Creates a KYC link (operators and admins). Resubmitting the same form returns the same
+/// session without a second provider call.
+#[server(endpoint = "create_link")]
+pub async fn create_link(input: NewLinkInput) -> Result<SessionDetail, AppError> {
+    respond(async move {
+        let (caller, user) = guard::require(ACTORS).await?;
+        links::create(&caller.state, &caller.meta, &user, input).await
+    })
+    .await
+}
+
+/// One session in full (everyone; auditors read only). Opening it is recorded.
+#[server(endpoint = "session_detail")]
+pub async fn get_session_detail(public_id: String) -> Result<SessionDetail, AppError> {
+    respond(async move {
+        let (caller, user) = guard::require(READERS).await?;
+        links::detail(&caller.state, &caller.meta, &user, &public_id).await
+    })
+    .await
+}
+
+/// One page of the sessions list (everyone).
+#[server(endpoint = "list_sessions")]
+pub async fn list_sessions(filter: Option<SessionFilter>) -> Result<SessionPage, AppError> {
+    respond(async move {
+        let (caller, _) = guard::require(READERS).await?;
+        links::list(&caller.state, &filter.unwrap_or_default()).await
+    })
+    .await
+}
+
+/// Sends a session's link by `email`, `sms` or `whatsapp` (operators and admins).
+#[server(endpoint = "send_link")]
+pub async fn send_link(public_id: String, channel: String) -> Result<SessionDetail, AppError> {
+    respond(async move {
+        let (caller, user) = guard::require(ACTORS).await?;
+        links::send::send(&caller.state, &caller.meta, &user, &public_id, &channel).await
+    })
+    .await
+}
+
+/// Cancels an open session (operators and admins).
+#[server(endpoint = "cancel_link")]
+pub async fn cancel_link(public_id: String) -> Result<SessionDetail, AppError> {
+    respond(async move {
+        let (caller, user) = guard::require(ACTORS).await?;
+        links::cancel(&caller.state, &caller.meta, &user, &public_id).await
+    })
+    .await
+}
+
+/// Makes a new link for the same customer; an open old one becomes superseded (operators
+/// and admins).
+#[server(endpoint = "regenerate_link")]
+pub async fn regenerate_link(
+    public_id: String,
+    idempotency_key: String,
+) -> Result<SessionDetail, AppError> {
+    respond(async move {
+        let (caller, user) = guard::require(ACTORS).await?;
+        links::regenerate(
+            &caller.state,
+            &caller.meta,
+            &user,
+            &public_id,
+            &idempotency_key,
+        )
+        .await
+    })
+    .await
+}
+
+/// The dashboard's figures (everyone).
+#[server(endpoint = "dashboard_stats")]
+pub async fn get_dashboard_stats() -> Result<DashboardStats, AppError> {
+    respond(async move {
+        let (caller, _) = guard::require(READERS).await?;
+        links::dashboard(&caller.state).await
+    })
+    .await
+}

@@ -1,0 +1,683 @@
+//! The `kyc_sessions`, `kyc_events`, `deliveries` and `message_templates` tables.
+
+use sqlx::{AnyConnection, AnyPool};
+
+/// A KYC session as stored (holds the full phone and email: never serialised as is).
+#[derive(sqlx::FromRow, Clone, Debug)]
+pub struct SessionRow {
+    /// Internal id (keyset cursor).
+    pub id: i64,
+    /// Public id (addresses, return URL).
+    pub public_id: String,
+    /// Form-instance key.
+    pub idempotency_key: String,
+    /// `message_central` / `eko`.
+    pub provider: String,
+    /// `basic` / `premium` / `digilocker`.
+    pub flow: String,
+    /// Credential environment.
+    pub environment: String,
+    /// Credential version row used.
+    pub credential_id: i64,
+    /// 1 when the credential points at the built-in sandbox.
+    pub sandbox: i64,
+    /// Customer's name.
+    pub customer_name: String,
+    /// E.164 phone.
+    pub phone: String,
+    /// Customer email.
+    pub email: Option<String>,
+    /// Internal reference.
+    pub internal_ref: Option<String>,
+    /// Comma-separated documents.
+    pub documents: String,
+    /// Consent note.
+    pub consent_note: String,
+    /// Status spelling.
+    pub status: String,
+    /// The link.
+    pub link_url: Option<String>,
+    /// Expiry (Unix seconds).
+    pub expires_at: Option<i64>,
+    /// Message Central's link token (matches a return; never shown).
+    pub provider_token: Option<String>,
+    /// Message Central journey id.
+    pub journey_id: Option<String>,
+    /// Eko reference id.
+    pub reference_id: Option<String>,
+    /// Eko client_ref_id.
+    pub client_ref_id: Option<String>,
+    /// Eko verification id (from the return).
+    pub verification_id: Option<String>,
+    /// Masked result JSON (`[[label, value], ...]`).
+    pub result: Option<String>,
+    /// Last failure in plain words.
+    pub last_error: Option<String>,
+    /// Creator's user id.
+    pub created_by: i64,
+    /// Created (Unix seconds).
+    pub created_at: i64,
+    /// Last change.
+    pub updated_at: i64,
+    /// When it ended.
+    pub ended_at: Option<i64>,
+    /// The session this one replaced.
+    pub supersedes: Option<i64>,
+    /// The session that replaced this one.
+    pub superseded_by: Option<i64>,
+    /// Next Eko status poll.
+    pub next_poll_at: Option<i64>,
+    /// Polls so far.
+    pub poll_count: i64,
+    /// Creator's email (joined).
+    pub creator_email: String,
+}
+
+/// The select list of [`SessionRow`].
+pub const SESSION_SELECT: &str = "SELECT s.id, s.public_id, s.idempotency_key, s.provider, s.flow, s.environment, \
+     s.credential_id, s.sandbox, s.customer_name, s.phone, s.email, s.internal_ref, s.documents, s.consent_note, \
+     s.status, s.link_url, s.expires_at, s.provider_token, s.journey_id, s.reference_id, s.client_ref_id, \
+     s.verification_id, s.result, s.last_error, s.created_by, s.created_at, s.updated_at, s.ended_at, \
+     s.supersedes, s.superseded_by, s.next_poll_at, s.poll_count, u.email AS creator_email \
+     FROM kyc_sessions s JOIN users u ON u.id = s.created_by";
+
+/// A new session, as written before the provider is called.
+pub struct NewSession<'a> {
+    /// Public id.
+    pub public_id: &'a str,
+    /// Form-instance key.
+    pub idempotency_key: &'a str,
+    /// Provider.
+    pub provider: &'a str,
+    /// Flow.
+    pub flow: &'a str,
+    /// Environment.
+    pub environment: &'a str,
+    /// Credential row.
+    pub credential_id: i64,
+    /// Sandbox flag.
+    pub sandbox: bool,
+    /// Name.
+    pub customer_name: &'a str,
+    /// E.164 phone.
+    pub phone: &'a str,
+    /// Email.
+    pub email: Option<&'a str>,
+    /// Internal reference.
+    pub internal_ref: Option<&'a str>,
+    /// Documents (comma-separated).
+    pub documents: &'a str,
+    /// Consent note.
+    pub consent_note: &'a str,
+    /// Creator.
+    pub created_by: i64,
+    /// Eko client_ref_id (chosen before the call).
+    pub client_ref_id: Option<&'a str>,
+    /// The session this one replaces.
+    pub supersedes: Option<i64>,
+    /// Lower-case text searched by the list.
+    pub search_text: &'a str,
+    /// Now.
+    pub now: i64,
+}
+
+/// Writes a session in `creating`; returns its id. A duplicate idempotency key is a unique
+/// violation (the caller then reads the existing row).
+pub async fn insert(conn: &mut AnyConnection, new: &NewSession<'_>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO kyc_sessions (public_id, idempotency_key, provider, flow, environment, credential_id, sandbox, \
+         customer_name, phone, email, internal_ref, documents, consent_note, status, client_ref_id, supersedes, \
+         search_text, created_by, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'creating', $14, $15, $16, $17, $18, $18) \
+         RETURNING id",
+    )
+    .bind(new.public_id)
+    .bind(new.idempotency_key)
+    .bind(new.provider)
+    .bind(new.flow)
+    .bind(new.environment)
+    .bind(new.credential_id)
+    .bind(i64::from(new.sandbox))
+    .bind(new.customer_name)
+    .bind(new.phone)
+    .bind(new.email)
+    .bind(new.internal_ref)
+    .bind(new.documents)
+    .bind(new.consent_note)
+    .bind(new.client_ref_id)
+    .bind(new.supersedes)
+    .bind(new.search_text)
+    .bind(new.created_by)
+    .bind(new.now)
+    .fetch_one(conn)
+    .await
+}
+
+/// One session by internal id.
+pub async fn find(conn: &mut AnyConnection, id: i64) -> Result<Option<SessionRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{SESSION_SELECT} WHERE s.id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// One session by public id.
+pub async fn find_public(
+    pool: &AnyPool,
+    public_id: &str,
+) -> Result<Option<SessionRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{SESSION_SELECT} WHERE s.public_id = $1"))
+        .bind(public_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// One session by idempotency key.
+pub async fn find_by_key(pool: &AnyPool, key: &str) -> Result<Option<SessionRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{SESSION_SELECT} WHERE s.idempotency_key = $1"))
+        .bind(key)
+        .fetch_optional(pool)
+        .await
+}
+
+/// The session a Message Central return belongs to (by journey id or token).
+pub async fn find_by_journey(
+    pool: &AnyPool,
+    journey_id: Option<&str>,
+    token: Option<&str>,
+) -> Result<Option<SessionRow>, sqlx::Error> {
+    if let Some(journey_id) = journey_id {
+        let found: Option<SessionRow> =
+            sqlx::query_as(&format!("{SESSION_SELECT} WHERE s.journey_id = $1"))
+                .bind(journey_id)
+                .fetch_optional(pool)
+                .await?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    match token {
+        Some(token) => {
+            sqlx::query_as(&format!("{SESSION_SELECT} WHERE s.provider_token = $1"))
+                .bind(token)
+                .fetch_optional(pool)
+                .await
+        }
+        None => Ok(None),
+    }
+}
+
+/// What a successful provider call stores.
+pub struct CreatedLink<'a> {
+    /// The link.
+    pub url: &'a str,
+    /// Expiry (Unix seconds).
+    pub expires_at: i64,
+    /// Message Central token.
+    pub token: Option<&'a str>,
+    /// Message Central journey id.
+    pub journey_id: Option<&'a str>,
+    /// Eko reference id.
+    pub reference_id: Option<&'a str>,
+    /// First Eko poll.
+    pub next_poll_at: Option<i64>,
+    /// Search text with the provider ids added.
+    pub search_text: &'a str,
+}
+
+/// `creating → created` with the link; false when the row was no longer `creating`.
+pub async fn mark_created(
+    conn: &mut AnyConnection,
+    id: i64,
+    link: &CreatedLink<'_>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE kyc_sessions SET status = 'created', link_url = $1, expires_at = $2, provider_token = $3, \
+         journey_id = $4, reference_id = $5, next_poll_at = $6, search_text = $7, updated_at = $8 \
+         WHERE id = $9 AND status = 'creating'",
+    )
+    .bind(link.url)
+    .bind(link.expires_at)
+    .bind(link.token)
+    .bind(link.journey_id)
+    .bind(link.reference_id)
+    .bind(link.next_poll_at)
+    .bind(link.search_text)
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Moves a session from `from` to `to` (only if it is still in `from`); an end state sets
+/// `ended_at` and stops polling. `error` replaces the last error when given.
+pub async fn set_status(
+    conn: &mut AnyConnection,
+    id: i64,
+    from: &str,
+    to: &str,
+    ended: bool,
+    error: Option<&str>,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE kyc_sessions SET status = $1, updated_at = $2, \
+         ended_at = CASE WHEN $3 = 1 THEN $2 ELSE ended_at END, \
+         next_poll_at = CASE WHEN $3 = 1 THEN NULL ELSE next_poll_at END, \
+         last_error = COALESCE($4, last_error) \
+         WHERE id = $5 AND status = $6",
+    )
+    .bind(to)
+    .bind(now)
+    .bind(i64::from(ended))
+    .bind(error)
+    .bind(id)
+    .bind(from)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Links a regenerated session to the one it replaced.
+pub async fn set_superseded_by(
+    conn: &mut AnyConnection,
+    id: i64,
+    by: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE kyc_sessions SET superseded_by = $1 WHERE id = $2")
+        .bind(by)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Stores the masked result and the Eko verification id.
+pub async fn set_result(
+    conn: &mut AnyConnection,
+    id: i64,
+    result: Option<&str>,
+    verification_id: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE kyc_sessions SET result = COALESCE($1, result), verification_id = COALESCE($2, verification_id) WHERE id = $3",
+    )
+    .bind(result)
+    .bind(verification_id)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Appends a timeline event.
+pub async fn add_event(
+    conn: &mut AnyConnection,
+    session_id: i64,
+    kind: &str,
+    actor: &str,
+    detail: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO kyc_events (session_id, at, kind, actor, detail) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(session_id)
+    .bind(now)
+    .bind(kind)
+    .bind(actor)
+    .bind(detail)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A timeline event as stored.
+#[derive(sqlx::FromRow, Debug, Clone)]
+pub struct EventRow {
+    /// Unix seconds.
+    pub at: i64,
+    /// Kind.
+    pub kind: String,
+    /// Actor.
+    pub actor: String,
+    /// Detail.
+    pub detail: String,
+}
+
+/// A session's timeline, oldest first.
+pub async fn events(pool: &AnyPool, session_id: i64) -> Result<Vec<EventRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT at, kind, actor, detail FROM kyc_events WHERE session_id = $1 ORDER BY id",
+    )
+    .bind(session_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// A delivery as stored.
+#[derive(sqlx::FromRow, Debug, Clone)]
+pub struct DeliveryRow {
+    /// Id.
+    pub id: i64,
+    /// Channel.
+    pub channel: String,
+    /// Masked destination.
+    pub destination_masked: String,
+    /// Outcome.
+    pub outcome: String,
+    /// Error.
+    pub error: Option<String>,
+    /// Who.
+    pub by_email: Option<String>,
+    /// When.
+    pub attempted_at: i64,
+}
+
+/// A session's deliveries, newest first.
+pub async fn deliveries(pool: &AnyPool, session_id: i64) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT d.id, d.channel, d.destination_masked, d.outcome, d.error, u.email AS by_email, d.attempted_at \
+         FROM deliveries d LEFT JOIN users u ON u.id = d.attempted_by WHERE d.session_id = $1 ORDER BY d.id DESC",
+    )
+    .bind(session_id)
+    .fetch_all(pool)
+    .await
+}
+
+/// Records a delivery attempt in `sending`; returns its id.
+pub async fn insert_delivery(
+    conn: &mut AnyConnection,
+    session_id: i64,
+    channel: &str,
+    destination_masked: &str,
+    by: i64,
+    now: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO deliveries (session_id, channel, destination_masked, outcome, attempted_by, attempted_at) \
+         VALUES ($1, $2, $3, 'sending', $4, $5) RETURNING id",
+    )
+    .bind(session_id)
+    .bind(channel)
+    .bind(destination_masked)
+    .bind(by)
+    .bind(now)
+    .fetch_one(conn)
+    .await
+}
+
+/// Finishes a delivery attempt.
+pub async fn finish_delivery(
+    conn: &mut AnyConnection,
+    id: i64,
+    outcome: &str,
+    provider_message_id: Option<&str>,
+    error: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE deliveries SET outcome = $1, provider_message_id = $2, error = $3 WHERE id = $4",
+    )
+    .bind(outcome)
+    .bind(provider_message_id)
+    .bind(error)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An email template: (subject, body).
+pub async fn template(pool: &AnyPool, name: &str) -> Result<Option<(String, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT subject, body FROM message_templates WHERE name = $1")
+        .bind(name)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Saves an email template.
+pub async fn save_template(
+    conn: &mut AnyConnection,
+    name: &str,
+    subject: &str,
+    body: &str,
+    by: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO message_templates (name, subject, body, updated_by, updated_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (name) DO UPDATE SET subject = excluded.subject, body = excluded.body, \
+         updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+    )
+    .bind(name)
+    .bind(subject)
+    .bind(body)
+    .bind(by)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Filters of the sessions list, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct SessionQuery {
+    /// Status.
+    pub status: Option<String>,
+    /// Provider.
+    pub provider: Option<String>,
+    /// Flow.
+    pub flow: Option<String>,
+    /// Creator's user id.
+    pub created_by: Option<i64>,
+    /// Created at or after (Unix seconds).
+    pub from: Option<i64>,
+    /// Created before (Unix seconds).
+    pub to: Option<i64>,
+    /// Exact phone (E.164) when the search looks like a phone number.
+    pub phone: Option<String>,
+    /// Lower-case words searched in `search_text`.
+    pub text: Option<String>,
+    /// Keyset cursor.
+    pub before_id: Option<i64>,
+}
+
+enum Bind {
+    Int(i64),
+    Text(String),
+}
+
+fn where_clause(query: &SessionQuery) -> (String, Vec<Bind>) {
+    let mut conditions = Vec::new();
+    let mut binds = Vec::new();
+    let mut add = |sql: &str, bind: Bind| {
+        binds.push(bind);
+        conditions.push(sql.replace('?', &format!("${}", binds.len())));
+    };
+    if let Some(status) = &query.status {
+        add("s.status = ?", Bind::Text(status.clone()));
+    }
+    if let Some(provider) = &query.provider {
+        add("s.provider = ?", Bind::Text(provider.clone()));
+    }
+    if let Some(flow) = &query.flow {
+        add("s.flow = ?", Bind::Text(flow.clone()));
+    }
+    if let Some(created_by) = query.created_by {
+        add("s.created_by = ?", Bind::Int(created_by));
+    }
+    if let Some(from) = query.from {
+        add("s.created_at >= ?", Bind::Int(from));
+    }
+    if let Some(to) = query.to {
+        add("s.created_at < ?", Bind::Int(to));
+    }
+    if let Some(phone) = &query.phone {
+        add("s.phone = ?", Bind::Text(phone.clone()));
+    }
+    if let Some(text) = &query.text {
+        let escaped = text
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        add(
+            "s.search_text LIKE ? ESCAPE '\\'",
+            Bind::Text(format!("%{escaped}%")),
+        );
+    }
+    if let Some(before) = query.before_id {
+        add("s.id < ?", Bind::Int(before));
+    }
+    let clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    (clause, binds)
+}
+
+/// Up to `limit` sessions matching `query`, newest first (keyset on id).
+pub async fn search(
+    pool: &AnyPool,
+    query: &SessionQuery,
+    limit: i64,
+) -> Result<Vec<SessionRow>, sqlx::Error> {
+    let (clause, binds) = where_clause(query);
+    let sql = format!(
+        "{SESSION_SELECT} {clause} ORDER BY s.id DESC LIMIT {}",
+        limit.clamp(1, 1000)
+    );
+    let mut statement = sqlx::query_as::<_, SessionRow>(&sql);
+    for bind in binds {
+        statement = match bind {
+            Bind::Int(value) => statement.bind(value),
+            Bind::Text(value) => statement.bind(value),
+        };
+    }
+    statement.fetch_all(pool).await
+}
+
+/// Open sessions whose expiry has passed.
+pub async fn expired_open(pool: &AnyPool, now: i64) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, status FROM kyc_sessions WHERE status IN ('created', 'sent', 'returned') \
+         AND expires_at < $1 ORDER BY expires_at LIMIT 500",
+    )
+    .bind(now)
+    .fetch_all(pool)
+    .await
+}
+
+/// Sessions still `creating` since before `before`.
+pub async fn stale_creating(pool: &AnyPool, before: i64) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM kyc_sessions WHERE status = 'creating' AND created_at < $1 LIMIT 500",
+    )
+    .bind(before)
+    .fetch_all(pool)
+    .await
+}
+
+/// Eko sessions due for a status poll.
+pub async fn due_polls(pool: &AnyPool, now: i64) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM kyc_sessions WHERE next_poll_at <= $1 AND status IN ('created', 'sent', 'returned') \
+         AND (lease_until IS NULL OR lease_until < $1) ORDER BY next_poll_at LIMIT 20",
+    )
+    .bind(now)
+    .fetch_all(pool)
+    .await
+}
+
+/// Takes the poll lease of a session; false when another poller holds it.
+pub async fn claim_poll(
+    pool: &AnyPool,
+    id: i64,
+    owner: &str,
+    now: i64,
+    lease_seconds: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE kyc_sessions SET lease_owner = $1, lease_until = $2 \
+         WHERE id = $3 AND (lease_until IS NULL OR lease_until < $4) AND next_poll_at IS NOT NULL",
+    )
+    .bind(owner)
+    .bind(now + lease_seconds)
+    .bind(id)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives the lease back and schedules the next poll (`None`: no more polls).
+pub async fn release_poll(
+    conn: &mut AnyConnection,
+    id: i64,
+    owner: &str,
+    next_poll_at: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE kyc_sessions SET lease_owner = NULL, lease_until = NULL, next_poll_at = $1, poll_count = poll_count + 1 \
+         WHERE id = $2 AND lease_owner = $3",
+    )
+    .bind(next_poll_at)
+    .bind(id)
+    .bind(owner)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Sessions per status created since `since`.
+pub async fn count_by_status(
+    pool: &AnyPool,
+    since: i64,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT status, COUNT(*) FROM kyc_sessions WHERE created_at >= $1 GROUP BY status",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await
+}
+
+/// Creation times since `since` (for the per-day chart), as day numbers.
+pub async fn count_per_day(pool: &AnyPool, since: i64) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT created_at / 86400 AS day, COUNT(*) FROM kyc_sessions WHERE created_at >= $1 GROUP BY created_at / 86400",
+    )
+    .bind(since)
+    .fetch_all(pool)
+    .await
+}
+
+/// Sessions created since `since` that ever reached an event kind.
+pub async fn count_reached(pool: &AnyPool, since: i64, kind: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COUNT(DISTINCT e.session_id) FROM kyc_events e JOIN kyc_sessions s ON s.id = e.session_id \
+         WHERE s.created_at >= $1 AND e.kind = $2",
+    )
+    .bind(since)
+    .bind(kind)
+    .fetch_one(pool)
+    .await
+}
+
+/// Open sessions expiring between now and `until`.
+pub async fn expiring(
+    pool: &AnyPool,
+    now: i64,
+    until: i64,
+) -> Result<Vec<SessionRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{SESSION_SELECT} WHERE s.status IN ('created', 'sent', 'returned') AND s.expires_at >= $1 \
+         AND s.expires_at < $2 ORDER BY s.expires_at LIMIT 20"
+    ))
+    .bind(now)
+    .bind(until)
+    .fetch_all(pool)
+    .await
+}

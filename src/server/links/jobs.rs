@@ -1,0 +1,542 @@
+//! Following sessions to their end without anyone watching: the customer's return, the Eko
+//! status poller (with a lease so several instances never poll one session at once), the
+//! expiry sweep, and failing calls interrupted by a crash.
+
+use super::{move_to, status_of};
+use crate::credentials::CredentialKind;
+use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
+use crate::server::credentials as vault_credentials;
+use crate::server::db::links::{self as repo, SessionRow};
+use crate::server::db::{self};
+use crate::server::providers::{ProviderError, eko};
+use crate::server::state::AppState;
+use crate::types::{AppError, KycStatus};
+use secrecy::SecretString;
+use std::time::Duration;
+
+/// Seconds between Eko status polls: 30 s, growing to 10 minutes.
+pub const POLL_DELAYS: [i64; 6] = [30, 60, 120, 240, 480, 600];
+/// How long a poller may hold a session.
+pub const POLL_LEASE_SECONDS: i64 = 120;
+/// Most query parameters recorded from a return.
+pub const MAX_RETURN_PARAMS: usize = 20;
+/// Longest recorded parameter name or value.
+pub const MAX_RETURN_VALUE: usize = 100;
+
+fn next_delay(poll_count: i64) -> i64 {
+    POLL_DELAYS[(poll_count.max(0) as usize).min(POLL_DELAYS.len() - 1)]
+}
+
+/// The query parameters of a return, made safe to store and show: at most
+/// [`MAX_RETURN_PARAMS`] pairs, names and values cut to [`MAX_RETURN_VALUE`] characters,
+/// control characters dropped, long digit runs (Aadhaar, phone numbers) masked, and values
+/// of names that look secret replaced.
+pub fn sanitize_return_params(pairs: &[(String, String)]) -> Vec<(String, String)> {
+    let clean = |text: &str| -> String {
+        let text: String = text
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_RETURN_VALUE)
+            .collect();
+        crate::server::audit::scrub(&text)
+    };
+    pairs
+        .iter()
+        .take(MAX_RETURN_PARAMS)
+        .map(|(name, value)| {
+            let name = clean(name);
+            let lower = name.to_lowercase();
+            let value = if ["token", "key", "secret", "password", "auth"]
+                .iter()
+                .any(|s| lower.contains(s))
+            {
+                "[hidden]".to_string()
+            } else {
+                clean(value)
+            };
+            (name, value)
+        })
+        .collect()
+}
+
+fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+/// Records a customer's return from a provider journey and moves the session on. `public_id`
+/// is `None` for the fixed Message Central return address (matched by journey id or token).
+/// Unknown sessions and ended sessions are answered the same way (the customer sees a
+/// thank-you page either way); a return after the end is recorded but changes nothing.
+pub async fn handle_return(
+    state: &AppState,
+    public_id: Option<&str>,
+    raw: &[(String, String)],
+) -> Result<(), AppError> {
+    let row = match public_id {
+        Some(id) => repo::find_public(&state.db.pool, id).await?,
+        None => {
+            repo::find_by_journey(
+                &state.db.pool,
+                param(raw, "journey_id").or(param(raw, "journeyId")),
+                param(raw, "token"),
+            )
+            .await?
+        }
+    };
+    let Some(row) = row else {
+        tracing::info!("return for an unknown KYC session ignored");
+        return Ok(());
+    };
+    let params = sanitize_return_params(raw);
+    let shown = if params.is_empty() {
+        "no parameters".to_string()
+    } else {
+        params
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let status = status_of(&row);
+    let mut tx = state.db.pool.begin().await?;
+    if !status.is_open() {
+        repo::add_event(
+            &mut tx,
+            row.id,
+            "late_answer",
+            "customer",
+            &format!(
+                "The customer came back after the session had ended ({}); nothing changed. Parameters: {shown}.",
+                status.label().to_lowercase()
+            ),
+            db::now(),
+        )
+        .await?;
+        tx.commit().await?;
+        return Ok(());
+    }
+    let outcome = param(raw, "status").map(str::to_lowercase);
+    let (next, detail, error) = if row.provider == "message_central" {
+        match outcome.as_deref() {
+            Some("approved" | "success" | "completed" | "verified") => (
+                KycStatus::Completed,
+                format!("The customer finished the journey: approved. Parameters: {shown}."),
+                None,
+            ),
+            Some("denied" | "rejected" | "failed" | "declined") => (
+                KycStatus::Failed,
+                format!("The customer's journey ended unsuccessfully. Parameters: {shown}."),
+                Some("The provider reported the verification as not successful."),
+            ),
+            _ => (
+                KycStatus::Returned,
+                format!("The customer came back from the journey. Parameters: {shown}."),
+                None,
+            ),
+        }
+    } else {
+        (
+            KycStatus::Returned,
+            format!("The customer came back from DigiLocker. Parameters: {shown}."),
+            None,
+        )
+    };
+    if status == KycStatus::Returned && next == KycStatus::Returned {
+        repo::add_event(&mut tx, row.id, "returned", "customer", &detail, db::now()).await?;
+    } else {
+        move_to(&mut tx, &row, next, "customer", &detail, error).await?;
+    }
+    if row.provider == "eko" {
+        // Poll at once: the customer has just given (or refused) consent.
+        let verification_id = param(&params, "verification_id");
+        repo::set_result(&mut tx, row.id, None, verification_id).await?;
+        sqlx::query(
+            "UPDATE kyc_sessions SET next_poll_at = $1 WHERE id = $2 AND next_poll_at IS NOT NULL",
+        )
+        .bind(db::now())
+        .bind(row.id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if next != KycStatus::Returned {
+        state
+            .audit
+            .append(
+                &mut tx,
+                &RequestMeta::system(),
+                &AuditEvent::new(
+                    Actor::System,
+                    "link.status",
+                    if next == KycStatus::Completed {
+                        Outcome::Success
+                    } else {
+                        Outcome::Failure
+                    },
+                )
+                .object("kyc_session", &row.public_id)
+                .reason(format!(
+                    "{} → {} (customer return)",
+                    status.as_str(),
+                    next.as_str()
+                )),
+            )
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn eko_credentials(
+    state: &AppState,
+    environment: &str,
+) -> Result<eko::EkoCredentials, ProviderError> {
+    let unlocked = vault_credentials::unlock(state, CredentialKind::EkoDigilocker, environment)
+        .await
+        .map_err(|e| ProviderError::Config(format!("the credential could not be read ({e})")))?;
+    let Some((_, settings, mut secrets)) = unlocked else {
+        return Err(ProviderError::Config(
+            "there is no active Eko credential any more".into(),
+        ));
+    };
+    let setting = |name: &str| settings.get(name).cloned().unwrap_or_default();
+    let mut take = |name: &str| {
+        secrets
+            .remove(name)
+            .unwrap_or_else(|| SecretString::from(String::new()))
+    };
+    Ok(eko::EkoCredentials {
+        base_url: setting("base_url"),
+        developer_key: take("developer_key"),
+        access_key: take("access_key"),
+        initiator_id: setting("initiator_id"),
+        user_code: setting("user_code"),
+    })
+}
+
+/// What one poll found.
+enum PollFinding {
+    /// Not finished yet.
+    Waiting(String),
+    /// Finished; the masked result.
+    Completed(Vec<(String, String)>, String),
+    /// The customer refused consent, or the provider failed the request.
+    Failed(String),
+}
+
+async fn poll_provider(state: &AppState, row: &SessionRow) -> Result<PollFinding, ProviderError> {
+    let creds = eko_credentials(state, &row.environment).await?;
+    let reference_id = row.reference_id.clone().unwrap_or_default();
+    let status = eko::get_status(
+        &state.providers,
+        &creds,
+        &reference_id,
+        row.client_ref_id.as_deref(),
+    )
+    .await?;
+    if status.document_consent.as_deref() == Some("N") {
+        return Ok(PollFinding::Failed(
+            "The customer refused consent in DigiLocker.".into(),
+        ));
+    }
+    if !status.completed {
+        return Ok(PollFinding::Waiting(
+            "Eko: the customer has not finished yet.".into(),
+        ));
+    }
+    let mut result = Vec::new();
+    let mut push = |label: &str, value: Option<String>| {
+        if let Some(value) = value.filter(|v| !v.trim().is_empty()) {
+            result.push((label.to_string(), crate::server::audit::scrub(&value)));
+        }
+    };
+    if let Some(user) = &status.user {
+        push("Name", user.name.clone());
+        push("Date of birth", user.dob.clone());
+        push("Gender", user.gender.clone());
+        push("Aadhaar", user.masked_aadhaar.clone());
+        push(
+            "Mobile",
+            user.mobile_last4.clone().map(|l| format!("******{l}")),
+        );
+    }
+    let document_type = row
+        .documents
+        .split(',')
+        .next()
+        .filter(|d| !d.is_empty())
+        .unwrap_or("AADHAAR")
+        .to_string();
+    match eko::get_document(
+        &state.providers,
+        &creds,
+        &reference_id,
+        row.client_ref_id.as_deref(),
+        row.verification_id.as_deref(),
+        &document_type,
+    )
+    .await
+    {
+        Ok(document) if document.is_verified() => {
+            result.clear();
+            let mut push = |label: &str, value: Option<String>| {
+                if let Some(value) = value.filter(|v| !v.trim().is_empty()) {
+                    result.push((label.to_string(), crate::server::audit::scrub(&value)));
+                }
+            };
+            push("Document", Some(document.document_type.clone()));
+            push("Name", document.name.clone());
+            push("Date of birth", document.dob.clone());
+            push("Gender", document.gender.clone());
+            push("Aadhaar", document.masked_aadhaar.clone());
+            push("City", document.city.clone());
+            push("State", document.state.clone());
+            Ok(PollFinding::Completed(
+                result,
+                format!("Eko: consent given; {document_type} verified."),
+            ))
+        }
+        Ok(document) if document.verification_status == "PENDING" => Ok(PollFinding::Waiting(
+            format!("Eko: consent given; the {document_type} document is not ready yet."),
+        )),
+        Ok(document) => Ok(PollFinding::Failed(format!(
+            "Eko reported the {document_type} document as {}.",
+            document.verification_status.to_lowercase()
+        ))),
+        Err(error) => Err(error),
+    }
+}
+
+/// Polls one session if its lease can be taken; returns whether it was polled.
+pub async fn poll_session(state: &AppState, id: i64, owner: &str) -> Result<bool, AppError> {
+    let now = db::now();
+    if !repo::claim_poll(&state.db.pool, id, owner, now, POLL_LEASE_SECONDS).await? {
+        return Ok(false);
+    }
+    let row = {
+        let mut conn = state.db.pool.acquire().await?;
+        repo::find(&mut conn, id).await?
+    };
+    let Some(row) = row else { return Ok(false) };
+    let finding = poll_provider(state, &row).await;
+    let mut tx = state.db.pool.begin().await?;
+    // Re-read under the transaction: the session may have ended while we waited.
+    let current = repo::find(&mut tx, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
+    let status = status_of(&current);
+    let next_poll = |delay: i64| {
+        current
+            .expires_at
+            .filter(|e| now + delay < *e)
+            .map(|_| now + delay)
+    };
+    match finding {
+        _ if !status.is_open() => {
+            repo::add_event(
+                &mut tx,
+                id,
+                "late_answer",
+                "system",
+                "Eko answered after the session had ended; nothing changed.",
+                db::now(),
+            )
+            .await?;
+            repo::release_poll(&mut tx, id, owner, None).await?;
+        }
+        Ok(PollFinding::Waiting(note)) => {
+            repo::add_event(&mut tx, id, "polled", "system", &note, db::now()).await?;
+            repo::release_poll(
+                &mut tx,
+                id,
+                owner,
+                next_poll(next_delay(current.poll_count + 1)),
+            )
+            .await?;
+        }
+        Ok(PollFinding::Completed(result, note)) => {
+            let json = serde_json::to_string(&result).unwrap_or_else(|_| "[]".into());
+            repo::set_result(&mut tx, id, Some(&json), None).await?;
+            move_to(
+                &mut tx,
+                &current,
+                KycStatus::Completed,
+                "system",
+                &note,
+                None,
+            )
+            .await?;
+            repo::release_poll(&mut tx, id, owner, None).await?;
+            record_system_status(state, &mut tx, &current, KycStatus::Completed, &note).await?;
+        }
+        Ok(PollFinding::Failed(reason)) => {
+            move_to(
+                &mut tx,
+                &current,
+                KycStatus::Failed,
+                "system",
+                &reason,
+                Some(&reason),
+            )
+            .await?;
+            repo::release_poll(&mut tx, id, owner, None).await?;
+            record_system_status(state, &mut tx, &current, KycStatus::Failed, &reason).await?;
+        }
+        Err(error) => {
+            let note = format!("Eko status query failed: {}", error.operator_message());
+            repo::add_event(&mut tx, id, "polled", "system", &note, db::now()).await?;
+            repo::release_poll(
+                &mut tx,
+                id,
+                owner,
+                next_poll(next_delay(current.poll_count + 1)),
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+async fn record_system_status(
+    state: &AppState,
+    tx: &mut sqlx::AnyConnection,
+    row: &SessionRow,
+    to: KycStatus,
+    reason: &str,
+) -> Result<(), AppError> {
+    state
+        .audit
+        .append(
+            tx,
+            &RequestMeta::system(),
+            &AuditEvent::new(
+                Actor::System,
+                "link.status",
+                if to == KycStatus::Completed {
+                    Outcome::Success
+                } else {
+                    Outcome::Failure
+                },
+            )
+            .object("kyc_session", &row.public_id)
+            .reason(format!("{} → {}: {reason}", row.status, to.as_str())),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Polls every due Eko session once; returns how many were polled.
+pub async fn poll_due(state: &AppState, owner: &str) -> Result<usize, AppError> {
+    let mut polled = 0;
+    for id in repo::due_polls(&state.db.pool, db::now()).await? {
+        if poll_session(state, id, owner).await? {
+            polled += 1;
+        }
+    }
+    Ok(polled)
+}
+
+/// Ends open sessions past their expiry, and fails sessions whose provider call was
+/// interrupted (still `creating` long after any call could still answer). Returns how
+/// many sessions changed.
+pub async fn sweep(state: &AppState) -> Result<usize, AppError> {
+    let now = db::now();
+    let mut changed = 0;
+    for (id, _) in repo::expired_open(&state.db.pool, now).await? {
+        let mut tx = state.db.pool.begin().await?;
+        let Some(row) = repo::find(&mut tx, id).await? else {
+            continue;
+        };
+        if !status_of(&row).is_open() || row.expires_at.is_none_or(|e| e >= now) {
+            continue;
+        }
+        let note = "The link expired before the customer finished.";
+        if move_to(&mut tx, &row, KycStatus::Expired, "system", note, None)
+            .await
+            .is_ok()
+        {
+            record_system_status(state, &mut tx, &row, KycStatus::Expired, note).await?;
+            tx.commit().await?;
+            changed += 1;
+        }
+    }
+    let grace = state.config.provider_request_timeout.as_secs() as i64 + 30;
+    for id in repo::stale_creating(&state.db.pool, now - grace).await? {
+        let mut tx = state.db.pool.begin().await?;
+        let Some(row) = repo::find(&mut tx, id).await? else {
+            continue;
+        };
+        let reason = "Interrupted before the provider answered (KYC Desk stopped during the call). Create the link again.";
+        if move_to(
+            &mut tx,
+            &row,
+            KycStatus::Failed,
+            "system",
+            reason,
+            Some(reason),
+        )
+        .await
+        .is_ok()
+        {
+            record_system_status(state, &mut tx, &row, KycStatus::Failed, reason).await?;
+            tx.commit().await?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
+/// Runs the poller and the sweep in the background, every few seconds.
+pub fn spawn(state: AppState) {
+    let owner = format!("instance-{}", uuid::Uuid::new_v4().simple());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(error) = sweep(&state).await {
+                tracing::warn!(%error, "session sweep failed; retrying shortly");
+            }
+            if let Err(error) = poll_due(&state, &owner).await {
+                tracing::warn!(%error, "Eko status polling failed; retrying shortly");
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_parameters_are_bounded_and_masked() {
+        let mut pairs: Vec<(String, String)> = vec![
+            ("status".into(), "approved".into()),
+            ("uid".into(), "123412341234".into()),
+            ("token".into(), "abc".into()),
+            ("note".into(), "x".repeat(500)),
+            ("evil".into(), "a\u{0}b\nc".into()),
+        ];
+        for i in 0..30 {
+            pairs.push((format!("p{i}"), "v".into()));
+        }
+        let clean = sanitize_return_params(&pairs);
+        assert_eq!(clean.len(), MAX_RETURN_PARAMS);
+        assert_eq!(clean[0], ("status".into(), "approved".into()));
+        assert_eq!(clean[1].1, "********1234");
+        assert_eq!(clean[2].1, "[hidden]");
+        assert_eq!(clean[3].1.chars().count(), MAX_RETURN_VALUE);
+        assert_eq!(clean[4].1, "abc");
+    }
+
+    #[test]
+    fn polls_back_off_to_ten_minutes() {
+        assert_eq!(next_delay(0), 30);
+        assert_eq!(next_delay(1), 60);
+        assert_eq!(next_delay(50), 600);
+    }
+}

@@ -1,0 +1,542 @@
+//! Handing a link over: email through the configured SMTP server (HTML and plain text from
+//! the admin's template), SMS and WhatsApp through Message Central with the admin's DLT
+//! template. Every attempt is a `deliveries` row, a timeline event and an audit row; a
+//! failure never marks the link as sent.
+
+use super::{move_to, status_of};
+use crate::credentials::CredentialKind;
+use crate::server::audit::{AuditEvent, Outcome, RequestMeta};
+use crate::server::auth::AuthUser;
+use crate::server::credentials as vault_credentials;
+use crate::server::db::links::{self as repo};
+use crate::server::db::{self, credentials as credential_repo};
+use crate::server::state::AppState;
+use crate::types::{AppError, KycStatus, SessionDetail};
+use crate::validation;
+use base64::Engine as _;
+use lettre::message::{Mailbox, MultiPart, header::ContentType};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Longest an email hand-over may take.
+pub const SMTP_SEND_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The channels that can send links now: `email` with an active SMTP credential, `sms` and
+/// `whatsapp` as the active Message Central SMS credential allows.
+pub async fn configured_channels(state: &AppState) -> Result<Vec<String>, AppError> {
+    let mut channels = Vec::new();
+    let mut conn = state.db.pool.acquire().await?;
+    if credential_repo::active(&mut conn, CredentialKind::Smtp.as_str(), "default")
+        .await?
+        .is_some()
+    {
+        channels.push("email".to_string());
+    }
+    for environment in CredentialKind::MessageCentralSms.environments() {
+        if let Some(row) = credential_repo::active(
+            &mut conn,
+            CredentialKind::MessageCentralSms.as_str(),
+            environment,
+        )
+        .await?
+        {
+            let settings: BTreeMap<String, String> =
+                serde_json::from_str(&row.settings).unwrap_or_default();
+            let allowed = settings
+                .get("channels")
+                .cloned()
+                .unwrap_or_else(|| "sms".into());
+            for channel in ["sms", "whatsapp"] {
+                if allowed.split(',').any(|c| c.trim() == channel)
+                    && !channels.iter().any(|c| c == channel)
+                {
+                    channels.push(channel.to_string());
+                }
+            }
+            break;
+        }
+    }
+    Ok(channels)
+}
+
+/// Fills `{name}`, `{link}`, `{expires}` and `{company}` in a template.
+pub fn fill_template(
+    template: &str,
+    name: &str,
+    link: &str,
+    expires: &str,
+    company: &str,
+) -> String {
+    template
+        .replace("{name}", name)
+        .replace("{link}", link)
+        .replace("{expires}", expires)
+        .replace("{company}", company)
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// The HTML part of a link email: the plain text escaped, paragraphs kept, and the link
+/// made a button-like anchor.
+pub fn email_html(body: &str, link: &str) -> String {
+    let escaped_link = html_escape(link);
+    let paragraphs: Vec<String> = body
+        .split("\n\n")
+        .map(|p| {
+            let p = html_escape(p.trim()).replace('\n', "<br>");
+            if p.contains(&escaped_link) {
+                p.replace(
+                    &escaped_link,
+                    &format!(
+                        "<a href=\"{escaped_link}\" style=\"display:inline-block;padding:10px 16px;background:#1f5fbf;color:#fff;border-radius:6px;text-decoration:none\">Verify my identity</a><br><span style=\"font-size:12px;color:#555\">{escaped_link}</span>"
+                    ),
+                )
+            } else {
+                p
+            }
+        })
+        .map(|p| format!("<p>{p}</p>"))
+        .collect();
+    format!(
+        "<!doctype html><html><body style=\"font-family:system-ui,sans-serif;line-height:1.5;color:#1b1f24\">{}</body></html>",
+        paragraphs.join("")
+    )
+}
+
+async fn company_name(state: &AppState) -> String {
+    let mut conn = match state.db.pool.acquire().await {
+        Ok(conn) => conn,
+        Err(_) => return "our team".into(),
+    };
+    for environment in CredentialKind::MessageCentralEkyc.environments() {
+        if let Ok(Some(row)) = credential_repo::active(
+            &mut conn,
+            CredentialKind::MessageCentralEkyc.as_str(),
+            environment,
+        )
+        .await
+        {
+            let settings: BTreeMap<String, String> =
+                serde_json::from_str(&row.settings).unwrap_or_default();
+            if let Some(name) = settings
+                .get("company_name")
+                .filter(|n| !n.trim().is_empty())
+            {
+                return name.trim().to_string();
+            }
+        }
+    }
+    "our team".into()
+}
+
+fn smtp_failure(error: &lettre::transport::smtp::Error) -> String {
+    let text = error.to_string();
+    if text.contains("535") || (error.is_permanent() && text.to_lowercase().contains("auth")) {
+        "the mail server refused KYC Desk's username or password (an admin must correct them on the Credentials page)".into()
+    } else if error.is_timeout() {
+        "the mail server did not answer in time".into()
+    } else if error.is_tls() {
+        "the secure connection to the mail server failed (check the TLS mode and port)".into()
+    } else if error.is_permanent() {
+        format!(
+            "the mail server refused the message ({})",
+            first_line(&text)
+        )
+    } else if error.is_transient() {
+        format!("the mail server is busy; try again ({})", first_line(&text))
+    } else {
+        "KYC Desk could not connect to the mail server (it may be down)".into()
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(160)
+        .collect()
+}
+
+async fn send_email(
+    state: &AppState,
+    to: &str,
+    name: &str,
+    link: &str,
+    expires: &str,
+) -> Result<Option<String>, String> {
+    let unlocked = vault_credentials::unlock(state, CredentialKind::Smtp, "default")
+        .await
+        .map_err(|_| "the email credential could not be read".to_string())?;
+    let Some((_, settings, mut secrets)) = unlocked else {
+        return Err("no email (SMTP) credential is configured".into());
+    };
+    let (subject, body) = repo::template(&state.db.pool, "link_email")
+        .await
+        .map_err(|_| "the email template could not be read".to_string())?
+        .unwrap_or_else(|| {
+            (
+                "Complete your identity verification".into(),
+                "Dear {name},\n\nPlease verify your identity: {link}\n\nValid until {expires}."
+                    .into(),
+            )
+        });
+    let company = company_name(state).await;
+    let subject = fill_template(&subject, name, link, expires, &company).replace(['\r', '\n'], " ");
+    let text = fill_template(&body, name, link, expires, &company);
+    let html = email_html(&text, link);
+    let from: Mailbox = settings
+        .get("from_address")
+        .or_else(|| settings.get("from"))
+        .and_then(|f| f.parse().ok())
+        .ok_or("the email credential's from address is not valid")?;
+    let to: Mailbox = format!("{} <{to}>", name.replace(['<', '>', '"', ','], ""))
+        .parse()
+        .or_else(|_| to.parse())
+        .map_err(|_| "the customer's email address cannot be used".to_string())?;
+    let mut builder = Message::builder().from(from).to(to).subject(subject);
+    if let Some(reply) = settings
+        .get("reply_to")
+        .filter(|r| !r.trim().is_empty())
+        .and_then(|r| r.parse::<Mailbox>().ok())
+    {
+        builder = builder.reply_to(reply);
+    }
+    let message = builder
+        .multipart(MultiPart::alternative_plain_html(text, html))
+        .map_err(|e| format!("the email could not be built ({e})"))?;
+    let _ = ContentType::TEXT_PLAIN;
+
+    let host = settings.get("host").cloned().unwrap_or_default();
+    let port: u16 = settings
+        .get("port")
+        .and_then(|p| p.parse().ok())
+        .ok_or("the email credential's port is not a number")?;
+    let transport = match settings
+        .get("tls")
+        .map(String::as_str)
+        .unwrap_or("starttls")
+    {
+        "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host),
+        "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(&host)
+            .map_err(|_| "the SMTP host cannot be used for TLS".to_string())?,
+        _ => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host)
+            .map_err(|_| "the SMTP host cannot be used for STARTTLS".to_string())?,
+    };
+    let mut transport = transport.port(port).timeout(Some(SMTP_SEND_TIMEOUT));
+    let username = settings.get("username").cloned().unwrap_or_default();
+    if !username.is_empty() {
+        let password = secrets
+            .remove("password")
+            .map(|p| p.expose_secret().to_string())
+            .unwrap_or_default();
+        transport = transport.credentials(Credentials::new(username, password));
+    }
+    let transport: AsyncSmtpTransport<Tokio1Executor> = transport.build();
+    match tokio::time::timeout(
+        SMTP_SEND_TIMEOUT + Duration::from_secs(5),
+        transport.send(message),
+    )
+    .await
+    {
+        Ok(Ok(response)) => Ok(response.message().next().map(|m| first_line(m))),
+        Ok(Err(error)) => Err(smtp_failure(&error)),
+        Err(_) => Err("the mail server did not answer in time".into()),
+    }
+}
+
+async fn send_sms(
+    state: &AppState,
+    channel: &str,
+    phone: &str,
+    name: &str,
+    link: &str,
+    expires: &str,
+) -> Result<Option<String>, String> {
+    let Some(national) = phone.strip_prefix("+91") else {
+        return Err("SMS and WhatsApp sending supports Indian (+91) numbers only; send by email or copy the link".into());
+    };
+    let mut found = None;
+    for environment in CredentialKind::MessageCentralSms.environments() {
+        if let Ok(Some(unlocked)) =
+            vault_credentials::unlock(state, CredentialKind::MessageCentralSms, environment).await
+        {
+            found = Some(unlocked);
+            break;
+        }
+    }
+    let Some((_, settings, mut secrets)) = found else {
+        return Err("no SMS / WhatsApp credential is configured".into());
+    };
+    let setting = |name: &str| settings.get(name).cloned().unwrap_or_default();
+    let base = setting("base_url");
+    let base = base.trim_end_matches('/');
+    let password: SecretString = secrets
+        .remove("password")
+        .unwrap_or_else(|| SecretString::from(String::new()));
+    let key = base64::engine::general_purpose::STANDARD.encode(password.expose_secret());
+    let client = state.providers.client();
+    let token_answer = client
+        .get(format!("{base}/auth/v1/authentication/token"))
+        .query(&[
+            ("customerId", setting("customer_id").as_str()),
+            ("key", key.as_str()),
+            ("scope", "NEW"),
+            ("country", "91"),
+            ("email", ""),
+        ])
+        .send()
+        .await
+        .map_err(|e| {
+            if e.is_timeout() {
+                "Message Central did not answer in time".to_string()
+            } else {
+                "KYC Desk could not reach Message Central's SMS service".to_string()
+            }
+        })?;
+    let token_status = token_answer.status();
+    let token_body: serde_json::Value = token_answer.json().await.unwrap_or_default();
+    let token = token_body
+        .get("token")
+        .and_then(|t| t.as_str())
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            if token_status.as_u16() == 401 {
+                "Message Central refused the SMS customer ID or password".to_string()
+            } else {
+                format!(
+                    "Message Central did not issue a sending token (HTTP {})",
+                    token_status.as_u16()
+                )
+            }
+        })?
+        .to_string();
+    let company = company_name(state).await;
+    let template = setting("template");
+    let template = if template.trim().is_empty() {
+        "Dear {name}, complete your KYC for {company}: {link} (valid until {expires})".to_string()
+    } else {
+        template
+    };
+    let text = fill_template(&template, name, link, expires, &company);
+    let flow = if channel == "whatsapp" {
+        "WHATSAPP"
+    } else {
+        "SMS"
+    };
+    let mut query: Vec<(&str, String)> = vec![
+        ("countryCode", "91".into()),
+        ("customerId", setting("customer_id")),
+        ("type", "SMS".into()),
+        ("flowType", flow.into()),
+        ("mobileNumber", national.into()),
+        ("message", text),
+    ];
+    let sender = setting("sender_id");
+    if !sender.is_empty() {
+        query.push(("senderId", sender));
+    }
+    let answer = client
+        .post(format!("{base}/verification/v3/send"))
+        .query(&query)
+        .header("authToken", token)
+        .send()
+        .await
+        .map_err(|e| {
+            if e.is_timeout() {
+                "Message Central did not answer in time".to_string()
+            } else {
+                "KYC Desk could not reach Message Central's SMS service".to_string()
+            }
+        })?;
+    let status = answer.status();
+    let body: serde_json::Value = answer.json().await.unwrap_or_default();
+    let code = body.get("responseCode").and_then(|c| c.as_i64());
+    if status.is_success() && matches!(code, Some(200) | None) {
+        Ok(body
+            .pointer("/data/verificationId")
+            .map(|v| v.to_string().trim_matches('"').to_string()))
+    } else {
+        let reason = body
+            .pointer("/data/errorMessage")
+            .or_else(|| body.get("message"))
+            .and_then(|m| m.as_str())
+            .map(|m| first_line(m))
+            .unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
+        Err(format!(
+            "Message Central did not send the message ({reason})"
+        ))
+    }
+}
+
+/// Sends the link of an open session on `channel`. The attempt is recorded whatever
+/// happens; a failure comes back as an error with the reason (the link stays usable).
+pub async fn send(
+    state: &AppState,
+    meta: &RequestMeta,
+    user: &AuthUser,
+    public_id: &str,
+    channel: &str,
+) -> Result<SessionDetail, AppError> {
+    let channel = channel.trim().to_lowercase();
+    if !matches!(channel.as_str(), "email" | "sms" | "whatsapp") {
+        return Err(AppError::field("channel", "Choose email, SMS or WhatsApp."));
+    }
+    if !configured_channels(state).await?.contains(&channel) {
+        return Err(AppError::Conflict(format!(
+            "Sending by {channel} is not configured; an admin can add it on the Credentials page."
+        )));
+    }
+    let row = repo::find_public(&state.db.pool, public_id.trim())
+        .await?
+        .ok_or_else(|| AppError::NotFound("There is no such KYC session.".into()))?;
+    let status = status_of(&row);
+    if !status.is_open() {
+        return Err(AppError::Conflict(format!(
+            "This session is {}; its link can no longer be sent.",
+            status.label().to_lowercase()
+        )));
+    }
+    let link = row.link_url.clone().unwrap_or_default();
+    let (destination, masked) = if channel == "email" {
+        let email = row.email.clone().ok_or_else(|| {
+            AppError::Conflict(
+                "This customer has no email address; use SMS, WhatsApp or copy the link.".into(),
+            )
+        })?;
+        let masked = validation::mask_email(&email);
+        (email, masked)
+    } else {
+        (row.phone.clone(), validation::mask_phone(&row.phone))
+    };
+    let already_sent = repo::deliveries(&state.db.pool, row.id)
+        .await?
+        .iter()
+        .any(|d| d.outcome == "sent");
+    let delivery_id = {
+        let mut tx = state.db.pool.begin().await?;
+        let id =
+            repo::insert_delivery(&mut tx, row.id, &channel, &masked, user.id, db::now()).await?;
+        tx.commit().await?;
+        id
+    };
+    let expires = row
+        .expires_at
+        .map(db::format_time)
+        .unwrap_or_else(|| "soon".into());
+    let result = if channel == "email" {
+        send_email(state, &destination, &row.customer_name, &link, &expires).await
+    } else {
+        send_sms(
+            state,
+            &channel,
+            &destination,
+            &row.customer_name,
+            &link,
+            &expires,
+        )
+        .await
+    };
+    let channel_label = match channel.as_str() {
+        "email" => "email",
+        "sms" => "SMS",
+        _ => "WhatsApp",
+    };
+    let action = if already_sent {
+        "link.resend"
+    } else {
+        "link.send"
+    };
+    let mut tx = state.db.pool.begin().await?;
+    let outcome = match &result {
+        Ok(message_id) => {
+            repo::finish_delivery(&mut tx, delivery_id, "sent", message_id.as_deref(), None)
+                .await?;
+            let detail = format!("Sent by {channel_label} to {masked}.");
+            let current = repo::find(&mut tx, row.id)
+                .await?
+                .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
+            if status_of(&current) == KycStatus::Created {
+                move_to(
+                    &mut tx,
+                    &current,
+                    KycStatus::Sent,
+                    &user.email,
+                    &detail,
+                    None,
+                )
+                .await?;
+            } else {
+                repo::add_event(&mut tx, row.id, "sent", &user.email, &detail, db::now()).await?;
+            }
+            Outcome::Success
+        }
+        Err(reason) => {
+            repo::finish_delivery(&mut tx, delivery_id, "failed", None, Some(reason)).await?;
+            repo::add_event(
+                &mut tx,
+                row.id,
+                "delivery_failed",
+                &user.email,
+                &format!("Sending by {channel_label} to {masked} failed: {reason}."),
+                db::now(),
+            )
+            .await?;
+            Outcome::Error
+        }
+    };
+    state
+        .audit
+        .append(
+            &mut tx,
+            meta,
+            &AuditEvent::new(user.actor(), action, outcome)
+                .object("kyc_session", &row.public_id)
+                .reason(result.as_ref().err().cloned().unwrap_or_default())
+                .detail(serde_json::json!({ "channel": channel, "destination": masked })),
+        )
+        .await?;
+    tx.commit().await?;
+    if let Err(reason) = result {
+        tracing::warn!(request_id = %meta.request_id, session = %row.public_id, %channel, %reason, "delivery failed");
+        return Err(AppError::Unavailable(format!(
+            "Sending by {channel_label} to {masked} failed: {reason}. The link was not marked as sent and still works; try again."
+        )));
+    }
+    let row = repo::find_public(&state.db.pool, public_id.trim())
+        .await?
+        .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
+    super::detail_of(state, &row, true).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_fill_and_html_is_escaped() {
+        let text = fill_template(
+            "Hi {name}: {link} until {expires} — {company}",
+            "Asha",
+            "https://x/y?a=1&b=2",
+            "10:00",
+            "Bank",
+        );
+        assert_eq!(text, "Hi Asha: https://x/y?a=1&b=2 until 10:00 — Bank");
+        let html = email_html(
+            "Dear <b>Asha</b>,\n\nGo: https://x/y?a=1&b=2",
+            "https://x/y?a=1&b=2",
+        );
+        assert!(html.contains("Dear &lt;b&gt;Asha&lt;/b&gt;"));
+        assert!(html.contains("href=\"https://x/y?a=1&amp;b=2\""));
+    }
+}

@@ -1,0 +1,971 @@
+//! KYC links end to end against the built-in sandbox: creation (idempotent), the state
+//! machine, customer returns, the Eko poller and its lease, expiry, interrupted calls,
+//! sending by email (a real SMTP server) and SMS, the list, the export and the audit rows.
+
+use crate::audit::{all_rows, rows_of};
+use crate::common;
+
+use common::TestApp;
+use kyc_desk::credentials::CredentialInput;
+use kyc_desk::server::audit::{Actor, RequestMeta};
+use kyc_desk::server::links::jobs;
+use kyc_desk::server::sandbox;
+use kyc_desk::types::Role;
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A sandbox server with its credentials seeded, an operator and an admin signed in.
+async fn sandbox_app(backend: common::Backend) -> (TestApp, reqwest::Client, reqwest::Client) {
+    let app = TestApp::start_with(backend, &[("KYC_DESK_SANDBOX", "true")]).await;
+    assert_eq!(sandbox::seed::seed(&app.state).await.unwrap(), 3);
+    app.user("olga@example.com", Role::Operator).await;
+    app.user("root@example.com", Role::Admin).await;
+    let operator = app.signed_in("olga@example.com").await;
+    let admin = app.signed_in("root@example.com").await;
+    (app, operator, admin)
+}
+
+fn key() -> String {
+    format!("form-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn link_args(
+    option: &str,
+    name: &str,
+    phone: &str,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let mut args: Vec<(String, String)> = vec![
+        ("input[option]".into(), option.into()),
+        ("input[customer_name]".into(), name.into()),
+        ("input[phone]".into(), phone.into()),
+        ("input[consent]".into(), "on".into()),
+        ("input[idempotency_key]".into(), key()),
+    ];
+    for (k, v) in extra {
+        let name = format!("input[{k}]");
+        args.retain(|(n, _)| *n != name);
+        args.push((name, v.to_string()));
+    }
+    args
+}
+
+async fn call(
+    app: &TestApp,
+    client: &reqwest::Client,
+    function: &str,
+    args: &[(String, String)],
+) -> (StatusCode, Value) {
+    let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    app.call(client, function, &args).await
+}
+
+async fn create(app: &TestApp, client: &reqwest::Client, args: &[(String, String)]) -> Value {
+    let (status, body) = call(app, client, "create_link", args).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn detail(app: &TestApp, client: &reqwest::Client, public_id: &str) -> Value {
+    let (status, body) = app
+        .call(client, "session_detail", &[("public_id", public_id)])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// Walks the sandbox journey of `link` with `decision`; follows the redirect back to KYC
+/// Desk and returns the return page's body.
+async fn journey(app: &TestApp, link: &str, decision: &str) -> String {
+    let client = app.client();
+    let response = client
+        .post(link)
+        .header("origin", &app.base)
+        .form(&[("decision", decision)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER, "journey answer");
+    let back = response.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        back.starts_with(&format!("{}/kyc/return/", app.base)),
+        "{back}"
+    );
+    let page = client.get(&back).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    page.text().await.unwrap()
+}
+
+fn timeline_kinds(detail: &Value) -> Vec<String> {
+    detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+both_backends!(
+    message_central_links_are_created_once_and_followed_to_the_end,
+    |backend| async move {
+        let (app, operator, _) = sandbox_app(backend).await;
+        let (status, options) = app.call(&operator, "link_options", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        let ids: Vec<&str> = options["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "message_central:trial:basic",
+                "message_central:trial:premium",
+                "eko:uat:digilocker"
+            ]
+        );
+        assert_eq!(options["options"][0]["trial_links_left"], 5);
+        assert_eq!(options["options"][0]["sandbox"], true);
+        assert_eq!(options["channels"], serde_json::json!(["sms", "whatsapp"]));
+
+        let args = link_args(
+            "message_central:trial:basic",
+            "Asha Rao",
+            "98765 43210",
+            &[("internal_ref", "CUST-42")],
+        );
+        let first = create(&app, &operator, &args).await;
+        assert_eq!(first["summary"]["status"], "created");
+        assert_eq!(first["summary"]["phone_masked"], "+91******3210");
+        let link = first["link_url"].as_str().unwrap().to_string();
+        assert!(
+            link.starts_with(&format!("{}/sandbox/journey/", app.base)),
+            "{link}"
+        );
+        assert!(first["qr_svg"].as_str().unwrap().contains("<svg"));
+        assert!(first["expires_at_unix"].as_i64().unwrap() > kyc_desk::server::db::now() + 25 * 60);
+
+        // The same form again (a double click, a resubmission): the same session, no call.
+        let again = create(&app, &operator, &args).await;
+        assert_eq!(again["summary"]["public_id"], first["summary"]["public_id"]);
+        let (_, options) = app.call(&operator, "link_options", &[]).await;
+        assert_eq!(
+            options["options"][0]["trial_links_left"], 4,
+            "one provider call only"
+        );
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kyc_sessions")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(count, 1);
+        // Concurrent double submission of a fresh form: still one session.
+        let args2 = link_args(
+            "message_central:trial:premium",
+            "Ravi Kumar",
+            "+91 91234 56789",
+            &[],
+        );
+        let (a, b) = tokio::join!(
+            call(&app, &operator, "create_link", &args2),
+            call(&app, &operator, "create_link", &args2)
+        );
+        assert_eq!(a.0, StatusCode::OK, "{}", a.1);
+        assert_eq!(b.0, StatusCode::OK, "{}", b.1);
+        assert_eq!(a.1["summary"]["public_id"], b.1["summary"]["public_id"]);
+        let (_, options) = app.call(&operator, "link_options", &[]).await;
+        assert_eq!(options["options"][0]["trial_links_left"], 3);
+
+        // The customer approves; the return page thanks them and the session completes.
+        let public_id = first["summary"]["public_id"].as_str().unwrap();
+        let page = journey(&app, &link, "approve").await;
+        assert!(page.contains("Thank you"));
+        let done = detail(&app, &operator, public_id).await;
+        assert_eq!(done["summary"]["status"], "completed");
+        assert!(done["link_url"].is_null(), "an ended session shows no link");
+        assert_eq!(timeline_kinds(&done), ["creating", "created", "completed"]);
+        assert!(
+            done["timeline"][2]["detail"]
+                .as_str()
+                .unwrap()
+                .contains("status=approved")
+        );
+
+        // A second return after the end is recorded and changes nothing.
+        let client = app.client();
+        client
+            .get(format!("{}/kyc/return/{public_id}?status=denied", app.base))
+            .send()
+            .await
+            .unwrap();
+        let after = detail(&app, &operator, public_id).await;
+        assert_eq!(after["summary"]["status"], "completed");
+        assert_eq!(timeline_kinds(&after).last().unwrap(), "late_answer");
+
+        // The other session's customer declines: it ends failed.
+        let second = a.1;
+        journey(&app, second["link_url"].as_str().unwrap(), "deny").await;
+        let failed = detail(
+            &app,
+            &operator,
+            second["summary"]["public_id"].as_str().unwrap(),
+        )
+        .await;
+        assert_eq!(failed["summary"]["status"], "failed");
+
+        // Audit: two creations by the operator, status changes by the system, detail reads.
+        let creations = rows_of(&app, "link.create").await;
+        assert_eq!(creations.len(), 2);
+        assert!(creations.iter().all(|r| r.actor_email == "olga@example.com"
+            && r.outcome == "success"
+            && r.object_type == "kyc_session"));
+        assert!(creations.iter().all(|r| r.detail.contains("+91******")));
+        let statuses = rows_of(&app, "link.status").await;
+        assert_eq!(statuses.len(), 2);
+        assert!(statuses.iter().all(|r| r.actor_role == "system"));
+        assert_eq!(rows_of(&app, "session.view").await.len(), 3);
+        assert!(
+            app.state
+                .audit
+                .verify(&app.state.db)
+                .await
+                .unwrap()
+                .broken
+                .is_none()
+        );
+    }
+);
+
+both_backends!(
+    eko_links_are_polled_to_completion_with_masked_results,
+    |backend| async move {
+        let (app, operator, _) = sandbox_app(backend).await;
+        let created = create(
+            &app,
+            &operator,
+            &link_args(
+                "eko:uat:digilocker",
+                "Meera Iyer",
+                "9123456780",
+                &[("email", "meera@example.com")],
+            ),
+        )
+        .await;
+        assert_eq!(created["summary"]["status"], "created");
+        assert_eq!(created["documents"], serde_json::json!(["AADHAAR"]));
+        let public_id = created["summary"]["public_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        journey(&app, created["link_url"].as_str().unwrap(), "approve").await;
+        let returned = detail(&app, &operator, &public_id).await;
+        assert_eq!(returned["summary"]["status"], "returned");
+        // The return makes the session due at once; one poll finishes it.
+        assert_eq!(jobs::poll_due(&app.state, "test-poller").await.unwrap(), 1);
+        let done = detail(&app, &operator, &public_id).await;
+        assert_eq!(done["summary"]["status"], "completed", "{done}");
+        let result: Vec<(String, String)> = serde_json::from_value(done["result"].clone()).unwrap();
+        let aadhaar = result
+            .iter()
+            .find(|(k, _)| k == "Aadhaar")
+            .expect("masked Aadhaar")
+            .1
+            .clone();
+        assert!(aadhaar.starts_with("XXXX-XXXX-"), "{aadhaar}");
+        assert!(result.iter().any(|(k, _)| k == "Name"));
+        assert_eq!(
+            jobs::poll_due(&app.state, "test-poller").await.unwrap(),
+            0,
+            "no polls after the end"
+        );
+
+        // No 12-digit (Aadhaar-length) number in the stored result, errors or timeline.
+        let texts: Vec<(String,)> = sqlx::query_as(
+            "SELECT COALESCE(result, '') || ' ' || COALESCE(last_error, '') FROM kyc_sessions \
+             UNION ALL SELECT detail FROM kyc_events",
+        )
+        .fetch_all(&app.state.db.pool)
+        .await
+        .unwrap();
+        assert!(texts.len() >= 4);
+        for (text,) in texts {
+            let mut run = 0;
+            for c in text.chars() {
+                run = if c.is_ascii_digit() { run + 1 } else { 0 };
+                assert!(run < 12, "12-digit number stored: {text}");
+            }
+        }
+
+        // A refused consent ends failed at the next poll.
+        let declined = create(
+            &app,
+            &operator,
+            &link_args("eko:uat:digilocker", "Kiran Das", "9123456781", &[]),
+        )
+        .await;
+        let declined_id = declined["summary"]["public_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let client = app.client();
+        client
+            .post(declined["link_url"].as_str().unwrap())
+            .form(&[("decision", "deny")])
+            .send()
+            .await
+            .unwrap();
+        sqlx::query("UPDATE kyc_sessions SET next_poll_at = 0 WHERE public_id = $1")
+            .bind(&declined_id)
+            .execute(&app.state.db.pool)
+            .await
+            .unwrap();
+        jobs::poll_due(&app.state, "test-poller").await.unwrap();
+        let failed = detail(&app, &operator, &declined_id).await;
+        assert_eq!(failed["summary"]["status"], "failed", "{failed}");
+        assert!(
+            failed["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("refused consent")
+        );
+    }
+);
+
+both_backends!(
+    two_pollers_never_poll_one_session_at_once,
+    |backend| async move {
+        let (app, operator, _) = sandbox_app(backend).await;
+        let created = create(
+            &app,
+            &operator,
+            &link_args("eko:uat:digilocker", "Meera Iyer", "9123456780", &[]),
+        )
+        .await;
+        let public_id = created["summary"]["public_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        sqlx::query("UPDATE kyc_sessions SET next_poll_at = 0 WHERE public_id = $1")
+            .bind(&public_id)
+            .execute(&app.state.db.pool)
+            .await
+            .unwrap();
+        // A second instance on the same database polls at the same moment.
+        let second =
+            TestApp::start_on(&app.database_url, None, &[("KYC_DESK_SANDBOX", "true")]).await;
+        let id: i64 = sqlx::query_scalar("SELECT id FROM kyc_sessions WHERE public_id = $1")
+            .bind(&public_id)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+        let (a, b) = tokio::join!(
+            jobs::poll_session(&app.state, id, "instance-a"),
+            jobs::poll_session(&second.state, id, "instance-b")
+        );
+        let polled = [a.unwrap(), b.unwrap()];
+        assert_eq!(polled.iter().filter(|p| **p).count(), 1, "{polled:?}");
+        let polls: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM kyc_events WHERE kind = 'polled'")
+                .fetch_one(&app.state.db.pool)
+                .await
+                .unwrap();
+        assert_eq!(polls, 1);
+        // The lease is released and the next poll scheduled with back-off.
+        let (owner, next): (Option<String>, Option<i64>) =
+            sqlx::query_as("SELECT lease_owner, next_poll_at FROM kyc_sessions WHERE id = $1")
+                .bind(id)
+                .fetch_one(&app.state.db.pool)
+                .await
+                .unwrap();
+        assert!(owner.is_none());
+        assert!(next.unwrap() >= kyc_desk::server::db::now() + 50);
+    }
+);
+
+both_backends!(
+    the_form_is_checked_field_by_field_and_nothing_is_created,
+    |backend| async move {
+        let (app, operator, _) = sandbox_app(backend).await;
+        let (status, body) = call(
+            &app,
+            &operator,
+            "create_link",
+            &[("input[phone]".to_string(), "12345".to_string())],
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let fields: Vec<String> = body["Validation"]["fields"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .map(|f| f["field"].as_str().unwrap().to_string())
+            .collect();
+        for expected in [
+            "option",
+            "customer_name",
+            "phone",
+            "consent",
+            "idempotency_key",
+        ] {
+            assert!(
+                fields.contains(&expected.to_string()),
+                "{expected} missing in {body}"
+            );
+        }
+        let long_ref = "R".repeat(65);
+        let (status, body) = call(
+            &app,
+            &operator,
+            "create_link",
+            &link_args(
+                "eko:uat:digilocker",
+                "A <b>",
+                "+91 12345",
+                &[
+                    ("email", "nope"),
+                    ("internal_ref", &long_ref),
+                    ("documents][0", "SHOE_SIZE"),
+                ],
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let message = |field: &str| {
+            body["Validation"]["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["field"] == field)
+                .map(|f| f["message"].as_str().unwrap().to_string())
+                .unwrap_or_else(|| panic!("no message for {field}: {body}"))
+        };
+        assert!(message("phone").contains("Indian mobile"));
+        assert!(message("email").to_lowercase().contains("email"));
+        assert!(message("internal_ref").contains("64"));
+        assert!(message("documents").contains("SHOE_SIZE"));
+        assert!(message("customer_name").contains("<"));
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kyc_sessions")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(count, 0);
+        // Auditors may read but not create.
+        app.user("ada@example.com", Role::Auditor).await;
+        let auditor = app.signed_in("ada@example.com").await;
+        let (status, _) = call(
+            &app,
+            &auditor,
+            "create_link",
+            &link_args("eko:uat:digilocker", "Asha Rao", "9876543210", &[]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = app.call(&auditor, "list_sessions", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+);
+
+both_backends!(
+    cancel_regenerate_expiry_and_interrupted_calls,
+    |backend| async move {
+        let (app, operator, _) = sandbox_app(backend).await;
+        let eko = |name: &str| link_args("eko:uat:digilocker", name, "9876543210", &[]);
+        let first = create(&app, &operator, &eko("Asha Rao")).await;
+        let first_id = first["summary"]["public_id"].as_str().unwrap().to_string();
+
+        // Regenerate: a new link, the old one superseded, both linked.
+        let (status, new) = app
+            .call(
+                &operator,
+                "regenerate_link",
+                &[("public_id", &first_id), ("idempotency_key", &key())],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{new}");
+        let new_id = new["summary"]["public_id"].as_str().unwrap().to_string();
+        assert_ne!(new_id, first_id);
+        assert_eq!(new["supersedes"], first_id.as_str());
+        let old = detail(&app, &operator, &first_id).await;
+        assert_eq!(old["summary"]["status"], "superseded");
+        assert_eq!(old["superseded_by"], new_id.as_str());
+        assert_eq!(rows_of(&app, "link.regenerate").await.len(), 1);
+
+        // Cancel an open session; an ended one cannot be cancelled (illegal transition).
+        let (status, cancelled) = app
+            .call(&operator, "cancel_link", &[("public_id", &new_id)])
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(cancelled["summary"]["status"], "cancelled");
+        let (status, body) = app
+            .call(&operator, "cancel_link", &[("public_id", &new_id)])
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        let (status, _) = app
+            .call(&operator, "cancel_link", &[("public_id", &first_id)])
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(rows_of(&app, "link.cancel").await.len(), 1);
+        let (status, _) = app
+            .call(
+                &operator,
+                "send_link",
+                &[("public_id", &new_id), ("channel", "sms")],
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "a cancelled link is not sent");
+
+        // Expiry: a link past its time ends within one sweep, by the system.
+        let expiring = create(&app, &operator, &eko("Ravi Kumar")).await;
+        let expiring_id = expiring["summary"]["public_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        sqlx::query("UPDATE kyc_sessions SET expires_at = $1 WHERE public_id = $2")
+            .bind(kyc_desk::server::db::now() - 1)
+            .bind(&expiring_id)
+            .execute(&app.state.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(jobs::sweep(&app.state).await.unwrap(), 1);
+        assert_eq!(
+            detail(&app, &operator, &expiring_id).await["summary"]["status"],
+            "expired"
+        );
+        let status_rows = rows_of(&app, "link.status").await;
+        assert!(
+            status_rows.iter().any(|r| r.object_id == expiring_id
+                && r.actor_role == "system"
+                && r.reason.contains("expired")),
+            "{status_rows:#?}"
+        );
+
+        // A call interrupted by a crash: `creating` long ago becomes failed with the reason.
+        let stuck = create(&app, &operator, &eko("Kiran Das")).await;
+        let stuck_id = stuck["summary"]["public_id"].as_str().unwrap().to_string();
+        sqlx::query("UPDATE kyc_sessions SET status = 'creating', created_at = created_at - 3600 WHERE public_id = $1")
+            .bind(&stuck_id)
+            .execute(&app.state.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(jobs::sweep(&app.state).await.unwrap(), 1);
+        let failed = detail(&app, &operator, &stuck_id).await;
+        assert_eq!(failed["summary"]["status"], "failed");
+        assert!(
+            failed["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("Interrupted before the provider answered")
+        );
+        assert!(
+            app.state
+                .audit
+                .verify(&app.state.db)
+                .await
+                .unwrap()
+                .broken
+                .is_none()
+        );
+    }
+);
+
+both_backends!(
+    a_provider_failure_fails_the_session_in_plain_words,
+    |backend| async move {
+        let (app, operator, _) = sandbox_app(backend).await;
+        // Point the Eko credential at a port where nothing listens.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut settings = BTreeMap::new();
+        settings.insert("base_url".to_string(), format!("http://{closed}/eko"));
+        settings.insert(
+            "initiator_id".to_string(),
+            sandbox::seed::EKO_INITIATOR_ID.to_string(),
+        );
+        settings.insert(
+            "user_code".to_string(),
+            sandbox::seed::EKO_USER_CODE.to_string(),
+        );
+        settings.insert("documents".to_string(), "AADHAAR".to_string());
+        kyc_desk::server::credentials::save(
+            &app.state,
+            &RequestMeta::cli(),
+            Actor::Cli,
+            "cli",
+            &CredentialInput {
+                kind: "eko_digilocker".into(),
+                environment: "uat".into(),
+                settings,
+                secrets: BTreeMap::new(),
+            },
+            false,
+        )
+        .await
+        .expect("save");
+        let failed = create(
+            &app,
+            &operator,
+            &link_args("eko:uat:digilocker", "Asha Rao", "9876543210", &[]),
+        )
+        .await;
+        assert_eq!(failed["summary"]["status"], "failed");
+        let reason = failed["last_error"].as_str().unwrap();
+        assert!(
+            reason.contains("Eko") || reason.contains("reach"),
+            "{reason}"
+        );
+        assert!(!reason.contains("127.0.0.1"), "no internals: {reason}");
+        let row = rows_of(&app, "link.create").await;
+        assert_eq!(row.len(), 1);
+        assert_eq!(row[0].outcome, "failure");
+        assert_eq!(timeline_kinds(&failed), ["creating", "failed"]);
+    }
+);
+
+/// A real SMTP server (aiosmtpd) writing what it receives into a maildir; killed on drop.
+struct SmtpServer(std::process::Child);
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_smtp(dir: &std::path::Path) -> (SmtpServer, u16) {
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+        ])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 -m aiosmtpd (installed by the test command)");
+    let child = SmtpServer(child);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    (child, port)
+}
+
+async fn save_smtp(app: &TestApp, port: u16) {
+    let settings: BTreeMap<String, String> = [
+        ("host", "127.0.0.1".to_string()),
+        ("port", port.to_string()),
+        ("tls", "none".to_string()),
+        ("from", "kyc@bank.example".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    kyc_desk::server::credentials::save(
+        &app.state,
+        &RequestMeta::cli(),
+        Actor::Cli,
+        "cli",
+        &CredentialInput {
+            kind: "smtp".into(),
+            environment: "default".into(),
+            settings,
+            secrets: BTreeMap::new(),
+        },
+        false,
+    )
+    .await
+    .expect("save smtp");
+}
+
+both_backends!(
+    links_are_sent_by_email_and_sms_and_failures_are_retryable,
+    |backend| async move {
+        let (app, operator, _) = sandbox_app(backend).await;
+        let mail_dir = tempfile::tempdir().unwrap();
+        let (smtp, port) = start_smtp(mail_dir.path());
+        save_smtp(&app, port).await;
+        let created = create(
+            &app,
+            &operator,
+            &link_args(
+                "eko:uat:digilocker",
+                "Meera Iyer",
+                "9123456780",
+                &[("email", "Meera@Example.com")],
+            ),
+        )
+        .await;
+        let public_id = created["summary"]["public_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let link = created["link_url"].as_str().unwrap().to_string();
+        assert_eq!(
+            created["channels"],
+            serde_json::json!(["email", "sms", "whatsapp"])
+        );
+
+        let (status, sent) = app
+            .call(
+                &operator,
+                "send_link",
+                &[("public_id", &public_id), ("channel", "email")],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{sent}");
+        assert_eq!(sent["summary"]["status"], "sent");
+        assert_eq!(sent["deliveries"][0]["destination"], "m***@example.com");
+        assert_eq!(sent["deliveries"][0]["outcome"], "sent");
+        // The SMTP server received one message with both parts and the link.
+        let mut mail = String::new();
+        for _ in 0..50 {
+            if let Ok(entries) = std::fs::read_dir(mail_dir.path().join("new")) {
+                for entry in entries.flatten() {
+                    mail = std::fs::read_to_string(entry.path()).unwrap();
+                }
+            }
+            if !mail.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(
+            mail.contains("To: \"Meera Iyer\" <meera@example.com>")
+                || mail.contains("meera@example.com"),
+            "{mail}"
+        );
+        assert!(
+            mail.contains("text/plain") && mail.contains("text/html"),
+            "{mail}"
+        );
+        let unfolded = mail
+            .replace("=\r\n", "")
+            .replace("=\n", "")
+            .replace("=3D", "=");
+        assert!(unfolded.contains(&link), "the link is in the mail: {mail}");
+
+        // SMS through the sandbox; a resend is recorded as such.
+        let (status, sms) = app
+            .call(
+                &operator,
+                "send_link",
+                &[("public_id", &public_id), ("channel", "sms")],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{sms}");
+        assert_eq!(sms["deliveries"][0]["destination"], "+91******6780");
+        assert_eq!(rows_of(&app, "link.send").await.len(), 1);
+        let resends = rows_of(&app, "link.resend").await;
+        assert_eq!(resends.len(), 1);
+        assert!(resends[0].detail.contains("+91******6780"));
+
+        // The mail server goes away: the attempt fails with the reason, is recorded, the
+        // link stays usable, and a retry works once the server is back.
+        drop(smtp);
+        let second = create(
+            &app,
+            &operator,
+            &link_args(
+                "eko:uat:digilocker",
+                "Ravi Kumar",
+                "9123456781",
+                &[("email", "ravi@example.com")],
+            ),
+        )
+        .await;
+        let second_id = second["summary"]["public_id"].as_str().unwrap().to_string();
+        let (status, body) = app
+            .call(
+                &operator,
+                "send_link",
+                &[("public_id", &second_id), ("channel", "email")],
+            )
+            .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        let message = body.to_string();
+        assert!(
+            message.contains("could not connect to the mail server")
+                && message.contains("try again"),
+            "{message}"
+        );
+        let after = detail(&app, &operator, &second_id).await;
+        assert_eq!(
+            after["summary"]["status"], "created",
+            "a failure never marks a link sent"
+        );
+        assert_eq!(after["deliveries"][0]["outcome"], "failed");
+        assert!(after["link_url"].is_string());
+        let errors: Vec<_> = rows_of(&app, "link.send")
+            .await
+            .into_iter()
+            .filter(|r| r.outcome == "error")
+            .collect();
+        assert_eq!(errors.len(), 1);
+        let (smtp, port) = start_smtp(mail_dir.path());
+        save_smtp(&app, port).await;
+        let (status, retried) = app
+            .call(
+                &operator,
+                "send_link",
+                &[("public_id", &second_id), ("channel", "email")],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{retried}");
+        assert_eq!(retried["summary"]["status"], "sent");
+        drop(smtp);
+    }
+);
+
+both_backends!(
+    the_list_filters_searches_pages_and_exports,
+    |backend| async move {
+        let (app, operator, admin) = sandbox_app(backend).await;
+        let credential: i64 =
+            sqlx::query_scalar("SELECT id FROM credentials WHERE kind = 'eko_digilocker'")
+                .fetch_one(&app.state.db.pool)
+                .await
+                .unwrap();
+        let olga: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = 'olga@example.com'")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+        // 60 sessions written directly (the provider is not the point here).
+        let mut conn = app.state.db.pool.acquire().await.unwrap();
+        for i in 0..60 {
+            let name = if i == 7 {
+                "=HYPERLINK(\"x\"), \"Quoted\"".to_string()
+            } else {
+                format!("Customer {i:02}")
+            };
+            let phone = format!("+9198765{i:05}");
+            kyc_desk::server::db::links::insert(
+                &mut conn,
+                &kyc_desk::server::db::links::NewSession {
+                    public_id: &format!("pub{i:04}"),
+                    idempotency_key: &format!("key-{i:04}-xxxxxxxxxxxx"),
+                    provider: "eko",
+                    flow: "digilocker",
+                    environment: "uat",
+                    credential_id: credential,
+                    sandbox: true,
+                    customer_name: &name,
+                    phone: &phone,
+                    email: Some("someone@example.com"),
+                    internal_ref: Some(&format!("REF-{i}")),
+                    documents: "AADHAAR",
+                    consent_note: "ok",
+                    created_by: olga,
+                    client_ref_id: None,
+                    supersedes: None,
+                    search_text: &format!("{} {phone} ref-{i}", name.to_lowercase()),
+                    now: kyc_desk::server::db::now() - 60 + i,
+                },
+            )
+            .await
+            .unwrap();
+        }
+        drop(conn);
+        let list = |filter: Vec<(&'static str, String)>| {
+            let app = &app;
+            let operator = operator.clone();
+            async move {
+                let args: Vec<(String, String)> = filter
+                    .into_iter()
+                    .map(|(k, v)| (format!("filter[{k}]"), v))
+                    .collect();
+                let args: Vec<(&str, &str)> =
+                    args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                app.call(&operator, "list_sessions", &args).await
+            }
+        };
+        let (status, page) = list(vec![]).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let sessions = page["sessions"].as_array().unwrap();
+        assert_eq!(sessions.len(), 50);
+        assert_eq!(sessions[0]["public_id"], "pub0059", "newest first");
+        assert_eq!(sessions[0]["phone_masked"], "+91******0059");
+        let before = page["next_before"].as_i64().unwrap();
+        let (_, page2) = list(vec![("before", before.to_string())]).await;
+        assert_eq!(page2["sessions"].as_array().unwrap().len(), 10);
+        assert!(page2["next_before"].is_null());
+        let (_, found) = list(vec![("q", "ref-42".into())]).await;
+        assert_eq!(found["sessions"].as_array().unwrap().len(), 1);
+        let (_, found) = list(vec![("q", "98765 00013".into())]).await;
+        assert_eq!(
+            found["sessions"][0]["public_id"], "pub0013",
+            "search by phone"
+        );
+        let (_, found) = list(vec![
+            ("q", "customer 1".into()),
+            ("status", "creating".into()),
+        ])
+        .await;
+        assert_eq!(found["sessions"].as_array().unwrap().len(), 10);
+        let (_, none) = list(vec![("provider", "message_central".into())]).await;
+        assert!(none["sessions"].as_array().unwrap().is_empty());
+        let (_, mine) = list(vec![("staff", "olga@example.com".into())]).await;
+        assert_eq!(mine["sessions"].as_array().unwrap().len(), 50);
+        let (status, bad) = list(vec![("status", "happy".into()), ("from", "monday".into())]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+
+        // CSV: masked by default, quoted and neutralised, contacts only for admins.
+        let csv = operator
+            .get(format!("{}/sessions/export.csv?q=customer", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(csv.status(), StatusCode::OK);
+        let csv = csv.text().await.unwrap();
+        assert_eq!(csv.split("\r\n").filter(|l| !l.is_empty()).count(), 1 + 59);
+        // A leading + is neutralised like any formula character.
+        assert!(csv.contains("\"'+91******0012\""), "{csv}");
+        assert!(!csv.contains("someone@example.com"));
+        let all = operator
+            .get(format!("{}/sessions/export.csv", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            all.contains("\"'=HYPERLINK(\"\"x\"\"), \"\"Quoted\"\"\""),
+            "{all}"
+        );
+        let refused = operator
+            .get(format!("{}/sessions/export.csv?contacts=1", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        let full = admin
+            .get(format!("{}/sessions/export.csv?contacts=1", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(full.contains("\"'+919876500012\"") && full.contains("someone@example.com"));
+        assert_eq!(rows_of(&app, "session.export").await.len(), 3);
+        let _ = all_rows(&app.state.db).await;
+    }
+);
