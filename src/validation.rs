@@ -188,16 +188,16 @@ pub fn normalize_phone(input: &str) -> Result<String, String> {
         }
     }
     if plus {
-        if digits.starts_with('0') || !(8..=15).contains(&digits.len()) {
-            return Err(
-                "An international number is + then 8 to 15 digits, without a leading 0.".into(),
-            );
-        }
         if let Some(national) = digits.strip_prefix("91")
             && (national.len() != 10 || !national.starts_with(['6', '7', '8', '9']))
         {
             return Err(
                 "An Indian mobile number has 10 digits and starts with 6, 7, 8 or 9.".into(),
+            );
+        }
+        if digits.starts_with('0') || !(8..=15).contains(&digits.len()) {
+            return Err(
+                "An international number is + then 8 to 15 digits, without a leading 0.".into(),
             );
         }
         return Ok(format!("+{digits}"));
