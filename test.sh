@@ -10,6 +10,9 @@ cd "$(dirname "$0")"
 source ./setup.sh
 ensure_build_tools
 
+# A fresh clone never benefits from incremental caches, and they double the target folder.
+if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=0; fi
+
 rust_filter=()
 only_rust=0
 if [ "${1:-}" = "--" ]; then shift; rust_filter=("$@"); only_rust=1; fi
@@ -34,12 +37,19 @@ say "Rust tests (SQLite${TEST_POSTGRES_URL:+ and PostgreSQL})"
 cargo test --features ssr -- "${rust_filter[@]}" "${skip_postgres[@]}"
 [ "$only_rust" = 1 ] && exit 0
 
+if [ -n "${TEST_POSTGRES_URL:-}" ]; then
+  say "scanning every audit row the suite wrote (PostgreSQL databases) for secrets and PII"
+  cargo test --features ssr --test it -- --ignored --exact audit_scan::every_audit_row_of_the_suite_is_clean
+fi
+
 # --- Build the real app; canary values in the environment must not reach the bundle ----
 canary="kyc-canary-$(date +%s)-secret"
-say "building the app (cargo leptos build)"
+say "building the browser bundle (cargo leptos build --frontend-only)"
+# The server binary is the one `cargo test` just built; building it again with cargo-leptos'
+# flags would compile the whole server a second time.
 # (Not DATABASE_URL: sqlx macros track it, so a changing value would rebuild the server every run.)
 KYC_DESK_MASTER_KEY="$canary" KYC_DESK_SMTP_PASSWORD="$canary" KYC_DESK_SESSION_SECRET="$canary" \
-  cargo leptos build
+  cargo leptos build --frontend-only
 
 say "checking the browser bundle for server-only strings"
 bundle=(target/site/pkg/*.wasm target/site/pkg/*.js)

@@ -7,6 +7,7 @@
 mod common;
 
 mod audit;
+mod audit_scan;
 mod auth;
 mod cli;
 mod connection_checks;
