@@ -240,3 +240,45 @@ both_backends!(
         assert!(stdout.contains("•••• 3456"));
     }
 );
+
+both_backends!(
+    verify_audit_reports_rows_or_the_first_break,
+    |backend| async move {
+        let (url, _dir) = fresh_database(backend).await;
+        let (code, _, stderr) = kyc_desk(
+            &url,
+            &[
+                "create-user",
+                "--email",
+                "root@example.com",
+                "--role",
+                "admin",
+            ],
+            "a long admin passphrase\n",
+        );
+        assert_eq!(code, 0, "{stderr}");
+        let (code, stdout, stderr) = kyc_desk(&url, &["verify-audit"], "");
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains("1 rows verified"), "{stdout}");
+
+        // Tamper with the row (the trigger dropped, as only a database owner could).
+        let app = common::TestApp::start_on(&url, None, &[]).await;
+        let pool = &app.state.db.pool;
+        let drop = match backend {
+            common::Backend::Sqlite => "DROP TRIGGER audit_log_no_update",
+            common::Backend::Postgres => "DROP TRIGGER audit_log_no_update ON audit_log",
+        };
+        sqlx::query(drop).execute(pool).await.unwrap();
+        sqlx::query("UPDATE audit_log SET actor_role = 'admin' WHERE seq = 1")
+            .execute(pool)
+            .await
+            .unwrap();
+        let (code, stdout, _) = kyc_desk(&url, &["verify-audit"], "");
+        assert_eq!(code, 1);
+        assert!(stdout.contains("FAILED at seq 1: mac mismatch"), "{stdout}");
+
+        let (code, _, stderr) = kyc_desk(&url, &["verify-audit", "--from-checkpoint", "x"], "");
+        assert_eq!(code, 2);
+        assert!(stderr.contains("SEQ:MAC"), "{stderr}");
+    }
+);
