@@ -69,12 +69,20 @@ workdir="$(mktemp -d)"
 # A free port, so a dev server (or another run) on a fixed port cannot answer in its place.
 port="${KYC_DESK_E2E_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 log="$workdir/server.log"
+# A real SMTP server for the browser tests; what it receives lands in a maildir they read.
+maildir="$workdir/mail"
+mkdir -p "$maildir/tmp" "$maildir/new" "$maildir/cur"
+smtp_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+python3 -m aiosmtpd -n -l "127.0.0.1:$smtp_port" -c aiosmtpd.handlers.Mailbox "$maildir" >"$workdir/smtp.log" 2>&1 &
+smtp_pid=$!
+export DATABASE_URL="sqlite://$workdir/e2e.db" KYC_DESK_MASTER_KEY_FILE="$workdir/master.key" KYC_DESK_DEV_GENERATE_MASTER_KEY=true
+printf '{"kind":"smtp","environment":"default","settings":{"host":"127.0.0.1","port":"%s","tls":"none","from":"kyc@bank.example"},"secrets":{}}' "$smtp_port" |
+  RUST_LOG=warn target/debug/kyc-desk credentials import >/dev/null
 say "starting the app for the browser tests on 127.0.0.1:$port (log: $log)"
-DATABASE_URL="sqlite://$workdir/e2e.db" KYC_DESK_ADDR="127.0.0.1:$port" KYC_DESK_SITE_ROOT=target/site \
-  KYC_DESK_SANDBOX=true KYC_DESK_MASTER_KEY_FILE="$workdir/master.key" KYC_DESK_DEV_GENERATE_MASTER_KEY=true \
+KYC_DESK_ADDR="127.0.0.1:$port" KYC_DESK_SITE_ROOT=target/site KYC_DESK_SANDBOX=true \
   RUST_LOG=info target/debug/kyc-desk serve >"$log" 2>&1 &
 server_pid=$!
-trap 'kill $server_pid 2>/dev/null || true; wait $server_pid 2>/dev/null || true' EXIT
+trap 'kill $server_pid $smtp_pid 2>/dev/null || true; wait $server_pid $smtp_pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 120); do
   kill -0 "$server_pid" 2>/dev/null || { cat "$log" >&2; echo "the server did not start" >&2; exit 1; }
   curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
@@ -83,7 +91,7 @@ done
 kill -0 "$server_pid" 2>/dev/null || { cat "$log" >&2; echo "the server stopped" >&2; exit 1; }
 grep -q "listening on http://127.0.0.1:$port" "$log" || { cat "$log" >&2; echo "another process answers on port $port" >&2; exit 1; }
 say "Playwright tests in Chromium"
-(cd end2end && KYC_DESK_BASE_URL="http://127.0.0.1:$port" KYC_DESK_LOG="$log" npx playwright test)
+(cd end2end && KYC_DESK_BASE_URL="http://127.0.0.1:$port" KYC_DESK_LOG="$log" KYC_DESK_MAILDIR="$maildir" npx playwright test)
 # Nothing secret may appear in the server's log: not the canaries the browser tests typed in.
 if grep -q -F "canary-" "$log"; then
   echo "LEAK: a canary secret appears in the server log $log" >&2

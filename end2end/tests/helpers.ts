@@ -37,3 +37,29 @@ export async function expectNoConsoleErrors(errors: string[]) {
   const real = errors.filter((e) => !/status of 4\d\d/.test(e));
   expect(real, real.join('\n')).toEqual([]);
 }
+
+export const ADMIN = { email: 'admin@example.com', password: 'admin passphrase 2026' };
+
+/** An admin creates a user on the users page; the user then replaces the initial password. */
+export async function createStaff(
+  admin: Page,
+  user: Page,
+  person: { email: string; name: string; role: string; initial: string; own: string },
+) {
+  await admin.goto('/users');
+  await hydrated(admin);
+  const form = admin.getByTestId('create-user-form');
+  await form.getByLabel('Email').fill(person.email);
+  await form.getByLabel('Display name').fill(person.name);
+  await form.getByLabel('Role').selectOption(person.role);
+  await form.getByLabel('Initial password').fill(person.initial);
+  await form.getByRole('button', { name: 'Create user' }).click();
+  await expect(admin.getByTestId('users-notice')).toContainText(person.email);
+  await signIn(user, person.email, person.initial);
+  await expect(user.getByTestId('must-change')).toBeVisible();
+  await user.getByLabel('Current password').fill(person.initial);
+  await user.getByLabel('New password', { exact: true }).fill(person.own);
+  await user.getByLabel('Repeat new password').fill(person.own);
+  await user.getByRole('button', { name: 'Change password' }).click();
+  await expect(user.getByTestId('main-nav')).toBeVisible();
+}

@@ -1,7 +1,7 @@
 import { test, expect } from '@playwright/test';
 import { expectNoConsoleErrors, hydrated, signIn, watchConsole } from './helpers';
 
-// Runs after auth.spec.ts, which created this admin through the setup link.
+// Runs after 1-auth.spec.ts, which created this admin through the setup link.
 const ADMIN = { email: 'admin@example.com', password: 'admin passphrase 2026' };
 const CANARY_DEV = 'canary-e2e-developer-key-4711';
 const CANARY_ACCESS = 'canary-e2e-access-key-0815';
