@@ -36,6 +36,30 @@ enum Command {
         #[arg(long, default_value_t = 500)]
         per_writer: usize,
     },
+    /// Link creation through KYC Desk vs. a bare call to the sandbox, under concurrent load.
+    Links {
+        /// sqlite://path or postgres://...
+        #[arg(long)]
+        database_url: String,
+        /// Concurrent signed-in operators.
+        #[arg(long, default_value_t = 50)]
+        operators: usize,
+        /// Seconds of load per phase.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
+    /// Fills N sessions (with events) and times the sessions page rendered on the server.
+    Sessions {
+        /// sqlite://path or postgres://...
+        #[arg(long)]
+        database_url: String,
+        /// Sessions to write.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: i64,
+        /// Requests per measured page.
+        #[arg(long, default_value_t = 40)]
+        requests: usize,
+    },
     /// Time to verify a chain of N rows.
     AuditVerify {
         /// sqlite://path or postgres://...
@@ -237,6 +261,311 @@ async fn audit_verify(url: &str, rows: i64) {
     println!("audit-verify best_seconds={:.2}", best.as_secs_f64());
 }
 
+/// A KYC Desk server in this process, on a free port, with the sandbox and its credentials.
+async fn start_app(url: &str) -> (kyc_desk::server::state::AppState, String) {
+    use std::collections::HashMap;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut vars: HashMap<&str, String> = HashMap::new();
+    vars.insert("DATABASE_URL", url.to_string());
+    vars.insert("KYC_DESK_ADDR", addr.to_string());
+    vars.insert("KYC_DESK_SANDBOX", "true".into());
+    vars.insert(
+        "KYC_DESK_MASTER_KEY",
+        kyc_desk::server::vault::MasterKey::generate().to_base64().to_string(),
+    );
+    let config = kyc_desk::server::config::Config::from_lookup(|name| vars.get(name).cloned())
+        .expect("config");
+    let state = kyc_desk::server::state::AppState::open(config).await.expect("open");
+    kyc_desk::server::sandbox::seed::seed(&state).await.expect("seed");
+    let router = kyc_desk::server::web::router(state.clone());
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    (state, format!("http://{addr}"))
+}
+
+const BENCH_PASSWORD: &str = "benchmark passphrase 2026";
+
+async fn signed_in_users(
+    state: &kyc_desk::server::state::AppState,
+    base: &str,
+    role: kyc_desk::types::Role,
+    count: usize,
+) -> Vec<reqwest::Client> {
+    use kyc_desk::server::auth::accounts;
+    let mut clients = Vec::new();
+    for i in 0..count {
+        let email = format!("{}{i}@bench.example", role.as_str());
+        accounts::create_user(
+            state,
+            &RequestMeta::cli(),
+            Actor::Cli,
+            accounts::NewAccount {
+                email: email.clone(),
+                display_name: format!("Bench {i}"),
+                role: role.as_str().into(),
+                password: secrecy::SecretString::from(BENCH_PASSWORD),
+                password_confirm: None,
+            },
+            false,
+        )
+        .await
+        .expect("user");
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let response = client
+            .post(format!("{base}/api/login"))
+            .header("origin", base)
+            .form(&[("email", email.as_str()), ("password", BENCH_PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "sign-in failed");
+        clients.push(client);
+    }
+    clients
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+fn report(label: &str, backend: &str, mut latencies: Vec<Duration>, errors: usize, elapsed: Duration) {
+    latencies.sort();
+    println!(
+        "{label} backend={backend} requests={} errors={errors} seconds={:.1} per_second={:.0} p50_ms={:.2} p99_ms={:.2}",
+        latencies.len(),
+        elapsed.as_secs_f64(),
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+    );
+}
+
+async fn links(url: &str, operators: usize, seconds: u64) {
+    let backend = if url.starts_with("sqlite") { "sqlite" } else { "postgres" };
+    // Phase 1: a bare, signed Eko create call to a sandbox, from the same load tool.
+    let bare_url = fresh(url).await;
+    let (_bare_state, bare_base) = start_app(&bare_url).await;
+    let creds = kyc_desk::server::providers::eko::EkoCredentials {
+        base_url: format!("{bare_base}/sandbox/eko"),
+        developer_key: secrecy::SecretString::from(kyc_desk::server::sandbox::seed::EKO_DEVELOPER_KEY),
+        access_key: secrecy::SecretString::from(kyc_desk::server::sandbox::seed::EKO_ACCESS_KEY),
+        initiator_id: kyc_desk::server::sandbox::seed::EKO_INITIATOR_ID.into(),
+        user_code: kyc_desk::server::sandbox::seed::EKO_USER_CODE.into(),
+    };
+    let http = kyc_desk::server::providers::ProviderHttp::with_default_timeouts().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..operators {
+        let http = http.clone();
+        let creds = creds.clone();
+        let back = format!("{bare_base}/kyc/return/x");
+        tasks.push(tokio::spawn(async move {
+            let (mut latencies, mut errors) = (Vec::new(), 0);
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let result = kyc_desk::server::providers::eko::create_digilocker_url(
+                    &http,
+                    &creds,
+                    &kyc_desk::server::providers::eko::new_client_ref_id(),
+                    &[],
+                    &back,
+                )
+                .await;
+                match result {
+                    Ok(_) => latencies.push(t.elapsed()),
+                    Err(_) => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for task in tasks {
+        let (l, e) = task.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    report("bare-sandbox-call", backend, all, errors, started.elapsed());
+
+    // Phase 2: the same provider call made by KYC Desk's create_link, signed-in operators.
+    let app_url = fresh(url).await;
+    let (state, base) = start_app(&app_url).await;
+    let clients = signed_in_users(&state, &base, kyc_desk::types::Role::Operator, operators).await;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, client) in clients.into_iter().enumerate() {
+        let base = base.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut latencies, mut errors) = (Vec::new(), 0);
+            let mut n = 0;
+            while Instant::now() < deadline {
+                n += 1;
+                let key = format!("bench-{i}-{n}-{}", uuid::Uuid::new_v4().simple());
+                let t = Instant::now();
+                let response = client
+                    .post(format!("{base}/api/create_link"))
+                    .header("origin", &base)
+                    .form(&[
+                        ("input[option]", "eko:uat:digilocker"),
+                        ("input[customer_name]", "Bench Customer"),
+                        ("input[phone]", "9876543210"),
+                        ("input[consent]", "on"),
+                        ("input[idempotency_key]", key.as_str()),
+                    ])
+                    .send()
+                    .await;
+                let ok = match response {
+                    Ok(r) if r.status().is_success() => r
+                        .text()
+                        .await
+                        .is_ok_and(|body| body.contains("\"status\":\"created\"")),
+                    _ => false,
+                };
+                if ok {
+                    latencies.push(t.elapsed());
+                } else {
+                    errors += 1;
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for task in tasks {
+        let (l, e) = task.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    report("kyc-desk-create-link", backend, all, errors, started.elapsed());
+    let report = state.audit.verify(&state.db).await.unwrap();
+    println!("audit chain after the run: {}", report.summary());
+}
+
+async fn sessions(url: &str, rows: i64, requests: usize) {
+    let backend = if url.starts_with("sqlite") { "sqlite" } else { "postgres" };
+    let url = fresh(url).await;
+    let (state, base) = start_app(&url).await;
+    let auditors = signed_in_users(&state, &base, kyc_desk::types::Role::Auditor, 1).await;
+    let operators: Vec<i64> = {
+        let mut ids = Vec::new();
+        for i in 0..20 {
+            let user = kyc_desk::server::auth::accounts::create_user(
+                &state,
+                &RequestMeta::cli(),
+                Actor::Cli,
+                kyc_desk::server::auth::accounts::NewAccount {
+                    email: format!("staff{i}@bench.example"),
+                    display_name: format!("Staff {i}"),
+                    role: "operator".into(),
+                    password: secrecy::SecretString::from(BENCH_PASSWORD),
+                    password_confirm: None,
+                },
+                false,
+            )
+            .await
+            .unwrap();
+            ids.push(user.id);
+        }
+        ids
+    };
+    let credential: i64 = sqlx::query_scalar("SELECT id FROM credentials WHERE kind = 'eko_digilocker'")
+        .fetch_one(&state.db.pool)
+        .await
+        .unwrap();
+    let names = ["Asha Rao", "Ravi Kumar", "Meera Iyer", "Kiran Das", "Arjun Mehta", "Priya Nair", "Vikram Singh", "Neha Gupta"];
+    let statuses = ["completed", "completed", "completed", "expired", "failed", "sent", "created", "cancelled"];
+    let started = Instant::now();
+    let now = kyc_desk::server::db::now();
+    let batch = 1000i64;
+    let mut next = 0i64;
+    while next < rows {
+        let end = (next + batch).min(rows);
+        let mut tx = state.db.pool.begin().await.unwrap();
+        let mut sql = String::from(
+            "INSERT INTO kyc_sessions (public_id, idempotency_key, provider, flow, environment, credential_id, sandbox, \
+             customer_name, phone, documents, consent_note, status, created_by, created_at, updated_at, expires_at, \
+             ended_at, reference_id, search_text) VALUES ",
+        );
+        for i in next..end {
+            if i > next {
+                sql.push(',');
+            }
+            let name = format!("{} {}", names[(i % 8) as usize], i);
+            let phone = format!("+9198{:08}", i);
+            let created = now - (rows - i) * 2;
+            let status = statuses[(i % 8) as usize];
+            sql.push_str(&format!(
+                "('p{i:012}', 'k{i:012}', 'eko', 'digilocker', 'uat', {credential}, 1, '{name}', '{phone}', 'AADHAAR', 'ok', '{status}', {}, {created}, {created}, {}, {}, 'R{i}', '{} {phone} r{i}')",
+                operators[(i % 20) as usize],
+                created + 86_400,
+                if status == "sent" || status == "created" { "NULL".to_string() } else { (created + 600).to_string() },
+                name.to_lowercase(),
+            ));
+        }
+        sqlx::query(&sql).execute(&mut *tx).await.unwrap();
+        tx.commit().await.unwrap();
+        next = end;
+    }
+    sqlx::query("INSERT INTO kyc_events (session_id, at, kind, actor, detail) SELECT id, created_at, 'created', 'bench', 'Link created.' FROM kyc_sessions")
+        .execute(&state.db.pool)
+        .await
+        .unwrap();
+    if backend == "postgres" {
+        sqlx::query("ANALYZE").execute(&state.db.pool).await.unwrap();
+    } else {
+        sqlx::query("ANALYZE").execute(&state.db.pool).await.unwrap();
+    }
+    println!("seeded {rows} sessions with events in {:.1} s", started.elapsed().as_secs_f64());
+    let deep: i64 = sqlx::query_scalar("SELECT id FROM kyc_sessions ORDER BY id LIMIT 1 OFFSET $1")
+        .bind(rows / 2)
+        .fetch_one(&state.db.pool)
+        .await
+        .unwrap();
+    let client = &auditors[0];
+    for (label, path) in [
+        ("first-page", "/sessions".to_string()),
+        ("filtered", "/sessions?status=failed&staff=staff3%40bench.example".to_string()),
+        ("deep-cursor", format!("/sessions?before={deep}")),
+        ("search-name", format!("/sessions?q=meera%20iyer%20{}", rows / 3 / 8 * 8 + 2)),
+        ("search-phone", format!("/sessions?q=%2B9198{:08}", rows / 3)),
+        ("search-rare-word", "/sessions?q=nobody-has-this".to_string()),
+    ] {
+        let mut latencies = Vec::new();
+        for _ in 0..requests {
+            let t = Instant::now();
+            let response = client.get(format!("{base}{path}")).send().await.unwrap();
+            assert!(response.status().is_success(), "{path}: {}", response.status());
+            let body = response.text().await.unwrap();
+            assert!(body.contains("</html>"));
+            latencies.push(t.elapsed());
+        }
+        latencies.sort();
+        println!(
+            "sessions-page backend={backend} rows={rows} page={label} p50_ms={:.1} p95_ms={:.1} max_ms={:.1}",
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.95),
+            percentile(&latencies, 1.0),
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -247,5 +576,15 @@ async fn main() {
             per_writer,
         } => audit_append(&database_url, writers, per_writer).await,
         Command::AuditVerify { database_url, rows } => audit_verify(&database_url, rows).await,
+        Command::Links {
+            database_url,
+            operators,
+            seconds,
+        } => links(&database_url, operators, seconds).await,
+        Command::Sessions {
+            database_url,
+            rows,
+            requests,
+        } => sessions(&database_url, rows, requests).await,
     }
 }
