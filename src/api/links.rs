@@ -109,3 +109,27 @@ pub async fn get_dashboard_stats() -> Result<DashboardStats, AppError> {
     })
     .await
 }
+
+/// The email template that carries links: (subject, body) (admins).
+#[server(endpoint = "email_template")]
+pub async fn email_template() -> Result<(String, String), AppError> {
+    respond(async move {
+        let (caller, _) = guard::require(&[Role::Admin]).await?;
+        links::send::email_template(&caller.state).await
+    })
+    .await
+}
+
+/// Saves the email template (admins); placeholders `{name}`, `{link}`, `{expires}`,
+/// `{company}`.
+#[server(endpoint = "save_email_template")]
+pub async fn save_email_template(
+    subject: String,
+    body: String,
+) -> Result<(String, String), AppError> {
+    respond(async move {
+        let (caller, user) = guard::require(&[Role::Admin]).await?;
+        links::send::save_email_template(&caller.state, &caller.meta, &user, &subject, &body).await
+    })
+    .await
+}

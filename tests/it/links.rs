@@ -969,3 +969,46 @@ both_backends!(
         let _ = all_rows(&app.state.db).await;
     }
 );
+
+both_backends!(
+    the_email_template_is_edited_by_admins_only,
+    |backend| async move {
+        let (app, operator, admin) = sandbox_app(backend).await;
+        let (status, template) = app.call(&admin, "email_template", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(template[1].as_str().unwrap().contains("{link}"));
+        let (status, body) = app
+            .call(
+                &admin,
+                "save_email_template",
+                &[("subject", "Hi\nthere"), ("body", "no link here")],
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let fields = body["Validation"]["fields"].to_string();
+        assert!(
+            fields.contains("subject") && fields.contains("{link}"),
+            "{body}"
+        );
+        let (status, saved) = app
+            .call(
+                &admin,
+                "save_email_template",
+                &[
+                    ("subject", "Verify for {company}"),
+                    ("body", "Hello {name}, open {link} before {expires}."),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{saved}");
+        assert_eq!(rows_of(&app, "template.update").await.len(), 1);
+        let (status, _) = app
+            .call(
+                &operator,
+                "save_email_template",
+                &[("subject", "x"), ("body", "{link}")],
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+);

@@ -518,6 +518,73 @@ pub async fn send(
     super::detail_of(state, &row, true).await
 }
 
+/// The email template admins edit: (subject, body).
+pub async fn email_template(state: &AppState) -> Result<(String, String), AppError> {
+    Ok(repo::template(&state.db.pool, "link_email")
+        .await?
+        .unwrap_or_default())
+}
+
+/// Saves the email template (admins): the subject one line of at most 200 characters, the
+/// body at most 5,000 characters and containing `{link}`.
+pub async fn save_email_template(
+    state: &AppState,
+    meta: &RequestMeta,
+    user: &AuthUser,
+    subject: &str,
+    body: &str,
+) -> Result<(String, String), AppError> {
+    let mut fields = Vec::new();
+    let subject = subject.trim();
+    let body = body.trim().replace("\r\n", "\n");
+    if subject.is_empty() {
+        fields.push(crate::types::FieldError {
+            field: "subject".into(),
+            message: "Enter a subject.".into(),
+        });
+    } else if subject.chars().count() > 200 || subject.contains(['\n', '\r']) {
+        fields.push(crate::types::FieldError {
+            field: "subject".into(),
+            message: "Use one line of at most 200 characters.".into(),
+        });
+    }
+    if !body.contains("{link}") {
+        fields.push(crate::types::FieldError {
+            field: "body".into(),
+            message: "The message must contain {link}, or the customer gets no link.".into(),
+        });
+    } else if body.chars().count() > 5000 {
+        fields.push(crate::types::FieldError {
+            field: "body".into(),
+            message: "Use at most 5,000 characters.".into(),
+        });
+    }
+    if let Some(error) = AppError::from_fields(fields) {
+        return Err(error);
+    }
+    let mut tx = state.db.pool.begin().await?;
+    repo::save_template(
+        &mut tx,
+        "link_email",
+        subject,
+        &body,
+        &user.email,
+        db::now(),
+    )
+    .await?;
+    state
+        .audit
+        .append(
+            &mut tx,
+            meta,
+            &AuditEvent::new(user.actor(), "template.update", Outcome::Success)
+                .object("template", "link_email"),
+        )
+        .await?;
+    tx.commit().await?;
+    Ok((subject.to_string(), body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
