@@ -272,12 +272,18 @@ async fn start_app(url: &str) -> (kyc_desk::server::state::AppState, String) {
     vars.insert("KYC_DESK_SANDBOX", "true".into());
     vars.insert(
         "KYC_DESK_MASTER_KEY",
-        kyc_desk::server::vault::MasterKey::generate().to_base64().to_string(),
+        kyc_desk::server::vault::MasterKey::generate()
+            .to_base64()
+            .to_string(),
     );
     let config = kyc_desk::server::config::Config::from_lookup(|name| vars.get(name).cloned())
         .expect("config");
-    let state = kyc_desk::server::state::AppState::open(config).await.expect("open");
-    kyc_desk::server::sandbox::seed::seed(&state).await.expect("seed");
+    let state = kyc_desk::server::state::AppState::open(config)
+        .await
+        .expect("open");
+    kyc_desk::server::sandbox::seed::seed(&state)
+        .await
+        .expect("seed");
     let router = kyc_desk::server::web::router(state.clone());
     tokio::spawn(async move {
         axum::serve(
@@ -343,7 +349,13 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[index].as_secs_f64() * 1000.0
 }
 
-fn report(label: &str, backend: &str, mut latencies: Vec<Duration>, errors: usize, elapsed: Duration) {
+fn report(
+    label: &str,
+    backend: &str,
+    mut latencies: Vec<Duration>,
+    errors: usize,
+    elapsed: Duration,
+) {
     latencies.sort();
     println!(
         "{label} backend={backend} requests={} errors={errors} seconds={:.1} per_second={:.0} p50_ms={:.2} p99_ms={:.2}",
@@ -356,13 +368,19 @@ fn report(label: &str, backend: &str, mut latencies: Vec<Duration>, errors: usiz
 }
 
 async fn links(url: &str, operators: usize, seconds: u64) {
-    let backend = if url.starts_with("sqlite") { "sqlite" } else { "postgres" };
+    let backend = if url.starts_with("sqlite") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
     // Phase 1: a bare, signed Eko create call to a sandbox, from the same load tool.
     let bare_url = fresh(url).await;
     let (_bare_state, bare_base) = start_app(&bare_url).await;
     let creds = kyc_desk::server::providers::eko::EkoCredentials {
         base_url: format!("{bare_base}/sandbox/eko"),
-        developer_key: secrecy::SecretString::from(kyc_desk::server::sandbox::seed::EKO_DEVELOPER_KEY),
+        developer_key: secrecy::SecretString::from(
+            kyc_desk::server::sandbox::seed::EKO_DEVELOPER_KEY,
+        ),
         access_key: secrecy::SecretString::from(kyc_desk::server::sandbox::seed::EKO_ACCESS_KEY),
         initiator_id: kyc_desk::server::sandbox::seed::EKO_INITIATOR_ID.into(),
         user_code: kyc_desk::server::sandbox::seed::EKO_USER_CODE.into(),
@@ -453,13 +471,23 @@ async fn links(url: &str, operators: usize, seconds: u64) {
         all.extend(l);
         errors += e;
     }
-    report("kyc-desk-create-link", backend, all, errors, started.elapsed());
+    report(
+        "kyc-desk-create-link",
+        backend,
+        all,
+        errors,
+        started.elapsed(),
+    );
     let report = state.audit.verify(&state.db).await.unwrap();
     println!("audit chain after the run: {}", report.summary());
 }
 
 async fn sessions(url: &str, rows: i64, requests: usize) {
-    let backend = if url.starts_with("sqlite") { "sqlite" } else { "postgres" };
+    let backend = if url.starts_with("sqlite") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
     let url = fresh(url).await;
     let (state, base) = start_app(&url).await;
     let auditors = signed_in_users(&state, &base, kyc_desk::types::Role::Auditor, 1).await;
@@ -485,12 +513,31 @@ async fn sessions(url: &str, rows: i64, requests: usize) {
         }
         ids
     };
-    let credential: i64 = sqlx::query_scalar("SELECT id FROM credentials WHERE kind = 'eko_digilocker'")
-        .fetch_one(&state.db.pool)
-        .await
-        .unwrap();
-    let names = ["Asha Rao", "Ravi Kumar", "Meera Iyer", "Kiran Das", "Arjun Mehta", "Priya Nair", "Vikram Singh", "Neha Gupta"];
-    let statuses = ["completed", "completed", "completed", "expired", "failed", "sent", "created", "cancelled"];
+    let credential: i64 =
+        sqlx::query_scalar("SELECT id FROM credentials WHERE kind = 'eko_digilocker'")
+            .fetch_one(&state.db.pool)
+            .await
+            .unwrap();
+    let names = [
+        "Asha Rao",
+        "Ravi Kumar",
+        "Meera Iyer",
+        "Kiran Das",
+        "Arjun Mehta",
+        "Priya Nair",
+        "Vikram Singh",
+        "Neha Gupta",
+    ];
+    let statuses = [
+        "completed",
+        "completed",
+        "completed",
+        "expired",
+        "failed",
+        "sent",
+        "created",
+        "cancelled",
+    ];
     let started = Instant::now();
     let now = kyc_desk::server::db::now();
     let batch = 1000i64;
@@ -528,11 +575,20 @@ async fn sessions(url: &str, rows: i64, requests: usize) {
         .await
         .unwrap();
     if backend == "postgres" {
-        sqlx::query("ANALYZE").execute(&state.db.pool).await.unwrap();
+        sqlx::query("ANALYZE")
+            .execute(&state.db.pool)
+            .await
+            .unwrap();
     } else {
-        sqlx::query("ANALYZE").execute(&state.db.pool).await.unwrap();
+        sqlx::query("ANALYZE")
+            .execute(&state.db.pool)
+            .await
+            .unwrap();
     }
-    println!("seeded {rows} sessions with events in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "seeded {rows} sessions with events in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let deep: i64 = sqlx::query_scalar("SELECT id FROM kyc_sessions ORDER BY id LIMIT 1 OFFSET $1")
         .bind(rows / 2)
         .fetch_one(&state.db.pool)
@@ -541,17 +597,33 @@ async fn sessions(url: &str, rows: i64, requests: usize) {
     let client = &auditors[0];
     for (label, path) in [
         ("first-page", "/sessions".to_string()),
-        ("filtered", "/sessions?status=failed&staff=staff3%40bench.example".to_string()),
+        (
+            "filtered",
+            "/sessions?status=failed&staff=staff3%40bench.example".to_string(),
+        ),
         ("deep-cursor", format!("/sessions?before={deep}")),
-        ("search-name", format!("/sessions?q=meera%20iyer%20{}", rows / 3 / 8 * 8 + 2)),
-        ("search-phone", format!("/sessions?q=%2B9198{:08}", rows / 3)),
-        ("search-rare-word", "/sessions?q=nobody-has-this".to_string()),
+        (
+            "search-name",
+            format!("/sessions?q=meera%20iyer%20{}", rows / 3 / 8 * 8 + 2),
+        ),
+        (
+            "search-phone",
+            format!("/sessions?q=%2B9198{:08}", rows / 3),
+        ),
+        (
+            "search-rare-word",
+            "/sessions?q=nobody-has-this".to_string(),
+        ),
     ] {
         let mut latencies = Vec::new();
         for _ in 0..requests {
             let t = Instant::now();
             let response = client.get(format!("{base}{path}")).send().await.unwrap();
-            assert!(response.status().is_success(), "{path}: {}", response.status());
+            assert!(
+                response.status().is_success(),
+                "{path}: {}",
+                response.status()
+            );
             let body = response.text().await.unwrap();
             assert!(body.contains("</html>"));
             latencies.push(t.elapsed());
