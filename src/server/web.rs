@@ -556,80 +556,6 @@ pub async fn serve(state: AppState) -> std::io::Result<()> {
     .await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.insert(
-                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        map
-    }
-
-    #[test]
-    fn origin_rules() {
-        let public = "https://kyc.example.com";
-        assert!(same_origin(
-            public,
-            &headers(&[("origin", "https://kyc.example.com")])
-        ));
-        assert!(same_origin(
-            public,
-            &headers(&[
-                ("origin", "http://127.0.0.1:3000"),
-                ("host", "127.0.0.1:3000")
-            ])
-        ));
-        assert!(!same_origin(
-            public,
-            &headers(&[
-                ("origin", "https://evil.example"),
-                ("host", "kyc.example.com")
-            ])
-        ));
-        assert!(!same_origin(public, &headers(&[("origin", "null")])));
-        assert!(!same_origin(
-            public,
-            &headers(&[("sec-fetch-site", "cross-site")])
-        ));
-        assert!(!same_origin(
-            public,
-            &headers(&[("sec-fetch-site", "same-site")])
-        ));
-        assert!(same_origin(
-            public,
-            &headers(&[("sec-fetch-site", "same-origin")])
-        ));
-        assert!(
-            same_origin(public, &headers(&[])),
-            "non-browser clients carry no ambient cookies"
-        );
-    }
-
-    #[test]
-    fn public_paths() {
-        for path in [
-            "/login",
-            "/setup/abc",
-            "/healthz",
-            "/readyz",
-            "/api/login",
-            "/pkg/kyc-desk.js",
-            "/favicon.ico",
-        ] {
-            assert!(is_public(path), "{path}");
-        }
-        for path in ["/", "/users", "/sessions", "/account/password"] {
-            assert!(!is_public(path), "{path}");
-        }
-    }
-}
-
 /// `GET /audit/export.csv?<filters>`: the filtered audit rows as CSV, newest first, streamed
 /// page by page (keyset), with the chain head at the time of the export as the last line.
 /// Auditors and admins only; the export itself is recorded before the first byte.
@@ -990,4 +916,78 @@ async fn sessions_export(
         Body::from_stream(body),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn origin_rules() {
+        let public = "https://kyc.example.com";
+        assert!(same_origin(
+            public,
+            &headers(&[("origin", "https://kyc.example.com")])
+        ));
+        assert!(same_origin(
+            public,
+            &headers(&[
+                ("origin", "http://127.0.0.1:3000"),
+                ("host", "127.0.0.1:3000")
+            ])
+        ));
+        assert!(!same_origin(
+            public,
+            &headers(&[
+                ("origin", "https://evil.example"),
+                ("host", "kyc.example.com")
+            ])
+        ));
+        assert!(!same_origin(public, &headers(&[("origin", "null")])));
+        assert!(!same_origin(
+            public,
+            &headers(&[("sec-fetch-site", "cross-site")])
+        ));
+        assert!(!same_origin(
+            public,
+            &headers(&[("sec-fetch-site", "same-site")])
+        ));
+        assert!(same_origin(
+            public,
+            &headers(&[("sec-fetch-site", "same-origin")])
+        ));
+        assert!(
+            same_origin(public, &headers(&[])),
+            "non-browser clients carry no ambient cookies"
+        );
+    }
+
+    #[test]
+    fn public_paths() {
+        for path in [
+            "/login",
+            "/setup/abc",
+            "/healthz",
+            "/readyz",
+            "/api/login",
+            "/pkg/kyc-desk.js",
+            "/favicon.ico",
+        ] {
+            assert!(is_public(path), "{path}");
+        }
+        for path in ["/", "/users", "/sessions", "/account/password"] {
+            assert!(!is_public(path), "{path}");
+        }
+    }
 }
