@@ -783,3 +783,62 @@ pub struct DashboardStats {
     /// Open links expiring within 10 minutes.
     pub expiring: Vec<SessionSummary>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::KycStatus::{self, *};
+
+    #[test]
+    fn the_state_machine_allows_only_forward_moves() {
+        let allowed: &[(KycStatus, &[KycStatus])] = &[
+            (Creating, &[Created, Failed]),
+            (
+                Created,
+                &[
+                    Sent, Returned, Completed, Failed, Expired, Cancelled, Superseded,
+                ],
+            ),
+            (
+                Sent,
+                &[Returned, Completed, Failed, Expired, Cancelled, Superseded],
+            ),
+            (
+                Returned,
+                &[Completed, Failed, Expired, Cancelled, Superseded],
+            ),
+            (Completed, &[]),
+            (Failed, &[]),
+            (Expired, &[]),
+            (Cancelled, &[]),
+            (Superseded, &[]),
+        ];
+        for (from, targets) in allowed {
+            for to in KycStatus::ALL {
+                assert_eq!(
+                    from.may_become(to),
+                    targets.contains(&to),
+                    "{} -> {}",
+                    from.as_str(),
+                    to.as_str()
+                );
+            }
+            assert_eq!(from.is_final(), targets.is_empty());
+        }
+        for status in KycStatus::ALL {
+            assert_eq!(KycStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(KycStatus::parse("done"), None);
+    }
+
+    #[test]
+    fn filters_make_shareable_queries() {
+        let filter = super::SessionFilter {
+            status: "failed".into(),
+            q: "Asha Rao & co".into(),
+            before: Some(7),
+            ..Default::default()
+        };
+        assert_eq!(filter.to_query(), "status=failed&q=Asha%20Rao%20%26%20co");
+        assert_eq!(super::query_escape("a+b@c"), "a%2Bb%40c");
+    }
+}
