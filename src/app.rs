@@ -5,7 +5,8 @@ use crate::pages::account::{ChangePasswordPage, LoginPage, SetupPage};
 use crate::pages::audit::AuditLogPage;
 use crate::pages::credentials::CredentialsPage;
 use crate::pages::dashboard::Dashboard;
-use crate::pages::placeholders::{LinksPage, SessionsPage};
+use crate::pages::links::LinksPage;
+use crate::pages::sessions::{SessionDetailPage, SessionsPage};
 use crate::pages::users::UsersPage;
 use crate::pages::{ErrorBanner, Guarded, NotFound, go_to};
 use crate::types::{AREAS, AppError, CurrentUser};
@@ -69,6 +70,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("") view=Dashboard />
                     <Route path=path!("links") view=LinksPage />
                     <Route path=path!("sessions") view=SessionsPage />
+                    <Route path=path!("sessions/:public_id") view=SessionDetailPage />
                     <Route path=path!("users") view=UsersPage />
                     <Route path=path!("credentials") view=CredentialsPage />
                     <Route path=path!("audit") view=AuditLogPage />

@@ -4,10 +4,11 @@ pub mod account;
 pub mod audit;
 pub mod credentials;
 pub mod dashboard;
-pub mod placeholders;
+pub mod links;
+pub mod sessions;
 pub mod users;
 
-use crate::types::{AppError, CurrentUser, may_open};
+use crate::types::{AppError, CurrentUser, KycStatus, Role, may_open};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -178,4 +179,171 @@ pub fn go_to(path: &str) {
     }
     #[cfg(not(feature = "hydrate"))]
     let _ = path;
+}
+
+/// A status badge: colour and text, so it reads without colour too.
+#[component]
+pub fn StatusBadge(status: KycStatus) -> impl IntoView {
+    view! {
+        <span class=format!("badge status-{}", status.as_str()) data-testid="status-badge" data-status=status.as_str()>
+            {status.label()}
+        </span>
+    }
+}
+
+/// Whether `role` may create, send, cancel and regenerate links (the server checks too).
+pub fn may_act(role: Role) -> bool {
+    matches!(role, Role::Operator | Role::Admin)
+}
+
+/// A fresh random key for one form instance (32 hex digits), so a resubmitted form never
+/// makes a second link. Made on the server for the first render and in the browser after.
+pub fn new_idempotency_key() -> String {
+    #[cfg(feature = "ssr")]
+    {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
+    #[cfg(all(feature = "hydrate", not(feature = "ssr")))]
+    {
+        (0..4)
+            .map(|_| format!("{:08x}", (js_sys::Math::random() * 4_294_967_296.0) as u32))
+            .collect()
+    }
+    #[cfg(not(any(feature = "ssr", feature = "hydrate")))]
+    {
+        use std::hash::{BuildHasher, Hasher};
+        let a = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let b = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        format!("{a:016x}{b:016x}")
+    }
+}
+
+/// The current time in Unix seconds (the browser's clock after hydration).
+pub fn now_unix() -> i64 {
+    #[cfg(all(feature = "hydrate", not(feature = "ssr")))]
+    {
+        (js_sys::Date::now() / 1000.0).floor() as i64
+    }
+    #[cfg(not(all(feature = "hydrate", not(feature = "ssr"))))]
+    {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default()
+    }
+}
+
+/// `1:02:05 left`, `4:09 left`, `0:12 left`, or `expired`.
+pub fn format_remaining(seconds: i64) -> String {
+    if seconds <= 0 {
+        return "expired".into();
+    }
+    let (h, m, s) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
+    if h > 0 {
+        format!("{h}:{m:02}:{s:02} left")
+    } else {
+        format!("{m}:{s:02} left")
+    }
+}
+
+/// A live countdown to `expires_at` (Unix seconds); ticks every second in the browser.
+#[component]
+pub fn Countdown(expires_at: i64) -> impl IntoView {
+    let now = RwSignal::new(now_unix());
+    Effect::new(move |_| {
+        if let Ok(handle) = set_interval_with_handle(
+            move || now.set(now_unix()),
+            std::time::Duration::from_secs(1),
+        ) {
+            on_cleanup(move || handle.clear());
+        }
+    });
+    let left = move || expires_at - now.get();
+    view! {
+        <span
+            class="countdown"
+            class:expired=move || left() <= 0
+            class:soon=move || (1..=120).contains(&left())
+            role="timer"
+            data-testid="countdown"
+        >
+            {move || format_remaining(left())}
+        </span>
+    }
+}
+
+/// `expires 2026-11-22 10:00 UTC` (as lists show it) without its first word, and that word
+/// as a label: `("Expires", "2026-11-22 10:00 UTC")`.
+pub fn split_when(text: &str) -> (&'static str, String) {
+    if let Some(rest) = text.strip_prefix("expires ") {
+        ("Expires", rest.to_string())
+    } else if let Some(rest) = text.strip_prefix("ended ") {
+        ("Ended", rest.to_string())
+    } else {
+        ("Expires", text.to_string())
+    }
+}
+
+/// Escapes text for HTML or SVG markup built as a string.
+pub fn escape_markup(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remaining_time_reads_well() {
+        assert_eq!(format_remaining(0), "expired");
+        assert_eq!(format_remaining(-5), "expired");
+        assert_eq!(format_remaining(9), "0:09 left");
+        assert_eq!(format_remaining(249), "4:09 left");
+        assert_eq!(format_remaining(3725), "1:02:05 left");
+    }
+
+    #[test]
+    fn keys_are_long_enough_and_differ() {
+        let a = new_idempotency_key();
+        let b = new_idempotency_key();
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn times_are_split_from_their_word() {
+        assert_eq!(
+            split_when("expires 2026-11-22 10:00 UTC"),
+            ("Expires", "2026-11-22 10:00 UTC".to_string())
+        );
+        assert_eq!(
+            split_when("ended 2026-11-22 10:00 UTC"),
+            ("Ended", "2026-11-22 10:00 UTC".to_string())
+        );
+        assert_eq!(split_when("—"), ("Expires", "—".to_string()));
+    }
+
+    #[test]
+    fn markup_is_escaped() {
+        assert_eq!(
+            escape_markup("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
 }

@@ -38,12 +38,52 @@ pub fn canonical_encoding(row: &AuditRow) -> Vec<u8> {
 
 /// `HMAC-SHA256(key, domain ‖ prev_mac ‖ canonical encoding)`, lower-case hex.
 pub fn row_mac(key: &[u8; 32], prev_mac: &str, row: &AuditRow) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
+    let keyed = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
+    fields_mac(&keyed, prev_mac, &canonical_encoding(row))
+}
+
+/// The MAC over an already encoded row, from a keyed HMAC state (cloned, so the key schedule
+/// is computed once per walk, not once per row).
+fn fields_mac(keyed: &Hmac<Sha256>, prev_mac: &str, encoded: &[u8]) -> String {
+    let mut mac = keyed.clone();
     mac.update(DOMAIN);
     mac.update(&(prev_mac.len() as u32).to_be_bytes());
     mac.update(prev_mac.as_bytes());
-    mac.update(&canonical_encoding(row));
+    mac.update(encoded);
     hex(&mac.finalize().into_bytes())
+}
+
+/// The number of columns of a packed row (see [`parse_packed`]).
+pub const PACKED_FIELDS: usize = 15;
+
+/// One row of a packed range, borrowed: the 13 MAC-covered fields, then `prev_mac`, `mac`.
+pub type PackedRow<'a> = [&'a str; PACKED_FIELDS];
+
+/// Splits the text the database packs a range of rows into: every column of every row as
+/// `<byte length>:<text>`, rows one after the other in seq order.
+pub fn parse_packed(text: &str) -> Result<Vec<PackedRow<'_>>, String> {
+    let mut rows = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut row = [""; PACKED_FIELDS];
+        for field in row.iter_mut() {
+            let colon = rest
+                .find(':')
+                .ok_or_else(|| "packed audit rows are truncated".to_string())?;
+            let len: usize = rest[..colon]
+                .parse()
+                .map_err(|_| "packed audit rows have a bad length".to_string())?;
+            let start = colon + 1;
+            let end = start + len;
+            if end > rest.len() || !rest.is_char_boundary(end) {
+                return Err("packed audit rows are truncated".into());
+            }
+            *field = &rest[start..end];
+            rest = &rest[end..];
+        }
+        rows.push(row);
+    }
+    Ok(rows)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -119,19 +159,21 @@ impl VerifyReport {
 }
 
 /// Walks rows in seq order, from a starting point (genesis, or an archive checkpoint).
-pub struct ChainWalker<'k> {
-    key: &'k [u8; 32],
+pub struct ChainWalker {
+    keyed: Hmac<Sha256>,
+    encoded: Vec<u8>,
     expected_seq: i64,
     prev_mac: String,
     rows: u64,
     broken: Option<(i64, Break)>,
 }
 
-impl<'k> ChainWalker<'k> {
+impl ChainWalker {
     /// A walk that starts at `first_seq`, whose `prev_mac` must be `prev_mac`.
-    pub fn new(key: &'k [u8; 32], first_seq: i64, prev_mac: &str) -> Self {
+    pub fn new(key: &[u8; 32], first_seq: i64, prev_mac: &str) -> Self {
         ChainWalker {
-            key,
+            keyed: <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length"),
+            encoded: Vec::with_capacity(1024),
             expected_seq: first_seq,
             prev_mac: prev_mac.to_string(),
             rows: 0,
@@ -140,24 +182,63 @@ impl<'k> ChainWalker<'k> {
     }
 
     /// Checks the next row; returns false once the chain is broken (stop walking).
+    #[cfg(test)]
     pub fn push(&mut self, row: &AuditRow) -> bool {
+        let texts = [
+            row.seq.to_string(),
+            row.at_ms.to_string(),
+            row.actor_id.map(|id| id.to_string()).unwrap_or_default(),
+        ];
+        let packed: PackedRow<'_> = [
+            &texts[0],
+            &texts[1],
+            &texts[2],
+            &row.actor_email,
+            &row.actor_role,
+            &row.ip,
+            &row.request_id,
+            &row.action,
+            &row.object_type,
+            &row.object_id,
+            &row.outcome,
+            &row.reason,
+            &row.detail,
+            &row.prev_mac,
+            &row.mac,
+        ];
+        self.push_packed(&packed)
+    }
+
+    /// Checks the next row of a packed range; returns false once the chain is broken.
+    pub fn push_packed(&mut self, row: &PackedRow<'_>) -> bool {
         if self.broken.is_some() {
             return false;
         }
-        if row.seq != self.expected_seq {
-            self.broken = Some((self.expected_seq, Break::Gap { found: row.seq }));
+        let Ok(seq) = row[0].parse::<i64>() else {
+            self.broken = Some((self.expected_seq, Break::MacMismatch));
+            return false;
+        };
+        if seq != self.expected_seq {
+            self.broken = Some((self.expected_seq, Break::Gap { found: seq }));
             return false;
         }
-        if row.prev_mac != self.prev_mac {
-            self.broken = Some((row.seq, Break::BrokenLink));
+        let (prev_mac, mac) = (row[13], row[14]);
+        if prev_mac != self.prev_mac {
+            self.broken = Some((seq, Break::BrokenLink));
             return false;
         }
-        let mac = row_mac(self.key, &row.prev_mac, row);
-        if !constant_time_eq(mac.as_bytes(), row.mac.as_bytes()) {
-            self.broken = Some((row.seq, Break::MacMismatch));
+        self.encoded.clear();
+        for field in &row[..13] {
+            self.encoded
+                .extend_from_slice(&(field.len() as u32).to_be_bytes());
+            self.encoded.extend_from_slice(field.as_bytes());
+        }
+        let computed = fields_mac(&self.keyed, prev_mac, &self.encoded);
+        if !constant_time_eq(computed.as_bytes(), mac.as_bytes()) {
+            self.broken = Some((seq, Break::MacMismatch));
             return false;
         }
-        self.prev_mac = mac;
+        self.prev_mac = computed;
         self.expected_seq += 1;
         self.rows += 1;
         true
@@ -223,6 +304,63 @@ mod tests {
             }
         }
         walker.finish()
+    }
+
+    fn packed(rows: &[AuditRow]) -> String {
+        let mut out = String::new();
+        for r in rows {
+            let actor = r.actor_id.map(|a| a.to_string()).unwrap_or_default();
+            for f in [
+                r.seq.to_string().as_str(),
+                &r.at_ms.to_string(),
+                &actor,
+                &r.actor_email,
+                &r.actor_role,
+                &r.ip,
+                &r.request_id,
+                &r.action,
+                &r.object_type,
+                &r.object_id,
+                &r.outcome,
+                &r.reason,
+                &r.detail,
+                &r.prev_mac,
+                &r.mac,
+            ] {
+                out.push_str(&format!("{}:{f}", f.len()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn packed_rows_verify_like_rows() {
+        let key = [7u8; 32];
+        let mut rows = chain(4, &key);
+        rows[1].reason = "ünïcödé: 12:34".into();
+        rows[1].mac = row_mac(&key, &rows[1].prev_mac, &rows[1]);
+        rows[2].prev_mac = rows[1].mac.clone();
+        rows[2].mac = row_mac(&key, &rows[2].prev_mac, &rows[2]);
+        rows[3].prev_mac = rows[2].mac.clone();
+        rows[3].mac = row_mac(&key, &rows[3].prev_mac, &rows[3]);
+        let text = packed(&rows);
+        let parsed = parse_packed(&text).unwrap();
+        assert_eq!(parsed.len(), 4);
+        let mut walker = ChainWalker::new(&key, 1, GENESIS_MAC);
+        assert!(parsed.iter().all(|r| walker.push_packed(r)));
+        assert_eq!(walker.finish().rows, 4);
+        rows[2].detail = "{\"i\":9}".into();
+        let text = packed(&rows);
+        let parsed = parse_packed(&text).unwrap();
+        let mut walker = ChainWalker::new(&key, 1, GENESIS_MAC);
+        for r in &parsed {
+            if !walker.push_packed(r) {
+                break;
+            }
+        }
+        assert_eq!(walker.finish().broken, Some((3, Break::MacMismatch)));
+        assert!(parse_packed("3:abc").is_err());
+        assert!(parse_packed("9:x").is_err());
     }
 
     #[test]

@@ -317,6 +317,7 @@ struct ProviderLink {
     reference_id: Option<String>,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn call_provider(
     state: &AppState,
     provider: &str,

@@ -248,7 +248,7 @@ async fn send_email(
     )
     .await
     {
-        Ok(Ok(response)) => Ok(response.message().next().map(|m| first_line(m))),
+        Ok(Ok(response)) => Ok(response.message().next().map(first_line)),
         Ok(Err(error)) => Err(smtp_failure(&error)),
         Err(_) => Err("the mail server did not answer in time".into()),
     }
@@ -370,7 +370,7 @@ async fn send_sms(
             .pointer("/data/errorMessage")
             .or_else(|| body.get("message"))
             .and_then(|m| m.as_str())
-            .map(|m| first_line(m))
+            .map(first_line)
             .unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
         Err(format!(
             "Message Central did not send the message ({reason})"

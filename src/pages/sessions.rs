@@ -1,0 +1,593 @@
+//! The sessions list (filters in the URL, keyset pages, CSV export) and one session's page
+//! (everything about it, its timeline and deliveries, and the staff actions).
+
+use super::links::{HandOver, channel_label};
+use super::{Guarded, StatusBadge, may_act, new_idempotency_key, result_of, split_when};
+use crate::api::links::{CancelLink, RegenerateLink, get_session_detail, list_sessions};
+use crate::types::{
+    AppError, CurrentUser, KycStatus, Role, SessionDetail, SessionFilter, SessionSummary,
+    field_error,
+};
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
+
+/// The sessions list (everyone; auditors read only).
+#[component]
+pub fn SessionsPage() -> impl IntoView {
+    view! {
+        <Title text="Sessions" />
+        <Guarded path="/sessions">
+            <SessionsList />
+        </Guarded>
+    }
+}
+
+fn filter_from_query(query: &leptos_router::params::ParamsMap) -> SessionFilter {
+    let text = |name: &str| query.get(name).unwrap_or_default();
+    SessionFilter {
+        status: text("status"),
+        provider: text("provider"),
+        flow: text("flow"),
+        staff: text("staff"),
+        from: text("from"),
+        to: text("to"),
+        q: text("q"),
+        before: query.get("before").and_then(|v| v.parse().ok()),
+    }
+}
+
+/// `path?query`, or `path` alone when the query is empty.
+fn with_query(path: &str, query: &str) -> String {
+    if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{query}")
+    }
+}
+
+#[component]
+fn SessionsList() -> impl IntoView {
+    let me = expect_context::<CurrentUser>();
+    let is_admin = me.role == Role::Admin;
+    let query = use_query_map();
+    let filter = Memo::new(move |_| filter_from_query(&query.get()));
+    let page = Resource::new(move || filter.get(), |filter| list_sessions(Some(filter)));
+    view! {
+        <section class="panel">
+            <h1>"Sessions"</h1>
+            <p class="muted">"Every KYC link and where it stands, newest first. Times are UTC."</p>
+            <Transition fallback=|| view! { <p class="muted">"Loading sessions…"</p> }>
+                {move || Suspend::new(async move {
+                    let result = page.await;
+                    let current = filter.get_untracked();
+                    let error = result.as_ref().err().cloned();
+                    let staff = result.as_ref().map(|p| p.staff.clone()).unwrap_or_default();
+                    let query = current.to_query();
+                    let export = with_query("/sessions/export.csv", &query);
+                    let export_contacts = format!(
+                        "/sessions/export.csv?{query}{}contacts=1",
+                        if query.is_empty() { "" } else { "&" }
+                    );
+                    let body = match result {
+                        Ok(page) => {
+                            let next = page.next_before.map(|before| {
+                                format!("/sessions?{query}{}before={before}", if query.is_empty() { "" } else { "&" })
+                            });
+                            let newest = current.before.map(|_| with_query("/sessions", &query));
+                            view! {
+                                <SessionsTable sessions=page.sessions />
+                                <nav class="pager" aria-label="Pages">
+                                    {newest.map(|href| view! { <a href=href data-testid="sessions-newest">"← Newest"</a> })}
+                                    {next.map(|href| view! { <a href=href data-testid="sessions-older">"Older →"</a> })}
+                                </nav>
+                            }
+                            .into_any()
+                        }
+                        Err(AppError::Validation { message, .. }) => view! {
+                            <div class="banner error" role="alert" data-testid="form-error">{message}</div>
+                        }
+                        .into_any(),
+                        Err(error) => view! {
+                            <div class="banner error" role="alert" data-testid="form-error">{error.to_string()}</div>
+                        }
+                        .into_any(),
+                    };
+                    view! {
+                        <SessionFilters current=current error=error staff=staff />
+                        <div class="toolbar">
+                            <a class="button" href=export rel="external" data-testid="sessions-export">
+                                "Export CSV"
+                            </a>
+                            {is_admin.then(|| view! {
+                                <a class="button" href=export_contacts rel="external" data-testid="sessions-export-contacts">
+                                    "Export with contact details"
+                                </a>
+                            })}
+                        </div>
+                        {body}
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn SessionFilters(
+    current: SessionFilter,
+    error: Option<AppError>,
+    staff: Vec<String>,
+) -> impl IntoView {
+    let error = StoredValue::new(error);
+    let message = move |name: &str| {
+        error.with_value(|e| field_error(&e.clone().map(Err::<(), AppError>), name))
+    };
+    let statuses = std::iter::once(("", "Any status"))
+        .chain(KycStatus::ALL.iter().map(|s| (s.as_str(), s.label())))
+        .map(|(value, label)| (value.to_string(), label.to_string()))
+        .collect::<Vec<_>>();
+    let providers = [
+        ("", "Any provider"),
+        ("message_central", "Message Central"),
+        ("eko", "Eko DigiLocker"),
+    ]
+    .map(|(v, l)| (v.to_string(), l.to_string()))
+    .to_vec();
+    let flows = [
+        ("", "Any flow"),
+        ("basic", "Basic"),
+        ("premium", "Premium"),
+        ("digilocker", "DigiLocker"),
+    ]
+    .map(|(v, l)| (v.to_string(), l.to_string()))
+    .to_vec();
+    let mut staff_options = vec![(String::new(), "Anyone".to_string())];
+    let chosen_staff = current.staff.trim().to_lowercase();
+    if !chosen_staff.is_empty() && !staff.contains(&chosen_staff) {
+        staff_options.push((chosen_staff.clone(), chosen_staff.clone()));
+    }
+    staff_options.extend(staff.into_iter().map(|s| (s.clone(), s)));
+    view! {
+        <form method="get" action="/sessions" class="filters" data-testid="sessions-filters">
+            <SelectFilter label="Status" name="status" options=statuses value=current.status.clone() error=message("status") />
+            <SelectFilter label="Provider" name="provider" options=providers value=current.provider.clone() error=message("provider") />
+            <SelectFilter label="Flow" name="flow" options=flows value=current.flow.clone() error=message("flow") />
+            <SelectFilter label="Created by" name="staff" options=staff_options value=chosen_staff error=message("staff") />
+            <InputFilter label="Created from (UTC)" name="from" kind="date" value=current.from.clone() placeholder="2026-11-22" error=message("from") />
+            <InputFilter label="Created to (UTC)" name="to" kind="date" value=current.to.clone() placeholder="2026-11-22" error=message("to") />
+            <InputFilter label="Search" name="q" kind="search" value=current.q.clone() placeholder="name, phone, email, reference" error=message("q") />
+            <div class="filter-actions">
+                <button type="submit" class="primary" data-testid="sessions-apply">"Apply filters"</button>
+                <a href="/sessions" class="button">"Clear"</a>
+            </div>
+        </form>
+    }
+}
+
+#[component]
+fn SelectFilter(
+    label: &'static str,
+    name: &'static str,
+    options: Vec<(String, String)>,
+    value: String,
+    error: Option<String>,
+) -> impl IntoView {
+    let id = format!("sf-{name}");
+    let error_id = format!("{id}-error");
+    let invalid = error.is_some();
+    view! {
+        <div class="field" class:invalid=invalid>
+            <label for=id.clone()>{label}</label>
+            <select id=id name=name aria-describedby=error_id.clone() aria-invalid=if invalid { "true" } else { "false" }>
+                {options
+                    .into_iter()
+                    .map(|(v, l)| {
+                        let selected = v == value;
+                        view! { <option value=v selected=selected>{l}</option> }
+                    })
+                    .collect_view()}
+            </select>
+            {error.map(|m| view! { <p class="field-error" id=error_id>{m}</p> })}
+        </div>
+    }
+}
+
+#[component]
+fn InputFilter(
+    label: &'static str,
+    name: &'static str,
+    kind: &'static str,
+    value: String,
+    placeholder: &'static str,
+    error: Option<String>,
+) -> impl IntoView {
+    let id = format!("sf-{name}");
+    let error_id = format!("{id}-error");
+    let invalid = error.is_some();
+    view! {
+        <div class="field" class:invalid=invalid>
+            <label for=id.clone()>{label}</label>
+            <input
+                id=id
+                name=name
+                type=kind
+                value=value
+                placeholder=placeholder
+                maxlength="100"
+                aria-describedby=error_id.clone()
+                aria-invalid=if invalid { "true" } else { "false" }
+            />
+            {error.map(|m| view! { <p class="field-error" id=error_id>{m}</p> })}
+        </div>
+    }
+}
+
+#[component]
+fn SessionsTable(sessions: Vec<SessionSummary>) -> impl IntoView {
+    if sessions.is_empty() {
+        return view! {
+            <p class="muted" data-testid="sessions-empty">"No sessions match these filters."</p>
+        }
+        .into_any();
+    }
+    let count = sessions.len();
+    let rows = sessions
+        .into_iter()
+        .map(|s| {
+            view! {
+                <tr data-testid="session-row" data-status=s.status.as_str()>
+                    <td data-label="Customer">
+                        <a href=format!("/sessions/{}", s.public_id)>{s.customer_name.clone()}</a>
+                    </td>
+                    <td data-label="Mobile" class="nowrap">{s.phone_masked.clone()}</td>
+                    <td data-label="Provider">
+                        <span>
+                            {s.provider_label.clone()}
+                            {s.sandbox.then(|| view! { " " <span class="tag sandbox">"sandbox"</span> })}
+                        </span>
+                    </td>
+                    <td data-label="Status"><StatusBadge status=s.status /></td>
+                    <td data-label="Created by">{s.created_by.clone()}</td>
+                    <td data-label="Created" class="nowrap">{s.created_at.clone()}</td>
+                    <td data-label=split_when(&s.expires_or_ended).0 class="nowrap">
+                        {s.expires_or_ended.clone()}
+                    </td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <p class="muted" data-testid="sessions-count">{format!("Showing {count} sessions.")}</p>
+        <div class="table-wrap">
+            <table class="data sessions" data-testid="sessions-table">
+                <thead>
+                    <tr>
+                        <th scope="col">"Customer"</th>
+                        <th scope="col">"Mobile"</th>
+                        <th scope="col">"Provider and flow"</th>
+                        <th scope="col">"Status"</th>
+                        <th scope="col">"Created by"</th>
+                        <th scope="col">"Created"</th>
+                        <th scope="col">"Expires / ended"</th>
+                    </tr>
+                </thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </div>
+    }
+    .into_any()
+}
+
+/// One session's page (everyone; actions for operators and admins only).
+#[component]
+pub fn SessionDetailPage() -> impl IntoView {
+    view! {
+        <Title text="Session" />
+        <Guarded path="/sessions">
+            <SessionDetailLoader />
+        </Guarded>
+    }
+}
+
+#[component]
+fn SessionDetailLoader() -> impl IntoView {
+    let params = use_params_map();
+    let public_id = Memo::new(move |_| params.with(|p| p.get("public_id").unwrap_or_default()));
+    let detail = Resource::new(move || public_id.get(), get_session_detail);
+    view! {
+        <p class="breadcrumb"><a href="/sessions">"← All sessions"</a></p>
+        <Suspense fallback=|| view! { <p class="loading">"Loading the session…"</p> }>
+            {move || Suspend::new(async move {
+                match detail.await {
+                    Ok(detail) => view! { <SessionView initial=detail /> }.into_any(),
+                    Err(error) => view! {
+                        <section class="panel">
+                            <h1>"Session"</h1>
+                            <div class="banner error" role="alert" data-testid="form-error">{error.to_string()}</div>
+                        </section>
+                    }
+                    .into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn SessionView(initial: SessionDetail) -> impl IntoView {
+    let me = expect_context::<CurrentUser>();
+    let acts = may_act(me.role);
+    let detail = RwSignal::new(initial);
+    let status = Memo::new(move |_| detail.with(|d| d.summary.status));
+    let notice = RwSignal::new(None::<String>);
+    view! {
+        <Title text=detail.with_untracked(|d| format!("Session of {}", d.summary.customer_name)) />
+        <section class="panel session" data-testid="session-detail">
+            <div class="result-head">
+                <h1>{detail.with_untracked(|d| d.summary.customer_name.clone())}</h1>
+                {move || view! { <StatusBadge status=status.get() /> }}
+            </div>
+            {move || notice.get().map(|text| view! {
+                <p class="banner success" role="status" data-testid="session-notice">{text}</p>
+            })}
+            {move || detail.with(|d| d.last_error.clone()).map(|text| view! {
+                <p class="banner error" data-testid="session-error">{text}</p>
+            })}
+            {move || {
+                let d = detail.get();
+                view! { <SessionFacts detail=d /> }
+            }}
+        </section>
+        {acts.then(|| view! { <SessionActions detail=detail status=status notice=notice /> })}
+        {move || {
+            let d = detail.get();
+            view! { <SessionRecords detail=d /> }
+        }}
+    }
+}
+
+#[component]
+fn SessionFacts(detail: SessionDetail) -> impl IntoView {
+    let s = &detail.summary;
+    let (when_label, when) = split_when(&s.expires_or_ended);
+    let or_dash = |v: Option<String>| {
+        v.filter(|t| !t.trim().is_empty())
+            .unwrap_or_else(|| "—".into())
+    };
+    let link = |id: &str, testid: &'static str| {
+        let href = format!("/sessions/{id}");
+        view! { <a href=href data-testid=testid>{id.to_string()}</a> }
+    };
+    view! {
+        <dl class="facts" data-testid="session-facts">
+            <dt>"Session id"</dt>
+            <dd><code>{s.public_id.clone()}</code></dd>
+            <dt>"Provider and flow"</dt>
+            <dd>
+                {s.provider_label.clone()}
+                {s.sandbox.then(|| view! { " " <span class="tag sandbox">"sandbox"</span> })}
+            </dd>
+            <dt>"Mobile"</dt>
+            <dd>{s.phone_masked.clone()}</dd>
+            <dt>"Email"</dt>
+            <dd>{or_dash(detail.email_masked.clone())}</dd>
+            <dt>"Internal reference"</dt>
+            <dd>{or_dash(detail.internal_ref.clone())}</dd>
+            {(!detail.documents.is_empty()).then(|| view! {
+                <dt>"Documents requested"</dt>
+                <dd>{detail.documents.join(", ")}</dd>
+            })}
+            <dt>"Created by"</dt>
+            <dd>{s.created_by.clone()}</dd>
+            <dt>"Created"</dt>
+            <dd>{s.created_at.clone()}</dd>
+            <dt>{when_label}</dt>
+            <dd>{when}</dd>
+            <dt>"Consent"</dt>
+            <dd>{or_dash(Some(detail.consent_note.clone()))}</dd>
+            {detail.supersedes.clone().map(|id| view! {
+                <dt>"Replaces"</dt>
+                <dd>{link(&id, "supersedes-link")}</dd>
+            })}
+            {detail.superseded_by.clone().map(|id| view! {
+                <dt>"Replaced by"</dt>
+                <dd>{link(&id, "superseded-by-link")}</dd>
+            })}
+            {detail.provider_ids.iter().map(|(name, value)| view! {
+                <dt>{name.clone()}</dt>
+                <dd><code data-testid="provider-id">{value.clone()}</code></dd>
+            }).collect_view()}
+        </dl>
+    }
+}
+
+#[component]
+fn SessionRecords(detail: SessionDetail) -> impl IntoView {
+    let result = if detail.result.is_empty() {
+        view! {
+            <p class="muted" data-testid="session-no-result">
+                {if detail.summary.status == KycStatus::Completed {
+                    "The provider reported completion without result fields."
+                } else {
+                    "No verification result yet."
+                }}
+            </p>
+        }
+        .into_any()
+    } else {
+        view! {
+            <div class="table-wrap">
+                <table class="data result" data-testid="session-result">
+                    <tbody>
+                        {detail.result.into_iter().map(|(name, value)| view! {
+                            <tr><th scope="row">{name}</th><td>{value}</td></tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            </div>
+        }
+        .into_any()
+    };
+    let deliveries = if detail.deliveries.is_empty() {
+        view! { <p class="muted" data-testid="deliveries-empty">"The link was not sent by KYC Desk yet."</p> }.into_any()
+    } else {
+        view! {
+            <div class="table-wrap">
+                <table class="data" data-testid="deliveries-table">
+                    <thead>
+                        <tr>
+                            <th scope="col">"When"</th>
+                            <th scope="col">"Channel"</th>
+                            <th scope="col">"To"</th>
+                            <th scope="col">"Outcome"</th>
+                            <th scope="col">"By"</th>
+                        </tr>
+                    </thead>
+                    <tbody>
+                        {detail.deliveries.into_iter().map(|d| view! {
+                            <tr data-testid="delivery-row">
+                                <td class="nowrap">{d.at}</td>
+                                <td>{channel_label(&d.channel)}</td>
+                                <td>{d.destination}</td>
+                                <td>
+                                    <span class=format!("badge delivery-{}", d.outcome)>{d.outcome.clone()}</span>
+                                    {d.error.map(|e| view! { <span class="delivery-error">" " {e}</span> })}
+                                </td>
+                                <td>{d.by}</td>
+                            </tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            </div>
+        }
+        .into_any()
+    };
+    view! {
+        <section class="panel">
+            <h2>"Result"</h2>
+            <p class="muted">"Personal data is masked; KYC Desk keeps only what is shown here."</p>
+            {result}
+        </section>
+        <section class="panel">
+            <h2>"Timeline"</h2>
+            <ol class="timeline" data-testid="timeline">
+                {detail.timeline.into_iter().map(|e| {
+                    let kind = e.kind.clone();
+                    view! {
+                    <li data-testid="timeline-event" data-kind=kind>
+                        <time class="when">{e.at}</time>
+                        <span class="kind">{e.kind}</span>
+                        <span class="actor">{e.actor}</span>
+                        <span class="detail">{e.detail}</span>
+                    </li>
+                }}).collect_view()}
+            </ol>
+        </section>
+        <section class="panel">
+            <h2>"Deliveries"</h2>
+            {deliveries}
+        </section>
+    }
+}
+
+/// Copy, send, cancel and regenerate: shown to operators and admins only.
+#[component]
+fn SessionActions(
+    detail: RwSignal<SessionDetail>,
+    status: Memo<KycStatus>,
+    notice: RwSignal<Option<String>>,
+) -> impl IntoView {
+    let cancel = ServerAction::<CancelLink>::new();
+    let regenerate = ServerAction::<RegenerateLink>::new();
+    let cancel_value = result_of(cancel);
+    let regenerate_value = result_of(regenerate);
+    let navigate = use_navigate();
+    let public_id = detail.with_untracked(|d| d.summary.public_id.clone());
+    Effect::new(move |_| {
+        if let Some(Ok(cancelled)) = cancel.value().get() {
+            detail.set(cancelled);
+            notice.set(Some(
+                "The link was cancelled; the customer can no longer use it.".into(),
+            ));
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(Ok(new_session)) = regenerate.value().get() {
+            navigate(
+                &format!("/sessions/{}", new_session.summary.public_id),
+                Default::default(),
+            );
+        }
+    });
+    let error = Signal::derive(move || {
+        [
+            cancel_value.get().and_then(Result::err),
+            regenerate_value.get().and_then(Result::err),
+        ]
+        .into_iter()
+        .flatten()
+        .next()
+        .map(|e| e.to_string())
+    });
+    let open = Memo::new(move |_| status.get().is_open());
+    let may_regenerate = Memo::new(move |_| {
+        open.get() || matches!(status.get(), KycStatus::Expired | KycStatus::Failed)
+    });
+    let public_id = StoredValue::new(public_id);
+    view! {
+        <Show when=move || may_regenerate.get()>
+            <section class="panel" data-testid="session-actions">
+                <h2>"Hand over and manage"</h2>
+                {move || {
+                    open.get().then(|| {
+                        let d = detail.get_untracked();
+                        view! {
+                            <HandOver detail=d on_sent=Callback::new(move |d| detail.set(d)) />
+                        }
+                    })
+                }}
+                {move || error.get().map(|text| view! {
+                    <div class="banner error" role="alert" data-testid="action-error">{text}</div>
+                })}
+                <div class="manage">
+                    {move || open.get().then(|| {
+                            view! {
+                                <details class="confirm" data-testid="cancel-step">
+                                    <summary data-testid="cancel-link">"Cancel link…"</summary>
+                                    <p>"The customer will no longer be able to use this link. This cannot be undone."</p>
+                                    <ActionForm action=cancel>
+                                        <input type="hidden" name="public_id" value=public_id.get_value() />
+                                        <button type="submit" class="danger" data-testid="cancel-confirm" disabled=move || cancel.pending().get()>
+                                            {move || if cancel.pending().get() { "Cancelling…" } else { "Yes, cancel the link" }}
+                                        </button>
+                                    </ActionForm>
+                                </details>
+                            }
+                        })}
+                    <details class="confirm" data-testid="regenerate-step">
+                        <summary data-testid="regenerate-link">"Regenerate link…"</summary>
+                        <p>
+                            {move || if open.get() {
+                                "A new link is made for the same customer; this one stops working."
+                            } else {
+                                "A new link is made for the same customer and flow."
+                            }}
+                        </p>
+                        <ActionForm action=regenerate>
+                            <input type="hidden" name="public_id" value=public_id.get_value() />
+                            <input type="hidden" name="idempotency_key" value=new_idempotency_key() />
+                            <button type="submit" class="primary" data-testid="regenerate-confirm" disabled=move || regenerate.pending().get()>
+                                {move || if regenerate.pending().get() {
+                                    view! { <span class="spinner" aria-hidden="true"></span> "Making a new link…" }.into_any()
+                                } else {
+                                    "Make a new link".into_any()
+                                }}
+                            </button>
+                        </ActionForm>
+                    </details>
+                </div>
+            </section>
+        </Show>
+    }
+}
