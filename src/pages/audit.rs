@@ -3,7 +3,7 @@
 
 use super::{ErrorBanner, Guarded, result_of};
 use crate::api::audit::{VerifyAudit, list_audit};
-use crate::types::{AppError, AuditEntry, AuditFilter, field_error};
+use crate::types::{AppError, AuditEntry, AuditFilter};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
@@ -76,17 +76,6 @@ fn AuditWorkspace() -> impl IntoView {
     let rows = Resource::new(move || filter.get(), |filter| list_audit(Some(filter)));
     let verify = ServerAction::<VerifyAudit>::new();
     let verify_value = result_of(verify);
-    let list_error = Signal::derive(move || match rows.get() {
-        Some(Err(error)) => Some(error),
-        _ => None,
-    });
-    let field = move |name: &'static str| {
-        Signal::derive(move || field_error(&list_error.get().map(Err::<(), AppError>), name))
-    };
-    let banner = Signal::derive(move || match list_error.get() {
-        Some(AppError::Validation { .. }) | None => None,
-        Some(error) => Some(error.to_string()),
-    });
     let export_href = move || {
         let query = filter.get().to_query();
         if query.is_empty() {
@@ -95,49 +84,12 @@ fn AuditWorkspace() -> impl IntoView {
             format!("/audit/export.csv?{query}")
         }
     };
-    let initial = filter.get_untracked();
     view! {
         <section class="panel">
             <h1>"Audit log"</h1>
             <p class="muted">
                 "Every staff and system action, append-only and chained with an HMAC keyed from the master key: a changed, removed or reordered row is found by verification. Times are UTC."
             </p>
-            <form method="get" action="/audit" class="filters" data-testid="audit-filters">
-                <FilterField label="From (UTC)" name="from" value=initial.from.clone() placeholder="2026-11-22 or 2026-11-22T09:00" error=field("from") />
-                <FilterField label="To (UTC)" name="to" value=initial.to.clone() placeholder="2026-11-22" error=field("to") />
-                <FilterField label="Actor" name="actor" value=initial.actor.clone() placeholder="email, or system / cli / anonymous" error=field("actor") />
-                <div class="field">
-                    <label for="af-action">"Action"</label>
-                    <input id="af-action" name="action" list="af-actions" value=initial.action.clone() placeholder="link.create or auth." aria-describedby="af-action-error" />
-                    <datalist id="af-actions">
-                        {KNOWN_ACTIONS.iter().map(|a| view! { <option value=*a></option> }).collect_view()}
-                    </datalist>
-                    {move || field("action").get().map(|m| view! { <p class="field-error" id="af-action-error">{m}</p> })}
-                </div>
-                <FilterField label="Object" name="object" value=initial.object.clone() placeholder="user, or user:7" error=field("object") />
-                <div class="field">
-                    <label for="af-outcome">"Outcome"</label>
-                    <select id="af-outcome" name="outcome">
-                        {["", "success", "failure", "denied", "error"]
-                            .into_iter()
-                            .map(|o| {
-                                let selected = initial.outcome == o;
-                                view! {
-                                    <option value=o selected=selected>
-                                        {if o.is_empty() { "Any" } else { o }}
-                                    </option>
-                                }
-                            })
-                            .collect_view()}
-                    </select>
-                    {move || field("outcome").get().map(|m| view! { <p class="field-error">{m}</p> })}
-                </div>
-                <FilterField label="Search reason and detail" name="q" value=initial.q.clone() placeholder="words" error=field("q") />
-                <div class="filter-actions">
-                    <button type="submit" class="primary" data-testid="audit-apply">"Apply filters"</button>
-                    <a href="/audit" class="button">"Clear"</a>
-                </div>
-            </form>
             <div class="toolbar">
                 <a class="button" href=export_href data-testid="audit-export" rel="external">
                     "Export CSV (filtered)"
@@ -163,43 +115,90 @@ fn AuditWorkspace() -> impl IntoView {
                         }
                     })
             }}
-            <ErrorBanner message=banner />
+            // Everything that reads the rows is inside the Transition, so server rendering
+            // waits for them (a read outside it can leave the response hanging).
             <Transition fallback=|| view! { <p class="muted">"Loading the audit log…"</p> }>
-                {move || {
-                    rows.get()
-                        .map(|result| match result {
-                            Ok(page) => {
-                                let next = page.next_before.map(|before| {
-                                    let query = filter.get_untracked().to_query();
-                                    let sep = if query.is_empty() { "" } else { "&" };
-                                    format!("/audit?{query}{sep}before={before}")
-                                });
-                                let newest = filter.get_untracked().before.map(|_| {
-                                    let query = filter.get_untracked().to_query();
-                                    format!("/audit?{query}")
-                                });
-                                let empty = page.entries.is_empty();
-                                view! {
-                                    <p class="muted" data-testid="audit-count">
-                                        {if empty {
-                                            "No audit rows match these filters.".to_string()
-                                        } else {
-                                            format!("Showing {} rows, newest first.", page.entries.len())
-                                        }}
-                                    </p>
-                                    <div class="audit-rows" data-testid="audit-rows">
-                                        {page.entries.into_iter().map(|entry| view! { <AuditRowView entry /> }).collect_view()}
-                                    </div>
-                                    <nav class="pager">
-                                        {newest.map(|href| view! { <a href=href data-testid="audit-newest">"← Newest"</a> })}
-                                        {next.map(|href| view! { <a href=href data-testid="audit-older">"Older entries →"</a> })}
-                                    </nav>
-                                }
-                                    .into_any()
-                            }
-                            Err(_) => ().into_any(),
-                        })
-                }}
+                {move || Suspend::new(async move {
+                    let result = rows.await;
+                    let current = filter.get_untracked();
+                    let error = result.as_ref().err().cloned();
+                    let field = |name: &str| {
+                        Signal::stored(error.as_ref().and_then(|e| e.field_message(name)))
+                    };
+                    let banner = match &error {
+                        Some(AppError::Validation { .. }) | None => None,
+                        Some(other) => Some(other.to_string()),
+                    };
+                    let action_error = error.as_ref().and_then(|e| e.field_message("action"));
+                    let action_invalid = action_error.is_some();
+                    let outcome_error = error.as_ref().and_then(|e| e.field_message("outcome"));
+                    let outcome_invalid = outcome_error.is_some();
+                    let listing = result.ok().map(|page| {
+                        let query = current.to_query();
+                        let sep = if query.is_empty() { "" } else { "&" };
+                        let next = page
+                            .next_before
+                            .map(|before| format!("/audit?{query}{sep}before={before}"));
+                        let newest = current.before.map(|_| format!("/audit?{query}"));
+                        let empty = page.entries.is_empty();
+                        view! {
+                            <p class="muted" data-testid="audit-count">
+                                {if empty {
+                                    "No audit rows match these filters.".to_string()
+                                } else {
+                                    format!("Showing {} rows, newest first.", page.entries.len())
+                                }}
+                            </p>
+                            <div class="audit-rows" data-testid="audit-rows">
+                                {page.entries.into_iter().map(|entry| view! { <AuditRowView entry /> }).collect_view()}
+                            </div>
+                            <nav class="pager">
+                                {newest.map(|href| view! { <a href=href data-testid="audit-newest">"← Newest"</a> })}
+                                {next.map(|href| view! { <a href=href data-testid="audit-older">"Older entries →"</a> })}
+                            </nav>
+                        }
+                    });
+                    view! {
+                        <form method="get" action="/audit" class="filters" data-testid="audit-filters">
+                            <FilterField label="From (UTC)" name="from" value=current.from.clone() placeholder="2026-11-22 or 2026-11-22T09:00" error=field("from") />
+                            <FilterField label="To (UTC)" name="to" value=current.to.clone() placeholder="2026-11-22" error=field("to") />
+                            <FilterField label="Actor" name="actor" value=current.actor.clone() placeholder="email, or system / cli / anonymous" error=field("actor") />
+                            <div class="field" class:invalid=action_invalid>
+                                <label for="af-action">"Action"</label>
+                                <input id="af-action" name="action" list="af-actions" value=current.action.clone() placeholder="link.create or auth." aria-describedby="af-action-error" />
+                                <datalist id="af-actions">
+                                    {KNOWN_ACTIONS.iter().map(|a| view! { <option value=*a></option> }).collect_view()}
+                                </datalist>
+                                {action_error.map(|m| view! { <p class="field-error" id="af-action-error">{m}</p> })}
+                            </div>
+                            <FilterField label="Object" name="object" value=current.object.clone() placeholder="user, or user:7" error=field("object") />
+                            <div class="field" class:invalid=outcome_invalid>
+                                <label for="af-outcome">"Outcome"</label>
+                                <select id="af-outcome" name="outcome">
+                                    {["", "success", "failure", "denied", "error"]
+                                        .into_iter()
+                                        .map(|o| {
+                                            let selected = current.outcome == o;
+                                            view! {
+                                                <option value=o selected=selected>
+                                                    {if o.is_empty() { "Any" } else { o }}
+                                                </option>
+                                            }
+                                        })
+                                        .collect_view()}
+                                </select>
+                                {outcome_error.map(|m| view! { <p class="field-error">{m}</p> })}
+                            </div>
+                            <FilterField label="Search reason and detail" name="q" value=current.q.clone() placeholder="words" error=field("q") />
+                            <div class="filter-actions">
+                                <button type="submit" class="primary" data-testid="audit-apply">"Apply filters"</button>
+                                <a href="/audit" class="button">"Clear"</a>
+                            </div>
+                        </form>
+                        <ErrorBanner message=Signal::stored(banner) />
+                        {listing}
+                    }
+                })}
             </Transition>
         </section>
     }
