@@ -10,6 +10,10 @@ cd "$(dirname "$0")"
 source ./setup.sh
 ensure_build_tools
 
+# The browser tests run the server binary `cargo test` builds, next to a bundle from
+# `cargo leptos build --frontend-only`; leptos reads this at compile time to name the bundle's
+# files the way cargo-leptos writes them.
+export LEPTOS_OUTPUT_NAME=kyc-desk
 # A fresh clone never benefits from incremental caches, and they double the target folder.
 if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=0; fi
 
