@@ -10,10 +10,6 @@ cd "$(dirname "$0")"
 source ./setup.sh
 ensure_build_tools
 
-# The browser tests run the server binary `cargo test` builds, next to a bundle from
-# `cargo leptos build --frontend-only`; leptos reads this at compile time to name the bundle's
-# files the way cargo-leptos writes them.
-export LEPTOS_OUTPUT_NAME=kyc-desk
 # A fresh clone never benefits from incremental caches, and they double the target folder.
 if [ "${CI:-}" = "true" ]; then export CARGO_INCREMENTAL=0; fi
 
@@ -48,12 +44,12 @@ fi
 
 # --- Build the real app; canary values in the environment must not reach the bundle ----
 canary="kyc-canary-$(date +%s)-secret"
-say "building the browser bundle (cargo leptos build --frontend-only)"
-# The server binary is the one `cargo test` just built; building it again with cargo-leptos'
-# flags would compile the whole server a second time.
+say "building the app (cargo leptos build)"
+# cargo-leptos builds the server with its own flags (`--cfg erase_components` in debug), which
+# the browser bundle must match for hydration, so the browser tests run its server binary.
 # (Not DATABASE_URL: sqlx macros track it, so a changing value would rebuild the server every run.)
 KYC_DESK_MASTER_KEY="$canary" KYC_DESK_SMTP_PASSWORD="$canary" KYC_DESK_SESSION_SECRET="$canary" \
-  cargo leptos build --frontend-only
+  cargo leptos build
 
 say "checking the browser bundle for server-only strings"
 bundle=(target/site/pkg/*.wasm target/site/pkg/*.js)

@@ -51,8 +51,6 @@ pub type UserResource = Resource<Result<Option<CurrentUser>, AppError>>;
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    let user: UserResource = Resource::new(|| (), |_| whoami());
-    provide_context(user);
     // Browser tests wait for this marker instead of sleeping: clicks before hydration do nothing.
     Effect::new(move |_| {
         if let Some(body) = document().body() {
@@ -93,7 +91,9 @@ fn AccountPage() -> impl IntoView {
 /// Pages that need a signed-in user: loads the user, then renders the layout.
 #[component]
 fn Console() -> impl IntoView {
-    let user = expect_context::<UserResource>();
+    // Created here, not in App: a page that never reads a resource must not create one (an
+    // unread resource could hold the server-rendered response open).
+    let user: UserResource = Resource::new(|| (), |_| whoami());
     view! {
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {

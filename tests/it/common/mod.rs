@@ -128,6 +128,8 @@ impl TestApp {
         reqwest::Client::builder()
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
+            // A request that hangs fails the test instead of stalling the whole suite.
+            .timeout(std::time::Duration::from_secs(60))
             .build()
             .unwrap()
     }
