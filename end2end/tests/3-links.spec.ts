@@ -49,6 +49,7 @@ test('an operator issues links, copies, sends by email, and follows them to thei
   const adminContext = await browser.newContext();
   const admin = await adminContext.newPage();
   await signIn(admin, ADMIN.email, ADMIN.password);
+  await expect(admin.getByTestId('main-nav')).toBeVisible();
   const context = await browser.newContext({ permissions: ['clipboard-read', 'clipboard-write'] });
   const page = await context.newPage();
   const errors: string[] = [];

@@ -16,6 +16,7 @@ test('an auditor filters, opens a row, exports CSV and verifies the chain; an op
   const adminContext = await browser.newContext();
   const admin = await adminContext.newPage();
   await signIn(admin, ADMIN.email, ADMIN.password);
+  await expect(admin.getByTestId('main-nav')).toBeVisible();
   const auditorContext = await browser.newContext({ acceptDownloads: true });
   const auditor = await auditorContext.newPage();
   const errors: string[] = [];

@@ -681,3 +681,15 @@ pub async fn expiring(
     .fetch_all(pool)
     .await
 }
+
+/// Takes the write lock for a session's transaction before it reads (on SQLite a transaction
+/// that reads first and writes later can fail with "database is locked" when another writer
+/// committed in between; writing first makes it wait its turn instead).
+pub async fn touch(conn: &mut AnyConnection, id: i64, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE kyc_sessions SET updated_at = $1 WHERE id = $2")
+        .bind(now)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -183,6 +183,9 @@ pub async fn options(state: &AppState) -> Result<LinkFormOptions, AppError> {
             trial_links_left: None,
         });
     }
+    // Give the connection back before taking another: under load, requests that each hold one
+    // connection while waiting for a second can starve the pool.
+    drop(conn);
     let channels = send::configured_channels(state).await?;
     Ok(LinkFormOptions { options, channels })
 }
@@ -560,6 +563,7 @@ async fn start(
     .await;
 
     let mut tx = state.db.pool.begin().await?;
+    repo::touch(&mut tx, id, db::now()).await?;
     let row = repo::find(&mut tx, id)
         .await?
         .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
