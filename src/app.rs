@@ -13,7 +13,7 @@ use crate::types::{AREAS, AppError, CurrentUser};
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Outlet, ParentRoute, Redirect, Route, Router, Routes};
-use leptos_router::path;
+use leptos_router::{SsrMode, path};
 
 /// The whole HTML document rendered by the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -62,17 +62,17 @@ pub fn App() -> impl IntoView {
         <Title formatter=|text: String| if text.is_empty() { "KYC Desk".to_string() } else { format!("{text} · KYC Desk") } />
         <Router>
             <Routes fallback=NotFound>
-                <Route path=path!("/login") view=LoginPage />
-                <Route path=path!("/setup/:token") view=SetupPage />
-                <ParentRoute path=path!("") view=Console>
-                    <Route path=path!("") view=Dashboard />
-                    <Route path=path!("links") view=LinksPage />
-                    <Route path=path!("sessions") view=SessionsPage />
-                    <Route path=path!("sessions/:public_id") view=SessionDetailPage />
-                    <Route path=path!("users") view=UsersPage />
-                    <Route path=path!("credentials") view=CredentialsPage />
-                    <Route path=path!("audit") view=AuditLogPage />
-                    <Route path=path!("account/password") view=AccountPage />
+                <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async />
+                <Route path=path!("/setup/:token") view=SetupPage ssr=SsrMode::Async />
+                <ParentRoute path=path!("") view=Console ssr=SsrMode::Async>
+                    <Route path=path!("") view=Dashboard ssr=SsrMode::Async />
+                    <Route path=path!("links") view=LinksPage ssr=SsrMode::Async />
+                    <Route path=path!("sessions") view=SessionsPage ssr=SsrMode::Async />
+                    <Route path=path!("sessions/:public_id") view=SessionDetailPage ssr=SsrMode::Async />
+                    <Route path=path!("users") view=UsersPage ssr=SsrMode::Async />
+                    <Route path=path!("credentials") view=CredentialsPage ssr=SsrMode::Async />
+                    <Route path=path!("audit") view=AuditLogPage ssr=SsrMode::Async />
+                    <Route path=path!("account/password") view=AccountPage ssr=SsrMode::Async />
                 </ParentRoute>
             </Routes>
         </Router>

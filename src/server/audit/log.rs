@@ -133,7 +133,7 @@ impl AuditLog {
         let (object_type, object_id) = event
             .object
             .as_ref()
-            .map(|(kind, id)| (kind.to_string(), scrub(id)))
+            .map(|(kind, id)| (kind.to_string(), id.clone()))
             .unwrap_or_default();
         let detail = if event.detail.is_null() {
             "{}".to_string()

@@ -601,7 +601,7 @@ pub async fn claim_poll(
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE kyc_sessions SET lease_owner = $1, lease_until = $2 \
-         WHERE id = $3 AND (lease_until IS NULL OR lease_until < $4) AND next_poll_at IS NOT NULL",
+         WHERE id = $3 AND (lease_until IS NULL OR lease_until < $4) AND next_poll_at <= $4",
     )
     .bind(owner)
     .bind(now + lease_seconds)

@@ -43,6 +43,16 @@ fn status_of(row: &SessionRow) -> KycStatus {
     KycStatus::parse(&row.status).unwrap_or(KycStatus::Failed)
 }
 
+/// A random, unguessable public id: 24 lower-case letters (about 113 bits). Letters only, so
+/// no id ever looks like a phone or Aadhaar number to a reader or to a digit-masking guard.
+pub fn new_public_id() -> String {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    (0..24)
+        .map(|_| char::from(b'a' + rng.gen_range(0..26u8)))
+        .collect()
+}
+
 /// The public address a customer returns to.
 pub fn return_url(state: &AppState, public_id: &str) -> String {
     format!(
@@ -474,7 +484,7 @@ async fn start(
     supersedes: Option<&SessionRow>,
 ) -> Result<SessionDetail, AppError> {
     let provider = checked.option.provider.as_str();
-    let public_id = uuid::Uuid::new_v4().simple().to_string();
+    let public_id = new_public_id();
     let client_ref_id = (provider == "eko").then(eko::new_client_ref_id);
     let documents = checked.documents.join(",");
     let now = db::now();
