@@ -68,6 +68,9 @@ enum Command {
         /// Rows to write before verifying.
         #[arg(long, default_value_t = 1_000_000)]
         rows: i64,
+        /// Verify the chain already in this database (written by an earlier run) instead.
+        #[arg(long)]
+        existing: bool,
     },
 }
 
@@ -154,10 +157,15 @@ async fn audit_append(url: &str, writers: usize, per_writer: usize) {
     );
 }
 
-async fn audit_verify(url: &str, rows: i64) {
-    let url = fresh(url).await;
+async fn audit_verify(url: &str, rows: i64, existing: bool) {
+    let url = if existing {
+        url.to_string()
+    } else {
+        fresh(url).await
+    };
     let db = open(&url).await;
     let key = key();
+    let rows = if existing { 0 } else { rows };
     // Realistic rows, written in large batches (the chain is computed here exactly as the
     // app computes it; only the batching differs).
     let started = Instant::now();
@@ -647,7 +655,11 @@ async fn main() {
             writers,
             per_writer,
         } => audit_append(&database_url, writers, per_writer).await,
-        Command::AuditVerify { database_url, rows } => audit_verify(&database_url, rows).await,
+        Command::AuditVerify {
+            database_url,
+            rows,
+            existing,
+        } => audit_verify(&database_url, rows, existing).await,
         Command::Links {
             database_url,
             operators,
