@@ -787,3 +787,117 @@ both_backends!(
         assert_eq!(verify(&second).await.rows, 7);
     }
 );
+
+both_backends!(
+    credential_changes_and_tests_write_exactly_one_row_each,
+    |backend| async move {
+        let app = TestApp::start_with(backend, &[("KYC_DESK_SANDBOX", "true")]).await;
+        let admin_row = app.user("root@example.com", Role::Admin).await;
+        let admin = app.signed_in("root@example.com").await;
+        let actor = kyc_desk::server::audit::Actor::User {
+            id: admin_row.id,
+            email: "root@example.com".into(),
+            role: Role::Admin,
+        };
+        let base = format!("{}/sandbox/eko", app.base);
+        let input = |access_key: &str| kyc_desk::credentials::CredentialInput {
+            kind: "eko_digilocker".into(),
+            environment: "uat".into(),
+            settings: [
+                ("base_url", base.clone()),
+                (
+                    "initiator_id",
+                    kyc_desk::server::sandbox::seed::EKO_INITIATOR_ID.to_string(),
+                ),
+                (
+                    "user_code",
+                    kyc_desk::server::sandbox::seed::EKO_USER_CODE.to_string(),
+                ),
+                ("documents", "AADHAAR".to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            secrets: [
+                (
+                    "developer_key",
+                    kyc_desk::server::sandbox::seed::EKO_DEVELOPER_KEY,
+                ),
+                ("access_key", access_key),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        };
+        let canary = "canary-audit-access-key-0001";
+        kyc_desk::server::credentials::save(
+            &app.state,
+            &RequestMeta::cli(),
+            actor.clone(),
+            "root@example.com",
+            &input(canary),
+            true,
+        )
+        .await
+        .unwrap();
+        one_row(
+            &app,
+            "credential.create",
+            "admin",
+            "root@example.com",
+            ("credential", "eko_digilocker/uat"),
+            "success",
+        )
+        .await;
+        kyc_desk::server::credentials::save(
+            &app.state,
+            &RequestMeta::cli(),
+            actor,
+            "root@example.com",
+            &input(kyc_desk::server::sandbox::seed::EKO_ACCESS_KEY),
+            true,
+        )
+        .await
+        .unwrap();
+        let rotated = one_row(
+            &app,
+            "credential.rotate",
+            "admin",
+            "root@example.com",
+            ("credential", "eko_digilocker/uat"),
+            "success",
+        )
+        .await;
+        assert!(
+            rotated.detail.contains("old_fingerprints")
+                && rotated.detail.contains("new_fingerprints"),
+            "{}",
+            rotated.detail
+        );
+        assert!(!rotated.detail.contains(canary));
+        let (status, body) = app
+            .call(
+                &admin,
+                "test_credential",
+                &[("kind", "eko_digilocker"), ("environment", "uat")],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        one_row(
+            &app,
+            "credential.test",
+            "admin",
+            "root@example.com",
+            ("credential", "eko_digilocker/uat"),
+            "success",
+        )
+        .await;
+        for row in all_rows(&app.state.db).await {
+            assert!(
+                !format!("{row:?}").contains(canary),
+                "secret in audit row {}",
+                row.seq
+            );
+        }
+    }
+);
