@@ -1,6 +1,5 @@
 //! The `audit_log` and `audit_key` tables.
 
-use futures::stream::BoxStream;
 use sqlx::{AnyConnection, AnyPool};
 
 /// One audit row exactly as stored (and as its MAC covers it).
@@ -78,17 +77,6 @@ pub async fn insert(conn: &mut AnyConnection, row: &AuditRow) -> Result<(), sqlx
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Every row from `from_seq` on, in chain order, streamed.
-pub fn stream_from(pool: &AnyPool, from_seq: i64) -> BoxStream<'_, Result<AuditRow, sqlx::Error>> {
-    sqlx::query_as::<_, AuditRow>(
-        "SELECT seq, at_ms, actor_id, actor_email, actor_role, ip, request_id, action, \
-         object_type, object_id, outcome, reason, detail, prev_mac, mac \
-         FROM audit_log WHERE seq >= $1 ORDER BY seq",
-    )
-    .bind(from_seq)
-    .fetch(pool)
 }
 
 /// One row by seq.

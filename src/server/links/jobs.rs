@@ -190,7 +190,8 @@ pub async fn handle_return(
     Ok(())
 }
 
-async fn eko_credentials(
+/// The active Eko credential of `environment`, unlocked for a call.
+pub(super) async fn eko_credentials(
     state: &AppState,
     environment: &str,
 ) -> Result<eko::EkoCredentials, ProviderError> {
