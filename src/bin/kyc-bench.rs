@@ -47,6 +47,10 @@ enum Command {
         /// Seconds of load per phase.
         #[arg(long, default_value_t = 30)]
         seconds: u64,
+        /// Each operator starts one creation every this many milliseconds (0: back to back,
+        /// which measures capacity rather than the time one creation takes).
+        #[arg(long, default_value_t = 0)]
+        pace_ms: u64,
     },
     /// Fills N sessions (with events) and times the sessions page rendered on the server.
     Sessions {
@@ -375,7 +379,10 @@ fn report(
     );
 }
 
-async fn links(url: &str, operators: usize, seconds: u64) {
+async fn links(url: &str, operators: usize, seconds: u64, pace_ms: u64) {
+    let pace = Duration::from_millis(pace_ms);
+    // Operators start spread over one pace interval, not all at once.
+    let offset = move |i: usize| pace.mul_f64(i as f64 / operators as f64);
     let backend = if url.starts_with("sqlite") {
         "sqlite"
     } else {
@@ -397,13 +404,17 @@ async fn links(url: &str, operators: usize, seconds: u64) {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..operators {
+    for i in 0..operators {
         let http = http.clone();
         let creds = creds.clone();
         let back = format!("{bare_base}/kyc/return/x");
+        let first = started + offset(i);
         tasks.push(tokio::spawn(async move {
             let (mut latencies, mut errors) = (Vec::new(), 0);
-            while Instant::now() < deadline {
+            let mut next_start = first;
+            while next_start < deadline {
+                tokio::time::sleep_until(next_start.into()).await;
+                next_start = (next_start + pace).max(Instant::now());
                 let t = Instant::now();
                 let result = kyc_desk::server::providers::eko::create_digilocker_url(
                     &http,
@@ -438,10 +449,14 @@ async fn links(url: &str, operators: usize, seconds: u64) {
     let mut tasks = Vec::new();
     for (i, client) in clients.into_iter().enumerate() {
         let base = base.clone();
+        let first = started + offset(i);
         tasks.push(tokio::spawn(async move {
             let (mut latencies, mut errors) = (Vec::new(), 0);
             let mut n = 0;
-            while Instant::now() < deadline {
+            let mut next_start = first;
+            while next_start < deadline {
+                tokio::time::sleep_until(next_start.into()).await;
+                next_start = (next_start + pace).max(Instant::now());
                 n += 1;
                 let key = format!("bench-{i}-{n}-{}", uuid::Uuid::new_v4().simple());
                 let t = Instant::now();
@@ -575,6 +590,27 @@ async fn sessions(url: &str, rows: i64, requests: usize) {
             ));
         }
         sqlx::query(&sql).execute(&mut *tx).await.unwrap();
+        // The search terms, exactly as the app derives them from the search text.
+        let ids: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, search_text FROM kyc_sessions WHERE idempotency_key >= $1 AND idempotency_key < $2",
+        )
+        .bind(format!("k{next:012}"))
+        .bind(format!("k{end:012}"))
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+        let mut terms = String::from("INSERT INTO kyc_search_terms (term, session_id) VALUES ");
+        let mut first = true;
+        for (id, text) in &ids {
+            for term in kyc_desk::server::db::links::search_terms(text) {
+                if !first {
+                    terms.push(',');
+                }
+                first = false;
+                terms.push_str(&format!("('{}', {id})", term.replace('\'', "''")));
+            }
+        }
+        sqlx::query(&terms).execute(&mut *tx).await.unwrap();
         tx.commit().await.unwrap();
         next = end;
     }
@@ -582,17 +618,10 @@ async fn sessions(url: &str, rows: i64, requests: usize) {
         .execute(&state.db.pool)
         .await
         .unwrap();
-    if backend == "postgres" {
-        sqlx::query("ANALYZE")
-            .execute(&state.db.pool)
-            .await
-            .unwrap();
-    } else {
-        sqlx::query("ANALYZE")
-            .execute(&state.db.pool)
-            .await
-            .unwrap();
-    }
+    sqlx::query("ANALYZE")
+        .execute(&state.db.pool)
+        .await
+        .unwrap();
     println!(
         "seeded {rows} sessions with events in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -602,6 +631,60 @@ async fn sessions(url: &str, rows: i64, requests: usize) {
         .fetch_one(&state.db.pool)
         .await
         .unwrap();
+    // The plans behind the pages (the list's query, as the page runs it).
+    let staff3: i64 =
+        sqlx::query_scalar("SELECT id FROM users WHERE email = 'staff3@bench.example'")
+            .fetch_one(&state.db.pool)
+            .await
+            .unwrap();
+    use kyc_desk::server::db::links::SessionQuery;
+    for (label, query) in [
+        ("first-page", SessionQuery::default()),
+        (
+            "filtered",
+            SessionQuery {
+                status: Some("failed".into()),
+                created_by: Some(staff3),
+                ..SessionQuery::default()
+            },
+        ),
+        (
+            "deep-cursor",
+            SessionQuery {
+                before_id: Some(deep),
+                ..SessionQuery::default()
+            },
+        ),
+        (
+            "search-name",
+            SessionQuery {
+                text: Some(format!("meera iyer {}", rows / 3 / 8 * 8 + 2)),
+                ..SessionQuery::default()
+            },
+        ),
+        (
+            "search-common-word",
+            SessionQuery {
+                text: Some("meera".into()),
+                ..SessionQuery::default()
+            },
+        ),
+        (
+            "search-phone",
+            SessionQuery {
+                phone: Some(format!("+9198{:08}", rows / 3)),
+                ..SessionQuery::default()
+            },
+        ),
+    ] {
+        let plan = kyc_desk::server::db::links::explain_search(&state.db, &query, 51)
+            .await
+            .unwrap();
+        println!("plan backend={backend} page={label}:");
+        for line in plan {
+            println!("    {line}");
+        }
+    }
     let client = &auditors[0];
     for (label, path) in [
         ("first-page", "/sessions".to_string()),
@@ -617,6 +700,19 @@ async fn sessions(url: &str, rows: i64, requests: usize) {
         (
             "search-phone",
             format!("/sessions?q=%2B9198{:08}", rows / 3),
+        ),
+        ("search-common-word", "/sessions?q=meera".to_string()),
+        (
+            "search-date-range",
+            format!(
+                "/sessions?from={}&to={}",
+                chrono::DateTime::from_timestamp(now - rows * 2 + rows / 2, 0)
+                    .unwrap()
+                    .format("%Y-%m-%d"),
+                chrono::DateTime::from_timestamp(now - rows * 2 + rows / 2, 0)
+                    .unwrap()
+                    .format("%Y-%m-%d"),
+            ),
         ),
         (
             "search-rare-word",
@@ -664,7 +760,8 @@ async fn main() {
             database_url,
             operators,
             seconds,
-        } => links(&database_url, operators, seconds).await,
+            pace_ms,
+        } => links(&database_url, operators, seconds, pace_ms).await,
         Command::Sessions {
             database_url,
             rows,

@@ -137,7 +137,7 @@ pub async fn save(
     reauthenticated: bool,
 ) -> Result<SaveOutcome, AppError> {
     let vault = state.vault.as_deref().ok_or_else(no_vault)?;
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     db::lock(&mut tx, "credentials").await?;
     let kind_text = input.kind.trim().to_string();
     let environment = input.environment.trim().to_lowercase();
@@ -294,19 +294,35 @@ pub async fn unlock(
     )>,
     AppError,
 > {
-    let vault = state.vault.as_deref().ok_or_else(no_vault)?;
-    let mut conn = state.db.pool.acquire().await?;
-    let Some(row) = repo::active(&mut conn, kind.as_str(), environment).await? else {
+    let row = {
+        let mut conn = state.db.pool.acquire().await?;
+        repo::active(&mut conn, kind.as_str(), environment).await?
+    };
+    let Some(row) = row else {
         return Ok(None);
     };
+    let (settings, secrets) = unlock_row(state, &row).await?;
+    Ok(Some((row, settings, secrets)))
+}
+
+/// The settings and decrypted secrets of one stored credential version.
+pub async fn unlock_row(
+    state: &AppState,
+    row: &repo::CredentialRow,
+) -> Result<(BTreeMap<String, String>, BTreeMap<String, SecretString>), AppError> {
+    let vault = state.vault.as_deref().ok_or_else(no_vault)?;
     let settings: BTreeMap<String, String> =
         serde_json::from_str(&row.settings).unwrap_or_default();
     let mut secrets = BTreeMap::new();
-    for secret in repo::secrets_of(&mut conn, row.id).await? {
+    let stored = {
+        let mut conn = state.db.pool.acquire().await?;
+        repo::secrets_of(&mut conn, row.id).await?
+    };
+    for secret in stored {
         let value = open_row(vault, &secret, row.version).map_err(vault_error)?;
         secrets.insert(secret.field.clone(), value);
     }
-    Ok(Some((row, settings, secrets)))
+    Ok((settings, secrets))
 }
 
 /// Master-key rotation failures.
@@ -339,7 +355,7 @@ pub async fn rotate_master_key(
     if old.master_key().check_value() == new_key.check_value() {
         return Err(RotationError::SameKey);
     }
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     db::lock(&mut tx, "credentials").await?;
     let new_version = old.key_version() + 1;
     repo::insert_master_key(&mut tx, new_version, &new_key.check_value()).await?;

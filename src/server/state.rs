@@ -59,6 +59,15 @@ impl AppState {
     pub async fn open(config: Config) -> Result<Self, StartError> {
         let db = Db::connect(&config.database_url).await?;
         db.migrate().await?;
+        let indexed = crate::server::db::links::backfill_search_terms(&db)
+            .await
+            .map_err(DbError::from)?;
+        if indexed > 0 {
+            tracing::info!(
+                sessions = indexed,
+                "indexed the search terms of existing sessions"
+            );
+        }
         let key = vault::load_key(&config.master_key)
             .map_err(|e| StartError::MasterKey(e.to_string()))?;
         let Some(key) = key else {

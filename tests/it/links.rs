@@ -913,12 +913,35 @@ both_backends!(
             found["sessions"][0]["public_id"], "pub0013",
             "search by phone"
         );
+        // Every word must start one of the session's words: "customer 1" finds Customer 10–19
+        // and Customer 01, whose reference REF-1 has the word "1".
         let (_, found) = list(vec![
             ("q", "customer 1".into()),
             ("status", "creating".into()),
         ])
         .await;
-        assert_eq!(found["sessions"].as_array().unwrap().len(), 10);
+        let mut names: Vec<String> = found["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["customer_name"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 11, "{names:?}");
+        assert_eq!(names[0], "Customer 01");
+        assert_eq!(names[1], "Customer 10");
+        assert_eq!(names[10], "Customer 19");
+        let count = |page: &serde_json::Value| page["sessions"].as_array().unwrap().len();
+        let (_, found) = list(vec![("q", "CUSTOM".into())]).await;
+        assert_eq!(count(&found), 50, "a word prefix, any case");
+        let (_, found) = list(vec![("q", "ustomer".into())]).await;
+        assert_eq!(count(&found), 0, "the middle of a word is not a match");
+        let (_, found) = list(vec![("q", "987650000".into())]).await;
+        assert_eq!(count(&found), 10, "the start of a national number");
+        let (_, found) = list(vec![("q", "hyperlink quoted".into())]).await;
+        assert_eq!(found["sessions"][0]["public_id"], "pub0007");
+        let (status, found) = list(vec![("q", "a b c d e f g h i".into())]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{found}");
         let (_, none) = list(vec![("provider", "message_central".into())]).await;
         assert!(none["sessions"].as_array().unwrap().is_empty());
         let (_, mine) = list(vec![("staff", "olga@example.com".into())]).await;

@@ -1,6 +1,6 @@
 //! Appending to the chain, the audit key, and verification.
 
-use super::chain::{ChainWalker, GENESIS_MAC, VerifyReport, parse_packed, row_mac};
+use super::chain::{Break, ChainWalker, GENESIS_MAC, VerifyReport, parse_packed, row_mac};
 use super::{AuditEvent, RequestMeta, scrub};
 use crate::server::db::{self, Db, audit as repo, audit::AuditRow};
 use crate::server::vault::{Sealed, SecretSlot, Vault};
@@ -60,7 +60,7 @@ fn decode_key(text: &str) -> Option<Zeroizing<[u8; 32]>> {
 impl AuditLog {
     /// Opens the audit key (creating it from the master key on first start).
     pub async fn open(db: &Db, vault: &Vault) -> Result<AuditLog, AuditLogError> {
-        let mut tx = db.pool.begin().await?;
+        let mut tx = db.begin().await?;
         db::lock(&mut tx, "audit").await?;
         let key = match repo::sealed_key(&mut tx).await? {
             Some((ciphertext, nonce, key_version)) => {
@@ -179,7 +179,7 @@ impl AuditLog {
         meta: &RequestMeta,
         event: &AuditEvent,
     ) -> Result<i64, sqlx::Error> {
-        let mut tx = db.pool.begin().await?;
+        let mut tx = db.begin().await?;
         let seq = self.append(&mut tx, meta, event).await?;
         tx.commit().await?;
         Ok(seq)
@@ -205,35 +205,112 @@ impl AuditLog {
 
     /// Walks the chain from `first_seq`, whose `prev_mac` must be `prev_mac` (an archive
     /// checkpoint: the MAC of row `first_seq - 1`, kept with the archived export).
+    ///
+    /// Ranges of rows are read and checked on all cores at once: each range is checked on its
+    /// own, starting from its first row's stored `prev_mac`, and the seams are checked when the
+    /// results are joined in seq order, so the report is the one a single sequential walk
+    /// would give.
     pub async fn verify_from(
         &self,
         db: &Db,
         first_seq: i64,
         prev_mac: &str,
     ) -> Result<VerifyReport, sqlx::Error> {
+        use futures::StreamExt;
         const RANGE: i64 = 20_000;
-        let mut walker = ChainWalker::new(&self.key, first_seq, prev_mac);
         let last = repo::head_of(&db.pool).await?.map_or(0, |(seq, _)| seq);
-        // A row before the start (not archived as claimed) is caught by the gap check only if
-        // it is at the start; rows are read by seq range, so the first one read must be
-        // `first_seq`.
-        let mut from = first_seq;
-        while from <= last {
-            let text = repo::packed_range(db, from, from + RANGE).await?;
-            let rows = match parse_packed(&text) {
-                Ok(rows) => rows,
-                Err(problem) => {
-                    return Err(sqlx::Error::Decode(problem.into()));
+        let in_flight = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(2, 8)
+            + 1;
+        let ranges = futures::stream::iter((first_seq..=last).step_by(RANGE as usize))
+            .map(|from| {
+                let key = Arc::clone(&self.key);
+                async move {
+                    let text = repo::packed_range(db, from, from + RANGE).await?;
+                    tokio::task::spawn_blocking(move || check_range(&key, &text))
+                        .await
+                        .map_err(|e| sqlx::Error::Protocol(format!("verification task: {e}")))?
                 }
-            };
-            for row in &rows {
-                if !walker.push_packed(row) {
-                    return Ok(walker.finish());
-                }
+            })
+            .buffered(in_flight);
+        futures::pin_mut!(ranges);
+        let mut joined = JoinedChain {
+            expected_seq: first_seq,
+            prev_mac: prev_mac.to_string(),
+            rows: 0,
+        };
+        while let Some(range) = ranges.next().await {
+            if let Some(report) = joined.join(range?) {
+                return Ok(report);
             }
-            from += RANGE;
         }
-        Ok(walker.finish())
+        Ok(VerifyReport {
+            rows: joined.rows,
+            head_seq: joined.expected_seq - 1,
+            head_mac: joined.prev_mac,
+            broken: None,
+        })
+    }
+}
+
+/// One range checked on its own: where it starts and what a walk from there found.
+struct CheckedRange {
+    /// The first row's seq and stored `prev_mac` (None for an empty range).
+    first: Option<(i64, String)>,
+    report: VerifyReport,
+}
+
+fn check_range(key: &[u8; 32], text: &str) -> Result<CheckedRange, sqlx::Error> {
+    let rows = parse_packed(text).map_err(|problem| sqlx::Error::Decode(problem.into()))?;
+    let Some(first) = rows.first() else {
+        return Ok(CheckedRange {
+            first: None,
+            report: ChainWalker::new(key, 0, GENESIS_MAC).finish(),
+        });
+    };
+    let Ok(first_seq) = first[0].parse::<i64>() else {
+        return Err(sqlx::Error::Decode("audit seq is not a number".into()));
+    };
+    let mut walker = ChainWalker::new(key, first_seq, first[13]);
+    for row in &rows {
+        if !walker.push_packed(row) {
+            break;
+        }
+    }
+    Ok(CheckedRange {
+        first: Some((first_seq, first[13].to_string())),
+        report: walker.finish(),
+    })
+}
+
+/// The chain verified so far, as ranges are joined in seq order.
+struct JoinedChain {
+    expected_seq: i64,
+    prev_mac: String,
+    rows: u64,
+}
+
+impl JoinedChain {
+    /// Joins the next range; returns the final report once the chain is found broken.
+    fn join(&mut self, range: CheckedRange) -> Option<VerifyReport> {
+        let (first_seq, first_prev_mac) = range.first?;
+        let broken = if first_seq != self.expected_seq {
+            Some((self.expected_seq, Break::Gap { found: first_seq }))
+        } else if first_prev_mac != self.prev_mac {
+            Some((first_seq, Break::BrokenLink))
+        } else {
+            self.rows += range.report.rows;
+            self.expected_seq = range.report.head_seq + 1;
+            self.prev_mac = range.report.head_mac;
+            range.report.broken
+        };
+        broken.map(|broken| VerifyReport {
+            rows: self.rows,
+            head_seq: self.expected_seq - 1,
+            head_mac: self.prev_mac.clone(),
+            broken: Some(broken),
+        })
     }
 }
 

@@ -145,7 +145,7 @@ pub async fn create_first_admin(
         ))
         .await
         .map_err(AuthError::from)?;
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     db::lock(&mut tx, "users").await?;
     if users::count_in(&mut tx).await? > 0 {
         return Err(AppError::Conflict(
@@ -230,7 +230,7 @@ pub async fn create_user(
         .hash(input.password)
         .await
         .map_err(AuthError::from)?;
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let inserted = users::insert(
         &mut tx,
         &users::NewUser {
@@ -290,7 +290,7 @@ pub async fn set_role(
 ) -> Result<UserRow, AppError> {
     let role = Role::parse(role)
         .ok_or_else(|| AppError::field("role", "Choose operator, admin or auditor."))?;
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     db::lock(&mut tx, "users").await?;
     let target = target_user(&mut tx, user_id).await?;
     let old_role = target.role();
@@ -341,7 +341,7 @@ pub async fn set_disabled(
             "You cannot disable your own account.".into(),
         ));
     }
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     db::lock(&mut tx, "users").await?;
     let target = target_user(&mut tx, user_id).await?;
     if disabled
@@ -413,7 +413,7 @@ pub async fn reset_password(
         .hash(new_password)
         .await
         .map_err(AuthError::from)?;
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     users::set_password(&mut tx, user_id, &hash, true).await?;
     let ended = sessions::delete_for_user(&mut tx, user_id).await?;
     let updated = target_user(&mut tx, user_id).await?;
@@ -492,7 +492,7 @@ pub async fn change_own_password(
         .hash(new_password)
         .await
         .map_err(AuthError::from)?;
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let epoch = users::set_password(&mut tx, user.id, &hash, false).await?;
     let ended = sessions::delete_for_user(&mut tx, user.id).await?;
     state

@@ -124,7 +124,7 @@ pub struct NewSession<'a> {
 /// Writes a session in `creating`; returns its id. A duplicate idempotency key is a unique
 /// violation (the caller then reads the existing row).
 pub async fn insert(conn: &mut AnyConnection, new: &NewSession<'_>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
+    let id: i64 = sqlx::query_scalar(
         "INSERT INTO kyc_sessions (public_id, idempotency_key, provider, flow, environment, credential_id, sandbox, \
          customer_name, phone, email, internal_ref, documents, consent_note, status, client_ref_id, supersedes, \
          search_text, created_by, created_at, updated_at) \
@@ -149,8 +149,10 @@ pub async fn insert(conn: &mut AnyConnection, new: &NewSession<'_>) -> Result<i6
     .bind(new.search_text)
     .bind(new.created_by)
     .bind(new.now)
-    .fetch_one(conn)
-    .await
+    .fetch_one(&mut *conn)
+    .await?;
+    write_terms(conn, id, new.search_text).await?;
+    Ok(id)
 }
 
 /// One session by internal id.
@@ -246,9 +248,102 @@ pub async fn mark_created(
     .bind(link.search_text)
     .bind(now)
     .bind(id)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
-    Ok(done.rows_affected() == 1)
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    write_terms(conn, id, link.search_text).await?;
+    Ok(true)
+}
+
+/// Longest whole part kept as a search term (longer ones are found by their words).
+const MAX_TERM_CHARS: usize = 64;
+
+/// The terms a session is found by, from its search text (lower-case parts separated by
+/// spaces): each part whole, its runs of letters and digits, the domain of an email, and the
+/// ten national digits of an Indian number. A search word matches a term it is a prefix of.
+pub fn search_terms(text: &str) -> std::collections::BTreeSet<String> {
+    let mut terms = std::collections::BTreeSet::new();
+    for part in text.split_whitespace() {
+        let part = part.to_lowercase();
+        if part.chars().count() <= MAX_TERM_CHARS {
+            terms.insert(part.clone());
+        }
+        if let Some((_, domain)) = part.split_once('@')
+            && !domain.is_empty()
+            && domain.chars().count() <= MAX_TERM_CHARS
+        {
+            terms.insert(domain.to_string());
+        }
+        if let Some(national) = part.strip_prefix("+91")
+            && national.len() == 10
+            && national.bytes().all(|b| b.is_ascii_digit())
+        {
+            terms.insert(national.to_string());
+        }
+        for word in part.split(|c: char| !c.is_alphanumeric()) {
+            if !word.is_empty() && word.chars().count() <= MAX_TERM_CHARS {
+                terms.insert(word.to_string());
+            }
+        }
+    }
+    terms
+}
+
+/// Replaces the search terms of one session.
+async fn write_terms(conn: &mut AnyConnection, id: i64, text: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM kyc_search_terms WHERE session_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    let terms = search_terms(text);
+    if terms.is_empty() {
+        return Ok(());
+    }
+    let placeholders = (0..terms.len())
+        .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("INSERT INTO kyc_search_terms (term, session_id) VALUES {placeholders}");
+    let mut statement = sqlx::query(&sql);
+    for term in terms {
+        statement = statement.bind(term).bind(id);
+    }
+    statement.execute(conn).await?;
+    Ok(())
+}
+
+/// Indexes the search terms of sessions written before the terms table existed (once, after
+/// the upgrade: nothing to do when any term exists or there are no sessions).
+pub async fn backfill_search_terms(db: &super::Db) -> Result<u64, sqlx::Error> {
+    let indexed: Option<i64> =
+        sqlx::query_scalar("SELECT session_id FROM kyc_search_terms LIMIT 1")
+            .fetch_optional(&db.pool)
+            .await?;
+    if indexed.is_some() {
+        return Ok(0);
+    }
+    let mut after = 0i64;
+    let mut done = 0u64;
+    loop {
+        let batch: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, search_text FROM kyc_sessions WHERE id > $1 ORDER BY id LIMIT 1000",
+        )
+        .bind(after)
+        .fetch_all(&db.pool)
+        .await?;
+        let Some((last, _)) = batch.last() else {
+            return Ok(done);
+        };
+        after = *last;
+        let mut tx = db.begin().await?;
+        for (id, text) in &batch {
+            write_terms(&mut tx, *id, text).await?;
+        }
+        tx.commit().await?;
+        done += batch.len() as u64;
+    }
 }
 
 /// Moves a session from `from` to `to` (only if it is still in `from`); an end state sets
@@ -478,7 +573,7 @@ pub struct SessionQuery {
     pub to: Option<i64>,
     /// Exact phone (E.164) when the search looks like a phone number.
     pub phone: Option<String>,
-    /// Lower-case words searched in `search_text`.
+    /// Words, each matched as a prefix of one of a session's search terms.
     pub text: Option<String>,
     /// Keyset cursor.
     pub before_id: Option<i64>,
@@ -489,7 +584,54 @@ enum Bind {
     Text(String),
 }
 
-fn where_clause(query: &SessionQuery) -> (String, Vec<Bind>) {
+/// One search word, as an index range of terms, and whether it drives the query.
+struct PlannedWord {
+    low: String,
+    high: String,
+    leads: bool,
+}
+
+/// At most this many sessions for a word to drive the query from the terms index.
+const RARE_WORD_SESSIONS: i64 = 2_000;
+
+/// The words of `text` as term ranges; the rarest leads if it is rare enough.
+async fn plan_words(pool: &AnyPool, text: &str) -> Result<Vec<PlannedWord>, sqlx::Error> {
+    let mut words: Vec<PlannedWord> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for word in text.split_whitespace().map(str::to_lowercase) {
+        let word: String = word.chars().take(MAX_TERM_CHARS).collect();
+        if !seen.insert(word.clone()) {
+            continue;
+        }
+        words.push(PlannedWord {
+            high: format!("{word}\u{10FFFF}"),
+            low: word,
+            leads: false,
+        });
+    }
+    let mut rarest: Option<(usize, i64)> = None;
+    for (index, word) in words.iter().enumerate() {
+        let count: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM kyc_search_terms WHERE term >= $1 AND term < $2 LIMIT {}) AS x",
+            RARE_WORD_SESSIONS + 1
+        ))
+        .bind(&word.low)
+        .bind(&word.high)
+        .fetch_one(pool)
+        .await?;
+        if rarest.is_none_or(|(_, fewest)| count < fewest) {
+            rarest = Some((index, count));
+        }
+    }
+    if let Some((index, count)) = rarest
+        && count <= RARE_WORD_SESSIONS
+    {
+        words[index].leads = true;
+    }
+    Ok(words)
+}
+
+fn where_clause(query: &SessionQuery, words: &[PlannedWord]) -> (String, Vec<Bind>) {
     let mut conditions = Vec::new();
     let mut binds = Vec::new();
     let mut add = |sql: &str, bind: Bind| {
@@ -517,18 +659,24 @@ fn where_clause(query: &SessionQuery) -> (String, Vec<Bind>) {
     if let Some(phone) = &query.phone {
         add("s.phone = ?", Bind::Text(phone.clone()));
     }
-    if let Some(text) = &query.text {
-        let escaped = text
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        add(
-            "s.search_text LIKE ? ESCAPE '\\'",
-            Bind::Text(format!("%{escaped}%")),
-        );
-    }
     if let Some(before) = query.before_id {
         add("s.id < ?", Bind::Int(before));
+    }
+    for word in words {
+        // A rare word leads (its few sessions are read from the terms index, then sorted);
+        // a common one filters sessions walked newest first, which finds a page quickly.
+        let sql = if word.leads {
+            "s.id IN (SELECT session_id FROM kyc_search_terms WHERE term >= ? AND term < ?)"
+        } else {
+            "EXISTS (SELECT 1 FROM kyc_search_terms t WHERE t.session_id = s.id AND t.term >= ? AND t.term < ?)"
+        };
+        binds.push(Bind::Text(word.low.clone()));
+        binds.push(Bind::Text(word.high.clone()));
+        let (a, b) = (binds.len() - 1, binds.len());
+        conditions.push(
+            sql.replacen('?', &format!("${a}"), 1)
+                .replacen('?', &format!("${b}"), 1),
+        );
     }
     let clause = if conditions.is_empty() {
         String::new()
@@ -544,11 +692,7 @@ pub async fn search(
     query: &SessionQuery,
     limit: i64,
 ) -> Result<Vec<SessionRow>, sqlx::Error> {
-    let (clause, binds) = where_clause(query);
-    let sql = format!(
-        "{SESSION_SELECT} {clause} ORDER BY s.id DESC LIMIT {}",
-        limit.clamp(1, 1000)
-    );
+    let (sql, binds) = search_sql(pool, query, limit).await?;
     let mut statement = sqlx::query_as::<_, SessionRow>(&sql);
     for bind in binds {
         statement = match bind {
@@ -557,6 +701,53 @@ pub async fn search(
         };
     }
     statement.fetch_all(pool).await
+}
+
+async fn search_sql(
+    pool: &AnyPool,
+    query: &SessionQuery,
+    limit: i64,
+) -> Result<(String, Vec<Bind>), sqlx::Error> {
+    let words = match &query.text {
+        Some(text) => plan_words(pool, text).await?,
+        None => Vec::new(),
+    };
+    let (clause, binds) = where_clause(query, &words);
+    let sql = format!(
+        "{SESSION_SELECT} {clause} ORDER BY s.id DESC LIMIT {}",
+        limit.clamp(1, 1000)
+    );
+    Ok((sql, binds))
+}
+
+/// The database's plan for [`search`] (benchmark reports), one line per plan row.
+#[cfg(feature = "bench")]
+pub async fn explain_search(
+    db: &super::Db,
+    query: &SessionQuery,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    use sqlx::Row;
+    let (sql, binds) = search_sql(&db.pool, query, limit).await?;
+    let sql = match db.backend {
+        super::Backend::Sqlite => format!("EXPLAIN QUERY PLAN {sql}"),
+        super::Backend::Postgres => format!("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) {sql}"),
+    };
+    let mut statement = sqlx::query(&sql);
+    for bind in binds {
+        statement = match bind {
+            Bind::Int(value) => statement.bind(value),
+            Bind::Text(value) => statement.bind(value),
+        };
+    }
+    let rows = statement.fetch_all(&db.pool).await?;
+    Ok(rows
+        .iter()
+        .map(|row| match db.backend {
+            super::Backend::Sqlite => row.try_get::<String, _>(3).unwrap_or_default(),
+            super::Backend::Postgres => row.try_get::<String, _>(0).unwrap_or_default(),
+        })
+        .collect())
 }
 
 /// Open sessions whose expiry has passed.
@@ -692,4 +883,50 @@ pub async fn touch(conn: &mut AnyConnection, id: i64, now: i64) -> Result<(), sq
         .execute(conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::search_terms;
+
+    fn terms(text: &str) -> Vec<String> {
+        search_terms(text).into_iter().collect()
+    }
+
+    #[test]
+    fn search_terms_cover_words_emails_and_indian_numbers() {
+        assert_eq!(
+            terms("meera o'brien +919876543210 jane.doe@example.com ref-42"),
+            [
+                "+919876543210",
+                "42",
+                "919876543210",
+                "9876543210",
+                "brien",
+                "com",
+                "doe",
+                "example",
+                "example.com",
+                "jane",
+                "jane.doe@example.com",
+                "meera",
+                "o",
+                "o'brien",
+                "ref",
+                "ref-42",
+            ]
+        );
+    }
+
+    #[test]
+    fn search_terms_lower_case_and_skip_overlong_parts() {
+        let long = "x".repeat(65);
+        let found = terms(&format!("ÅSA {long}-1"));
+        assert!(found.contains(&"åsa".to_string()));
+        assert!(!found.iter().any(|t| t.chars().count() > 64), "{found:?}");
+        assert!(found.contains(&"1".to_string()));
+        assert!(terms("   ").is_empty());
+        // A number that is not Indian keeps its digits but gains no national form.
+        assert_eq!(terms("+4915112345678"), ["+4915112345678", "4915112345678"]);
+    }
 }

@@ -16,6 +16,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -86,6 +87,37 @@ pub struct Db {
     pub pool: AnyPool,
     /// The backend behind it.
     pub backend: Backend,
+    /// SQLite only: writers of this process take turns here (first come, first served)
+    /// rather than in SQLite's busy handler, which sleeps in growing steps and turns a short
+    /// queue of writers into long waits.
+    write_turn: Option<Arc<tokio::sync::Mutex<()>>>,
+}
+
+/// A write transaction (rolled back if dropped uncommitted). On SQLite it also holds this
+/// process's write turn until it ends.
+pub struct WriteTx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    /// Commits, then gives up the write turn.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &sqlx::AnyConnection {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.tx
+    }
 }
 
 /// Strips the password from a database URL so it can be logged.
@@ -152,7 +184,31 @@ impl Db {
                 target: redact_url(&url),
                 source,
             })?;
-        Ok(Db { pool, backend })
+        Ok(Db::from_pool(pool, backend))
+    }
+
+    /// Wraps an open pool.
+    pub fn from_pool(pool: AnyPool, backend: Backend) -> Db {
+        let write_turn =
+            (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        Db {
+            pool,
+            backend,
+            write_turn,
+        }
+    }
+
+    /// Begins a write transaction. The turn is taken before a connection, so writers that
+    /// wait hold no pooled connection.
+    pub async fn begin(&self) -> Result<WriteTx, sqlx::Error> {
+        let turn = match &self.write_turn {
+            Some(turn) => Some(Arc::clone(turn).lock_owned().await),
+            None => None,
+        };
+        Ok(WriteTx {
+            tx: self.pool.begin().await?,
+            _turn: turn,
+        })
     }
 
     /// Applies the embedded migrations of this backend. Each migration runs in its own

@@ -102,7 +102,7 @@ pub async fn handle_return(
             .join(", ")
     };
     let status = status_of(&row);
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     if !status.is_open() {
         repo::add_event(
             &mut tx,
@@ -323,7 +323,7 @@ pub async fn poll_session(state: &AppState, id: i64, owner: &str) -> Result<bool
     };
     let Some(row) = row else { return Ok(false) };
     let finding = poll_provider(state, &row).await;
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     repo::touch(&mut tx, id, db::now()).await?;
     // Re-read under the transaction: the session may have ended while we waited.
     let current = repo::find(&mut tx, id)
@@ -449,7 +449,7 @@ pub async fn sweep(state: &AppState) -> Result<usize, AppError> {
     let now = db::now();
     let mut changed = 0;
     for (id, _) in repo::expired_open(&state.db.pool, now).await? {
-        let mut tx = state.db.pool.begin().await?;
+        let mut tx = state.db.begin().await?;
         repo::touch(&mut tx, id, now).await?;
         let Some(row) = repo::find(&mut tx, id).await? else {
             continue;
@@ -469,7 +469,7 @@ pub async fn sweep(state: &AppState) -> Result<usize, AppError> {
     }
     let grace = state.config.provider_request_timeout.as_secs() as i64 + 30;
     for id in repo::stale_creating(&state.db.pool, now - grace).await? {
-        let mut tx = state.db.pool.begin().await?;
+        let mut tx = state.db.begin().await?;
         repo::touch(&mut tx, id, now).await?;
         let Some(row) = repo::find(&mut tx, id).await? else {
             continue;

@@ -9,6 +9,7 @@ use crate::credentials::CredentialKind;
 use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
 use crate::server::auth::AuthUser;
 use crate::server::credentials as vault_credentials;
+use crate::server::db::credentials::CredentialRow;
 use crate::server::db::links::{self as repo, SessionRow};
 use crate::server::db::{self, credentials as credential_repo};
 use crate::server::providers::{ProviderError, eko, message_central};
@@ -114,17 +115,26 @@ pub async fn move_to(
 
 /// The provider flows that can issue links now, and the channels that can send them.
 pub async fn options(state: &AppState) -> Result<LinkFormOptions, AppError> {
+    Ok(options_from(
+        state,
+        &credential_repo::list_active(&state.db.pool).await?,
+    ))
+}
+
+/// The form options the given active credentials allow, each with its credential.
+fn options_with_credentials<'a>(
+    state: &AppState,
+    active: &'a [CredentialRow],
+) -> Vec<(LinkOption, &'a CredentialRow)> {
     let sandbox_prefix = sandbox_base(state);
+    let find = |kind: CredentialKind, environment: &str| {
+        active
+            .iter()
+            .find(|row| row.kind == kind.as_str() && row.environment == environment)
+    };
     let mut options = Vec::new();
-    let mut conn = state.db.pool.acquire().await?;
     for environment in CredentialKind::MessageCentralEkyc.environments() {
-        let Some(row) = credential_repo::active(
-            &mut conn,
-            CredentialKind::MessageCentralEkyc.as_str(),
-            environment,
-        )
-        .await?
-        else {
+        let Some(row) = find(CredentialKind::MessageCentralEkyc, environment) else {
             continue;
         };
         let settings: BTreeMap<String, String> =
@@ -140,7 +150,7 @@ pub async fn options(state: &AppState) -> Result<LinkFormOptions, AppError> {
             if settings.get(field).is_none_or(|id| id.trim().is_empty()) {
                 continue;
             }
-            options.push(LinkOption {
+            let option = LinkOption {
                 id: format!("message_central:{environment}:{flow}"),
                 label: format!(
                     "Message Central · {name} ({environment}{})",
@@ -151,17 +161,12 @@ pub async fn options(state: &AppState) -> Result<LinkFormOptions, AppError> {
                 documents: Vec::new(),
                 trial_links_left: trial
                     .then(|| (crate::credentials::TRIAL_LINKS - row.trial_links_used).max(0)),
-            });
+            };
+            options.push((option, row));
         }
     }
     for environment in CredentialKind::EkoDigilocker.environments() {
-        let Some(row) = credential_repo::active(
-            &mut conn,
-            CredentialKind::EkoDigilocker.as_str(),
-            environment,
-        )
-        .await?
-        else {
+        let Some(row) = find(CredentialKind::EkoDigilocker, environment) else {
             continue;
         };
         let settings: BTreeMap<String, String> =
@@ -181,7 +186,7 @@ pub async fn options(state: &AppState) -> Result<LinkFormOptions, AppError> {
         if documents.is_empty() {
             documents.push("AADHAAR".into());
         }
-        options.push(LinkOption {
+        let option = LinkOption {
             id: format!("eko:{environment}:digilocker"),
             label: format!(
                 "Eko DigiLocker ({environment}{})",
@@ -191,13 +196,20 @@ pub async fn options(state: &AppState) -> Result<LinkFormOptions, AppError> {
             sandbox,
             documents,
             trial_links_left: None,
-        });
+        };
+        options.push((option, row));
     }
-    // Give the connection back before taking another: under load, requests that each hold one
-    // connection while waiting for a second can starve the pool.
-    drop(conn);
-    let channels = send::configured_channels(state).await?;
-    Ok(LinkFormOptions { options, channels })
+    options
+}
+
+fn options_from(state: &AppState, active: &[CredentialRow]) -> LinkFormOptions {
+    LinkFormOptions {
+        options: options_with_credentials(state, active)
+            .into_iter()
+            .map(|(option, _)| option)
+            .collect(),
+        channels: send::channels_from(active),
+    }
 }
 
 /// A checked new-link form.
@@ -333,27 +345,22 @@ struct ProviderLink {
 #[allow(clippy::too_many_arguments)]
 async fn call_provider(
     state: &AppState,
-    provider: &str,
-    environment: &str,
+    row: &CredentialRow,
     flow: &str,
     public_id: &str,
     client_ref_id: Option<&str>,
     documents: &[String],
     sandbox: bool,
 ) -> Result<ProviderLink, ProviderError> {
-    let kind = if provider == "eko" {
-        CredentialKind::EkoDigilocker
+    let provider = if row.kind == CredentialKind::EkoDigilocker.as_str() {
+        "eko"
     } else {
-        CredentialKind::MessageCentralEkyc
+        "message_central"
     };
-    let unlocked = vault_credentials::unlock(state, kind, environment)
+    let environment = row.environment.as_str();
+    let (settings, mut secrets) = vault_credentials::unlock_row(state, row)
         .await
         .map_err(|e| ProviderError::Config(format!("the credential could not be read ({e})")))?;
-    let Some((row, settings, mut secrets)) = unlocked else {
-        return Err(ProviderError::Config(
-            "there is no active credential for this provider any more".into(),
-        ));
-    };
     let setting = |name: &str| settings.get(name).cloned().unwrap_or_default();
     let mut take = |name: &str| {
         secrets
@@ -436,17 +443,33 @@ pub async fn create(
     user: &AuthUser,
     input: NewLinkInput,
 ) -> Result<SessionDetail, AppError> {
-    let options = options(state).await?;
-    if let Some(existing) = repo::find_by_key(&state.db.pool, input.idempotency_key.trim()).await? {
-        return replay(state, user, existing).await;
-    }
-    let checked = check_input(&input, &options.options)?;
-    let credential_kind = if checked.option.provider == "eko" {
-        CredentialKind::EkoDigilocker
-    } else {
-        CredentialKind::MessageCentralEkyc
+    let active = credential_repo::list_active(&state.db.pool).await?;
+    let options = options_with_credentials(state, &active);
+    let offered: Vec<LinkOption> = options.iter().map(|(o, _)| o.clone()).collect();
+    let checked = match check_input(&input, &offered) {
+        Ok(checked) => checked,
+        // A resubmitted form whose first submission went through is answered with that
+        // session even if the form would no longer pass (say, the flow was switched off).
+        Err(error) => {
+            return match repo::find_by_key(&state.db.pool, input.idempotency_key.trim()).await? {
+                Some(existing) => replay(state, user, existing).await,
+                None => Err(error),
+            };
+        }
     };
-    start(state, meta, user, &checked, credential_kind, None).await
+    let credential = options
+        .iter()
+        .find(|(o, _)| o.id == checked.option.id)
+        .map(|(_, row)| *row)
+        .ok_or_else(|| {
+            AppError::field(
+                "option",
+                "This provider flow is not available any more. Choose again.",
+            )
+        })?;
+    // A resubmission (double click, retried request) is caught by the unique idempotency key
+    // when the session row is written.
+    start(state, meta, user, &checked, credential, None).await
 }
 
 async fn replay(
@@ -480,7 +503,7 @@ async fn start(
     meta: &RequestMeta,
     user: &AuthUser,
     checked: &CheckedLink,
-    credential_kind: CredentialKind,
+    credential: &CredentialRow,
     supersedes: Option<&SessionRow>,
 ) -> Result<SessionDetail, AppError> {
     let provider = checked.option.provider.as_str();
@@ -488,17 +511,6 @@ async fn start(
     let client_ref_id = (provider == "eko").then(eko::new_client_ref_id);
     let documents = checked.documents.join(",");
     let now = db::now();
-    let credential = {
-        let mut conn = state.db.pool.acquire().await?;
-        credential_repo::active(&mut conn, credential_kind.as_str(), &checked.environment)
-            .await?
-            .ok_or_else(|| {
-                AppError::field(
-                    "option",
-                    "This provider flow is not available any more. Choose again.",
-                )
-            })?
-    };
     let text = search_text(&[
         Some(&checked.customer_name),
         Some(&checked.phone),
@@ -508,7 +520,7 @@ async fn start(
         Some(&public_id),
     ]);
     let id = {
-        let mut tx = state.db.pool.begin().await?;
+        let mut tx = state.db.begin().await?;
         let inserted = repo::insert(
             &mut tx,
             &repo::NewSession {
@@ -562,8 +574,7 @@ async fn start(
 
     let answer = call_provider(
         state,
-        provider,
-        &checked.environment,
+        credential,
         &checked.flow,
         &public_id,
         client_ref_id.as_deref(),
@@ -572,11 +583,7 @@ async fn start(
     )
     .await;
 
-    let mut tx = state.db.pool.begin().await?;
-    repo::touch(&mut tx, id, db::now()).await?;
-    let row = repo::find(&mut tx, id)
-        .await?
-        .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
+    let mut tx = state.db.begin().await?;
     let audit_object = ("kyc_session", public_id.clone());
     let base_detail = serde_json::json!({
         "provider": provider,
@@ -591,7 +598,7 @@ async fn start(
     } else {
         "link.create"
     };
-    match answer {
+    let event = match answer {
         Ok(link) => {
             let text = search_text(&[
                 Some(&text),
@@ -665,20 +672,19 @@ async fn start(
                 }
                 repo::set_superseded_by(&mut tx, old.id, id).await?;
             }
-            state
-                .audit
-                .append(
-                    &mut tx,
-                    meta,
-                    &AuditEvent::new(user.actor(), action, Outcome::Success)
-                        .object(audit_object.0, &audit_object.1)
-                        .detail(base_detail),
-                )
-                .await?;
+            AuditEvent::new(user.actor(), action, Outcome::Success)
+                .object(audit_object.0, &audit_object.1)
+                .detail(base_detail)
         }
         Err(error) => {
             let reason = error.operator_message();
             tracing::warn!(request_id = %meta.request_id, session = %public_id, %error, "link creation failed");
+            // Write before reading: a SQLite transaction that reads first may not be allowed
+            // to write later.
+            repo::touch(&mut tx, id, db::now()).await?;
+            let row = repo::find(&mut tx, id)
+                .await?
+                .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
             move_to(
                 &mut tx,
                 &row,
@@ -688,22 +694,17 @@ async fn start(
                 Some(&reason),
             )
             .await?;
-            state
-                .audit
-                .append(
-                    &mut tx,
-                    meta,
-                    &AuditEvent::new(user.actor(), action, Outcome::Failure)
-                        .object(audit_object.0, &audit_object.1)
-                        .reason(&reason)
-                        .detail(base_detail),
-                )
-                .await?;
+            AuditEvent::new(user.actor(), action, Outcome::Failure)
+                .object(audit_object.0, &audit_object.1)
+                .reason(&reason)
+                .detail(base_detail)
         }
-    }
+    };
     let row = repo::find(&mut tx, id)
         .await?
         .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
+    // Last, so the chain lock is held only for the append and the commit.
+    state.audit.append(&mut tx, meta, &event).await?;
     tx.commit().await?;
     detail_of(state, &row, true).await
 }
@@ -914,6 +915,8 @@ pub fn parse_filter(
     let q = filter.q.trim();
     if q.chars().count() > 100 {
         problem("q", "Search for at most 100 characters.");
+    } else if q.split_whitespace().count() > 8 {
+        problem("q", "Search for at most 8 words.");
     } else if !q.is_empty() {
         let digits = q.chars().filter(char::is_ascii_digit).count();
         match validation::normalize_phone(q) {
@@ -962,7 +965,7 @@ pub async fn cancel(
     public_id: &str,
 ) -> Result<SessionDetail, AppError> {
     let row = session(state, public_id).await?;
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     move_to(
         &mut tx,
         &row,
@@ -1006,7 +1009,9 @@ pub async fn regenerate(
     if let Some(existing) = repo::find_by_key(&state.db.pool, idempotency_key.trim()).await? {
         return replay(state, user, existing).await;
     }
-    let options = options(state).await?;
+    let active = credential_repo::list_active(&state.db.pool).await?;
+    let options = options_with_credentials(state, &active);
+    let offered: Vec<LinkOption> = options.iter().map(|(o, _)| o.clone()).collect();
     let option_id = format!("{}:{}:{}", row.provider, row.environment, row.flow);
     let input = NewLinkInput {
         option: option_id,
@@ -1018,7 +1023,7 @@ pub async fn regenerate(
         consent: "on".into(),
         idempotency_key: idempotency_key.into(),
     };
-    let checked = check_input(&input, &options.options).map_err(|error| match error {
+    let checked = check_input(&input, &offered).map_err(|error| match error {
         AppError::Validation { fields, .. } => AppError::Conflict(
             fields
                 .first()
@@ -1027,12 +1032,14 @@ pub async fn regenerate(
         ),
         other => other,
     })?;
-    let kind = if row.provider == "eko" {
-        CredentialKind::EkoDigilocker
-    } else {
-        CredentialKind::MessageCentralEkyc
-    };
-    start(state, meta, user, &checked, kind, Some(&row)).await
+    let credential = options
+        .iter()
+        .find(|(o, _)| o.id == checked.option.id)
+        .map(|(_, credential)| *credential)
+        .ok_or_else(|| {
+            AppError::Conflict("This provider flow is not available any more.".into())
+        })?;
+    start(state, meta, user, &checked, credential, Some(&row)).await
 }
 
 /// Whether `role` may act on sessions (create, send, cancel, regenerate).

@@ -8,6 +8,7 @@ use crate::credentials::CredentialKind;
 use crate::server::audit::{AuditEvent, Outcome, RequestMeta};
 use crate::server::auth::AuthUser;
 use crate::server::credentials as vault_credentials;
+use crate::server::db::credentials::CredentialRow;
 use crate::server::db::links::{self as repo};
 use crate::server::db::{self, credentials as credential_repo};
 use crate::server::state::AppState;
@@ -27,39 +28,40 @@ pub const SMTP_SEND_TIMEOUT: Duration = Duration::from_secs(15);
 /// The channels that can send links now: `email` with an active SMTP credential, `sms` and
 /// `whatsapp` as the active Message Central SMS credential allows.
 pub async fn configured_channels(state: &AppState) -> Result<Vec<String>, AppError> {
+    Ok(channels_from(
+        &credential_repo::list_active(&state.db.pool).await?,
+    ))
+}
+
+/// The channels the given active credentials allow.
+pub fn channels_from(active: &[CredentialRow]) -> Vec<String> {
     let mut channels = Vec::new();
-    let mut conn = state.db.pool.acquire().await?;
-    if credential_repo::active(&mut conn, CredentialKind::Smtp.as_str(), "default")
-        .await?
-        .is_some()
-    {
+    let find = |kind: CredentialKind, environment: &str| {
+        active
+            .iter()
+            .find(|row| row.kind == kind.as_str() && row.environment == environment)
+    };
+    if find(CredentialKind::Smtp, "default").is_some() {
         channels.push("email".to_string());
     }
-    for environment in CredentialKind::MessageCentralSms.environments() {
-        if let Some(row) = credential_repo::active(
-            &mut conn,
-            CredentialKind::MessageCentralSms.as_str(),
-            environment,
-        )
-        .await?
-        {
-            let settings: BTreeMap<String, String> =
-                serde_json::from_str(&row.settings).unwrap_or_default();
-            let allowed = settings
-                .get("channels")
-                .cloned()
-                .unwrap_or_else(|| "sms".into());
-            for channel in ["sms", "whatsapp"] {
-                if allowed.split(',').any(|c| c.trim() == channel)
-                    && !channels.iter().any(|c| c == channel)
-                {
-                    channels.push(channel.to_string());
-                }
+    if let Some(row) = CredentialKind::MessageCentralSms
+        .environments()
+        .iter()
+        .find_map(|environment| find(CredentialKind::MessageCentralSms, environment))
+    {
+        let settings: BTreeMap<String, String> =
+            serde_json::from_str(&row.settings).unwrap_or_default();
+        let allowed = settings
+            .get("channels")
+            .cloned()
+            .unwrap_or_else(|| "sms".into());
+        for channel in ["sms", "whatsapp"] {
+            if allowed.split(',').any(|c| c.trim() == channel) {
+                channels.push(channel.to_string());
             }
-            break;
         }
     }
-    Ok(channels)
+    channels
 }
 
 /// Fills `{name}`, `{link}`, `{expires}` and `{company}` in a template.
@@ -423,7 +425,7 @@ pub async fn send(
         .iter()
         .any(|d| d.outcome == "sent");
     let delivery_id = {
-        let mut tx = state.db.pool.begin().await?;
+        let mut tx = state.db.begin().await?;
         let id =
             repo::insert_delivery(&mut tx, row.id, &channel, &masked, user.id, db::now()).await?;
         tx.commit().await?;
@@ -456,7 +458,7 @@ pub async fn send(
     } else {
         "link.send"
     };
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     let outcome = match &result {
         Ok(message_id) => {
             repo::finish_delivery(&mut tx, delivery_id, "sent", message_id.as_deref(), None)
@@ -562,7 +564,7 @@ pub async fn save_email_template(
     if let Some(error) = AppError::from_fields(fields) {
         return Err(error);
     }
-    let mut tx = state.db.pool.begin().await?;
+    let mut tx = state.db.begin().await?;
     repo::save_template(
         &mut tx,
         "link_email",
