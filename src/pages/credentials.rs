@@ -2,8 +2,9 @@
 //! version, an editor that saves settings or rotates secrets (with re-authentication), and
 //! the connection test.
 
-use super::{ErrorBanner, Guarded};
+use super::{ErrorBanner, Guarded, field_message, result_of};
 use crate::api::credentials::{SaveCredential, TestCredential, list_credentials};
+use crate::api::links::{SaveEmailTemplate, email_template};
 use crate::credentials::{CredentialInput, CredentialKind, CredentialView, FieldSpec, TRIAL_LINKS};
 use crate::types::AppError;
 use leptos::prelude::*;
@@ -86,6 +87,57 @@ fn CredentialsAdmin() -> impl IntoView {
                 }
             })}
         </Suspense>
+        <EmailTemplateEditor />
+    }
+}
+
+/// The email that carries links to customers: subject and body with placeholders.
+#[component]
+fn EmailTemplateEditor() -> impl IntoView {
+    let save = ServerAction::<SaveEmailTemplate>::new();
+    let value = result_of(save);
+    let pending = save.pending();
+    let template = Resource::new(|| (), |_| email_template());
+    let body_error = field_message(value, "body");
+    view! {
+        <section class="panel" data-testid="email-template">
+            <h2>"Link email"</h2>
+            <p class="muted">
+                "The message a customer receives when a link is sent by email (sent as plain text and as HTML). "
+                "Placeholders: {name} (customer), {link} (required), {expires} (link expiry), {company} (from the SMTP credential)."
+            </p>
+            <Suspense fallback=|| view! { <p class="loading">"Loading the template…"</p> }>
+                {move || Suspend::new(async move {
+                    match template.await {
+                        Ok((subject, body)) => view! {
+                            <ActionForm action=save attr:data-testid="email-template-form">
+                                <div class="field" class:invalid=move || field_message(value, "subject").get().is_some()>
+                                    <label for="template-subject">"Subject"</label>
+                                    <input id="template-subject" name="subject" type="text" maxlength=200 required value=subject />
+                                    {move || field_message(value, "subject").get().map(|m| view! { <p class="field-error">{m}</p> })}
+                                </div>
+                                <div class="field" class:invalid=move || body_error.get().is_some()>
+                                    <label for="template-body">"Message"</label>
+                                    <textarea id="template-body" name="body" rows=12 maxlength=5000 required>{body}</textarea>
+                                    {move || body_error.get().map(|m| view! { <p class="field-error">{m}</p> })}
+                                </div>
+                                <ErrorBanner message=Signal::derive(move || match value.get() {
+                                    Some(Err(AppError::Validation { .. })) | None | Some(Ok(_)) => None,
+                                    Some(Err(error)) => Some(error.to_string()),
+                                }) />
+                                {move || matches!(value.get(), Some(Ok(_))).then(|| view! {
+                                    <p class="banner success" role="status" data-testid="template-saved">"Template saved. New emails use it from now on."</p>
+                                })}
+                                <button type="submit" class="primary" disabled=move || pending.get()>
+                                    {move || if pending.get() { "Saving…" } else { "Save template" }}
+                                </button>
+                            </ActionForm>
+                        }.into_any(),
+                        Err(error) => view! { <p class="banner error">{error.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </section>
     }
 }
 

@@ -450,20 +450,9 @@ pub async fn test_connection(
         )));
     };
     let setting = |name: &str| settings.get(name).cloned().unwrap_or_default();
-    let mut take = |name: &str| {
-        secrets
-            .remove(name)
-            .unwrap_or_else(|| SecretString::from(String::new()))
-    };
     let (ok, message) = match kind {
         CredentialKind::EkoDigilocker => {
-            let creds = eko::EkoCredentials {
-                base_url: setting("base_url"),
-                developer_key: take("developer_key"),
-                access_key: take("access_key"),
-                initiator_id: setting("initiator_id"),
-                user_code: setting("user_code"),
-            };
+            let creds = eko::EkoCredentials::from_stored(&settings, &mut secrets);
             // A status query for a reference that cannot exist: "not found" proves Eko
             // accepted our signature without creating anything.
             match eko::get_status(&state.providers, &creds, "0", None).await {
@@ -495,16 +484,7 @@ pub async fn test_connection(
                 .into_iter()
                 .find(|f| !f.is_empty())
                 .unwrap_or_default();
-            let creds = message_central::McCredentials {
-                base_url: setting("base_url"),
-                company_name: setting("company_name"),
-                api_key: take("api_key"),
-                encoding: if setting("body_encoding") == "form" {
-                    message_central::BodyEncoding::Form
-                } else {
-                    message_central::BodyEncoding::Json
-                },
-            };
+            let creds = message_central::McCredentials::from_stored(&settings, &mut secrets);
             let result = message_central::generate_url(&state.providers, &creds, &flow).await;
             if trial
                 && result

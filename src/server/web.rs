@@ -573,39 +573,22 @@ async fn audit_export(
     use crate::types::Role;
     use futures::StreamExt as _;
 
-    let meta = meta_from(&state, request.extensions(), request.headers());
-    let Some(session) = request.extensions().get::<Session>().cloned() else {
-        return error_response("/audit/export.csv", AppError::Unauthorized);
-    };
-    let user = match auth::authenticate(&state, &session, &meta).await {
-        Ok(Some(user)) => user,
-        Ok(None) => return error_response("/audit/export.csv", AppError::Unauthorized),
-        Err(error) => {
-            tracing::error!(request_id = %meta.request_id, %error, "export authentication failed");
-            return error_response(
-                "/audit/export.csv",
-                AppError::Internal {
-                    request_id: meta.request_id.clone(),
-                },
-            );
-        }
-    };
-    if !matches!(user.role, Role::Auditor | Role::Admin) || user.must_change_password {
-        return error_response(
-            "/audit/export.csv",
-            AppError::Forbidden("Your role cannot export the audit log.".into()),
-        );
-    }
+    const PATH: &str = "/audit/export.csv";
+    let (meta, user) =
+        match export_caller(&state, &request, PATH, &[Role::Auditor, Role::Admin]).await {
+            Ok(caller) => caller,
+            Err(refused) => return refused,
+        };
     let mut query = match view::parse_filter(&filter) {
         Ok(query) => query,
-        Err(error) => return error_response("/audit/export.csv", error),
+        Err(error) => return error_response(PATH, error),
     };
     let head = match repo::head_of(&state.db.pool).await {
         Ok(head) => head,
         Err(error) => {
             tracing::error!(request_id = %meta.request_id, %error, "export failed");
             return error_response(
-                "/audit/export.csv",
+                PATH,
                 AppError::Unavailable(
                     "The database is not reachable right now. Try again in a moment.".into(),
                 ),
@@ -619,24 +602,10 @@ async fn audit_export(
             .before_seq
             .map_or(head_seq + 1, |b| b.min(head_seq + 1)),
     );
-    if let Err(error) = state
-        .audit
-        .try_record(
-            &state.db,
-            &meta,
-            &AuditEvent::new(user.actor(), "audit.export", Outcome::Success)
-                .detail(serde_json::json!({ "filter": filter.to_query(), "head_seq": head_seq })),
-        )
-        .await
-    {
-        tracing::error!(request_id = %meta.request_id, %error, "export not recorded; refused");
-        return error_response(
-            "/audit/export.csv",
-            AppError::Unavailable(
-                "The export could not be recorded, so it was not made. Try again in a moment."
-                    .into(),
-            ),
-        );
+    let event = AuditEvent::new(user.actor(), "audit.export", Outcome::Success)
+        .detail(serde_json::json!({ "filter": filter.to_query(), "head_seq": head_seq }));
+    if let Err(refused) = record_export(&state, &meta, &event, PATH).await {
+        return refused;
     }
     let header_line = crate::server::csv::line(view::CSV_HEADER);
     let trailer = view::csv_trailer(head);
@@ -671,21 +640,7 @@ async fn audit_export(
     let body = futures::stream::once(async move { Ok(header_line) })
         .chain(rows)
         .chain(futures::stream::once(async move { Ok(trailer) }));
-    let file_name = format!(
-        "kyc-desk-audit-{}.csv",
-        chrono::Utc::now().format("%Y%m%d-%H%M%S")
-    );
-    (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{file_name}\""),
-            ),
-        ],
-        Body::from_stream(body),
-    )
-        .into_response()
+    csv_download("audit", body)
 }
 
 fn return_page(recorded: bool) -> Response {
@@ -760,33 +715,30 @@ async fn sessions_export(
     use futures::StreamExt as _;
 
     const PATH: &str = "/sessions/export.csv";
-    let meta = meta_from(&state, request.extensions(), request.headers());
-    let Some(session) = request.extensions().get::<Session>().cloned() else {
-        return error_response(PATH, AppError::Unauthorized);
-    };
-    let user = match auth::authenticate(&state, &session, &meta).await {
-        Ok(Some(user)) if !user.must_change_password => user,
-        Ok(Some(_)) => {
-            return error_response(
-                PATH,
-                AppError::Forbidden("Change your initial password first.".into()),
-            );
-        }
-        Ok(None) => return error_response(PATH, AppError::Unauthorized),
-        Err(error) => {
-            tracing::error!(request_id = %meta.request_id, %error, "export authentication failed");
-            return error_response(
-                PATH,
-                AppError::Internal {
-                    request_id: meta.request_id.clone(),
-                },
-            );
-        }
+    let (meta, user) = match export_caller(
+        &state,
+        &request,
+        PATH,
+        &[Role::Operator, Role::Admin, Role::Auditor],
+    )
+    .await
+    {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
     };
     let contacts = query_pairs(request.uri())
         .iter()
         .any(|(k, v)| k == "contacts" && (v == "1" || v == "on" || v == "true"));
     if contacts && user.role != Role::Admin {
+        state
+            .audit
+            .record(
+                &state.db,
+                &meta,
+                &AuditEvent::new(user.actor(), "access.denied", Outcome::Denied)
+                    .reason("only admins may export contact details"),
+            )
+            .await;
         return error_response(
             PATH,
             AppError::Forbidden("Only admins may export contact details.".into()),
@@ -808,24 +760,10 @@ async fn sessions_export(
         Ok(query) => query,
         Err(error) => return error_response(PATH, error),
     };
-    if let Err(error) = state
-        .audit
-        .try_record(
-            &state.db,
-            &meta,
-            &AuditEvent::new(user.actor(), "session.export", Outcome::Success)
-                .detail(serde_json::json!({ "filter": filter.to_query(), "contacts": contacts })),
-        )
-        .await
-    {
-        tracing::error!(request_id = %meta.request_id, %error, "export not recorded; refused");
-        return error_response(
-            PATH,
-            AppError::Unavailable(
-                "The export could not be recorded, so it was not made. Try again in a moment."
-                    .into(),
-            ),
-        );
+    let event = AuditEvent::new(user.actor(), "session.export", Outcome::Success)
+        .detail(serde_json::json!({ "filter": filter.to_query(), "contacts": contacts }));
+    if let Err(refused) = record_export(&state, &meta, &event, PATH).await {
+        return refused;
     }
     let header_line = crate::server::csv::line([
         "session",
@@ -905,8 +843,16 @@ async fn sessions_export(
         }
     });
     let body = futures::stream::once(async move { Ok(header_line) }).chain(rows);
+    csv_download("sessions", body)
+}
+
+/// A streamed CSV file download named after `what` and the time.
+fn csv_download(
+    what: &str,
+    body: impl futures::Stream<Item = Result<String, std::io::Error>> + Send + 'static,
+) -> Response {
     let file_name = format!(
-        "kyc-desk-sessions-{}.csv",
+        "kyc-desk-{what}-{}.csv",
         chrono::Utc::now().format("%Y%m%d-%H%M%S")
     );
     (
@@ -920,6 +866,90 @@ async fn sessions_export(
         Body::from_stream(body),
     )
         .into_response()
+}
+
+/// The signed-in caller of an export (the page guard leaves files to their handlers): 401
+/// without a session, 403 (recorded as denied) when their role is not in `roles` or they must
+/// still change their password.
+fn export_caller<'a>(
+    state: &'a AppState,
+    request: &Request,
+    path: &'a str,
+    roles: &'a [crate::types::Role],
+) -> impl Future<Output = Result<(RequestMeta, auth::AuthUser), Response>> + Send + 'a {
+    let meta = meta_from(state, request.extensions(), request.headers());
+    let session = request.extensions().get::<Session>().cloned();
+    authorised_exporter(state, meta, session, path, roles)
+}
+
+async fn authorised_exporter(
+    state: &AppState,
+    meta: RequestMeta,
+    session: Option<Session>,
+    path: &str,
+    roles: &[crate::types::Role],
+) -> Result<(RequestMeta, auth::AuthUser), Response> {
+    let Some(session) = session else {
+        return Err(error_response(path, AppError::Unauthorized));
+    };
+    let user = match auth::authenticate(state, &session, &meta).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return Err(error_response(path, AppError::Unauthorized)),
+        Err(error) => {
+            tracing::error!(request_id = %meta.request_id, %error, "export authentication failed");
+            return Err(error_response(
+                path,
+                AppError::Internal {
+                    request_id: meta.request_id.clone(),
+                },
+            ));
+        }
+    };
+    if user.must_change_password {
+        return Err(error_response(
+            path,
+            AppError::Forbidden("Change your initial password first.".into()),
+        ));
+    }
+    if !roles.contains(&user.role) {
+        state
+            .audit
+            .record(
+                &state.db,
+                &meta,
+                &AuditEvent::new(user.actor(), "access.denied", Outcome::Denied)
+                    .reason(format!("role may not export {path}")),
+            )
+            .await;
+        return Err(error_response(
+            path,
+            AppError::Forbidden(format!(
+                "Your role ({}) cannot make this export.",
+                user.role.label()
+            )),
+        ));
+    }
+    Ok((meta, user))
+}
+
+/// Records an export before its first byte; without the record there is no export.
+async fn record_export(
+    state: &AppState,
+    meta: &RequestMeta,
+    event: &AuditEvent,
+    path: &str,
+) -> Result<(), Response> {
+    if let Err(error) = state.audit.try_record(&state.db, meta, event).await {
+        tracing::error!(request_id = %meta.request_id, %error, "export not recorded; refused");
+        return Err(error_response(
+            path,
+            AppError::Unavailable(
+                "The export could not be recorded, so it was not made. Try again in a moment."
+                    .into(),
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::server::db::{self};
 use crate::server::providers::{ProviderError, eko};
 use crate::server::state::AppState;
 use crate::types::{AppError, KycStatus};
-use secrecy::SecretString;
+
 use std::time::Duration;
 
 /// Seconds between Eko status polls: 30 s, growing to 10 minutes.
@@ -203,19 +203,7 @@ pub(super) async fn eko_credentials(
             "there is no active Eko credential any more".into(),
         ));
     };
-    let setting = |name: &str| settings.get(name).cloned().unwrap_or_default();
-    let mut take = |name: &str| {
-        secrets
-            .remove(name)
-            .unwrap_or_else(|| SecretString::from(String::new()))
-    };
-    Ok(eko::EkoCredentials {
-        base_url: setting("base_url"),
-        developer_key: take("developer_key"),
-        access_key: take("access_key"),
-        initiator_id: setting("initiator_id"),
-        user_code: setting("user_code"),
-    })
+    Ok(eko::EkoCredentials::from_stored(&settings, &mut secrets))
 }
 
 /// What one poll found.

@@ -19,7 +19,6 @@ use crate::types::{
     SessionDetail, SessionFilter, SessionPage, SessionSummary, TimelineEvent,
 };
 use crate::validation;
-use secrecy::SecretString;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -362,21 +361,10 @@ async fn call_provider(
         .await
         .map_err(|e| ProviderError::Config(format!("the credential could not be read ({e})")))?;
     let setting = |name: &str| settings.get(name).cloned().unwrap_or_default();
-    let mut take = |name: &str| {
-        secrets
-            .remove(name)
-            .unwrap_or_else(|| SecretString::from(String::new()))
-    };
     let now = db::now();
     let return_to = return_url(state, public_id);
     if provider == "eko" {
-        let creds = eko::EkoCredentials {
-            base_url: setting("base_url"),
-            developer_key: take("developer_key"),
-            access_key: take("access_key"),
-            initiator_id: setting("initiator_id"),
-            user_code: setting("user_code"),
-        };
+        let creds = eko::EkoCredentials::from_stored(&settings, &mut secrets);
         let link = eko::create_digilocker_url(
             &state.providers,
             &creds,
@@ -393,16 +381,7 @@ async fn call_provider(
             reference_id: Some(link.reference_id),
         })
     } else {
-        let creds = message_central::McCredentials {
-            base_url: setting("base_url"),
-            company_name: setting("company_name"),
-            api_key: take("api_key"),
-            encoding: if setting("body_encoding") == "form" {
-                message_central::BodyEncoding::Form
-            } else {
-                message_central::BodyEncoding::Json
-            },
-        };
+        let creds = message_central::McCredentials::from_stored(&settings, &mut secrets);
         let flow_id = setting(if flow == "premium" {
             "premium_flow_id"
         } else {

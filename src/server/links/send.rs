@@ -11,14 +11,15 @@ use crate::server::credentials as vault_credentials;
 use crate::server::db::credentials::CredentialRow;
 use crate::server::db::links::{self as repo};
 use crate::server::db::{self, credentials as credential_repo};
+use crate::server::notify::{self, SmsTokenError};
 use crate::server::state::AppState;
 use crate::types::{AppError, KycStatus, SessionDetail};
 use crate::validation;
-use base64::Engine as _;
-use lettre::message::{Mailbox, MultiPart, header::ContentType};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use secrecy::{ExposeSecret, SecretString};
+
+use lettre::message::{Mailbox, MultiPart};
+
+use lettre::{AsyncTransport, Message};
+use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -216,34 +217,9 @@ async fn send_email(
     let message = builder
         .multipart(MultiPart::alternative_plain_html(text, html))
         .map_err(|e| format!("the email could not be built ({e})"))?;
-    let _ = ContentType::TEXT_PLAIN;
 
-    let host = settings.get("host").cloned().unwrap_or_default();
-    let port: u16 = settings
-        .get("port")
-        .and_then(|p| p.parse().ok())
-        .ok_or("the email credential's port is not a number")?;
-    let transport = match settings
-        .get("tls")
-        .map(String::as_str)
-        .unwrap_or("starttls")
-    {
-        "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host),
-        "tls" => AsyncSmtpTransport::<Tokio1Executor>::relay(&host)
-            .map_err(|_| "the SMTP host cannot be used for TLS".to_string())?,
-        _ => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&host)
-            .map_err(|_| "the SMTP host cannot be used for STARTTLS".to_string())?,
-    };
-    let mut transport = transport.port(port).timeout(Some(SMTP_SEND_TIMEOUT));
-    let username = settings.get("username").cloned().unwrap_or_default();
-    if !username.is_empty() {
-        let password = secrets
-            .remove("password")
-            .map(|p| p.expose_secret().to_string())
-            .unwrap_or_default();
-        transport = transport.credentials(Credentials::new(username, password));
-    }
-    let transport: AsyncSmtpTransport<Tokio1Executor> = transport.build();
+    let transport =
+        notify::smtp_transport(&settings, secrets.remove("password"), SMTP_SEND_TIMEOUT)?.transport;
     match tokio::time::timeout(
         SMTP_SEND_TIMEOUT + Duration::from_secs(5),
         transport.send(message),
@@ -280,48 +256,22 @@ async fn send_sms(
         return Err("no SMS / WhatsApp credential is configured".into());
     };
     let setting = |name: &str| settings.get(name).cloned().unwrap_or_default();
-    let base = setting("base_url");
-    let base = base.trim_end_matches('/');
-    let password: SecretString = secrets
-        .remove("password")
-        .unwrap_or_else(|| SecretString::from(String::new()));
-    let key = base64::engine::general_purpose::STANDARD.encode(password.expose_secret());
-    let client = state.providers.client();
-    let token_answer = client
-        .get(format!("{base}/auth/v1/authentication/token"))
-        .query(&[
-            ("customerId", setting("customer_id").as_str()),
-            ("key", key.as_str()),
-            ("scope", "NEW"),
-            ("country", "91"),
-            ("email", ""),
-        ])
-        .send()
+    let token = notify::sms_token(&state.providers, &settings, secrets.remove("password"))
         .await
-        .map_err(|e| {
-            if e.is_timeout() {
-                "Message Central did not answer in time".to_string()
-            } else {
+        .map_err(|error| match error {
+            SmsTokenError::Timeout => "Message Central did not answer in time".to_string(),
+            SmsTokenError::Unreachable => {
                 "KYC Desk could not reach Message Central's SMS service".to_string()
             }
-        })?;
-    let token_status = token_answer.status();
-    let token_body: serde_json::Value = token_answer.json().await.unwrap_or_default();
-    let token = token_body
-        .get("token")
-        .and_then(|t| t.as_str())
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            if token_status.as_u16() == 401 {
+            SmsTokenError::Refused => {
                 "Message Central refused the SMS customer ID or password".to_string()
-            } else {
-                format!(
-                    "Message Central did not issue a sending token (HTTP {})",
-                    token_status.as_u16()
-                )
             }
-        })?
-        .to_string();
+            SmsTokenError::Unexpected(status) => {
+                format!("Message Central did not issue a sending token (HTTP {status})")
+            }
+        })?;
+    let base = setting("base_url");
+    let base = base.trim_end_matches('/');
     let company = company_name(state).await;
     let template = setting("template");
     let template = if template.trim().is_empty() {
@@ -347,10 +297,12 @@ async fn send_sms(
     if !sender.is_empty() {
         query.push(("senderId", sender));
     }
-    let answer = client
+    let answer = state
+        .providers
+        .client()
         .post(format!("{base}/verification/v3/send"))
         .query(&query)
-        .header("authToken", token)
+        .header("authToken", token.expose_secret())
         .send()
         .await
         .map_err(|e| {

@@ -55,6 +55,28 @@ pub struct EkoCredentials {
     pub user_code: String,
 }
 
+impl EkoCredentials {
+    /// From a stored credential's settings and decrypted secrets (the secrets are taken).
+    pub fn from_stored(
+        settings: &std::collections::BTreeMap<String, String>,
+        secrets: &mut std::collections::BTreeMap<String, SecretString>,
+    ) -> Self {
+        let setting = |name: &str| settings.get(name).cloned().unwrap_or_default();
+        let mut take = |name: &str| {
+            secrets
+                .remove(name)
+                .unwrap_or_else(|| SecretString::from(String::new()))
+        };
+        EkoCredentials {
+            base_url: setting("base_url"),
+            developer_key: take("developer_key"),
+            access_key: take("access_key"),
+            initiator_id: setting("initiator_id"),
+            user_code: setting("user_code"),
+        }
+    }
+}
+
 impl std::fmt::Debug for EkoCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EkoCredentials")

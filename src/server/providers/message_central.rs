@@ -55,6 +55,28 @@ pub struct McCredentials {
     pub encoding: BodyEncoding,
 }
 
+impl McCredentials {
+    /// From a stored credential's settings and decrypted secrets (the API key is taken).
+    pub fn from_stored(
+        settings: &std::collections::BTreeMap<String, String>,
+        secrets: &mut std::collections::BTreeMap<String, SecretString>,
+    ) -> Self {
+        let setting = |name: &str| settings.get(name).cloned().unwrap_or_default();
+        McCredentials {
+            base_url: setting("base_url"),
+            company_name: setting("company_name"),
+            api_key: secrets
+                .remove("api_key")
+                .unwrap_or_else(|| SecretString::from(String::new())),
+            encoding: if setting("body_encoding") == "form" {
+                BodyEncoding::Form
+            } else {
+                BodyEncoding::Json
+            },
+        }
+    }
+}
+
 impl std::fmt::Debug for McCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("McCredentials")
