@@ -1035,3 +1035,230 @@ both_backends!(
         assert_eq!(status, StatusCode::FORBIDDEN);
     }
 );
+
+both_backends!(
+    whatsapp_sending_and_returns_found_by_journey_id,
+    |backend| async move {
+        let (app, operator, _) = sandbox_app(backend).await;
+        let created = create(
+            &app,
+            &operator,
+            &link_args("message_central:trial:basic", "Asha Rao", "9123456780", &[]),
+        )
+        .await;
+        let public_id = created["summary"]["public_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let link = created["link_url"].as_str().unwrap().to_string();
+
+        // WhatsApp: the sink receives the message with the link; the delivery and the
+        // timeline show the masked number.
+        let (status, sent) = app
+            .call(
+                &operator,
+                "send_link",
+                &[("public_id", &public_id), ("channel", "whatsapp")],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{sent}");
+        assert_eq!(sent["summary"]["status"], "sent");
+        assert_eq!(sent["deliveries"][0]["channel"], "whatsapp");
+        assert_eq!(sent["deliveries"][0]["destination"], "+91******6780");
+        assert!(
+            sent["timeline"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["detail"] == "Sent by WhatsApp to +91******6780."),
+            "{sent}"
+        );
+        let outbox = app
+            .client()
+            .get(format!("{}/sandbox/messages", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let row = outbox
+            .split("<tr data-testid=\"sandbox-message\">")
+            .nth(1)
+            .expect("one message in the sink");
+        assert!(
+            row.contains("WHATSAPP") && row.contains("+91******6780"),
+            "{row}"
+        );
+        assert!(row.contains(&link.replace('&', "&amp;")), "{row}");
+        assert!(!outbox.contains("9123456780"), "the number is masked");
+        let sends = rows_of(&app, "link.send").await;
+        assert_eq!(sends.len(), 1);
+        assert!(sends[0].detail.contains("whatsapp"), "{}", sends[0].detail);
+
+        // Message Central's fixed return address: the session is found by its journey id.
+        let journey_id = sent["provider_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p[0] == "Journey id")
+            .map(|p| p[1].as_str().unwrap().to_string())
+            .expect("a journey id");
+        let page = app
+            .client()
+            .get(format!(
+                "{}/kyc/return?journeyId={journey_id}&status=approved",
+                app.base
+            ))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("Thank you"), "{page}");
+        let done = detail(&app, &operator, &public_id).await;
+        assert_eq!(done["summary"]["status"], "completed");
+        // An unknown journey id changes nothing and still thanks the customer.
+        let page = app
+            .client()
+            .get(format!(
+                "{}/kyc/return?journey_id=no-such-journey&status=approved",
+                app.base
+            ))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("Thank you"), "{page}");
+    }
+);
+
+both_backends!(
+    dashboard_counts_funnel_chart_and_expiring,
+    |backend| async move {
+        let (app, operator, _) = sandbox_app(backend).await;
+        let credential: i64 =
+            sqlx::query_scalar("SELECT id FROM credentials WHERE kind = 'eko_digilocker'")
+                .fetch_one(&app.state.db.pool)
+                .await
+                .unwrap();
+        let olga: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = 'olga@example.com'")
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+        let now = kyc_desk::server::db::now();
+        let today = now - now.rem_euclid(86_400);
+        // (name, created at, status, expires at, events reached)
+        let sessions: [(&str, i64, &str, i64, &[&str]); 6] = [
+            (
+                "A",
+                today,
+                "completed",
+                now + 3600,
+                &["sent", "returned", "completed"],
+            ),
+            ("B", today, "created", now + 300, &[]),
+            ("C", today, "sent", now + 3600, &["sent"]),
+            ("D", today - 3 * 86_400 + 10, "failed", now, &[]),
+            ("E", today - 20 * 86_400, "completed", now, &["completed"]),
+            ("F", today - 40 * 86_400, "completed", now, &["completed"]),
+        ];
+        let mut conn = app.state.db.pool.acquire().await.unwrap();
+        for (name, created_at, status, expires_at, events) in sessions {
+            let id = kyc_desk::server::db::links::insert(
+                &mut conn,
+                &kyc_desk::server::db::links::NewSession {
+                    public_id: &format!("dashboard{name}"),
+                    idempotency_key: &format!("dashboard-key-{name}-xxxxxxxx"),
+                    provider: "eko",
+                    flow: "digilocker",
+                    environment: "uat",
+                    credential_id: credential,
+                    sandbox: true,
+                    customer_name: &format!("Customer {name}"),
+                    phone: "+919876500000",
+                    email: None,
+                    internal_ref: None,
+                    documents: "AADHAAR",
+                    consent_note: "ok",
+                    created_by: olga,
+                    client_ref_id: None,
+                    supersedes: None,
+                    search_text: "customer",
+                    now: created_at,
+                },
+            )
+            .await
+            .unwrap();
+            sqlx::query("UPDATE kyc_sessions SET status = $1, expires_at = $2 WHERE id = $3")
+                .bind(status)
+                .bind(expires_at)
+                .bind(id)
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            for kind in events {
+                kyc_desk::server::db::links::add_event(&mut conn, id, kind, "test", "", created_at)
+                    .await
+                    .unwrap();
+            }
+        }
+        drop(conn);
+        let (status, stats) = app.call(&operator, "dashboard_stats", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{stats}");
+        let count = |period: usize, status: &str| {
+            let index = kyc_desk::types::KycStatus::ALL
+                .iter()
+                .position(|s| s.as_str() == status)
+                .unwrap();
+            stats["periods"][period][1][index].as_i64().unwrap()
+        };
+        assert_eq!(stats["periods"][0][0], "Today");
+        assert_eq!(
+            [
+                count(0, "completed"),
+                count(0, "created"),
+                count(0, "sent"),
+                count(0, "failed")
+            ],
+            [1, 1, 1, 0]
+        );
+        assert_eq!(count(1, "failed"), 1, "7 days include D");
+        assert_eq!(count(1, "completed"), 1);
+        assert_eq!(count(2, "completed"), 2, "30 days include E, not F");
+        // Created 5; E completed without a recorded send or return, so it counts for both.
+        assert_eq!(
+            stats["funnel"],
+            serde_json::json!([
+                ["Created", 5],
+                ["Sent", 2],
+                ["Returned", 2],
+                ["Completed", 2]
+            ])
+        );
+        let per_day = stats["per_day"].as_array().unwrap();
+        assert_eq!(per_day.len(), 14);
+        assert_eq!(per_day[13][1], 3, "today");
+        assert_eq!(per_day[10][1], 1, "three days ago");
+        let total: i64 = per_day.iter().map(|d| d[1].as_i64().unwrap()).sum();
+        assert_eq!(total, 4, "older sessions are outside the chart");
+        let expiring = stats["expiring"].as_array().unwrap();
+        assert_eq!(expiring.len(), 1);
+        assert_eq!(expiring[0]["public_id"], "dashboardB");
+
+        // The landing page draws both charts as SVG on the server (readable without JavaScript).
+        let page = operator
+            .get(format!("{}/", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.matches("<svg").count() >= 2, "{page}");
+        assert!(page.contains("dashboardB"), "the expiring link is listed");
+    }
+);

@@ -203,7 +203,7 @@ fn expired_link() -> Response {
 }
 
 /// A whole HTML page. `body` is trusted markup; callers escape what they put in it.
-fn page(status: StatusCode, heading: &str, body: &str) -> Response {
+pub(super) fn page(status: StatusCode, heading: &str, body: &str) -> Response {
     let heading = escape(heading);
     let title = if heading == escape(TITLE) {
         heading.clone()
@@ -235,7 +235,7 @@ fn page(status: StatusCode, heading: &str, body: &str) -> Response {
 }
 
 /// Escapes text for HTML element content and quoted attribute values.
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -320,6 +320,7 @@ impl Sandbox {
             .route("/eko/tools/kyc/digilocker/status", get(eko::status))
             .route("/eko/tools/kyc/digilocker/document", post(eko::document))
             .route("/journey/{token}", get(journey::show).post(journey::decide))
+            .route("/messages", get(sms::outbox))
             .with_state(self.clone())
     }
 

@@ -165,3 +165,37 @@ pub(super) async fn send(
     }))
     .into_response()
 }
+
+/// `GET /messages`: what the SMS / WhatsApp sink received, newest first, so whoever tries KYC
+/// Desk without a provider account sees what a customer would have been sent. Numbers are
+/// masked; nothing here is ever delivered.
+pub(super) async fn outbox(State(sandbox): State<Sandbox>) -> Response {
+    use super::journey::{escape, page};
+    let messages = sandbox.sent_messages();
+    let body = if messages.is_empty() {
+        "<p class=\"muted\">No message has been sent through the sandbox yet.</p>".to_string()
+    } else {
+        let rows: String = messages
+            .iter()
+            .rev()
+            .map(|message| {
+                let mobile = crate::validation::mask_phone(&format!(
+                    "+{}{}",
+                    message.country_code, message.mobile
+                ));
+                format!(
+                    "<tr data-testid=\"sandbox-message\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    escape(&message.sent_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
+                    escape(message.channel.as_str()),
+                    escape(&mobile),
+                    escape(&message.text),
+                )
+            })
+            .collect();
+        format!(
+            "<p class=\"muted\">Messages are kept in memory (the latest {MAX_SENT_MESSAGES}) and never delivered.</p>\
+             <table><thead><tr><th>Sent</th><th>Channel</th><th>To</th><th>Text</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    };
+    page(StatusCode::OK, "Sandbox SMS and WhatsApp", &body)
+}
