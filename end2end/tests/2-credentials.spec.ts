@@ -90,3 +90,25 @@ test('admin saves Eko and Message Central credentials, sees only masked values, 
   }
   await expectNoConsoleErrors(errors);
 });
+
+test('admin edits the link email: field-level checks, then the saved template is shown again', async ({ page }) => {
+  const errors: string[] = [];
+  watchConsole(page, errors);
+  await signIn(page, ADMIN.email, ADMIN.password);
+  await page.goto('/credentials');
+  await hydrated(page);
+  const editor = page.getByTestId('email-template-form');
+  await expect(editor.getByLabel('Subject')).toHaveValue(/identity verification/);
+  await editor.getByLabel('Subject').fill('Verify your identity, {name}');
+  await editor.getByLabel('Message').fill('Hello {name},\n\nplease verify here before {expires}.');
+  await editor.getByRole('button', { name: 'Save template' }).click();
+  await expect(editor.locator('.field-error')).toContainText('must contain {link}');
+  await editor.getByLabel('Message').fill('Hello {name},\n\nplease verify here: {link}\n\nValid until {expires}.');
+  await editor.getByRole('button', { name: 'Save template' }).click();
+  await expect(page.getByTestId('template-saved')).toBeVisible();
+  await page.reload();
+  await hydrated(page);
+  await expect(page.getByTestId('email-template-form').getByLabel('Subject')).toHaveValue('Verify your identity, {name}');
+  await expect(page.getByTestId('email-template-form').getByLabel('Message')).toHaveValue(/please verify here: \{link\}/);
+  expectNoConsoleErrors(errors);
+});

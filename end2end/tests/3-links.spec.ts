@@ -91,6 +91,8 @@ test('an operator issues links, copies, sends by email, and follows them to thei
       return mail.includes('asha.rao@example.com');
     })
     .toBe(true);
+  // The admin's template (2-credentials.spec.ts) is what the customer receives.
+  expect(mail).toContain('Subject: Verify your identity, Asha Rao');
   const plain = mail.replace(/=\r?\n/g, '').replace(/=3D/g, '=');
   const mailed = plain.match(/https?:\/\/\S+\/sandbox\/journey\/[A-Za-z0-9]+/)?.[0];
   expect(mailed).toBe(link);
