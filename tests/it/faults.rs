@@ -1541,7 +1541,11 @@ struct PostgresBackOnDrop;
 impl Drop for PostgresBackOnDrop {
     fn drop(&mut self) {
         let output = pg_cluster("start");
-        let text = String::from_utf8_lossy(&output.stderr);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
         if !output.status.success() && !text.contains("already running") {
             eprintln!("could not start PostgreSQL again: {text}");
         }
