@@ -142,10 +142,14 @@ async fn main() -> ExitCode {
     };
     init_logging(config.log_format);
     let public_url = config.public_url.clone();
+    let sqlite = config.database_url.starts_with("sqlite:");
     let state = match AppState::open(config).await {
         Ok(state) => state,
         Err(error) => {
             eprintln!("kyc-desk: cannot start: {error}");
+            if let Some(hint) = start_hint(&error, sqlite) {
+                eprintln!("kyc-desk: {hint}");
+            }
             return ExitCode::from(1);
         }
     };
@@ -379,6 +383,59 @@ async fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Advice for a start failure the operator fixes on the machine (permissions, disk space, a
+/// read-only database), recognised from the database's error code anywhere in the chain; the
+/// driver's own words ("disk I/O error") rarely say what to do.
+fn start_hint(error: &(dyn std::error::Error + 'static), sqlite: bool) -> Option<&'static str> {
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        if let Some(sqlx::Error::Database(database)) = current.downcast_ref::<sqlx::Error>() {
+            let code = database.code().unwrap_or_default();
+            return if sqlite {
+                // SQLite reports extended codes; the low byte is the primary one.
+                match code.parse::<i64>().map(|c| c & 0xff) {
+                    Ok(8) => Some(
+                        "The SQLite database is read-only for the user KYC Desk runs as: give that \
+                         user write access to the file and to its folder (SQLite writes -wal and \
+                         -shm files next to it).",
+                    ),
+                    Ok(13) => Some(
+                        "The disk holding the SQLite database is full: free some space, then start \
+                         KYC Desk again.",
+                    ),
+                    Ok(10) => Some(
+                        "SQLite could not write the database file: check that its disk is not full \
+                         (nor the file over a size limit) and that the disk is healthy.",
+                    ),
+                    Ok(14) => Some(
+                        "SQLite could not open the database file: check that its folder exists and \
+                         that the user KYC Desk runs as may read and write there.",
+                    ),
+                    _ => None,
+                }
+            } else {
+                match code.as_ref() {
+                    "25006" => Some(
+                        "The PostgreSQL database only allows reads (default_transaction_read_only, \
+                         or a standby server): point DATABASE_URL at a writable primary.",
+                    ),
+                    "53100" => Some(
+                        "The disk of the PostgreSQL server is full: free space there, then start \
+                         KYC Desk again.",
+                    ),
+                    "42501" => Some(
+                        "The PostgreSQL user lacks a privilege KYC Desk needs: it must be able to \
+                         create and change tables in the database.",
+                    ),
+                    _ => None,
+                }
+            };
+        }
+        cause = current.source();
+    }
+    None
 }
 
 /// `SEQ:MAC` of an archive checkpoint: the first seq kept in the database, and the MAC of

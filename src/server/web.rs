@@ -441,7 +441,7 @@ async fn page_guard(State(state): State<AppState>, request: Request, next: Next)
     let user = match auth::authenticate(&state, &session, &meta).await {
         Ok(user) => user,
         Err(error) => {
-            let unavailable = matches!(&error, auth::AuthError::Db(e) if db::is_unavailable(e));
+            let unavailable = error.is_unavailable();
             tracing::error!(request_id = %meta.request_id, %error, "page authentication failed");
             let status = if unavailable {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -12,6 +12,7 @@ mod auth;
 mod cli;
 mod connection_checks;
 mod credentials;
+mod faults;
 mod links;
 mod providers;
 mod sandbox;

@@ -16,7 +16,7 @@ use tower_sessions::Session;
 
 impl From<AuthError> for AppError {
     fn from(error: AuthError) -> Self {
-        let unavailable = matches!(&error, AuthError::Db(e) if db::is_unavailable(e));
+        let unavailable = error.is_unavailable();
         internal_error(&error, unavailable)
     }
 }

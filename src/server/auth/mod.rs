@@ -28,6 +28,20 @@ pub enum AuthError {
     Hash(#[from] password::HashError),
 }
 
+impl AuthError {
+    /// Whether the failure means the database is unreachable right now (a 503 "try again in a
+    /// moment"), whether it surfaced in a query or while the session store loaded a session.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            AuthError::Db(error) => db::is_unavailable(error),
+            AuthError::Session(tower_sessions::session::Error::Store(
+                tower_sessions::session_store::Error::Backend(text),
+            )) => text.starts_with(db::sessions::UNAVAILABLE_PREFIX),
+            _ => false,
+        }
+    }
+}
+
 /// What a signed-in session remembers about its user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionAuth {

@@ -23,8 +23,17 @@ impl SqlSessionStore {
     }
 }
 
+/// How the text of a store error starts when the database could not be reached. The store's
+/// error type carries only text, so this is how an outage stays recognisable (and is answered
+/// 503 rather than 500) after passing through tower-sessions.
+pub const UNAVAILABLE_PREFIX: &str = "database unavailable: ";
+
 fn backend(error: sqlx::Error) -> session_store::Error {
-    session_store::Error::Backend(error.to_string())
+    if super::is_unavailable(&error) {
+        session_store::Error::Backend(format!("{UNAVAILABLE_PREFIX}{error}"))
+    } else {
+        session_store::Error::Backend(error.to_string())
+    }
 }
 
 fn user_id_of(record: &Record) -> Option<i64> {
