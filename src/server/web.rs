@@ -100,7 +100,12 @@ pub fn router(state: AppState) -> Router {
                 .layer(middleware::from_fn_with_state(state.clone(), origin_check))
                 .layer(middleware::from_fn(body_size_check))
                 .layer(sessions)
-                .layer(middleware::from_fn_with_state(state.clone(), page_guard)),
+                .layer(middleware::from_fn_with_state(state.clone(), page_guard))
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    server_fn_guard,
+                ))
+                .layer(middleware::from_fn(refuse_nul)),
         )
         .with_state(state)
 }
@@ -385,26 +390,148 @@ async fn origin_check(State(state): State<AppState>, request: Request, next: Nex
     next.run(request).await
 }
 
+fn too_large(path: &str) -> Response {
+    let mut response = error_response(
+        path,
+        AppError::Request("The request is too large (the limit is 1 MiB).".into()),
+    );
+    *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    response
+}
+
 async fn body_size_check(request: Request, next: Next) -> Response {
-    let too_large = request
+    let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|length| length > MAX_BODY_BYTES);
-    if too_large {
-        let path = request.uri().path().to_string();
-        let mut response = error_response(
-            &path,
-            AppError::Request("The request is too large (the limit is 1 MiB).".into()),
-        );
-        *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-        return response;
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
+        return too_large(request.uri().path());
     }
-    // Bodies without a length (chunked) are cut off at the same limit while being read.
     let (parts, body) = request.into_parts();
-    let limited = Body::new(http_body_util::Limited::new(body, MAX_BODY_BYTES));
-    next.run(Request::from_parts(parts, limited)).await
+    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
+    if declared.is_some() {
+        // The length is checked; the limit stays as a backstop while the body is read.
+        return next
+            .run(Request::from_parts(parts, Body::new(limited)))
+            .await;
+    }
+    // A body without a length (chunked) is read here, up to the limit, so that too much of
+    // it is answered 413 like a declared length is (not as unreadable arguments later).
+    match http_body_util::BodyExt::collect(limited).await {
+        Ok(collected) => {
+            let body = Body::from(collected.to_bytes());
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => too_large(parts.uri.path()),
+        Err(error) => {
+            tracing::debug!(%error, "request body could not be read");
+            error_response(
+                parts.uri.path(),
+                AppError::Request("The request body could not be read.".into()),
+            )
+        }
+    }
+}
+
+/// No field anywhere takes a NUL character (no person types one, and PostgreSQL cannot store
+/// one): a query or server-function argument that carries one is refused here, naming the
+/// field, the same way on both databases. Runs after the session and role checks.
+async fn refuse_nul(request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    if let Some(field) = request
+        .uri()
+        .query()
+        .and_then(|q| form_nul_field(q.as_bytes()))
+    {
+        let error = if path.starts_with("/api/") {
+            nul_error(&field)
+        } else {
+            AppError::Request(format!(
+                "The address carries a NUL character (in “{field}”), which KYC Desk does not accept."
+            ))
+        };
+        return error_response(&path, error);
+    }
+    if !path.starts_with("/api/") || request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match http_body_util::BodyExt::collect(body).await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => {
+            let error = error.into_inner();
+            if error.is::<http_body_util::LengthLimitError>() {
+                return too_large(&path);
+            }
+            tracing::debug!(%error, "request body could not be read");
+            return error_response(
+                &path,
+                AppError::Request("The request body could not be read.".into()),
+            );
+        }
+    };
+    let json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let field = if json {
+        serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|value| json_nul_field(&value, ""))
+    } else {
+        form_nul_field(&bytes)
+    };
+    if let Some(field) = field {
+        return error_response(&path, nul_error(&field));
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+fn nul_error(field: &str) -> AppError {
+    AppError::field(field, "This field cannot contain a NUL character.")
+}
+
+/// The form field name of a submitted key: `input[documents][0]` → `documents`.
+fn field_name(key: &str) -> String {
+    let mut key = key.replace('\0', "");
+    while key.ends_with(']') {
+        let Some(open) = key.rfind('[') else {
+            break;
+        };
+        let inner = key[open + 1..key.len() - 1].to_string();
+        if inner.is_empty() || inner.chars().all(|c| c.is_ascii_digit()) {
+            key.truncate(open);
+        } else {
+            return inner;
+        }
+    }
+    key
+}
+
+/// The first form (or query) field whose name or value holds a NUL character.
+fn form_nul_field(form: &[u8]) -> Option<String> {
+    url::form_urlencoded::parse(form)
+        .find(|(key, value)| key.contains('\0') || value.contains('\0'))
+        .map(|(key, _)| field_name(&key))
+}
+
+/// The first JSON member whose name or text holds a NUL character.
+fn json_nul_field(value: &serde_json::Value, name: &str) -> Option<String> {
+    match value {
+        serde_json::Value::String(text) if text.contains('\0') => Some(field_name(name)),
+        serde_json::Value::Array(items) => items.iter().find_map(|item| json_nul_field(item, name)),
+        serde_json::Value::Object(members) => members.iter().find_map(|(key, member)| {
+            if key.contains('\0') {
+                Some(field_name(key))
+            } else {
+                json_nul_field(member, key)
+            }
+        }),
+        _ => None,
+    }
 }
 
 fn login_redirect(path_and_query: &str) -> Response {
@@ -490,6 +617,63 @@ async fn page_guard(State(state): State<AppState>, request: Request, next: Next)
         *response.status_mut() = StatusCode::FORBIDDEN;
     }
     response
+}
+
+/// The door of the server functions: answers 401/403 from [`crate::api::SERVER_FN_ACCESS`]
+/// before a function's arguments are read (a caller who may not call a function learns
+/// nothing from it, not even which arguments it takes), and 404 for an endpoint the table
+/// lacks. The user it authenticated travels on to the function in the request.
+async fn server_fn_guard(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_string();
+    let Some(endpoint) = path.strip_prefix("/api/") else {
+        return next.run(request).await;
+    };
+    let Some(access) = crate::api::access_of(endpoint) else {
+        return error_response(
+            &path,
+            AppError::NotFound("There is no such server function.".into()),
+        );
+    };
+    if access == crate::api::Access::Public {
+        return next.run(request).await;
+    }
+    let Some(session) = request.extensions().get::<Session>().cloned() else {
+        return error_response(&path, AppError::Unauthorized);
+    };
+    let meta = meta_from(&state, request.extensions(), request.headers());
+    let user = match auth::authenticate(&state, &session, &meta).await {
+        Ok(user) => user,
+        Err(error) => {
+            let unavailable = matches!(&error, auth::AuthError::Db(e) if db::is_unavailable(e));
+            tracing::error!(request_id = %meta.request_id, %error, "server function authentication failed");
+            let error = if unavailable {
+                AppError::Unavailable(format!(
+                    "The database is not reachable right now. Please try again in a moment (reference {}).",
+                    meta.request_id
+                ))
+            } else {
+                AppError::Internal {
+                    request_id: meta.request_id.clone(),
+                }
+            };
+            return error_response(&path, error);
+        }
+    };
+    if let Err(error) =
+        auth::guard::permit(&state, &meta, access, user.as_ref(), Some(endpoint)).await
+    {
+        return error_response(&path, error);
+    }
+    if let Some(user) = user {
+        request
+            .extensions_mut()
+            .insert(auth::guard::Authenticated(user));
+    }
+    next.run(request).await
 }
 
 fn unavailable_page(request_id: &str, unavailable: bool) -> String {
@@ -1004,6 +1188,27 @@ mod tests {
         assert!(
             same_origin(public, &headers(&[])),
             "non-browser clients carry no ambient cookies"
+        );
+    }
+
+    #[test]
+    fn nul_characters_are_found_and_their_field_named() {
+        assert_eq!(
+            form_nul_field(b"a=1&input%5Bcustomer_name%5D=x%00y"),
+            Some("customer_name".into())
+        );
+        assert_eq!(
+            form_nul_field(b"input[documents][0]=\0"),
+            Some("documents".into())
+        );
+        assert_eq!(form_nul_field(b"q=%2500&r=%%30"), None, "escaped, not NUL");
+        let json = serde_json::json!({"input": {"settings": {"company_name": "a\u{0}b"}}});
+        assert_eq!(json_nul_field(&json, ""), Some("company_name".into()));
+        let json = serde_json::json!({"input": {"documents": ["ok", "\u{0}"]}});
+        assert_eq!(json_nul_field(&json, ""), Some("documents".into()));
+        assert_eq!(
+            json_nul_field(&serde_json::json!({"q": "\\u0000"}), ""),
+            None
         );
     }
 

@@ -6,6 +6,7 @@
 #[macro_use]
 mod common;
 
+mod abuse;
 mod audit;
 mod audit_scan;
 mod auth;

@@ -128,6 +128,23 @@ fn duplicate_email() -> AppError {
     AppError::field("email", "A user with this email address already exists.")
 }
 
+fn already_set_up() -> AppError {
+    AppError::Conflict(
+        "KYC Desk is already set up: this link no longer works. Sign in instead.".into(),
+    )
+}
+
+fn invalid_setup_link() -> AppError {
+    AppError::Forbidden(
+        "This setup link is not valid. Use the link printed in the server log.".into(),
+    )
+}
+
+fn unknown_setup_token() -> AuditEvent {
+    AuditEvent::new(Actor::Anonymous, "setup.first_admin", Outcome::Denied)
+        .reason("unknown setup token")
+}
+
 /// Creates the first admin through a setup link and signs the session in as them.
 pub async fn create_first_admin(
     state: &AppState,
@@ -138,6 +155,18 @@ pub async fn create_first_admin(
 ) -> Result<AuthUser, AppError> {
     input.role = Role::Admin.as_str().into();
     let valid = validate_account(&input)?;
+    // Anyone can call this: refuse a setup that cannot happen before spending an argon2 run
+    // on it (both are checked again under the lock below).
+    if users::count(&state.db.pool).await? > 0 {
+        return Err(already_set_up());
+    }
+    if !setup::exists(&state.db.pool, &hash_token(token)).await? {
+        state
+            .audit
+            .record(&state.db, meta, &unknown_setup_token())
+            .await;
+        return Err(invalid_setup_link());
+    }
     let hash = state
         .passwords
         .hash(SecretString::from(
@@ -148,25 +177,16 @@ pub async fn create_first_admin(
     let mut tx = state.db.begin().await?;
     db::lock(&mut tx, "users").await?;
     if users::count_in(&mut tx).await? > 0 {
-        return Err(AppError::Conflict(
-            "KYC Desk is already set up: this link no longer works. Sign in instead.".into(),
-        ));
+        return Err(already_set_up());
     }
     if !setup::exists_in(&mut tx, &hash_token(token)).await? {
         // Recorded in this transaction: it holds the users lock (on SQLite, the write lock).
         state
             .audit
-            .append(
-                &mut tx,
-                meta,
-                &AuditEvent::new(Actor::Anonymous, "setup.first_admin", Outcome::Denied)
-                    .reason("unknown setup token"),
-            )
+            .append(&mut tx, meta, &unknown_setup_token())
             .await?;
         tx.commit().await?;
-        return Err(AppError::Forbidden(
-            "This setup link is not valid. Use the link printed in the server log.".into(),
-        ));
+        return Err(invalid_setup_link());
     }
     let id = users::insert(
         &mut tx,

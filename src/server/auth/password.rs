@@ -37,6 +37,7 @@ pub enum Verified {
 pub struct Passwords {
     dummy_hash: Arc<str>,
     verifications: Arc<AtomicU64>,
+    hashes: Arc<AtomicU64>,
 }
 
 fn hasher() -> Argon2<'static> {
@@ -74,11 +75,13 @@ impl Passwords {
         Ok(Passwords {
             dummy_hash: dummy_hash.into(),
             verifications: Arc::new(AtomicU64::new(0)),
+            hashes: Arc::new(AtomicU64::new(0)),
         })
     }
 
     /// Hashes a new password with the current parameters.
     pub async fn hash(&self, password: SecretString) -> Result<String, HashError> {
+        self.hashes.fetch_add(1, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || hash_blocking(&password))
             .await
             .map_err(|e| HashError(e.to_string()))?
@@ -115,6 +118,11 @@ impl Passwords {
     /// How many argon2 verifications ran (lets tests prove unknown accounts pay the same cost).
     pub fn verifications(&self) -> u64 {
         self.verifications.load(Ordering::Relaxed)
+    }
+
+    /// How many new hashes were made (lets tests prove a refused request cost no argon2 run).
+    pub fn hashes(&self) -> u64 {
+        self.hashes.load(Ordering::Relaxed)
     }
 }
 
