@@ -118,7 +118,7 @@ fn EmailTemplateEditor() -> impl IntoView {
                                 </div>
                                 <div class="field" class:invalid=move || body_error.get().is_some()>
                                     <label for="template-body">"Message"</label>
-                                    <textarea id="template-body" name="body" rows=12 maxlength=5000 required>{body}</textarea>
+                                    <textarea id="template-body" name="body" rows=12 maxlength=5000 required>{textarea_text(body)}</textarea>
                                     {move || body_error.get().map(|m| view! { <p class="field-error">{m}</p> })}
                                 </div>
                                 <ErrorBanner message=Signal::derive(move || match value.get() {
@@ -138,6 +138,18 @@ fn EmailTemplateEditor() -> impl IntoView {
                 })}
             </Suspense>
         </section>
+    }
+}
+
+/// The text inside a `<textarea>`. Leptos writes a textarea's children into server-rendered
+/// HTML without escaping them (as it does for `<script>`), so a stored `</textarea>` would end
+/// the element there: escape it on the server. In the browser the text becomes a DOM text
+/// node as it is.
+fn textarea_text(text: String) -> String {
+    if cfg!(feature = "ssr") {
+        super::escape_markup(&text)
+    } else {
+        text
     }
 }
 

@@ -648,7 +648,7 @@ async fn server_fn_guard(
     let user = match auth::authenticate(&state, &session, &meta).await {
         Ok(user) => user,
         Err(error) => {
-            let unavailable = matches!(&error, auth::AuthError::Db(e) if db::is_unavailable(e));
+            let unavailable = error.is_unavailable();
             tracing::error!(request_id = %meta.request_id, %error, "server function authentication failed");
             let error = if unavailable {
                 AppError::Unavailable(format!(

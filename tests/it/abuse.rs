@@ -1074,7 +1074,10 @@ async fn page(app: &TestApp, client: &reqwest::Client, path: &str) -> String {
 
 fn assert_no_raw_markup(html: &str, path: &str) {
     for raw in [XSS_SCRIPT, XSS_IMG_RAW] {
-        assert!(!html.contains(raw), "{path} renders {raw} unescaped");
+        if let Some(at) = html.find(raw) {
+            let context: String = html[at.saturating_sub(200)..].chars().take(400).collect();
+            panic!("{path} renders {raw} unescaped: …{context}…");
+        }
     }
 }
 

@@ -732,6 +732,41 @@ both_backends!(
             )
             .await;
         assert_eq!(status, StatusCode::OK);
+
+        // Guessing the current password from a (stolen) session is throttled like signing in.
+        let change_with = |current: &'static str| {
+            let app = &app;
+            let here = here.clone();
+            async move {
+                app.call(
+                    &here,
+                    "change_password",
+                    &[
+                        ("current_password", current),
+                        ("new_password", "yet another new phrase"),
+                        ("confirm_password", "yet another new phrase"),
+                    ],
+                )
+                .await
+            }
+        };
+        for _ in 0..5 {
+            let (status, body) = change_with("a wrong guess of it").await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        }
+        let (status, body) = change_with("a fresh new phrase").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert!(
+            body.to_string()
+                .contains("Too many wrong current passwords"),
+            "{body}"
+        );
+        let throttled = crate::audit::rows_of(&app, "auth.password_change")
+            .await
+            .into_iter()
+            .filter(|r| r.outcome == "denied")
+            .count();
+        assert_eq!(throttled, 1);
     }
 );
 

@@ -479,6 +479,25 @@ pub async fn change_own_password(
             "The two new passwords do not match.",
         );
     }
+    // Guessing the current password from a stolen session is throttled like signing in (and
+    // locks signing in too: the same account counter).
+    if let Some(refusal) = super::throttle::check(&state.db.pool, meta.ip, &user.email).await? {
+        state
+            .audit
+            .record(
+                &state.db,
+                meta,
+                &AuditEvent::new(user.actor(), "auth.password_change", Outcome::Denied)
+                    .object("user", user.id)
+                    .reason("throttled after failed attempts"),
+            )
+            .await;
+        let wait = super::throttle::human_wait(refusal.retry_after_secs);
+        return Err(AppError::TooManyRequests {
+            message: format!("Too many wrong current passwords. Try again in {wait}."),
+            retry_after_secs: refusal.retry_after_secs,
+        });
+    }
     let record = users::find_by_id(&state.db.pool, user.id)
         .await?
         .ok_or(AppError::Unauthorized)?;
@@ -488,6 +507,7 @@ pub async fn change_own_password(
         .await
         .map_err(AuthError::from)?;
     if verified == Verified::No {
+        super::throttle::record_failure(&state.db.pool, meta.ip, &user.email).await?;
         push(
             &mut fields,
             "current_password",
@@ -526,6 +546,7 @@ pub async fn change_own_password(
         )
         .await?;
     tx.commit().await?;
+    super::throttle::clear_account(&state.db.pool, &user.email).await?;
     start_session(session, user.id, epoch).await?;
     Ok(())
 }

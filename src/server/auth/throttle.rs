@@ -45,7 +45,8 @@ impl Refusal {
     }
 }
 
-fn human_wait(secs: u64) -> String {
+/// A wait in words ("12 seconds", "3 minutes").
+pub fn human_wait(secs: u64) -> String {
     if secs < 60 {
         format!("{secs} seconds")
     } else {
