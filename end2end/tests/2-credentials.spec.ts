@@ -95,6 +95,7 @@ test('admin edits the link email: field-level checks, then the saved template is
   const errors: string[] = [];
   watchConsole(page, errors);
   await signIn(page, ADMIN.email, ADMIN.password);
+  await expect(page).toHaveURL(/\/$/);
   await page.goto('/credentials');
   await hydrated(page);
   const editor = page.getByTestId('email-template-form');
