@@ -157,7 +157,7 @@ fn smtp_failure(error: &lettre::transport::smtp::Error) -> String {
     } else if error.is_transient() {
         format!("the mail server is busy; try again ({})", first_line(&text))
     } else {
-        "KYC Desk could not connect to the mail server (it may be down)".into()
+        "KYC Desk could not connect to the mail server, or the connection broke off (it may be down)".into()
     }
 }
 
