@@ -15,3 +15,4 @@ mod credentials;
 mod links;
 mod providers;
 mod sandbox;
+mod scaleout;
