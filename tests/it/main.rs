@@ -17,3 +17,4 @@ mod faults;
 mod links;
 mod providers;
 mod sandbox;
+mod scaleout;
