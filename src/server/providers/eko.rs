@@ -287,7 +287,13 @@ pub async fn create_digilocker_url(
         .headers(signed_headers(creds)?)
         .json(&body);
     let json = call("create", request).await?;
-    if let Some(error) = business_error(&json) {
+    parse_created(&json)
+}
+
+/// Reads a create-URL answer: a business error, or `data.reference_id` and an http(s)
+/// `data.url`.
+pub(super) fn parse_created(json: &Value) -> Result<EkoLink, ProviderError> {
+    if let Some(error) = business_error(json) {
         return Err(error);
     }
     let data = json.get("data").unwrap_or(&Value::Null);
@@ -302,7 +308,7 @@ pub async fn create_digilocker_url(
     Ok(EkoLink {
         reference_id,
         url: link.to_string(),
-        redacted_body: redact_json(&json),
+        redacted_body: redact_json(json),
     })
 }
 
@@ -412,24 +418,26 @@ async fn call(
         "answered"
     );
     match answer.status {
-        200..=299 => {
-            let json: Value = serde_json::from_slice(&answer.body).map_err(|e| {
-                ProviderError::Malformed(format!("the answer is not valid JSON ({e})"))
-            })?;
-            if json.is_object() {
-                Ok(json)
-            } else {
-                Err(ProviderError::Malformed(
-                    "the answer is not a JSON object".into(),
-                ))
-            }
-        }
+        200..=299 => json_object(&answer.body),
         403 => Err(ProviderError::SignatureRejected),
         429 => Err(ProviderError::RateLimited),
         status => Err(ProviderError::Http {
             status,
             detail: error_detail(&answer.body),
         }),
+    }
+}
+
+/// The body of a successful answer, which must be a JSON object.
+pub(super) fn json_object(body: &[u8]) -> Result<Value, ProviderError> {
+    let json: Value = serde_json::from_slice(body)
+        .map_err(|e| ProviderError::Malformed(format!("the answer is not valid JSON ({e})")))?;
+    if json.is_object() {
+        Ok(json)
+    } else {
+        Err(ProviderError::Malformed(
+            "the answer is not a JSON object".into(),
+        ))
     }
 }
 
@@ -482,7 +490,7 @@ fn texts(value: Option<&Value>) -> Vec<String> {
     }
 }
 
-fn parse_status(json: &Value) -> Result<EkoStatus, ProviderError> {
+pub(super) fn parse_status(json: &Value) -> Result<EkoStatus, ProviderError> {
     let pending = match business_error(json) {
         Some(ProviderError::Business {
             code: CODE_PENDING, ..
@@ -551,7 +559,10 @@ fn user_details(value: &Value) -> Option<EkoUserDetails> {
     (!empty).then_some(details)
 }
 
-fn parse_document(json: &Value, document_type: &str) -> Result<EkoDocument, ProviderError> {
+pub(super) fn parse_document(
+    json: &Value,
+    document_type: &str,
+) -> Result<EkoDocument, ProviderError> {
     let pending = match business_error(json) {
         Some(ProviderError::Business {
             code: CODE_PENDING, ..

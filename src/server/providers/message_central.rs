@@ -194,7 +194,7 @@ pub async fn generate_url_returning_to(
 }
 
 /// Reads a successful generate-URL answer; `url` is required and must be an http(s) URL.
-fn parse_link(body: &[u8]) -> Result<McLink, ProviderError> {
+pub(super) fn parse_link(body: &[u8]) -> Result<McLink, ProviderError> {
     let json: Value = serde_json::from_slice(body)
         .map_err(|e| ProviderError::Malformed(format!("the answer is not valid JSON ({e})")))?;
     if !json.is_object() {

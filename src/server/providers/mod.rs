@@ -399,8 +399,9 @@ fn is_secret_key(key: &str) -> bool {
 
 /// A copy of a provider answer fit for storage: keys named like secrets or photos
 /// (`api_key`, `secret-key`, `developer_key`, `access_key`, `token`, `photo`, `photo_link`,
-/// `password`, ...) are dropped, Aadhaar numbers in every string are masked, and 12-digit
-/// integers are replaced by their masked text.
+/// `password`, ...) are dropped, Aadhaar numbers in every string are masked, and a number
+/// whose written form holds one (a 12-digit integer, also negative or written as a float) is
+/// replaced by its masked text.
 pub fn redact_json(value: &Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
@@ -411,12 +412,15 @@ pub fn redact_json(value: &Value) -> Value {
         ),
         Value::Array(items) => Value::Array(items.iter().map(redact_json).collect()),
         Value::String(text) => Value::String(mask_aadhaar(text)),
-        Value::Number(number) => match number.as_u64() {
-            Some(n) if (100_000_000_000..=999_999_999_999).contains(&n) => {
-                Value::String(mask_aadhaar(&n.to_string()))
+        Value::Number(number) => {
+            let text = number.to_string();
+            let masked = mask_aadhaar(&text);
+            if masked == text {
+                value.clone()
+            } else {
+                Value::String(masked)
             }
-            _ => value.clone(),
-        },
+        }
         Value::Null | Value::Bool(_) => value.clone(),
     }
 }
@@ -604,6 +608,41 @@ where
     }
 }
 
+/// The answer parsers, fed a provider's raw body the way a live call feeds them, for the fuzz
+/// targets in `tests/fuzz`. Not an API: nothing in the product calls these.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::{ProviderError, eko, message_central};
+
+    /// A Message Central generate-URL answer (HTTP 2xx).
+    pub fn message_central_link(body: &[u8]) -> Result<message_central::McLink, ProviderError> {
+        message_central::parse_link(body)
+    }
+
+    /// An Eko create-URL answer (HTTP 2xx).
+    pub fn eko_created(body: &[u8]) -> Result<eko::EkoLink, ProviderError> {
+        eko::parse_created(&eko::json_object(body)?)
+    }
+
+    /// An Eko status answer (HTTP 2xx).
+    pub fn eko_status(body: &[u8]) -> Result<eko::EkoStatus, ProviderError> {
+        eko::parse_status(&eko::json_object(body)?)
+    }
+
+    /// An Eko document answer (HTTP 2xx) for `document_type`.
+    pub fn eko_document(
+        body: &[u8],
+        document_type: &str,
+    ) -> Result<eko::EkoDocument, ProviderError> {
+        eko::parse_document(&eko::json_object(body)?, document_type)
+    }
+
+    /// The provider's explanation in an error answer (any HTTP status).
+    pub fn error_detail(body: &[u8]) -> Option<String> {
+        super::error_detail(body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -674,6 +713,27 @@ mod tests {
                     "ok": true,
                     "none": null
                 }
+            })
+        );
+    }
+
+    /// Found by the `provider_answers` fuzz target's property check: a 12-digit number written
+    /// negative or as a float (`1.23456789012e11` is stored as `123456789012.0`) was kept.
+    #[test]
+    fn redacts_aadhaar_length_numbers_in_any_notation() {
+        let raw: Value = serde_json::from_str(
+            r#"{"a": -123456789012, "b": 1.23456789012e11, "c": 123456789012, "d": 1234567890123, "e": 42, "f": 0.5}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            redact_json(&raw),
+            json!({
+                "a": "-XXXX-XXXX-9012",
+                "b": "XXXX-XXXX-9012.0",
+                "c": "XXXX-XXXX-9012",
+                "d": 1234567890123u64,
+                "e": 42,
+                "f": 0.5
             })
         );
     }
