@@ -299,7 +299,7 @@ async fn start_app(url: &str) -> (kyc_desk::server::state::AppState, String) {
     let router = kyc_desk::server::web::router(state.clone());
     tokio::spawn(async move {
         axum::serve(
-            listener,
+            kyc_desk::server::web::no_delay(listener),
             router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .await

@@ -729,6 +729,20 @@ pub fn spawn_housekeeping(state: AppState) {
     });
 }
 
+/// Sends each response as soon as it is written: without `TCP_NODELAY`, a response written in
+/// two parts can wait 40 ms for the client's delayed acknowledgement (Nagle's algorithm).
+pub fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt as _;
+    fn set_no_delay(stream: &mut tokio::net::TcpStream) {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    }
+    listener.tap_io(set_no_delay as fn(&mut tokio::net::TcpStream))
+}
+
 /// Binds and serves until shutdown.
 pub async fn serve(state: AppState) -> std::io::Result<()> {
     let addr = state.config.addr;
@@ -737,7 +751,7 @@ pub async fn serve(state: AppState) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!("KYC Desk listening on http://{addr}");
     axum::serve(
-        listener,
+        no_delay(listener),
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
