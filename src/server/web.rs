@@ -1095,12 +1095,16 @@ async fn authorised_exporter(
         Ok(None) => return Err(error_response(path, AppError::Unauthorized)),
         Err(error) => {
             tracing::error!(request_id = %meta.request_id, %error, "export authentication failed");
-            return Err(error_response(
-                path,
+            let refusal = if error.is_unavailable() {
+                AppError::Unavailable(
+                    "The database is not reachable right now. Try again in a moment.".into(),
+                )
+            } else {
                 AppError::Internal {
                     request_id: meta.request_id.clone(),
-                },
-            ));
+                }
+            };
+            return Err(error_response(path, refusal));
         }
     };
     if user.must_change_password {
