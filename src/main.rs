@@ -130,6 +130,21 @@ fn report(error: &kyc_desk::types::AppError) -> ExitCode {
     ExitCode::from(1)
 }
 
+/// Prints a line on standard output. A reader that went away (`kyc-desk … | head`) ends the
+/// program quietly instead of with a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(error) = writeln!(std::io::stdout(), $($arg)*) {
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("kyc-desk: cannot write to standard output: {error}");
+            std::process::exit(1);
+        }
+    }};
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -217,9 +232,9 @@ async fn main() -> ExitCode {
             {
                 Ok(outcome) => {
                     for notice in &outcome.notices {
-                        println!("note: {notice}");
+                        out!("note: {notice}");
                     }
-                    println!(
+                    out!(
                         "{} {} version {}",
                         outcome.change,
                         outcome.view.kind.name(&outcome.view.environment),
@@ -235,10 +250,10 @@ async fn main() -> ExitCode {
         } => match credentials::list(&state).await {
             Ok(views) => {
                 if views.is_empty() {
-                    println!("No credentials are stored.");
+                    out!("No credentials are stored.");
                 }
                 for view in views {
-                    println!(
+                    out!(
                         "{}  version {}  saved by {} at {}",
                         view.kind.name(&view.environment),
                         view.version,
@@ -246,12 +261,14 @@ async fn main() -> ExitCode {
                         view.saved_at
                     );
                     for (name, value) in &view.settings {
-                        println!("    {name}: {value}");
+                        out!("    {name}: {value}");
                     }
                     for secret in &view.secrets {
-                        println!(
+                        out!(
                             "    {}: •••• {}  (fingerprint {})",
-                            secret.field, secret.last4, secret.fingerprint
+                            secret.field,
+                            secret.last4,
+                            secret.fingerprint
                         );
                     }
                 }
@@ -280,7 +297,7 @@ async fn main() -> ExitCode {
             match credentials::test_connection(&state, kind, environment, confirm_generation).await
             {
                 Ok((true, message)) => {
-                    println!("passed: {message}");
+                    out!("passed: {message}");
                     ExitCode::SUCCESS
                 }
                 Ok((false, message)) => {
@@ -305,7 +322,7 @@ async fn main() -> ExitCode {
                 .await
             {
                 Ok(report) => {
-                    println!("{}", report.summary());
+                    out!("{}", report.summary());
                     if report.broken.is_none() {
                         ExitCode::SUCCESS
                     } else {
@@ -333,7 +350,7 @@ async fn main() -> ExitCode {
             };
             match credentials::rotate_master_key(&state, new_key).await {
                 Ok(count) => {
-                    println!(
+                    out!(
                         "Re-encrypted {count} secrets under the key in {}. Restart KYC Desk with \
                          KYC_DESK_MASTER_KEY_FILE={} (or its content in KYC_DESK_MASTER_KEY); the old key no longer opens anything.",
                         new_key_file.display(),
@@ -373,9 +390,11 @@ async fn main() -> ExitCode {
                 .await
             {
                 Ok(user) => {
-                    println!(
+                    out!(
                         "Created {} ({}) with id {}.",
-                        user.email, user.role, user.id
+                        user.email,
+                        user.role,
+                        user.id
                     );
                     ExitCode::SUCCESS
                 }

@@ -99,6 +99,30 @@ pub fn normalize_email(input: &str) -> Result<String, String> {
     Ok(email)
 }
 
+/// Whether `c` is an invisible character that changes how the text around it is shown
+/// (bidirectional overrides and isolates, direction marks, zero-width spaces, byte-order
+/// marks, soft hyphens): in a name or reference it can make `Mallory` read as another name on
+/// screen or in a spreadsheet. The zero-width joiner and non-joiner are allowed (Indic scripts
+/// need them).
+pub fn is_hidden_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
+
+const HIDDEN_FORMAT_MESSAGE: &str =
+    "Remove invisible formatting characters (text-direction marks or zero-width spaces).";
+
 /// Trims a display name; `Err` says what is wrong with it.
 pub fn normalize_display_name(input: &str) -> Result<String, String> {
     let name = input.trim().to_string();
@@ -112,6 +136,9 @@ pub fn normalize_display_name(input: &str) -> Result<String, String> {
     }
     if name.chars().any(char::is_control) {
         return Err("A display name cannot contain control characters.".into());
+    }
+    if name.chars().any(is_hidden_format) {
+        return Err(HIDDEN_FORMAT_MESSAGE.into());
     }
     Ok(name)
 }
@@ -266,6 +293,9 @@ pub fn customer_name_problem(name: &str) -> Option<String> {
     {
         return Some("Remove the characters < > { } and line breaks.".into());
     }
+    if name.chars().any(is_hidden_format) {
+        return Some(HIDDEN_FORMAT_MESSAGE.into());
+    }
     None
 }
 
@@ -278,12 +308,33 @@ pub fn internal_reference_problem(reference: &str) -> Option<String> {
     if reference.chars().any(char::is_control) {
         return Some("Remove line breaks and control characters.".into());
     }
+    if reference.chars().any(is_hidden_format) {
+        return Some(HIDDEN_FORMAT_MESSAGE.into());
+    }
     None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invisible_direction_and_zero_width_characters_are_refused() {
+        assert!(customer_name_problem("Meera Iyer").is_none());
+        // Malayalam and Devanagari names keep their joiners.
+        assert!(customer_name_problem("ന്\u{200D}മേര").is_none());
+        assert!(customer_name_problem("क्\u{200C}ष").is_none());
+        for hidden in ['\u{202E}', '\u{2066}', '\u{200B}', '\u{FEFF}', '\u{200F}'] {
+            let name = format!("Meera{hidden} Iyer");
+            assert_eq!(
+                customer_name_problem(&name).as_deref(),
+                Some(HIDDEN_FORMAT_MESSAGE),
+                "{hidden:?}"
+            );
+            assert!(internal_reference_problem(&format!("REF{hidden}1")).is_some());
+            assert!(normalize_display_name(&name).is_err());
+        }
+    }
 
     #[test]
     fn phones_are_normalised_to_e164_and_masked() {

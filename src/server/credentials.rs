@@ -485,13 +485,25 @@ pub async fn test_connection(
                 .find(|f| !f.is_empty())
                 .unwrap_or_default();
             let creds = message_central::McCredentials::from_stored(&settings, &mut secrets);
+            if trial
+                && !repo::reserve_trial_link(
+                    &state.db.pool,
+                    row.id,
+                    crate::credentials::TRIAL_LINKS,
+                )
+                .await?
+            {
+                return Err(AppError::Conflict(
+                    "All 5 trial links of this Message Central account are used; a test would fail.".into(),
+                ));
+            }
             let result = message_central::generate_url(&state.providers, &creds, &flow).await;
             if trial
                 && result
                     .as_ref()
-                    .map_or_else(ProviderError::may_have_reached_provider, |_| true)
+                    .is_err_and(|error| !error.may_have_reached_provider())
             {
-                repo::add_trial_link(&state.db.pool, row.id).await?;
+                repo::release_trial_link(&state.db.pool, row.id).await?;
             }
             match result {
                 Ok(link) => (

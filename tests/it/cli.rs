@@ -282,3 +282,26 @@ both_backends!(
         assert!(stderr.contains("SEQ:MAC"), "{stderr}");
     }
 );
+
+#[tokio::test]
+async fn a_closed_output_pipe_ends_the_command_quietly() {
+    let (url, _dir) = fresh_database(common::Backend::Sqlite).await;
+    // The reading end is gone before the command prints, as with `kyc-desk … | head -0`.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = Command::new(env!("CARGO_BIN_EXE_kyc-desk"))
+        .args(["credentials", "list"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &url)
+        .env("RUST_LOG", "warn")
+        .env("KYC_DESK_MASTER_KEY", common::test_master_key())
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -234,6 +234,45 @@ both_backends!(
                 .broken
                 .is_none()
         );
+
+        // Three trial links are left; six operators' forms at once get exactly three links.
+        let forms: Vec<Vec<(String, String)>> = (0..6)
+            .map(|i| {
+                link_args(
+                    "message_central:trial:basic",
+                    &format!("Trial Customer {i}"),
+                    "9876543210",
+                    &[],
+                )
+            })
+            .collect();
+        let answers = futures::future::join_all(
+            forms
+                .iter()
+                .map(|f| call(&app, &operator, "create_link", f)),
+        )
+        .await;
+        let created = answers
+            .iter()
+            .filter(|(status, body)| {
+                *status == StatusCode::OK && body["summary"]["status"] == "created"
+            })
+            .count();
+        assert_eq!(created, 3, "{answers:?}");
+        for (status, body) in answers
+            .iter()
+            .filter(|(status, _)| *status != StatusCode::OK)
+        {
+            assert_eq!(*status, StatusCode::BAD_REQUEST, "{body}");
+            assert!(body.to_string().contains("All 5 trial links"), "{body}");
+        }
+        let used: i64 = sqlx::query_scalar(
+            "SELECT trial_links_used FROM credentials WHERE kind = 'message_central_ekyc' AND environment = 'trial'",
+        )
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+        assert_eq!(used, 5);
     }
 );
 
@@ -948,6 +987,73 @@ both_backends!(
         assert_eq!(mine["sessions"].as_array().unwrap().len(), 50);
         let (status, bad) = list(vec![("status", "happy".into()), ("from", "monday".into())]).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+
+        // A date range lists by creation time, newest first, even where ids disagree (here
+        // pub0010..pub0014 were created on 5 January in the reverse order of their ids, two
+        // in the same second), and its cursor pages through them without gaps or repeats.
+        let day = 1_767_571_200; // 2026-01-05 00:00 UTC
+        for (i, at) in [
+            (10, day + 500),
+            (11, day + 400),
+            (12, day + 300),
+            (13, day + 300),
+            (14, day + 100),
+        ] {
+            sqlx::query("UPDATE kyc_sessions SET created_at = $1 WHERE public_id = $2")
+                .bind(at)
+                .bind(format!("pub{i:04}"))
+                .execute(&app.state.db.pool)
+                .await
+                .unwrap();
+        }
+        let expected = ["pub0010", "pub0011", "pub0013", "pub0012", "pub0014"];
+        let ids = |page: &serde_json::Value| -> Vec<String> {
+            page["sessions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["public_id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let (status, on_day) = list(vec![
+            ("from", "2026-01-05".into()),
+            ("to", "2026-01-05".into()),
+        ])
+        .await;
+        assert_eq!(status, StatusCode::OK, "{on_day}");
+        assert_eq!(ids(&on_day), expected);
+        let query = kyc_desk::server::db::links::SessionQuery {
+            from: Some(day),
+            to: Some(day + 86_400),
+            ..Default::default()
+        };
+        let mut paged = Vec::new();
+        let mut cursor = None;
+        loop {
+            let rows = kyc_desk::server::db::links::search(
+                &app.state.db.pool,
+                &kyc_desk::server::db::links::SessionQuery {
+                    before_id: cursor,
+                    ..query.clone()
+                },
+                2,
+            )
+            .await
+            .unwrap();
+            paged.extend(rows.iter().map(|r| r.public_id.clone()));
+            if rows.len() < 2 {
+                break;
+            }
+            cursor = rows.last().map(|r| r.id);
+        }
+        assert_eq!(paged, expected, "pages of two by cursor");
+        let (_, after_day) = list(vec![("from", "2026-01-06".into())]).await;
+        let before = after_day["next_before"].as_i64().unwrap().to_string();
+        let (_, rest) = list(vec![("from", "2026-01-06".into()), ("before", before)]).await;
+        let mut later = ids(&after_day);
+        later.extend(ids(&rest));
+        assert_eq!(later.len(), 55, "{later:?}");
+        assert!(later.iter().all(|id| !expected.contains(&id.as_str())));
 
         // CSV: masked by default, quoted and neutralised, contacts only for admins.
         let csv = operator

@@ -594,6 +594,9 @@ struct PlannedWord {
 /// At most this many sessions for a word to drive the query from the terms index.
 const RARE_WORD_SESSIONS: i64 = 2_000;
 
+/// A word matching at most this many sessions leads without counting the other words.
+const RARE_ENOUGH_TO_STOP: i64 = 100;
+
 /// The words of `text` as term ranges; the rarest leads if it is rare enough.
 async fn plan_words(pool: &AnyPool, text: &str) -> Result<Vec<PlannedWord>, sqlx::Error> {
     let mut words: Vec<PlannedWord> = Vec::new();
@@ -609,18 +612,27 @@ async fn plan_words(pool: &AnyPool, text: &str) -> Result<Vec<PlannedWord>, sqlx
             leads: false,
         });
     }
+    // Longer words tend to be rarer: count them first, each only up to the fewest seen so far,
+    // and stop at a word rare enough that no other could make the query much cheaper.
+    let mut order: Vec<usize> = (0..words.len()).collect();
+    order.sort_by_key(|&index| std::cmp::Reverse(words[index].low.chars().count()));
     let mut rarest: Option<(usize, i64)> = None;
-    for (index, word) in words.iter().enumerate() {
-        let count: i64 = sqlx::query_scalar(&format!(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM kyc_search_terms WHERE term >= $1 AND term < $2 LIMIT {}) AS x",
-            RARE_WORD_SESSIONS + 1
-        ))
+    for index in order {
+        let cap = rarest.map_or(RARE_WORD_SESSIONS + 1, |(_, fewest)| fewest);
+        let word = &words[index];
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM kyc_search_terms WHERE term >= $1 AND term < $2 LIMIT $3) AS x",
+        )
         .bind(&word.low)
         .bind(&word.high)
+        .bind(cap)
         .fetch_one(pool)
         .await?;
         if rarest.is_none_or(|(_, fewest)| count < fewest) {
             rarest = Some((index, count));
+        }
+        if count <= RARE_ENOUGH_TO_STOP {
+            break;
         }
     }
     if let Some((index, count)) = rarest
@@ -631,7 +643,13 @@ async fn plan_words(pool: &AnyPool, text: &str) -> Result<Vec<PlannedWord>, sqlx
     Ok(words)
 }
 
-fn where_clause(query: &SessionQuery, words: &[PlannedWord]) -> (String, Vec<Bind>) {
+/// The `WHERE` clause for `query`; `cursor_created_at` is the cursor session's creation time
+/// when the page is ordered by creation time (see [`orders_by_creation`]).
+fn where_clause(
+    query: &SessionQuery,
+    words: &[PlannedWord],
+    cursor_created_at: Option<i64>,
+) -> (String, Vec<Bind>) {
     let mut conditions = Vec::new();
     let mut binds = Vec::new();
     let mut add = |sql: &str, bind: Bind| {
@@ -659,8 +677,15 @@ fn where_clause(query: &SessionQuery, words: &[PlannedWord]) -> (String, Vec<Bin
     if let Some(phone) = &query.phone {
         add("s.phone = ?", Bind::Text(phone.clone()));
     }
-    if let Some(before) = query.before_id {
-        add("s.id < ?", Bind::Int(before));
+    match (query.before_id, cursor_created_at) {
+        (Some(before), Some(created_at)) => {
+            binds.push(Bind::Int(created_at));
+            binds.push(Bind::Int(before));
+            let (a, b) = (binds.len() - 1, binds.len());
+            conditions.push(format!("(s.created_at, s.id) < (${a}, ${b})"));
+        }
+        (Some(before), None) => add("s.id < ?", Bind::Int(before)),
+        (None, _) => {}
     }
     for word in words {
         // A rare word leads (its few sessions are read from the terms index, then sorted);
@@ -712,12 +737,36 @@ async fn search_sql(
         Some(text) => plan_words(pool, text).await?,
         None => Vec::new(),
     };
-    let (clause, binds) = where_clause(query, &words);
+    let by_creation = orders_by_creation(query);
+    let cursor_created_at = match query.before_id {
+        Some(before) if by_creation => {
+            sqlx::query_scalar::<_, i64>("SELECT created_at FROM kyc_sessions WHERE id = $1")
+                .bind(before)
+                .fetch_optional(pool)
+                .await?
+        }
+        _ => None,
+    };
+    let (clause, binds) = where_clause(query, &words, cursor_created_at);
+    let order = if by_creation {
+        "s.created_at DESC, s.id DESC"
+    } else {
+        "s.id DESC"
+    };
     let sql = format!(
-        "{SESSION_SELECT} {clause} ORDER BY s.id DESC LIMIT {}",
+        "{SESSION_SELECT} {clause} ORDER BY {order} LIMIT {}",
         limit.clamp(1, 1000)
     );
     Ok((sql, binds))
+}
+
+/// Whether a page of `query` is ordered by creation time (then id) rather than by id alone.
+///
+/// Ids and creation times rise together, but only the `(created_at, id)` index can serve a
+/// date range newest first without sorting every session of the range; the cursor then
+/// continues from its session's `(created_at, id)`.
+fn orders_by_creation(query: &SessionQuery) -> bool {
+    query.from.is_some() || query.to.is_some()
 }
 
 /// The database's plan for [`search`] (benchmark reports), one line per plan row.

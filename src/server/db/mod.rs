@@ -91,7 +91,12 @@ pub struct Db {
     /// rather than in SQLite's busy handler, which sleeps in growing steps and turns a short
     /// queue of writers into long waits.
     write_turn: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// Held by every clone; background tasks of this `Db` stop once no clone is left.
+    alive: Arc<()>,
 }
+
+/// SQLite checkpoints on its own only once the log holds this many pages (about 40 MB).
+const WAL_SAFETY_NET_PAGES: u32 = 10_000;
 
 /// A write transaction (rolled back if dropped uncommitted). On SQLite it also holds this
 /// process's write turn until it ends.
@@ -173,6 +178,12 @@ impl Db {
                     conn.execute("PRAGMA foreign_keys = ON").await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    // Checkpoints run in the background (see `checkpoint_in_background`); this
+                    // is only the safety net should that task stop.
+                    conn.execute(
+                        format!("PRAGMA wal_autocheckpoint = {WAL_SAFETY_NET_PAGES}").as_str(),
+                    )
+                    .await?;
                     Ok(())
                 })
             });
@@ -184,7 +195,37 @@ impl Db {
                 target: redact_url(&url),
                 source,
             })?;
-        Ok(Db::from_pool(pool, backend))
+        let db = Db::from_pool(pool, backend);
+        if backend == Backend::Sqlite {
+            db.checkpoint_in_background();
+        }
+        Ok(db)
+    }
+
+    /// Copies SQLite's write-ahead log into the database file every quarter second, off the
+    /// request path. Left to SQLite, the commit that fills the log to its limit does this
+    /// itself, while it still holds the write turn, so every writer queued behind it waits
+    /// tens of milliseconds. A passive checkpoint never blocks writers or readers. The task
+    /// ends when every handle on this `Db` is gone.
+    fn checkpoint_in_background(&self) {
+        let alive = Arc::downgrade(&self.alive);
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if alive.strong_count() == 0 || pool.is_closed() {
+                    break;
+                }
+                if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&pool)
+                    .await
+                {
+                    tracing::debug!(%error, "background checkpoint skipped");
+                }
+            }
+        });
     }
 
     /// Wraps an open pool.
@@ -195,6 +236,7 @@ impl Db {
             pool,
             backend,
             write_turn,
+            alive: Arc::new(()),
         }
     }
 

@@ -35,7 +35,7 @@ pub fn sanitize_return_params(pairs: &[(String, String)]) -> Vec<(String, String
     let clean = |text: &str| -> String {
         let text: String = text
             .chars()
-            .filter(|c| !c.is_control())
+            .filter(|c| !c.is_control() && !crate::validation::is_hidden_format(*c))
             .take(MAX_RETURN_VALUE)
             .collect();
         crate::server::audit::scrub(&text)
@@ -511,7 +511,7 @@ mod tests {
             ("uid".into(), "123412341234".into()),
             ("token".into(), "abc".into()),
             ("note".into(), "x".repeat(500)),
-            ("evil".into(), "a\u{0}b\nc".into()),
+            ("evil".into(), "a\u{0}b\nc\u{202E}d\u{200B}".into()),
         ];
         for i in 0..30 {
             pairs.push((format!("p{i}"), "v".into()));
@@ -522,7 +522,7 @@ mod tests {
         assert_eq!(clean[1].1, "********1234");
         assert_eq!(clean[2].1, "[hidden]");
         assert_eq!(clean[3].1.chars().count(), MAX_RETURN_VALUE);
-        assert_eq!(clean[4].1, "abc");
+        assert_eq!(clean[4].1, "abcd");
     }
 
     #[test]

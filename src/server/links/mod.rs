@@ -394,13 +394,15 @@ async fn call_provider(
             sandbox.then_some(return_to.as_str()),
         )
         .await;
+        // The trial link was reserved before the call; give it back only when the call
+        // provably never left.
         if environment == "trial"
             && result
                 .as_ref()
-                .map_or_else(ProviderError::may_have_reached_provider, |_| true)
-            && let Err(error) = credential_repo::add_trial_link(&state.db.pool, row.id).await
+                .is_err_and(|error| !error.may_have_reached_provider())
+            && let Err(error) = credential_repo::release_trial_link(&state.db.pool, row.id).await
         {
-            tracing::error!(%error, "could not count a Message Central trial link");
+            tracing::error!(%error, "could not give back an unused Message Central trial link");
         }
         let link = result?;
         Ok(ProviderLink {
@@ -446,9 +448,16 @@ pub async fn create(
                 "This provider flow is not available any more. Choose again.",
             )
         })?;
-    // A resubmission (double click, retried request) is caught by the unique idempotency key
-    // when the session row is written.
-    start(state, meta, user, &checked, credential, None).await
+    start(
+        state,
+        meta,
+        user,
+        &checked,
+        credential,
+        None,
+        send::channels_from(&active),
+    )
+    .await
 }
 
 async fn replay(
@@ -477,6 +486,14 @@ async fn replay(
     detail_of(state, &row, true).await
 }
 
+/// What writing a new session's `creating` row came to.
+enum Creating {
+    /// The row was written; its id.
+    Written(i64),
+    /// The form was already submitted; the session that submission made.
+    Resubmitted(SessionRow),
+}
+
 async fn start(
     state: &AppState,
     meta: &RequestMeta,
@@ -484,6 +501,7 @@ async fn start(
     checked: &CheckedLink,
     credential: &CredentialRow,
     supersedes: Option<&SessionRow>,
+    channels: Vec<String>,
 ) -> Result<SessionDetail, AppError> {
     let provider = checked.option.provider.as_str();
     let public_id = new_public_id();
@@ -498,7 +516,27 @@ async fn start(
         client_ref_id.as_deref(),
         Some(&public_id),
     ]);
-    let id = {
+    // A trial account's link is taken before the call (one statement, so concurrent
+    // creations cannot overspend the five), and given back if no call is made.
+    let trial = provider == "message_central" && checked.environment == "trial";
+    if trial
+        && !credential_repo::reserve_trial_link(
+            &state.db.pool,
+            credential.id,
+            crate::credentials::TRIAL_LINKS,
+        )
+        .await?
+    {
+        // The last one may have gone to this very form's first submission.
+        if let Some(existing) = repo::find_by_key(&state.db.pool, &checked.idempotency_key).await? {
+            return replay(state, user, existing).await;
+        }
+        return Err(AppError::field(
+            "option",
+            "All 5 trial links of this Message Central account are used.",
+        ));
+    }
+    let written: Result<Creating, AppError> = async {
         let mut tx = state.db.begin().await?;
         let inserted = repo::insert(
             &mut tx,
@@ -526,12 +564,13 @@ async fn start(
         .await;
         let id = match inserted {
             Ok(id) => id,
+            // A resubmission (double click, retried request) meets the unique idempotency key.
             Err(error) if db::users::is_unique_violation(&error) => {
                 drop(tx);
                 let existing = repo::find_by_key(&state.db.pool, &checked.idempotency_key)
                     .await?
                     .ok_or_else(|| AppError::Conflict("Submit the form again.".into()))?;
-                return replay(state, user, existing).await;
+                return Ok(Creating::Resubmitted(existing));
             }
             Err(error) => return Err(error.into()),
         };
@@ -548,7 +587,18 @@ async fn start(
         )
         .await?;
         tx.commit().await?;
-        id
+        Ok(Creating::Written(id))
+    }
+    .await;
+    if trial
+        && !matches!(written, Ok(Creating::Written(_)))
+        && let Err(error) = credential_repo::release_trial_link(&state.db.pool, credential.id).await
+    {
+        tracing::error!(%error, "could not give back an unused Message Central trial link");
+    }
+    let id = match written? {
+        Creating::Written(id) => id,
+        Creating::Resubmitted(existing) => return replay(state, user, existing).await,
     };
 
     let answer = call_provider(
@@ -685,7 +735,7 @@ async fn start(
     // Last, so the chain lock is held only for the append and the commit.
     state.audit.append(&mut tx, meta, &event).await?;
     tx.commit().await?;
-    detail_of(state, &row, true).await
+    detail_with_channels(state, &row, true, channels).await
 }
 
 fn summary_of(row: &SessionRow) -> SessionSummary {
@@ -724,6 +774,17 @@ async fn detail_of(
     state: &AppState,
     row: &SessionRow,
     show_contacts: bool,
+) -> Result<SessionDetail, AppError> {
+    let channels = send::configured_channels(state).await?;
+    detail_with_channels(state, row, show_contacts, channels).await
+}
+
+/// [`detail_of`] for a caller that already knows the configured sending channels.
+async fn detail_with_channels(
+    state: &AppState,
+    row: &SessionRow,
+    show_contacts: bool,
+    channels: Vec<String>,
 ) -> Result<SessionDetail, AppError> {
     let events = repo::events(&state.db.pool, row.id).await?;
     let deliveries = repo::deliveries(&state.db.pool, row.id).await?;
@@ -800,7 +861,7 @@ async fn detail_of(
                 at: db::format_time(d.attempted_at),
             })
             .collect(),
-        channels: send::configured_channels(state).await?,
+        channels,
         has_email: row.email.is_some(),
     })
 }
@@ -1018,7 +1079,16 @@ pub async fn regenerate(
         .ok_or_else(|| {
             AppError::Conflict("This provider flow is not available any more.".into())
         })?;
-    start(state, meta, user, &checked, credential, Some(&row)).await
+    start(
+        state,
+        meta,
+        user,
+        &checked,
+        credential,
+        Some(&row),
+        send::channels_from(&active),
+    )
+    .await
 }
 
 /// Whether `role` may act on sessions (create, send, cancel, regenerate).
