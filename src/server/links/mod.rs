@@ -491,7 +491,7 @@ enum Creating {
     /// The row was written; its id.
     Written(i64),
     /// The form was already submitted; the session that submission made.
-    Resubmitted(SessionRow),
+    Resubmitted(Box<SessionRow>),
 }
 
 async fn start(
@@ -570,7 +570,7 @@ async fn start(
                 let existing = repo::find_by_key(&state.db.pool, &checked.idempotency_key)
                     .await?
                     .ok_or_else(|| AppError::Conflict("Submit the form again.".into()))?;
-                return Ok(Creating::Resubmitted(existing));
+                return Ok(Creating::Resubmitted(Box::new(existing)));
             }
             Err(error) => return Err(error.into()),
         };
@@ -598,7 +598,7 @@ async fn start(
     }
     let id = match written? {
         Creating::Written(id) => id,
-        Creating::Resubmitted(existing) => return replay(state, user, existing).await,
+        Creating::Resubmitted(existing) => return replay(state, user, *existing).await,
     };
 
     let answer = call_provider(
