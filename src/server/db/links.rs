@@ -151,7 +151,7 @@ pub async fn insert(conn: &mut AnyConnection, new: &NewSession<'_>) -> Result<i6
     .bind(new.now)
     .fetch_one(&mut *conn)
     .await?;
-    write_terms(conn, id, new.search_text).await?;
+    add_terms(conn, id, search_terms(new.search_text)).await?;
     Ok(id)
 }
 
@@ -253,7 +253,13 @@ pub async fn mark_created(
     if done.rows_affected() != 1 {
         return Ok(false);
     }
-    write_terms(conn, id, link.search_text).await?;
+    // The search text gained the provider's ids; so do the terms.
+    let ids = [link.journey_id, link.reference_id]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    add_terms(conn, id, search_terms(&ids)).await?;
     Ok(true)
 }
 
@@ -291,13 +297,13 @@ pub fn search_terms(text: &str) -> std::collections::BTreeSet<String> {
     terms
 }
 
-/// Replaces the search terms of one session.
-async fn write_terms(conn: &mut AnyConnection, id: i64, text: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM kyc_search_terms WHERE session_id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    let terms = search_terms(text);
+/// Adds search terms to one session (terms it already has are skipped). Terms only ever
+/// grow: a session's searchable text never loses a part.
+async fn add_terms(
+    conn: &mut AnyConnection,
+    id: i64,
+    terms: std::collections::BTreeSet<String>,
+) -> Result<(), sqlx::Error> {
     if terms.is_empty() {
         return Ok(());
     }
@@ -305,7 +311,9 @@ async fn write_terms(conn: &mut AnyConnection, id: i64, text: &str) -> Result<()
         .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!("INSERT INTO kyc_search_terms (term, session_id) VALUES {placeholders}");
+    let sql = format!(
+        "INSERT INTO kyc_search_terms (term, session_id) VALUES {placeholders} ON CONFLICT DO NOTHING"
+    );
     let mut statement = sqlx::query(&sql);
     for term in terms {
         statement = statement.bind(term).bind(id);
@@ -339,7 +347,7 @@ pub async fn backfill_search_terms(db: &super::Db) -> Result<u64, sqlx::Error> {
         after = *last;
         let mut tx = db.begin().await?;
         for (id, text) in &batch {
-            write_terms(&mut tx, *id, text).await?;
+            add_terms(&mut tx, *id, search_terms(text)).await?;
         }
         tx.commit().await?;
         done += batch.len() as u64;

@@ -627,8 +627,11 @@ async fn start(
     } else {
         "link.create"
     };
+    // The link's QR code is drawn while the answer is written.
+    let mut qr = None;
     let event = match answer {
         Ok(link) => {
+            qr = Some(start_qr(link.url.clone()));
             let text = search_text(&[
                 Some(&text),
                 link.journey_id.as_deref(),
@@ -735,7 +738,7 @@ async fn start(
     // Last, so the chain lock is held only for the append and the commit.
     state.audit.append(&mut tx, meta, &event).await?;
     tx.commit().await?;
-    detail_with_channels(state, &row, true, channels).await
+    detail_with_channels(state, &row, true, channels, qr).await
 }
 
 fn summary_of(row: &SessionRow) -> SessionSummary {
@@ -759,6 +762,15 @@ fn summary_of(row: &SessionRow) -> SessionSummary {
     }
 }
 
+/// A QR code being drawn on a blocking thread.
+type PendingQr = tokio::task::JoinHandle<Option<String>>;
+
+/// Starts drawing the QR code of `url`. Encoding tries eight masks over the whole symbol, about
+/// a millisecond of CPU: off the request threads, and alongside the caller's database work.
+fn start_qr(url: String) -> PendingQr {
+    tokio::task::spawn_blocking(move || qr_svg(&url))
+}
+
 /// An SVG QR code of `text` (our own markup, safe to embed).
 pub fn qr_svg(text: &str) -> Option<String> {
     let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
@@ -776,7 +788,7 @@ async fn detail_of(
     show_contacts: bool,
 ) -> Result<SessionDetail, AppError> {
     let channels = send::configured_channels(state).await?;
-    detail_with_channels(state, row, show_contacts, channels).await
+    detail_with_channels(state, row, show_contacts, channels, None).await
 }
 
 /// [`detail_of`] for a caller that already knows the configured sending channels.
@@ -785,11 +797,18 @@ async fn detail_with_channels(
     row: &SessionRow,
     show_contacts: bool,
     channels: Vec<String>,
+    qr_started: Option<PendingQr>,
 ) -> Result<SessionDetail, AppError> {
-    let events = repo::events(&state.db.pool, row.id).await?;
-    let deliveries = repo::deliveries(&state.db.pool, row.id).await?;
     let status = status_of(row);
     let link_url = row.link_url.clone().filter(|_| status.is_open());
+    // The QR code is drawn on another thread while the timeline is read.
+    let qr = link_url
+        .clone()
+        .map(|url| qr_started.unwrap_or_else(|| start_qr(url)));
+    let (events, deliveries) = tokio::try_join!(
+        repo::events(&state.db.pool, row.id),
+        repo::deliveries(&state.db.pool, row.id)
+    )?;
     let mut provider_ids = Vec::new();
     for (label, value) in [
         ("Journey id", &row.journey_id),
@@ -817,7 +836,12 @@ async fn detail_with_channels(
     };
     Ok(SessionDetail {
         summary: summary_of(row),
-        qr_svg: link_url.as_deref().and_then(qr_svg),
+        qr_svg: match qr {
+            Some(pending) => pending
+                .await
+                .map_err(|error| crate::server::web::internal_error(&error, false))?,
+            None => None,
+        },
         link_url,
         expires_at_unix: row.expires_at.filter(|_| status.is_open()),
         email_masked: row.email.as_deref().map(|e| {
