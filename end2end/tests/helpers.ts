@@ -57,6 +57,9 @@ export async function createStaff(
   await expect(admin.getByTestId('users-notice')).toContainText(person.email);
   await signIn(user, person.email, person.initial);
   await expect(user.getByTestId('must-change')).toBeVisible();
+  // The sign-in reloads the page; a click before the new page hydrates would post the form
+  // natively (no Origin but `null` under our no-referrer policy), which the server refuses.
+  await hydrated(user);
   await user.getByLabel('Current password').fill(person.initial);
   await user.getByLabel('New password', { exact: true }).fill(person.own);
   await user.getByLabel('Repeat new password').fill(person.own);
