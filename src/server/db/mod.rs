@@ -98,6 +98,19 @@ pub struct Db {
 /// SQLite checkpoints on its own only once the log holds this many pages (about 40 MB).
 const WAL_SAFETY_NET_PAGES: u32 = 10_000;
 
+/// From this many pages (about 4 MB) the background checkpoint finishes under the write turn,
+/// so that the log starts over.
+const WAL_RESTART_PAGES: i64 = 1_000;
+
+/// One passive checkpoint (copies what it can, waits for nobody); the pages in the log.
+async fn passive_checkpoint(pool: &AnyPool) -> Result<i64, sqlx::Error> {
+    let (_busy, log_pages, _copied): (i64, i64, i64) =
+        sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(pool)
+            .await?;
+    Ok(log_pages)
+}
+
 /// A write transaction (rolled back if dropped uncommitted). On SQLite it also holds this
 /// process's write turn until it ends.
 pub struct WriteTx {
@@ -202,14 +215,19 @@ impl Db {
         Ok(db)
     }
 
-    /// Copies SQLite's write-ahead log into the database file every quarter second, off the
-    /// request path. Left to SQLite, the commit that fills the log to its limit does this
-    /// itself, while it still holds the write turn, so every writer queued behind it waits
-    /// tens of milliseconds. A passive checkpoint never blocks writers or readers. The task
-    /// ends when every handle on this `Db` is gone.
+    /// Keeps SQLite's write-ahead log short without making requests wait for it. Left to
+    /// SQLite, the commit that fills the log to its limit copies it into the database file
+    /// itself while it still holds the write turn, and every writer queued behind it waits
+    /// tens of milliseconds. Here a task copies the log every quarter second with a passive
+    /// checkpoint, which never blocks writers or readers. Under steady writes such a
+    /// checkpoint never quite finishes (each commit adds frames), and only a finished one lets
+    /// the next writer start the log over; so once the log passes `WAL_RESTART_PAGES`, the task
+    /// takes the write turn for one more passive checkpoint, which has only the last few frames
+    /// left to copy. The task ends when every handle on this `Db` is gone.
     fn checkpoint_in_background(&self) {
         let alive = Arc::downgrade(&self.alive);
         let pool = self.pool.clone();
+        let write_turn = self.write_turn.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -218,11 +236,20 @@ impl Db {
                 if alive.strong_count() == 0 || pool.is_closed() {
                     break;
                 }
-                if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                    .execute(&pool)
-                    .await
+                let log_pages = match passive_checkpoint(&pool).await {
+                    Ok(pages) => pages,
+                    Err(error) => {
+                        tracing::debug!(%error, "background checkpoint skipped");
+                        continue;
+                    }
+                };
+                if log_pages >= WAL_RESTART_PAGES
+                    && let Some(turn) = &write_turn
                 {
-                    tracing::debug!(%error, "background checkpoint skipped");
+                    let _turn = turn.lock().await;
+                    if let Err(error) = passive_checkpoint(&pool).await {
+                        tracing::debug!(%error, "background checkpoint skipped");
+                    }
                 }
             }
         });
