@@ -660,6 +660,52 @@ both_backends!(
         assert_eq!(row.len(), 1);
         assert_eq!(row[0].outcome, "failure");
         assert_eq!(timeline_kinds(&failed), ["creating", "failed"]);
+
+        // A Message Central trial call that never left gives its reserved trial link back.
+        let mut settings = BTreeMap::new();
+        for (name, value) in [
+            ("base_url", format!("http://{closed}/mc")),
+            ("company_name", sandbox::seed::MC_COMPANY.to_string()),
+            ("basic_flow_id", sandbox::seed::MC_BASIC_FLOW.to_string()),
+            (
+                "premium_flow_id",
+                sandbox::seed::MC_PREMIUM_FLOW.to_string(),
+            ),
+            ("body_encoding", "json".to_string()),
+        ] {
+            settings.insert(name.to_string(), value);
+        }
+        kyc_desk::server::credentials::save(
+            &app.state,
+            &RequestMeta::cli(),
+            Actor::Cli,
+            "cli",
+            &CredentialInput {
+                kind: "message_central_ekyc".into(),
+                environment: "trial".into(),
+                settings,
+                secrets: BTreeMap::new(),
+            },
+            false,
+        )
+        .await
+        .expect("save");
+        let failed = create(
+            &app,
+            &operator,
+            &link_args("message_central:trial:basic", "Asha Rao", "9876543210", &[]),
+        )
+        .await;
+        assert_eq!(failed["summary"]["status"], "failed");
+        let (_, options) = app.call(&operator, "link_options", &[]).await;
+        let trial = options["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["id"] == "message_central:trial:basic")
+            .cloned()
+            .unwrap();
+        assert_eq!(trial["trial_links_left"], 5, "{options}");
     }
 );
 

@@ -356,7 +356,6 @@ async fn call_provider(
     } else {
         "message_central"
     };
-    let environment = row.environment.as_str();
     let (settings, mut secrets) = vault_credentials::unlock_row(state, row)
         .await
         .map_err(|e| ProviderError::Config(format!("the credential could not be read ({e})")))?;
@@ -394,16 +393,6 @@ async fn call_provider(
             sandbox.then_some(return_to.as_str()),
         )
         .await;
-        // The trial link was reserved before the call; give it back only when the call
-        // provably never left.
-        if environment == "trial"
-            && result
-                .as_ref()
-                .is_err_and(|error| !error.may_have_reached_provider())
-            && let Err(error) = credential_repo::release_trial_link(&state.db.pool, row.id).await
-        {
-            tracing::error!(%error, "could not give back an unused Message Central trial link");
-        }
         let link = result?;
         Ok(ProviderLink {
             url: link.url,
@@ -627,6 +616,16 @@ async fn start(
     } else {
         "link.create"
     };
+    // The reserved trial link goes back only when the call provably never left (the
+    // credential could not be read, or no connection was made).
+    if trial
+        && answer
+            .as_ref()
+            .is_err_and(|error| !error.may_have_reached_provider())
+        && let Err(error) = credential_repo::release_trial_link(&state.db.pool, credential.id).await
+    {
+        tracing::error!(%error, "could not give back an unused Message Central trial link");
+    }
     // The link's QR code is drawn while the answer is written.
     let mut qr = None;
     let event = match answer {
