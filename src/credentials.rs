@@ -555,6 +555,11 @@ pub struct CredentialView {
 /// Trial links Message Central grants per account.
 pub const TRIAL_LINKS: i64 = 5;
 
+/// What staff are told once a trial account's links are all used.
+pub fn trial_links_used_up() -> String {
+    format!("All {TRIAL_LINKS} trial links of this Message Central account are used.")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -467,9 +467,10 @@ pub async fn test_connection(
             let trial = environment == "trial";
             let remaining = crate::credentials::TRIAL_LINKS - row.trial_links_used;
             if trial && remaining <= 0 {
-                return Err(AppError::Conflict(
-                    "All 5 trial links of this Message Central account are used; a test would fail.".into(),
-                ));
+                return Err(AppError::Conflict(format!(
+                    "{} A test would fail.",
+                    crate::credentials::trial_links_used_up()
+                )));
             }
             if !confirm_generation {
                 return Err(AppError::Conflict(if trial {
@@ -493,9 +494,10 @@ pub async fn test_connection(
                 )
                 .await?
             {
-                return Err(AppError::Conflict(
-                    "All 5 trial links of this Message Central account are used; a test would fail.".into(),
-                ));
+                return Err(AppError::Conflict(format!(
+                    "{} A test would fail.",
+                    crate::credentials::trial_links_used_up()
+                )));
             }
             let result = message_central::generate_url(&state.providers, &creds, &flow).await;
             if trial

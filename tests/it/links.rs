@@ -628,21 +628,7 @@ both_backends!(
             sandbox::seed::EKO_USER_CODE.to_string(),
         );
         settings.insert("documents".to_string(), "AADHAAR".to_string());
-        kyc_desk::server::credentials::save(
-            &app.state,
-            &RequestMeta::cli(),
-            Actor::Cli,
-            "cli",
-            &CredentialInput {
-                kind: "eko_digilocker".into(),
-                environment: "uat".into(),
-                settings,
-                secrets: BTreeMap::new(),
-            },
-            false,
-        )
-        .await
-        .expect("save");
+        save_settings(&app, "eko_digilocker", "uat", settings).await;
         let failed = create(
             &app,
             &operator,
@@ -675,21 +661,7 @@ both_backends!(
         ] {
             settings.insert(name.to_string(), value);
         }
-        kyc_desk::server::credentials::save(
-            &app.state,
-            &RequestMeta::cli(),
-            Actor::Cli,
-            "cli",
-            &CredentialInput {
-                kind: "message_central_ekyc".into(),
-                environment: "trial".into(),
-                settings,
-                secrets: BTreeMap::new(),
-            },
-            false,
-        )
-        .await
-        .expect("save");
+        save_settings(&app, "message_central_ekyc", "trial", settings).await;
         let failed = create(
             &app,
             &operator,
@@ -763,21 +735,31 @@ async fn save_smtp(app: &TestApp, port: u16) {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    save_settings(app, "smtp", "default", settings).await;
+}
+
+/// Saves new settings for a credential as the command line does, keeping its secrets.
+async fn save_settings(
+    app: &TestApp,
+    kind: &str,
+    environment: &str,
+    settings: BTreeMap<String, String>,
+) {
     kyc_desk::server::credentials::save(
         &app.state,
         &RequestMeta::cli(),
         Actor::Cli,
         "cli",
         &CredentialInput {
-            kind: "smtp".into(),
-            environment: "default".into(),
+            kind: kind.into(),
+            environment: environment.into(),
             settings,
             secrets: BTreeMap::new(),
         },
         false,
     )
     .await
-    .expect("save smtp");
+    .unwrap_or_else(|error| panic!("save {kind}/{environment}: {error:?}"));
 }
 
 both_backends!(

@@ -279,10 +279,7 @@ fn check_input(input: &NewLinkInput, options: &[LinkOption]) -> Result<CheckedLi
             documents.clear();
         }
         if option.trial_links_left == Some(0) {
-            problem(
-                "option",
-                "All 5 trial links of this Message Central account are used.".into(),
-            );
+            problem("option", crate::credentials::trial_links_used_up());
         }
     }
     if !matches!(input.consent.as_str(), "on" | "true" | "yes") {
@@ -522,7 +519,7 @@ async fn start(
         }
         return Err(AppError::field(
             "option",
-            "All 5 trial links of this Message Central account are used.",
+            crate::credentials::trial_links_used_up(),
         ));
     }
     let written: Result<Creating, AppError> = async {
