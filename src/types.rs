@@ -681,8 +681,6 @@ pub struct SessionDetail {
     pub link_url: Option<String>,
     /// Expiry as Unix seconds, for the live countdown.
     pub expires_at_unix: Option<i64>,
-    /// Server-rendered QR code of the link (SVG markup; only ever our own output).
-    pub qr_svg: Option<String>,
     /// Customer email, masked unless the viewer may see contacts.
     pub email_masked: Option<String>,
     /// Internal reference.

@@ -67,7 +67,9 @@ test('an operator issues links, copies, sends by email, and follows them to thei
   const link = await newLink(page, 'message_central:trial:basic', 'Asha Rao', '98765 43210', 'asha.rao@example.com');
 
   // The QR code decodes to the link.
-  const png = PNG.sync.read(await page.getByTestId('link-qr').screenshot());
+  const qr = page.getByTestId('link-qr');
+  await expect.poll(() => qr.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth)).toBeGreaterThan(0);
+  const png = PNG.sync.read(await qr.screenshot());
   const decoded = jsQR(new Uint8ClampedArray(png.data), png.width, png.height);
   expect(decoded?.data).toBe(link);
   await expect(page.getByTestId('countdown')).toHaveText(/\d+:\d\d/);

@@ -452,6 +452,7 @@ async fn links(url: &str, operators: usize, seconds: u64, pace_ms: u64) {
         let first = started + offset(i);
         tasks.push(tokio::spawn(async move {
             let (mut latencies, mut errors) = (Vec::new(), 0);
+            let (mut qr_latencies, mut qr_errors) = (Vec::new(), 0);
             let mut n = 0;
             let mut next_start = first;
             while next_start < deadline {
@@ -472,35 +473,55 @@ async fn links(url: &str, operators: usize, seconds: u64, pace_ms: u64) {
                     ])
                     .send()
                     .await;
-                let ok = match response {
+                let created = match response {
                     Ok(r) if r.status().is_success() => r
-                        .text()
+                        .json::<serde_json::Value>()
                         .await
-                        .is_ok_and(|body| body.contains("\"status\":\"created\"")),
+                        .ok()
+                        .filter(|body| body["summary"]["status"] == "created"),
+                    _ => None,
+                };
+                let Some(created) = created else {
+                    errors += 1;
+                    continue;
+                };
+                latencies.push(t.elapsed());
+                // Then the result card's QR image, as the browser fetches it.
+                let t = Instant::now();
+                let qr = client
+                    .get(format!(
+                        "{base}/sessions/{}/qr.svg",
+                        created["summary"]["public_id"].as_str().unwrap_or_default()
+                    ))
+                    .send()
+                    .await;
+                let drawn = match qr {
+                    Ok(r) if r.status().is_success() => {
+                        r.text().await.is_ok_and(|svg| svg.contains("<svg"))
+                    }
                     _ => false,
                 };
-                if ok {
-                    latencies.push(t.elapsed());
+                if drawn {
+                    qr_latencies.push(t.elapsed());
                 } else {
-                    errors += 1;
+                    qr_errors += 1;
                 }
             }
-            (latencies, errors)
+            (latencies, errors, qr_latencies, qr_errors)
         }));
     }
     let (mut all, mut errors) = (Vec::new(), 0);
+    let (mut all_qr, mut qr_errors) = (Vec::new(), 0);
     for task in tasks {
-        let (l, e) = task.await.unwrap();
+        let (l, e, ql, qe) = task.await.unwrap();
         all.extend(l);
         errors += e;
+        all_qr.extend(ql);
+        qr_errors += qe;
     }
-    report(
-        "kyc-desk-create-link",
-        backend,
-        all,
-        errors,
-        started.elapsed(),
-    );
+    let elapsed = started.elapsed();
+    report("kyc-desk-create-link", backend, all, errors, elapsed);
+    report("kyc-desk-qr-image", backend, all_qr, qr_errors, elapsed);
     let report = state.audit.verify(&state.db).await.unwrap();
     println!("audit chain after the run: {}", report.summary());
 }

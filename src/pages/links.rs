@@ -562,11 +562,13 @@ fn LinkResultCard(initial: SessionDetail, on_new: Callback<()>) -> impl IntoView
 /// the expiry with a countdown, and the send buttons.
 #[component]
 pub fn HandOver(detail: SessionDetail, on_sent: Callback<SessionDetail>) -> impl IntoView {
-    let qr = detail.qr_svg.clone().map(|svg| {
-        // The XML declaration means nothing inside HTML.
-        let svg = svg.find("<svg").map(|at| svg[at..].to_string()).unwrap_or(svg);
+    // Drawn by the server on its own request, so the link shows without waiting for it.
+    let qr = detail.link_url.as_ref().map(|_| {
+        let src = format!("/sessions/{}/qr.svg", detail.summary.public_id);
         view! {
-            <div class="qr" data-testid="link-qr" role="img" aria-label="QR code of the link" inner_html=svg></div>
+            <div class="qr">
+                <img data-testid="link-qr" src=src width="206" height="206" alt="QR code of the link" />
+            </div>
         }
     });
     let expiry = detail.expires_at_unix.map(|at| {

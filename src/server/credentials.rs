@@ -487,12 +487,8 @@ pub async fn test_connection(
                 .unwrap_or_default();
             let creds = message_central::McCredentials::from_stored(&settings, &mut secrets);
             if trial
-                && !repo::reserve_trial_link(
-                    &state.db.pool,
-                    row.id,
-                    crate::credentials::TRIAL_LINKS,
-                )
-                .await?
+                && !repo::reserve_trial_link(&state.db, row.id, crate::credentials::TRIAL_LINKS)
+                    .await?
             {
                 return Err(AppError::Conflict(format!(
                     "{} A test would fail.",
@@ -505,7 +501,7 @@ pub async fn test_connection(
                     .as_ref()
                     .is_err_and(|error| !error.may_have_reached_provider())
             {
-                repo::release_trial_link(&state.db.pool, row.id).await?;
+                repo::release_trial_link(&state.db, row.id).await?;
             }
             match result {
                 Ok(link) => (

@@ -40,20 +40,19 @@ pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let context_state = state.clone();
     let shell_options = state.leptos_options.clone();
-    let sessions =
-        SessionManagerLayer::new(db::sessions::SqlSessionStore::new(state.db.pool.clone()))
-            .with_name(SESSION_COOKIE)
-            .with_http_only(true)
-            .with_same_site(SameSite::Strict)
-            .with_secure(state.config.cookie_secure)
-            .with_path("/")
-            // The store keeps a session up to the absolute timeout; the idle timeout is
-            // enforced (and its end recorded in the audit log) by `auth::authenticate`.
-            .with_expiry(Expiry::OnInactivity(
-                tower_sessions::cookie::time::Duration::seconds(
-                    state.config.session_absolute_timeout.as_secs() as i64,
-                ),
-            ));
+    let sessions = SessionManagerLayer::new(db::sessions::SqlSessionStore::new(state.db.clone()))
+        .with_name(SESSION_COOKIE)
+        .with_http_only(true)
+        .with_same_site(SameSite::Strict)
+        .with_secure(state.config.cookie_secure)
+        .with_path("/")
+        // The store keeps a session up to the absolute timeout; the idle timeout is
+        // enforced (and its end recorded in the audit log) by `auth::authenticate`.
+        .with_expiry(Expiry::OnInactivity(
+            tower_sessions::cookie::time::Duration::seconds(
+                state.config.session_absolute_timeout.as_secs() as i64,
+            ),
+        ));
 
     let mut router = Router::new();
     if state.config.sandbox {
@@ -65,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/audit/export.csv", get(audit_export))
         .route("/sessions/export.csv", get(sessions_export))
+        .route("/sessions/{public_id}/qr.svg", get(session_qr))
         .route("/kyc/return", get(kyc_return_by_journey))
         .route("/kyc/return/{public_id}", get(kyc_return))
         .leptos_routes_with_context(
@@ -773,7 +773,7 @@ async fn audit_export(
 
     const PATH: &str = "/audit/export.csv";
     let (meta, user) =
-        match export_caller(&state, &request, PATH, &[Role::Auditor, Role::Admin]).await {
+        match download_caller(&state, &request, PATH, &[Role::Auditor, Role::Admin]).await {
             Ok(caller) => caller,
             Err(refused) => return refused,
         };
@@ -901,6 +901,65 @@ async fn kyc_return_by_journey(State(state): State<AppState>, uri: axum::http::U
     return_page(recorded)
 }
 
+/// `GET /sessions/{public_id}/qr.svg`: the QR code of an open session's link, for any signed-in
+/// staff member (it is the link itself, which everyone who may open the session sees). Drawn
+/// on the server on request rather than inside the call that creates the link, so creating a
+/// link never waits for it. Like every page, it is not stored by the browser (`no-store`).
+async fn session_qr(
+    State(state): State<AppState>,
+    axum::extract::Path(public_id): axum::extract::Path<String>,
+    request: Request,
+) -> Response {
+    use crate::types::Role;
+    let path = request.uri().path().to_string();
+    let (meta, _user) = match download_caller(
+        &state,
+        &request,
+        &path,
+        &[Role::Operator, Role::Admin, Role::Auditor],
+    )
+    .await
+    {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
+    let no_link = || {
+        error_response(
+            &path,
+            AppError::NotFound("This session has no open link, so it has no QR code.".into()),
+        )
+    };
+    let row = match db::links::find_public(&state.db.pool, &public_id).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return no_link(),
+        Err(error) => {
+            tracing::error!(request_id = %meta.request_id, %error, "QR code: session lookup failed");
+            return error_response(
+                &path,
+                AppError::Unavailable(
+                    "The database is not reachable right now. Try again in a moment.".into(),
+                ),
+            );
+        }
+    };
+    let open = crate::types::KycStatus::parse(&row.status).is_some_and(|s| s.is_open());
+    let (Some(url), true) = (row.link_url, open) else {
+        return no_link();
+    };
+    match tokio::task::spawn_blocking(move || crate::server::links::qr_svg(&url)).await {
+        Ok(Some(svg)) => ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
+        Ok(None) | Err(_) => {
+            tracing::error!(request_id = %meta.request_id, session = %public_id, "QR code could not be drawn");
+            error_response(
+                &path,
+                AppError::Internal {
+                    request_id: meta.request_id.clone(),
+                },
+            )
+        }
+    }
+}
+
 /// `GET /sessions/export.csv?<filters>[&contacts=1]`: the filtered sessions as CSV, streamed
 /// page by page. Phone and email are masked unless an admin asks for contact details.
 async fn sessions_export(
@@ -913,7 +972,7 @@ async fn sessions_export(
     use futures::StreamExt as _;
 
     const PATH: &str = "/sessions/export.csv";
-    let (meta, user) = match export_caller(
+    let (meta, user) = match download_caller(
         &state,
         &request,
         PATH,
@@ -1066,10 +1125,10 @@ fn csv_download(
         .into_response()
 }
 
-/// The signed-in caller of an export (the page guard leaves files to their handlers): 401
+/// The signed-in caller of an export or an image (the page guard leaves files to their handlers): 401
 /// without a session, 403 (recorded as denied) when their role is not in `roles` or they must
 /// still change their password.
-fn export_caller<'a>(
+fn download_caller<'a>(
     state: &'a AppState,
     request: &Request,
     path: &'a str,
@@ -1077,10 +1136,10 @@ fn export_caller<'a>(
 ) -> impl Future<Output = Result<(RequestMeta, auth::AuthUser), Response>> + Send + 'a {
     let meta = meta_from(state, request.extensions(), request.headers());
     let session = request.extensions().get::<Session>().cloned();
-    authorised_exporter(state, meta, session, path, roles)
+    authorised_downloader(state, meta, session, path, roles)
 }
 
-async fn authorised_exporter(
+async fn authorised_downloader(
     state: &AppState,
     meta: RequestMeta,
     session: Option<Session>,
@@ -1094,7 +1153,7 @@ async fn authorised_exporter(
         Ok(Some(user)) => user,
         Ok(None) => return Err(error_response(path, AppError::Unauthorized)),
         Err(error) => {
-            tracing::error!(request_id = %meta.request_id, %error, "export authentication failed");
+            tracing::error!(request_id = %meta.request_id, %error, "download authentication failed");
             let refusal = if error.is_unavailable() {
                 AppError::Unavailable(
                     "The database is not reachable right now. Try again in a moment.".into(),

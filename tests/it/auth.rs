@@ -1127,3 +1127,41 @@ both_backends!(
         assert_eq!(second.whoami(&client).await["email"], "op@example.com");
     }
 );
+
+/// On SQLite a session write (every few seconds per signed-in user) queues for the process's
+/// write turn like every other writer, rather than meeting an open write transaction in
+/// SQLite's busy handler, which sleeps in growing steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_session_writes_wait_for_the_write_turn() {
+    use tower_sessions::SessionStore as _;
+    use tower_sessions::cookie::time::{Duration as CookieDuration, OffsetDateTime};
+    let app = TestApp::start(common::Backend::Sqlite).await;
+    let store = db::sessions::SqlSessionStore::new(app.state.db.clone());
+    let mut record = tower_sessions::session::Record {
+        id: Default::default(),
+        data: Default::default(),
+        expiry_date: OffsetDateTime::now_utc() + CookieDuration::hours(1),
+    };
+    let turn = app
+        .state
+        .db
+        .write_turn()
+        .await
+        .expect("SQLite writers take turns");
+    let writer = tokio::spawn({
+        let store = store.clone();
+        async move { store.create(&mut record).await.map(|()| record.id) }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !writer.is_finished(),
+        "a session write went ahead while another writer held the turn"
+    );
+    drop(turn);
+    let id = tokio::time::timeout(std::time::Duration::from_secs(10), writer)
+        .await
+        .expect("the session write goes ahead once the turn is free")
+        .unwrap()
+        .unwrap();
+    assert!(store.load(&id).await.unwrap().is_some());
+}

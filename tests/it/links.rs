@@ -144,7 +144,39 @@ both_backends!(
             link.starts_with(&format!("{}/sandbox/journey/", app.base)),
             "{link}"
         );
-        assert!(first["qr_svg"].as_str().unwrap().contains("<svg"));
+        // The result card (built from what the call wrote) is exactly the stored session.
+        let stored = detail(
+            &app,
+            &operator,
+            first["summary"]["public_id"].as_str().unwrap(),
+        )
+        .await;
+        assert_eq!(first, stored);
+        assert_eq!(
+            first["timeline"].as_array().unwrap().len(),
+            2,
+            "{}",
+            first["timeline"]
+        );
+
+        // The QR code is an image of its own, drawn for signed-in staff only.
+        let qr_path = format!(
+            "{}/sessions/{}/qr.svg",
+            app.base,
+            first["summary"]["public_id"].as_str().unwrap()
+        );
+        let qr = operator.get(&qr_path).send().await.unwrap();
+        assert_eq!(qr.status(), StatusCode::OK);
+        assert_eq!(qr.headers()["content-type"], "image/svg+xml");
+        assert!(qr.text().await.unwrap().contains("<svg"));
+        let anonymous = app.client().get(&qr_path).send().await.unwrap();
+        assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+        let unknown = operator
+            .get(format!("{}/sessions/nosuchsession/qr.svg", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
         assert!(first["expires_at_unix"].as_i64().unwrap() > kyc_desk::server::db::now() + 25 * 60);
 
         // The same form again (a double click, a resubmission): the same session, no call.
@@ -512,6 +544,7 @@ both_backends!(
         let eko = |name: &str| link_args("eko:uat:digilocker", name, "9876543210", &[]);
         let first = create(&app, &operator, &eko("Asha Rao")).await;
         let first_id = first["summary"]["public_id"].as_str().unwrap().to_string();
+        assert_eq!(first, detail(&app, &operator, &first_id).await);
 
         // Regenerate: a new link, the old one superseded, both linked.
         let (status, new) = app
@@ -525,6 +558,7 @@ both_backends!(
         let new_id = new["summary"]["public_id"].as_str().unwrap().to_string();
         assert_ne!(new_id, first_id);
         assert_eq!(new["supersedes"], first_id.as_str());
+        assert_eq!(new, detail(&app, &operator, &new_id).await);
         let old = detail(&app, &operator, &first_id).await;
         assert_eq!(old["summary"]["status"], "superseded");
         assert_eq!(old["superseded_by"], new_id.as_str());
@@ -536,6 +570,12 @@ both_backends!(
             .await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(cancelled["summary"]["status"], "cancelled");
+        let qr = operator
+            .get(format!("{}/sessions/{new_id}/qr.svg", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(qr.status(), StatusCode::NOT_FOUND, "no QR code once closed");
         let (status, body) = app
             .call(&operator, "cancel_link", &[("public_id", &new_id)])
             .await;

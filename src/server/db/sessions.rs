@@ -2,6 +2,7 @@
 //! app instance behind a load balancer sees the same sessions, and all sessions of one user
 //! can be ended at once.
 
+use super::Db;
 use async_trait::async_trait;
 use sqlx::AnyPool;
 use tower_sessions::session::{Id, Record};
@@ -10,16 +11,17 @@ use tower_sessions::session_store::{self, SessionStore};
 /// Key of the signed-in user's data inside a session record.
 pub const AUTH_KEY: &str = "auth";
 
-/// Session store over the application's pool.
+/// Session store over the application's database. Its writes take the SQLite write turn
+/// like every other writer (a signed-in user's session is rewritten every few seconds).
 #[derive(Clone, Debug)]
 pub struct SqlSessionStore {
-    pool: AnyPool,
+    db: Db,
 }
 
 impl SqlSessionStore {
-    /// A store over `pool`.
-    pub fn new(pool: AnyPool) -> Self {
-        SqlSessionStore { pool }
+    /// A store over `db`.
+    pub fn new(db: Db) -> Self {
+        SqlSessionStore { db }
     }
 }
 
@@ -49,6 +51,7 @@ impl SessionStore for SqlSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         let data = serde_json::to_string(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let _turn = self.db.write_turn().await;
         // A fresh id collides with astronomically small probability; retry rather than overwrite.
         loop {
             let inserted = sqlx::query(
@@ -59,7 +62,7 @@ impl SessionStore for SqlSessionStore {
             .bind(user_id_of(record))
             .bind(&data)
             .bind(record.expiry_date.unix_timestamp())
-            .execute(&self.pool)
+            .execute(&self.db.pool)
             .await
             .map_err(backend)?;
             if inserted.rows_affected() == 1 {
@@ -72,6 +75,7 @@ impl SessionStore for SqlSessionStore {
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let data = serde_json::to_string(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let _turn = self.db.write_turn().await;
         sqlx::query(
             "INSERT INTO auth_sessions (id, user_id, data, expires_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, data = excluded.data, \
@@ -81,7 +85,7 @@ impl SessionStore for SqlSessionStore {
         .bind(user_id_of(record))
         .bind(&data)
         .bind(record.expiry_date.unix_timestamp())
-        .execute(&self.pool)
+        .execute(&self.db.pool)
         .await
         .map_err(backend)?;
         Ok(())
@@ -93,7 +97,7 @@ impl SessionStore for SqlSessionStore {
         )
         .bind(id.to_string())
         .bind(super::now())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db.pool)
         .await
         .map_err(backend)?;
         let Some((data, expires_at)) = row else {
@@ -112,9 +116,10 @@ impl SessionStore for SqlSessionStore {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        let _turn = self.db.write_turn().await;
         sqlx::query("DELETE FROM auth_sessions WHERE id = $1")
             .bind(id.to_string())
-            .execute(&self.pool)
+            .execute(&self.db.pool)
             .await
             .map_err(backend)?;
         Ok(())

@@ -19,6 +19,7 @@ use crate::types::{
     SessionDetail, SessionFilter, SessionPage, SessionSummary, TimelineEvent,
 };
 use crate::validation;
+use secrecy::SecretString;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -342,6 +343,7 @@ struct ProviderLink {
 async fn call_provider(
     state: &AppState,
     row: &CredentialRow,
+    unlocked: Result<(BTreeMap<String, String>, BTreeMap<String, SecretString>), AppError>,
     flow: &str,
     public_id: &str,
     client_ref_id: Option<&str>,
@@ -353,8 +355,7 @@ async fn call_provider(
     } else {
         "message_central"
     };
-    let (settings, mut secrets) = vault_credentials::unlock_row(state, row)
-        .await
+    let (settings, mut secrets) = unlocked
         .map_err(|e| ProviderError::Config(format!("the credential could not be read ({e})")))?;
     let setting = |name: &str| settings.get(name).cloned().unwrap_or_default();
     let now = db::now();
@@ -507,7 +508,7 @@ async fn start(
     let trial = provider == "message_central" && checked.environment == "trial";
     if trial
         && !credential_repo::reserve_trial_link(
-            &state.db.pool,
+            &state.db,
             credential.id,
             crate::credentials::TRIAL_LINKS,
         )
@@ -522,7 +523,12 @@ async fn start(
             crate::credentials::trial_links_used_up(),
         ));
     }
-    let written: Result<Creating, AppError> = async {
+    let asked = format!(
+        "Asked {} for a link.",
+        provider_label(provider, &checked.flow)
+    );
+    // The credential's secrets are read and opened while the row is written.
+    let writing = async {
         let mut tx = state.db.begin().await?;
         let inserted = repo::insert(
             &mut tx,
@@ -560,25 +566,15 @@ async fn start(
             }
             Err(error) => return Err(error.into()),
         };
-        repo::add_event(
-            &mut tx,
-            id,
-            "creating",
-            &user.email,
-            &format!(
-                "Asked {} for a link.",
-                provider_label(provider, &checked.flow)
-            ),
-            now,
-        )
-        .await?;
+        repo::add_event(&mut tx, id, "creating", &user.email, &asked, now).await?;
         tx.commit().await?;
         Ok(Creating::Written(id))
-    }
-    .await;
+    };
+    let (written, unlocked): (Result<Creating, AppError>, _) =
+        tokio::join!(writing, vault_credentials::unlock_row(state, credential));
     if trial
         && !matches!(written, Ok(Creating::Written(_)))
-        && let Err(error) = credential_repo::release_trial_link(&state.db.pool, credential.id).await
+        && let Err(error) = credential_repo::release_trial_link(&state.db, credential.id).await
     {
         tracing::error!(%error, "could not give back an unused Message Central trial link");
     }
@@ -590,6 +586,7 @@ async fn start(
     let answer = call_provider(
         state,
         credential,
+        unlocked,
         &checked.flow,
         &public_id,
         client_ref_id.as_deref(),
@@ -619,21 +616,22 @@ async fn start(
         && answer
             .as_ref()
             .is_err_and(|error| !error.may_have_reached_provider())
-        && let Err(error) = credential_repo::release_trial_link(&state.db.pool, credential.id).await
+        && let Err(error) = credential_repo::release_trial_link(&state.db, credential.id).await
     {
         tracing::error!(%error, "could not give back an unused Message Central trial link");
     }
-    // The link's QR code is drawn while the answer is written.
-    let mut qr = None;
+    // On the usual path this request wrote the new session's whole row and timeline, so the
+    // result card is built from what was written rather than read back.
+    let mut known = None;
     let event = match answer {
         Ok(link) => {
-            qr = Some(start_qr(link.url.clone()));
             let text = search_text(&[
                 Some(&text),
                 link.journey_id.as_deref(),
                 link.reference_id.as_deref(),
             ]);
             let first_poll = (provider == "eko").then_some(db::now() + jobs::POLL_DELAYS[0]);
+            let created_at = db::now();
             if !repo::mark_created(
                 &mut tx,
                 id,
@@ -646,7 +644,7 @@ async fn start(
                     next_poll_at: first_poll,
                     search_text: &text,
                 },
-                db::now(),
+                created_at,
             )
             .await?
             {
@@ -662,18 +660,59 @@ async fn start(
                 )
                 .await?;
             } else {
-                repo::add_event(
-                    &mut tx,
+                let created = format!(
+                    "Link created; valid until {}.",
+                    db::format_time(link.expires_at)
+                );
+                repo::add_event(&mut tx, id, "created", &user.email, &created, created_at).await?;
+                let timeline = [
+                    ("creating", now, asked.clone()),
+                    ("created", created_at, created),
+                ]
+                .into_iter()
+                .map(|(kind, at, detail)| TimelineEvent {
+                    at: db::format_time(at),
+                    kind: kind.into(),
+                    actor: user.email.clone(),
+                    detail,
+                })
+                .collect::<Vec<_>>();
+                let row = SessionRow {
                     id,
-                    "created",
-                    &user.email,
-                    &format!(
-                        "Link created; valid until {}.",
-                        db::format_time(link.expires_at)
-                    ),
-                    db::now(),
-                )
-                .await?;
+                    public_id: public_id.clone(),
+                    idempotency_key: checked.idempotency_key.clone(),
+                    provider: provider.to_string(),
+                    flow: checked.flow.clone(),
+                    environment: checked.environment.clone(),
+                    credential_id: credential.id,
+                    sandbox: i64::from(checked.option.sandbox),
+                    customer_name: checked.customer_name.clone(),
+                    phone: checked.phone.clone(),
+                    email: checked.email.clone(),
+                    internal_ref: checked.internal_ref.clone(),
+                    documents: documents.clone(),
+                    consent_note: CONSENT_NOTE.to_string(),
+                    status: KycStatus::Created.as_str().to_string(),
+                    link_url: Some(link.url.clone()),
+                    expires_at: Some(link.expires_at),
+                    provider_token: link.token.clone(),
+                    journey_id: link.journey_id.clone(),
+                    reference_id: link.reference_id.clone(),
+                    client_ref_id: client_ref_id.clone(),
+                    verification_id: None,
+                    result: None,
+                    last_error: None,
+                    created_by: user.id,
+                    created_at: now,
+                    updated_at: created_at,
+                    ended_at: None,
+                    supersedes: supersedes.map(|s| s.id),
+                    superseded_by: None,
+                    next_poll_at: first_poll,
+                    poll_count: 0,
+                    creator_email: user.email.clone(),
+                };
+                known = Some((row, timeline));
             }
             if let Some(old) = supersedes {
                 // Only an open session changes state; a failed or expired one is just linked.
@@ -728,13 +767,33 @@ async fn start(
                 .detail(base_detail)
         }
     };
-    let row = repo::find(&mut tx, id)
-        .await?
-        .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
+    // On the usual path this request knows the whole row it wrote; otherwise it is read.
+    let (row, timeline) = match known {
+        Some((row, timeline)) => (row, Some(timeline)),
+        None => {
+            let row = repo::find(&mut tx, id)
+                .await?
+                .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
+            (row, None)
+        }
+    };
     // Last, so the chain lock is held only for the append and the commit.
     state.audit.append(&mut tx, meta, &event).await?;
     tx.commit().await?;
-    detail_with_channels(state, &row, true, channels, qr).await
+    match timeline {
+        Some(timeline) => Ok(detail_from(
+            &row,
+            true,
+            channels,
+            timeline,
+            Vec::new(),
+            Related {
+                supersedes: supersedes.map(|old| old.public_id.clone()),
+                superseded_by: None,
+            },
+        )),
+        None => detail_of(state, &row, true).await,
+    }
 }
 
 fn summary_of(row: &SessionRow) -> SessionSummary {
@@ -758,16 +817,9 @@ fn summary_of(row: &SessionRow) -> SessionSummary {
     }
 }
 
-/// A QR code being drawn on a blocking thread.
-type PendingQr = tokio::task::JoinHandle<Option<String>>;
-
-/// Starts drawing the QR code of `url`. Encoding tries eight masks over the whole symbol, about
-/// a millisecond of CPU: off the request threads, and alongside the caller's database work.
-fn start_qr(url: String) -> PendingQr {
-    tokio::task::spawn_blocking(move || qr_svg(&url))
-}
-
-/// An SVG QR code of `text` (our own markup, safe to embed).
+/// An SVG QR code of `text` (our own markup). Served as an image by
+/// `GET /sessions/{public_id}/qr.svg`; encoding tries eight masks over the whole symbol, about
+/// a millisecond of CPU, so callers draw it on a blocking thread.
 pub fn qr_svg(text: &str) -> Option<String> {
     let code = qrcode::QrCode::new(text.as_bytes()).ok()?;
     Some(
@@ -784,27 +836,70 @@ async fn detail_of(
     show_contacts: bool,
 ) -> Result<SessionDetail, AppError> {
     let channels = send::configured_channels(state).await?;
-    detail_with_channels(state, row, show_contacts, channels, None).await
-}
-
-/// [`detail_of`] for a caller that already knows the configured sending channels.
-async fn detail_with_channels(
-    state: &AppState,
-    row: &SessionRow,
-    show_contacts: bool,
-    channels: Vec<String>,
-    qr_started: Option<PendingQr>,
-) -> Result<SessionDetail, AppError> {
-    let status = status_of(row);
-    let link_url = row.link_url.clone().filter(|_| status.is_open());
-    // The QR code is drawn on another thread while the timeline is read.
-    let qr = link_url
-        .clone()
-        .map(|url| qr_started.unwrap_or_else(|| start_qr(url)));
     let (events, deliveries) = tokio::try_join!(
         repo::events(&state.db.pool, row.id),
         repo::deliveries(&state.db.pool, row.id)
     )?;
+    let public_of = |id: Option<i64>| async move {
+        match id {
+            Some(id) => {
+                let mut conn = state.db.pool.acquire().await?;
+                Ok::<_, AppError>(repo::find(&mut conn, id).await?.map(|r| r.public_id))
+            }
+            None => Ok(None),
+        }
+    };
+    let related = Related {
+        supersedes: public_of(row.supersedes).await?,
+        superseded_by: public_of(row.superseded_by).await?,
+    };
+    Ok(detail_from(
+        row,
+        show_contacts,
+        channels,
+        events.into_iter().map(timeline_event).collect(),
+        deliveries.into_iter().map(delivery_view).collect(),
+        related,
+    ))
+}
+
+/// The public ids of the sessions a session replaced and was replaced by.
+struct Related {
+    supersedes: Option<String>,
+    superseded_by: Option<String>,
+}
+
+fn timeline_event(event: repo::EventRow) -> TimelineEvent {
+    TimelineEvent {
+        at: db::format_time(event.at),
+        kind: event.kind,
+        actor: event.actor,
+        detail: event.detail,
+    }
+}
+
+fn delivery_view(delivery: repo::DeliveryRow) -> DeliveryView {
+    DeliveryView {
+        id: delivery.id,
+        channel: delivery.channel,
+        destination: delivery.destination_masked,
+        outcome: delivery.outcome,
+        error: delivery.error,
+        by: delivery.by_email.unwrap_or_default(),
+        at: db::format_time(delivery.attempted_at),
+    }
+}
+
+/// A session's detail from its row and what is known about its timeline and deliveries.
+fn detail_from(
+    row: &SessionRow,
+    show_contacts: bool,
+    channels: Vec<String>,
+    timeline: Vec<TimelineEvent>,
+    deliveries: Vec<DeliveryView>,
+    related: Related,
+) -> SessionDetail {
+    let status = status_of(row);
     let mut provider_ids = Vec::new();
     for (label, value) in [
         ("Journey id", &row.journey_id),
@@ -821,24 +916,9 @@ async fn detail_with_channels(
         .as_deref()
         .and_then(|r| serde_json::from_str(r).ok())
         .unwrap_or_default();
-    let public_of = |id: Option<i64>| async move {
-        match id {
-            Some(id) => {
-                let mut conn = state.db.pool.acquire().await?;
-                Ok::<_, AppError>(repo::find(&mut conn, id).await?.map(|r| r.public_id))
-            }
-            None => Ok(None),
-        }
-    };
-    Ok(SessionDetail {
+    SessionDetail {
         summary: summary_of(row),
-        qr_svg: match qr {
-            Some(pending) => pending
-                .await
-                .map_err(|error| crate::server::web::internal_error(&error, false))?,
-            None => None,
-        },
-        link_url,
+        link_url: row.link_url.clone().filter(|_| status.is_open()),
         expires_at_unix: row.expires_at.filter(|_| status.is_open()),
         email_masked: row.email.as_deref().map(|e| {
             if show_contacts {
@@ -858,32 +938,13 @@ async fn detail_with_channels(
         provider_ids,
         result,
         last_error: row.last_error.clone(),
-        supersedes: public_of(row.supersedes).await?,
-        superseded_by: public_of(row.superseded_by).await?,
-        timeline: events
-            .into_iter()
-            .map(|e| TimelineEvent {
-                at: db::format_time(e.at),
-                kind: e.kind,
-                actor: e.actor,
-                detail: e.detail,
-            })
-            .collect(),
-        deliveries: deliveries
-            .into_iter()
-            .map(|d| DeliveryView {
-                id: d.id,
-                channel: d.channel,
-                destination: d.destination_masked,
-                outcome: d.outcome,
-                error: d.error,
-                by: d.by_email.unwrap_or_default(),
-                at: db::format_time(d.attempted_at),
-            })
-            .collect(),
+        supersedes: related.supersedes,
+        superseded_by: related.superseded_by,
+        timeline,
+        deliveries,
         channels,
         has_email: row.email.is_some(),
-    })
+    }
 }
 
 async fn session(state: &AppState, public_id: &str) -> Result<SessionRow, AppError> {
