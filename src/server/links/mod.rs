@@ -595,6 +595,17 @@ async fn start(
     )
     .await;
 
+    // The reserved trial link goes back only when the call provably never left (the
+    // credential could not be read, or no connection was made); before the write below,
+    // which holds the SQLite write turn this statement also takes.
+    if trial
+        && answer
+            .as_ref()
+            .is_err_and(|error| !error.may_have_reached_provider())
+        && let Err(error) = credential_repo::release_trial_link(&state.db, credential.id).await
+    {
+        tracing::error!(%error, "could not give back an unused Message Central trial link");
+    }
     let mut tx = state.db.begin().await?;
     let audit_object = ("kyc_session", public_id.clone());
     let base_detail = serde_json::json!({
@@ -610,16 +621,6 @@ async fn start(
     } else {
         "link.create"
     };
-    // The reserved trial link goes back only when the call provably never left (the
-    // credential could not be read, or no connection was made).
-    if trial
-        && answer
-            .as_ref()
-            .is_err_and(|error| !error.may_have_reached_provider())
-        && let Err(error) = credential_repo::release_trial_link(&state.db, credential.id).await
-    {
-        tracing::error!(%error, "could not give back an unused Message Central trial link");
-    }
     // On the usual path this request wrote the new session's whole row and timeline, so the
     // result card is built from what was written rather than read back.
     let mut known = None;
