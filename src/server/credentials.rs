@@ -305,11 +305,11 @@ pub async fn unlock(
     Ok(Some((row, settings, secrets)))
 }
 
+/// A credential version's settings and its opened secrets, by field name.
+pub type Unlocked = (BTreeMap<String, String>, BTreeMap<String, SecretString>);
+
 /// The settings and decrypted secrets of one stored credential version.
-pub async fn unlock_row(
-    state: &AppState,
-    row: &repo::CredentialRow,
-) -> Result<(BTreeMap<String, String>, BTreeMap<String, SecretString>), AppError> {
+pub async fn unlock_row(state: &AppState, row: &repo::CredentialRow) -> Result<Unlocked, AppError> {
     let vault = state.vault.as_deref().ok_or_else(no_vault)?;
     let settings: BTreeMap<String, String> =
         serde_json::from_str(&row.settings).unwrap_or_default();

@@ -19,7 +19,6 @@ use crate::types::{
     SessionDetail, SessionFilter, SessionPage, SessionSummary, TimelineEvent,
 };
 use crate::validation;
-use secrecy::SecretString;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -343,7 +342,7 @@ struct ProviderLink {
 async fn call_provider(
     state: &AppState,
     row: &CredentialRow,
-    unlocked: Result<(BTreeMap<String, String>, BTreeMap<String, SecretString>), AppError>,
+    unlocked: Result<vault_credentials::Unlocked, AppError>,
     flow: &str,
     public_id: &str,
     client_ref_id: Option<&str>,
