@@ -522,6 +522,16 @@ async fn links(url: &str, operators: usize, seconds: u64, pace_ms: u64) {
     let elapsed = started.elapsed();
     report("kyc-desk-create-link", backend, all, errors, elapsed);
     report("kyc-desk-qr-image", backend, all_qr, qr_errors, elapsed);
+    // Where the creations' time went, measured inside the server.
+    for (phase, mut took) in kyc_desk::server::timing::take() {
+        took.sort();
+        println!(
+            "  phase {phase:<36} n={:<5} p50_ms={:.2} p99_ms={:.2}",
+            took.len(),
+            percentile(&took, 0.50),
+            percentile(&took, 0.99)
+        );
+    }
     let report = state.audit.verify(&state.db).await.unwrap();
     println!("audit chain after the run: {}", report.summary());
 }

@@ -11,5 +11,6 @@ pub mod notify;
 pub mod providers;
 pub mod sandbox;
 pub mod state;
+pub mod timing;
 pub mod vault;
 pub mod web;

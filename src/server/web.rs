@@ -645,7 +645,12 @@ async fn server_fn_guard(
         return error_response(&path, AppError::Unauthorized);
     };
     let meta = meta_from(&state, request.extensions(), request.headers());
-    let user = match auth::authenticate(&state, &session, &meta).await {
+    let started = std::time::Instant::now();
+    let authenticated = auth::authenticate(&state, &session, &meta).await;
+    if endpoint == "create_link" {
+        crate::server::timing::record("1 door: session and user", started);
+    }
+    let user = match authenticated {
         Ok(user) => user,
         Err(error) => {
             let unavailable = error.is_unavailable();

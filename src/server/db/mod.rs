@@ -95,6 +95,9 @@ pub struct Db {
     alive: Arc<()>,
 }
 
+/// A pooled connection idle this long is pinged before it is used again.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// SQLite checkpoints on its own only once the log holds this many pages (about 40 MB).
 const WAL_SAFETY_NET_PAGES: u32 = 10_000;
 
@@ -183,6 +186,19 @@ impl Db {
             .max_connections(match backend {
                 Backend::Sqlite => 8,
                 Backend::Postgres => 16,
+            })
+            // sqlx already pings every connection as it goes back to the pool (and closes a
+            // broken one), so pinging again as it comes out only doubles the round trips of a
+            // short query. Only a connection that sat idle for a while, long enough for the
+            // server to have gone away meanwhile, is pinged before use.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IDLE_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
             });
         if backend == Backend::Sqlite {
             pool_options = pool_options.after_connect(|conn, _meta| {

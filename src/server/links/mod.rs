@@ -14,6 +14,7 @@ use crate::server::db::links::{self as repo, SessionRow};
 use crate::server::db::{self, credentials as credential_repo};
 use crate::server::providers::{ProviderError, eko, message_central};
 use crate::server::state::AppState;
+use crate::server::timing;
 use crate::types::{
     AppError, DeliveryView, FieldError, KycStatus, LinkFormOptions, LinkOption, NewLinkInput, Role,
     SessionDetail, SessionFilter, SessionPage, SessionSummary, TimelineEvent,
@@ -410,7 +411,9 @@ pub async fn create(
     user: &AuthUser,
     input: NewLinkInput,
 ) -> Result<SessionDetail, AppError> {
+    let started = std::time::Instant::now();
     let active = credential_repo::list_active(&state.db.pool).await?;
+    timing::record("2 active credentials", started);
     let options = options_with_credentials(state, &active);
     let offered: Vec<LinkOption> = options.iter().map(|(o, _)| o.clone()).collect();
     let checked = match check_input(&input, &offered) {
@@ -569,8 +572,14 @@ async fn start(
         tx.commit().await?;
         Ok(Creating::Written(id))
     };
-    let (written, unlocked): (Result<Creating, AppError>, _) =
-        tokio::join!(writing, vault_credentials::unlock_row(state, credential));
+    let started = std::time::Instant::now();
+    let unlocking = async {
+        let unlocked = vault_credentials::unlock_row(state, credential).await;
+        timing::record("3b credential secrets (alongside)", started);
+        unlocked
+    };
+    let (written, unlocked): (Result<Creating, AppError>, _) = tokio::join!(writing, unlocking);
+    timing::record("3 creating write", started);
     if trial
         && !matches!(written, Ok(Creating::Written(_)))
         && let Err(error) = credential_repo::release_trial_link(&state.db, credential.id).await
@@ -582,6 +591,7 @@ async fn start(
         Creating::Resubmitted(existing) => return replay(state, user, *existing).await,
     };
 
+    let started = std::time::Instant::now();
     let answer = call_provider(
         state,
         credential,
@@ -605,6 +615,8 @@ async fn start(
     {
         tracing::error!(%error, "could not give back an unused Message Central trial link");
     }
+    timing::record("4 provider call", started);
+    let started = std::time::Instant::now();
     let mut tx = state.db.begin().await?;
     let audit_object = ("kyc_session", public_id.clone());
     let base_detail = serde_json::json!({
@@ -778,8 +790,11 @@ async fn start(
         }
     };
     // Last, so the chain lock is held only for the append and the commit.
+    let appending = std::time::Instant::now();
     state.audit.append(&mut tx, meta, &event).await?;
     tx.commit().await?;
+    timing::record("5b audit append and commit", appending);
+    timing::record("5 created write", started);
     match timeline {
         Some(timeline) => Ok(detail_from(
             &row,
@@ -1130,7 +1145,9 @@ pub async fn regenerate(
     if let Some(existing) = repo::find_by_key(&state.db.pool, idempotency_key.trim()).await? {
         return replay(state, user, existing).await;
     }
+    let started = std::time::Instant::now();
     let active = credential_repo::list_active(&state.db.pool).await?;
+    timing::record("2 active credentials", started);
     let options = options_with_credentials(state, &active);
     let offered: Vec<LinkOption> = options.iter().map(|(o, _)| o.clone()).collect();
     let option_id = format!("{}:{}:{}", row.provider, row.environment, row.flow);
