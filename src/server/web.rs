@@ -934,6 +934,16 @@ async fn session_qr(
             AppError::NotFound("This session has no open link, so it has no QR code.".into()),
         )
     };
+    // Public ids are lower-case letters (hex digits too, in sessions made by early versions);
+    // anything else names no session (and a NUL, say, must not reach the database as a query
+    // error).
+    if public_id.is_empty()
+        || !public_id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
+        return no_link();
+    }
     let row = match db::links::find_public(&state.db.pool, &public_id).await {
         Ok(Some(row)) => row,
         Ok(None) => return no_link(),

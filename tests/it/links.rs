@@ -171,12 +171,14 @@ both_backends!(
         assert!(qr.text().await.unwrap().contains("<svg"));
         let anonymous = app.client().get(&qr_path).send().await.unwrap();
         assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
-        let unknown = operator
-            .get(format!("{}/sessions/nosuchsession/qr.svg", app.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+        for unknown in ["nosuchsession", "a%00b", "%27%20OR%201%3D1", "ABC"] {
+            let unknown = operator
+                .get(format!("{}/sessions/{unknown}/qr.svg", app.base))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+        }
         assert!(first["expires_at_unix"].as_i64().unwrap() > kyc_desk::server::db::now() + 25 * 60);
 
         // The same form again (a double click, a resubmission): the same session, no call.
