@@ -603,6 +603,7 @@ async fn start(
         checked.option.sandbox,
     )
     .await;
+    timing::record("4 provider call", started);
 
     // The reserved trial link goes back only when the call provably never left (the
     // credential could not be read, or no connection was made); before the write below,
@@ -615,7 +616,6 @@ async fn start(
     {
         tracing::error!(%error, "could not give back an unused Message Central trial link");
     }
-    timing::record("4 provider call", started);
     let started = std::time::Instant::now();
     let mut tx = state.db.begin().await?;
     let audit_object = ("kyc_session", public_id.clone());
@@ -779,7 +779,6 @@ async fn start(
                 .detail(base_detail)
         }
     };
-    // On the usual path this request knows the whole row it wrote; otherwise it is read.
     let (row, timeline) = match known {
         Some((row, timeline)) => (row, Some(timeline)),
         None => {
