@@ -170,7 +170,11 @@ impl TestApp {
             .headers()
             .get("location")
             .map(|v| v.to_str().unwrap().to_string());
-        (status, location, response.text().await.unwrap())
+        let body = response
+            .text()
+            .await
+            .unwrap_or_else(|error| panic!("GET {path}: the body did not arrive: {error}"));
+        (status, location, body)
     }
 
     /// Creates a user directly (as the command line would), with [`PASSWORD`].
