@@ -380,6 +380,7 @@ fn report(
 }
 
 async fn links(url: &str, operators: usize, seconds: u64, pace_ms: u64) {
+    kyc_desk::server::timing::start_recording();
     let pace = Duration::from_millis(pace_ms);
     // Operators start spread over one pace interval, not all at once.
     let offset = move |i: usize| pace.mul_f64(i as f64 / operators as f64);

@@ -788,15 +788,7 @@ async fn audit_export(
     };
     let head = match repo::head_of(&state.db.pool).await {
         Ok(head) => head,
-        Err(error) => {
-            tracing::error!(request_id = %meta.request_id, %error, "export failed");
-            return error_response(
-                PATH,
-                AppError::Unavailable(
-                    "The database is not reachable right now. Try again in a moment.".into(),
-                ),
-            );
-        }
+        Err(error) => return database_failure(PATH, &meta, "export failed", &error),
     };
     // Pin the export to the rows that existed when it started.
     let head_seq = head.as_ref().map(|(seq, _)| *seq).unwrap_or(0);
@@ -948,13 +940,7 @@ async fn session_qr(
         Ok(Some(row)) => row,
         Ok(None) => return no_link(),
         Err(error) => {
-            tracing::error!(request_id = %meta.request_id, %error, "QR code: session lookup failed");
-            return error_response(
-                &path,
-                AppError::Unavailable(
-                    "The database is not reachable right now. Try again in a moment.".into(),
-                ),
-            );
+            return database_failure(&path, &meta, "QR code: session lookup failed", &error);
         }
     };
     let open = crate::types::KycStatus::parse(&row.status).is_some_and(|s| s.is_open());
@@ -1018,15 +1004,7 @@ async fn sessions_export(
     }
     let staff: Vec<(i64, String)> = match db::users::list(&state.db.pool).await {
         Ok(users) => users.into_iter().map(|u| (u.id, u.email)).collect(),
-        Err(error) => {
-            tracing::error!(request_id = %meta.request_id, %error, "export failed");
-            return error_response(
-                PATH,
-                AppError::Unavailable(
-                    "The database is not reachable right now. Try again in a moment.".into(),
-                ),
-            );
-        }
+        Err(error) => return database_failure(PATH, &meta, "export failed", &error),
     };
     let query = match crate::server::links::parse_filter(&filter, &staff) {
         Ok(query) => query,
@@ -1206,6 +1184,22 @@ async fn authorised_downloader(
         ));
     }
     Ok((meta, user))
+}
+
+/// The answer of a file handler whose query failed: logged with the request id; 503 "try
+/// again" when the database is unreachable, otherwise a 500 carrying the request id.
+fn database_failure(path: &str, meta: &RequestMeta, what: &str, error: &sqlx::Error) -> Response {
+    tracing::error!(request_id = %meta.request_id, %error, "{what}");
+    let refusal = if db::is_unavailable(error) {
+        AppError::Unavailable(
+            "The database is not reachable right now. Try again in a moment.".into(),
+        )
+    } else {
+        AppError::Internal {
+            request_id: meta.request_id.clone(),
+        }
+    };
+    error_response(path, refusal)
 }
 
 /// Records an export before its first byte; without the record there is no export.
