@@ -47,6 +47,10 @@ pub struct Config {
     pub provider_request_timeout: Duration,
     /// How long an Eko DigiLocker link is treated as valid (Eko does not state it).
     pub eko_link_lifetime: Duration,
+    /// Last line of defence: a request whose answer has not begun after this long is answered
+    /// 503 (and logged with its request id), and an answer whose body stalls this long is cut
+    /// off, so nothing waits forever on a request that stopped.
+    pub request_deadline: Duration,
 }
 
 /// A configuration problem, naming the variable.
@@ -65,6 +69,10 @@ fn problem(variable: &'static str, problem: impl Into<String>) -> ConfigError {
         problem: problem.into(),
     }
 }
+
+/// Room the default request deadline leaves beyond one provider call (60 s with the default
+/// provider time limits).
+const DEADLINE_MARGIN: Duration = Duration::from_secs(35);
 
 /// Default database: an SQLite file under `data/`.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/kyc-desk.db";
@@ -244,6 +252,26 @@ impl Config {
         let provider_connect_timeout = duration(&get, "KYC_DESK_PROVIDER_CONNECT_TIMEOUT", "5s")?;
         let provider_request_timeout = duration(&get, "KYC_DESK_PROVIDER_TIMEOUT", "20s")?;
         let eko_link_lifetime = duration(&get, "KYC_DESK_EKO_LINK_LIFETIME", "24h")?;
+        // A link creation waits for one provider connection and answer; the deadline must
+        // leave it room, or a slow but honest provider would be cut off as a stall.
+        let provider_call = provider_connect_timeout + provider_request_timeout;
+        let request_deadline = match get("KYC_DESK_REQUEST_DEADLINE") {
+            None => provider_call + DEADLINE_MARGIN,
+            Some(_) => {
+                let deadline = duration(&get, "KYC_DESK_REQUEST_DEADLINE", "60s")?;
+                if deadline <= provider_call {
+                    return Err(problem(
+                        "KYC_DESK_REQUEST_DEADLINE",
+                        format!(
+                            "{}s is not longer than KYC_DESK_PROVIDER_CONNECT_TIMEOUT + KYC_DESK_PROVIDER_TIMEOUT ({}s), so a provider call could not finish within it",
+                            deadline.as_secs(),
+                            provider_call.as_secs()
+                        ),
+                    ));
+                }
+                deadline
+            }
+        };
 
         Ok(Config {
             database_url,
@@ -260,6 +288,7 @@ impl Config {
             provider_connect_timeout,
             provider_request_timeout,
             eko_link_lifetime,
+            request_deadline,
         })
     }
 
@@ -334,6 +363,18 @@ mod tests {
         assert!(!config.sandbox, "the sandbox is off unless asked for");
         assert_eq!(config.provider_connect_timeout, Duration::from_secs(5));
         assert_eq!(config.provider_request_timeout, Duration::from_secs(20));
+        assert_eq!(config.request_deadline, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_request_deadline_leaves_room_for_a_provider_call() {
+        let config = load(&[("KYC_DESK_PROVIDER_TIMEOUT", "60s")]).unwrap();
+        assert_eq!(config.request_deadline, Duration::from_secs(100));
+        let config = load(&[("KYC_DESK_REQUEST_DEADLINE", "2m")]).unwrap();
+        assert_eq!(config.request_deadline, Duration::from_secs(120));
+        let error = load(&[("KYC_DESK_REQUEST_DEADLINE", "25s")]).unwrap_err();
+        assert_eq!(error.variable, "KYC_DESK_REQUEST_DEADLINE");
+        assert!(error.problem.contains("(25s)"), "{}", error.problem);
     }
 
     #[test]
@@ -365,6 +406,7 @@ mod tests {
             ("KYC_DESK_SANDBOX", "on"),
             ("KYC_DESK_PROVIDER_TIMEOUT", "soon"),
             ("KYC_DESK_PROVIDER_CONNECT_TIMEOUT", "0s"),
+            ("KYC_DESK_REQUEST_DEADLINE", "never"),
         ];
         for (variable, value) in cases {
             let error = load(&[(variable, value), ("KYC_DESK_MASTER_KEY_FILE", "k")]).unwrap_err();

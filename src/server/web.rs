@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use base64::Engine as _;
 use leptos::prelude::*;
-use leptos_axum::{LeptosRoutes, ResponseOptions, generate_route_list};
+use leptos_axum::{AxumRouteListing, LeptosRoutes, ResponseOptions, generate_route_list};
 use rand::RngCore as _;
 use std::net::{IpAddr, SocketAddr};
 use tower::ServiceBuilder;
@@ -35,9 +35,24 @@ const REQUEST_ID: &str = "x-request-id";
 #[derive(Clone, Debug)]
 pub struct CspNonce(pub String);
 
+/// The page routes of the app, generated once per process.
+///
+/// Why once: leptos lists the routes by rendering the app with resource loading switched off,
+/// and that switch (`leptos_server::SuppressResourceLoad`) is one flag for the whole process,
+/// not for the render that set it. A resource of any other page render in the process that is
+/// first polled while the flag is up waits forever on a future that is never woken, so that
+/// page never answers (its head, or the tail of its body when the resource was not awaited
+/// before the HTML was complete). Every router built after the first (a second instance in one
+/// process, every test server, the bench) used to run the generation again while other
+/// routers rendered pages. Generated once, before any router exists, it can overlap no render.
+fn page_routes() -> Vec<AxumRouteListing> {
+    static ROUTES: std::sync::OnceLock<Vec<AxumRouteListing>> = std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
+}
+
 /// Builds the whole application router.
 pub fn router(state: AppState) -> Router {
-    let routes = generate_route_list(App);
+    let routes = page_routes();
     let context_state = state.clone();
     let shell_options = state.leptos_options.clone();
     let sessions = SessionManagerLayer::new(db::sessions::SqlSessionStore::new(state.db.clone()))
@@ -97,6 +112,7 @@ pub fn router(state: AppState) -> Router {
                     state.clone(),
                     security_headers,
                 ))
+                .layer(middleware::from_fn_with_state(state.clone(), deadline))
                 .layer(middleware::from_fn_with_state(state.clone(), origin_check))
                 .layer(middleware::from_fn(body_size_check))
                 .layer(sessions)
@@ -330,6 +346,36 @@ async fn security_headers(
         );
     }
     response
+}
+
+/// The last line of defence against a request that stops: no answer head within the
+/// configured deadline is answered 503 with the request id (and logged as an error), and an
+/// answer whose body sends nothing for that long is cut off (logged by the trace layer as a
+/// failed response). Every wait inside a request is bounded on its own (pool acquisition, the
+/// SQLite write turn, provider calls); this catches what a bug would leave unbounded.
+async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.config.request_deadline;
+    let path = request.uri().path().to_string();
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => {
+            response.map(|body| Body::new(tower_http::timeout::TimeoutBody::new(limit, body)))
+        }
+        Err(_) => {
+            tracing::error!(%request_id, %path, deadline_secs = limit.as_secs(), "no answer within the request deadline; answered 503");
+            error_response(
+                &path,
+                AppError::Unavailable(format!(
+                    "KYC Desk did not finish this request in time. Please reload or try again; if it keeps happening, give an admin the reference {request_id}."
+                )),
+            )
+        }
+    }
 }
 
 fn is_state_changing(method: &Method) -> bool {
@@ -589,6 +635,7 @@ async fn page_guard(State(state): State<AppState>, request: Request, next: Next)
             None => next.run(request).await,
         };
     }
+    tracing::debug!(request_id = %meta.request_id, %path, role = ?user.as_ref().map(|u| u.role), "page admitted; rendering");
     let Some(user) = user else {
         let target = original
             .path_and_query()

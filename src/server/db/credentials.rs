@@ -184,7 +184,7 @@ pub async fn record_test(
 /// Takes one of a trial account's `limit` links before the call that spends it; `false` when
 /// all are taken. One statement, so concurrent creations can never take more than `limit`.
 pub async fn reserve_trial_link(db: &super::Db, id: i64, limit: i64) -> Result<bool, sqlx::Error> {
-    let _turn = db.write_turn().await;
+    let _turn = db.write_turn().await?;
     let taken = sqlx::query(
         "UPDATE credentials SET trial_links_used = trial_links_used + 1 \
          WHERE id = $1 AND trial_links_used < $2",
@@ -198,7 +198,7 @@ pub async fn reserve_trial_link(db: &super::Db, id: i64, limit: i64) -> Result<b
 
 /// Gives back a reserved trial link whose call provably never reached the provider.
 pub async fn release_trial_link(db: &super::Db, id: i64) -> Result<(), sqlx::Error> {
-    let _turn = db.write_turn().await;
+    let _turn = db.write_turn().await?;
     sqlx::query(
         "UPDATE credentials SET trial_links_used = trial_links_used - 1 \
          WHERE id = $1 AND trial_links_used > 0",

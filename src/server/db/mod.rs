@@ -71,13 +71,16 @@ impl DbError {
 
 /// Whether a driver error means "the database is not reachable right now".
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
-    matches!(
-        error,
+    match error {
         sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_)
-    )
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_) => true,
+        // PostgreSQL's `lock_timeout` ran out: another transaction held a lock this one needs
+        // for longer than `WRITE_TURN_WAIT` (busy, not broken: try again in a moment).
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("55P03"),
+        _ => false,
+    }
 }
 
 /// The connection pool and which backend it talks to.
@@ -94,6 +97,11 @@ pub struct Db {
     /// Held by every clone; background tasks of this `Db` stop once no clone is left.
     alive: Arc<()>,
 }
+
+/// Longest wait for the SQLite write turn (as long as SQLite's own busy timeout, so a writer
+/// waits no longer here than it would have in SQLite's busy handler), and PostgreSQL's
+/// `lock_timeout` for row locks.
+pub const WRITE_TURN_WAIT: Duration = Duration::from_secs(10);
 
 /// A pooled connection idle this long is pinged before it is used again.
 const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
@@ -200,6 +208,19 @@ impl Db {
                     Ok(true)
                 })
             });
+        if backend == Backend::Postgres {
+            // No statement waits forever for a row lock another transaction holds (the audit
+            // lock, the named application locks): it fails as "busy, try again" instead.
+            pool_options = pool_options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        format!("SET lock_timeout = '{}s'", WRITE_TURN_WAIT.as_secs()).as_str(),
+                    )
+                    .await?;
+                    Ok(())
+                })
+            });
+        }
         if backend == Backend::Sqlite {
             pool_options = pool_options.after_connect(|conn, _meta| {
                 Box::pin(async move {
@@ -286,7 +307,7 @@ impl Db {
     /// Begins a write transaction. The turn is taken before a connection, so writers that
     /// wait hold no pooled connection.
     pub async fn begin(&self) -> Result<WriteTx, sqlx::Error> {
-        let turn = self.write_turn().await;
+        let turn = self.write_turn().await?;
         Ok(WriteTx {
             tx: self.pool.begin().await?,
             _turn: turn,
@@ -297,10 +318,25 @@ impl Db {
     /// statement writes through the pool outside [`Db::begin`]. Without it such a write that
     /// meets a transaction in progress sleeps in SQLite's busy handler (1 ms, then 2, 5, 10…)
     /// instead of queueing behind it.
-    pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    ///
+    /// The wait is bounded like a pool acquisition: a turn not granted within
+    /// [`WRITE_TURN_WAIT`] ends in [`sqlx::Error::PoolTimedOut`] (answered 503, "try again in a
+    /// moment"), so no request waits forever behind a writer that stopped.
+    pub async fn write_turn(
+        &self,
+    ) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>, sqlx::Error> {
         match &self.write_turn {
-            Some(turn) => Some(Arc::clone(turn).lock_owned().await),
-            None => None,
+            Some(turn) => tokio::time::timeout(WRITE_TURN_WAIT, Arc::clone(turn).lock_owned())
+                .await
+                .map(Some)
+                .map_err(|_| {
+                    tracing::warn!(
+                        wait_secs = WRITE_TURN_WAIT.as_secs(),
+                        "the SQLite write turn was not granted in time"
+                    );
+                    sqlx::Error::PoolTimedOut
+                }),
+            None => Ok(None),
         }
     }
 

@@ -51,7 +51,7 @@ impl SessionStore for SqlSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         let data = serde_json::to_string(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        let _turn = self.db.write_turn().await;
+        let _turn = self.db.write_turn().await.map_err(backend)?;
         // A fresh id collides with astronomically small probability; retry rather than overwrite.
         loop {
             let inserted = sqlx::query(
@@ -75,7 +75,7 @@ impl SessionStore for SqlSessionStore {
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let data = serde_json::to_string(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        let _turn = self.db.write_turn().await;
+        let _turn = self.db.write_turn().await.map_err(backend)?;
         sqlx::query(
             "INSERT INTO auth_sessions (id, user_id, data, expires_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, data = excluded.data, \
@@ -116,7 +116,7 @@ impl SessionStore for SqlSessionStore {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        let _turn = self.db.write_turn().await;
+        let _turn = self.db.write_turn().await.map_err(backend)?;
         sqlx::query("DELETE FROM auth_sessions WHERE id = $1")
             .bind(id.to_string())
             .execute(&self.db.pool)
