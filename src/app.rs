@@ -1,5 +1,6 @@
 //! The HTML shell, the router and the signed-in layout with its role-filtered navigation.
 
+use crate::access::AREAS;
 use crate::api::auth::{Logout, whoami};
 use crate::pages::account::{ChangePasswordPage, LoginPage, SetupPage};
 use crate::pages::audit::AuditLogPage;
@@ -9,7 +10,7 @@ use crate::pages::links::LinksPage;
 use crate::pages::sessions::{SessionDetailPage, SessionsPage};
 use crate::pages::users::UsersPage;
 use crate::pages::{ErrorBanner, Guarded, NotFound, go_to};
-use crate::types::{AREAS, AppError, CurrentUser};
+use crate::types::{AppError, CurrentUser};
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Outlet, ParentRoute, Redirect, Route, Router, Routes};

@@ -5,6 +5,7 @@
 //! that must never reach the browser lives in [`server`], compiled only with `ssr`.
 #![recursion_limit = "256"]
 
+pub mod access;
 pub mod api;
 pub mod app;
 pub mod credentials;

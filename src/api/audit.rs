@@ -8,7 +8,6 @@ use {
     crate::server::audit::{AuditEvent, Outcome, view},
     crate::server::auth::guard,
     crate::server::web::respond,
-    crate::types::Role,
 };
 
 /// One page of audit rows matching `filter`, newest first (auditors and admins). Opening
@@ -16,7 +15,7 @@ use {
 #[server(endpoint = "list_audit")]
 pub async fn list_audit(filter: Option<AuditFilter>) -> Result<AuditPage, AppError> {
     respond(async move {
-        let (caller, user) = guard::require(&[Role::Auditor, Role::Admin]).await?;
+        let (caller, user) = guard::require("list_audit").await?;
         let filter = filter.unwrap_or_default();
         view::page(&caller.state, &caller.meta, user.actor(), &filter).await
     })
@@ -27,7 +26,7 @@ pub async fn list_audit(filter: Option<AuditFilter>) -> Result<AuditPage, AppErr
 #[server(endpoint = "verify_audit")]
 pub async fn verify_audit() -> Result<AuditVerification, AppError> {
     respond(async move {
-        let (caller, user) = guard::require(&[Role::Auditor, Role::Admin]).await?;
+        let (caller, user) = guard::require("verify_audit").await?;
         let state = &caller.state;
         let report = state.audit.verify(&state.db).await?;
         let outcome = if report.broken.is_none() {

@@ -14,7 +14,7 @@ use {
 #[server(endpoint = "whoami")]
 pub async fn whoami() -> Result<Option<CurrentUser>, AppError> {
     respond(async move {
-        let caller = guard::caller().await?;
+        let caller = guard::enter("whoami").await?;
         Ok(caller.user.map(|u| u.current_user()))
     })
     .await
@@ -28,7 +28,7 @@ pub async fn login(
     next: Option<String>,
 ) -> Result<SignedIn, AppError> {
     respond(async move {
-        let caller = guard::caller().await?;
+        let caller = guard::enter("login").await?;
         let user = auth::sign_in(
             &caller.state,
             &caller.session,
@@ -82,7 +82,7 @@ fn safe_next(next: Option<&str>) -> String {
 #[server(endpoint = "logout")]
 pub async fn logout() -> Result<(), AppError> {
     respond(async move {
-        let caller = guard::caller().await?;
+        let caller = guard::enter("logout").await?;
         auth::sign_out(
             &caller.state,
             &caller.session,
@@ -103,7 +103,7 @@ pub async fn change_password(
     confirm_password: String,
 ) -> Result<(), AppError> {
     respond(async move {
-        let (caller, user) = guard::require_signed_in().await?;
+        let (caller, user) = guard::require("change_password").await?;
         accounts::change_own_password(
             &caller.state,
             &caller.session,
@@ -122,7 +122,7 @@ pub async fn change_password(
 #[server(endpoint = "setup_state")]
 pub async fn setup_state(token: String) -> Result<SetupLinkState, AppError> {
     respond(async move {
-        let caller = guard::caller().await?;
+        let caller = guard::enter("setup_state").await?;
         Ok(accounts::setup_link_state(&caller.state, &token).await?)
     })
     .await
@@ -138,7 +138,7 @@ pub async fn create_first_admin(
     password_confirm: String,
 ) -> Result<SignedIn, AppError> {
     respond(async move {
-        let caller = guard::caller().await?;
+        let caller = guard::enter("create_first_admin").await?;
         accounts::create_first_admin(
             &caller.state,
             &caller.session,

@@ -14,7 +14,6 @@ use {
     crate::server::credentials,
     crate::server::db,
     crate::server::web::respond,
-    crate::types::Role,
     secrecy::SecretString,
 };
 
@@ -44,7 +43,7 @@ pub struct SavedCredential {
 #[server(endpoint = "list_credentials")]
 pub async fn list_credentials() -> Result<CredentialsOverview, AppError> {
     respond(async move {
-        let (caller, _) = guard::require(&[Role::Admin]).await?;
+        let (caller, _) = guard::require("list_credentials").await?;
         let state = &caller.state;
         Ok(CredentialsOverview {
             credentials: credentials::list(state).await?,
@@ -68,7 +67,7 @@ pub async fn save_credential(
     reauth_password: Option<String>,
 ) -> Result<SavedCredential, AppError> {
     respond(async move {
-        let (caller, admin) = guard::require(&[Role::Admin]).await?;
+        let (caller, admin) = guard::require("save_credential").await?;
         let state = &caller.state;
         let has_secret = input.secrets.values().any(|v| !v.trim().is_empty());
         let mut reauthenticated = false;
@@ -129,7 +128,7 @@ pub async fn test_credential(
     confirm_generation: Option<bool>,
 ) -> Result<String, AppError> {
     respond(async move {
-        let (caller, admin) = guard::require(&[Role::Admin]).await?;
+        let (caller, admin) = guard::require("test_credential").await?;
         let kind = CredentialKind::parse(&kind)
             .ok_or_else(|| AppError::field("kind", "Unknown credential kind."))?;
         let result = credentials::test_connection(

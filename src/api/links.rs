@@ -8,21 +8,13 @@ use crate::types::{
 use leptos::prelude::*;
 
 #[cfg(feature = "ssr")]
-use {
-    crate::server::auth::guard, crate::server::links, crate::server::web::respond,
-    crate::types::Role,
-};
-
-#[cfg(feature = "ssr")]
-const ACTORS: &[Role] = &[Role::Operator, Role::Admin];
-#[cfg(feature = "ssr")]
-const READERS: &[Role] = &[Role::Operator, Role::Admin, Role::Auditor];
+use {crate::server::auth::guard, crate::server::links, crate::server::web::respond};
 
 /// What the new-link form offers (operators and admins).
 #[server(endpoint = "link_options")]
 pub async fn link_options() -> Result<LinkFormOptions, AppError> {
     respond(async move {
-        let (caller, _) = guard::require(ACTORS).await?;
+        let (caller, _) = guard::require("link_options").await?;
         links::options(&caller.state).await
     })
     .await
@@ -34,7 +26,7 @@ pub async fn link_options() -> Result<LinkFormOptions, AppError> {
 pub async fn create_link(input: NewLinkInput) -> Result<SessionDetail, AppError> {
     let started = std::time::Instant::now();
     let created = respond(async move {
-        let (caller, user) = guard::require(ACTORS).await?;
+        let (caller, user) = guard::require("create_link").await?;
         links::create(&caller.state, &caller.meta, &user, input).await
     })
     .await;
@@ -47,7 +39,7 @@ pub async fn create_link(input: NewLinkInput) -> Result<SessionDetail, AppError>
 #[server(endpoint = "session_detail")]
 pub async fn get_session_detail(public_id: String) -> Result<SessionDetail, AppError> {
     respond(async move {
-        let (caller, user) = guard::require(READERS).await?;
+        let (caller, user) = guard::require("session_detail").await?;
         links::detail(&caller.state, &caller.meta, &user, &public_id).await
     })
     .await
@@ -57,7 +49,7 @@ pub async fn get_session_detail(public_id: String) -> Result<SessionDetail, AppE
 #[server(endpoint = "list_sessions")]
 pub async fn list_sessions(filter: Option<SessionFilter>) -> Result<SessionPage, AppError> {
     respond(async move {
-        let (caller, _) = guard::require(READERS).await?;
+        let (caller, _) = guard::require("list_sessions").await?;
         links::list(&caller.state, &filter.unwrap_or_default()).await
     })
     .await
@@ -67,7 +59,7 @@ pub async fn list_sessions(filter: Option<SessionFilter>) -> Result<SessionPage,
 #[server(endpoint = "send_link")]
 pub async fn send_link(public_id: String, channel: String) -> Result<SessionDetail, AppError> {
     respond(async move {
-        let (caller, user) = guard::require(ACTORS).await?;
+        let (caller, user) = guard::require("send_link").await?;
         links::send::send(&caller.state, &caller.meta, &user, &public_id, &channel).await
     })
     .await
@@ -77,7 +69,7 @@ pub async fn send_link(public_id: String, channel: String) -> Result<SessionDeta
 #[server(endpoint = "cancel_link")]
 pub async fn cancel_link(public_id: String) -> Result<SessionDetail, AppError> {
     respond(async move {
-        let (caller, user) = guard::require(ACTORS).await?;
+        let (caller, user) = guard::require("cancel_link").await?;
         links::cancel(&caller.state, &caller.meta, &user, &public_id).await
     })
     .await
@@ -91,7 +83,7 @@ pub async fn regenerate_link(
     idempotency_key: String,
 ) -> Result<SessionDetail, AppError> {
     respond(async move {
-        let (caller, user) = guard::require(ACTORS).await?;
+        let (caller, user) = guard::require("regenerate_link").await?;
         links::regenerate(
             &caller.state,
             &caller.meta,
@@ -108,7 +100,7 @@ pub async fn regenerate_link(
 #[server(endpoint = "dashboard_stats")]
 pub async fn get_dashboard_stats() -> Result<DashboardStats, AppError> {
     respond(async move {
-        let (caller, _) = guard::require(READERS).await?;
+        let (caller, _) = guard::require("dashboard_stats").await?;
         links::dashboard(&caller.state).await
     })
     .await
@@ -118,7 +110,7 @@ pub async fn get_dashboard_stats() -> Result<DashboardStats, AppError> {
 #[server(endpoint = "email_template")]
 pub async fn email_template() -> Result<(String, String), AppError> {
     respond(async move {
-        let (caller, _) = guard::require(&[Role::Admin]).await?;
+        let (caller, _) = guard::require("email_template").await?;
         links::send::email_template(&caller.state).await
     })
     .await
@@ -132,7 +124,7 @@ pub async fn save_email_template(
     body: String,
 ) -> Result<(String, String), AppError> {
     respond(async move {
-        let (caller, user) = guard::require(&[Role::Admin]).await?;
+        let (caller, user) = guard::require("save_email_template").await?;
         links::send::save_email_template(&caller.state, &caller.meta, &user, &subject, &body).await
     })
     .await

@@ -7,7 +7,6 @@ use leptos::prelude::*;
 use {
     crate::server::auth::{accounts, guard},
     crate::server::web::respond,
-    crate::types::Role,
     secrecy::SecretString,
 };
 
@@ -15,7 +14,7 @@ use {
 #[server(endpoint = "list_users")]
 pub async fn list_users() -> Result<Vec<UserRow>, AppError> {
     respond(async move {
-        let (caller, _) = guard::require(&[Role::Admin]).await?;
+        let (caller, _) = guard::require("list_users").await?;
         accounts::list(&caller.state).await
     })
     .await
@@ -30,7 +29,7 @@ pub async fn create_user(
     password: String,
 ) -> Result<UserRow, AppError> {
     respond(async move {
-        let (caller, admin) = guard::require(&[Role::Admin]).await?;
+        let (caller, admin) = guard::require("create_user").await?;
         accounts::create_user(
             &caller.state,
             &caller.meta,
@@ -53,7 +52,7 @@ pub async fn create_user(
 #[server(endpoint = "set_user_role")]
 pub async fn set_user_role(user_id: i64, role: String) -> Result<UserRow, AppError> {
     respond(async move {
-        let (caller, admin) = guard::require(&[Role::Admin]).await?;
+        let (caller, admin) = guard::require("set_user_role").await?;
         accounts::set_role(&caller.state, &caller.meta, &admin, user_id, &role).await
     })
     .await
@@ -63,7 +62,7 @@ pub async fn set_user_role(user_id: i64, role: String) -> Result<UserRow, AppErr
 #[server(endpoint = "set_user_disabled")]
 pub async fn set_user_disabled(user_id: i64, disabled: bool) -> Result<UserRow, AppError> {
     respond(async move {
-        let (caller, admin) = guard::require(&[Role::Admin]).await?;
+        let (caller, admin) = guard::require("set_user_disabled").await?;
         accounts::set_disabled(&caller.state, &caller.meta, &admin, user_id, disabled).await
     })
     .await
@@ -74,7 +73,7 @@ pub async fn set_user_disabled(user_id: i64, disabled: bool) -> Result<UserRow, 
 #[server(endpoint = "reset_user_password")]
 pub async fn reset_user_password(user_id: i64, password: String) -> Result<UserRow, AppError> {
     respond(async move {
-        let (caller, admin) = guard::require(&[Role::Admin]).await?;
+        let (caller, admin) = guard::require("reset_user_password").await?;
         accounts::reset_password(
             &caller.state,
             &caller.meta,

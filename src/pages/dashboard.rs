@@ -2,8 +2,9 @@
 
 use super::links::SendLinkButtons;
 use super::{StatusBadge, escape_markup, may_act, split_when};
+use crate::access::AREAS;
 use crate::api::links::{get_dashboard_stats, link_options};
-use crate::types::{AREAS, CurrentUser, DashboardStats, KycStatus, SessionSummary};
+use crate::types::{CurrentUser, DashboardStats, KycStatus, SessionSummary};
 use leptos::prelude::*;
 use leptos_meta::Title;
 

@@ -5,9 +5,7 @@ use super::{
     Countdown, Guarded, StatusBadge, field_message, new_idempotency_key, result_of, split_when,
 };
 use crate::api::links::{CreateLink, SendLink, link_options};
-use crate::types::{
-    AppError, CurrentUser, KycStatus, LinkFormOptions, LinkOption, Role, SessionDetail,
-};
+use crate::types::{AppError, CurrentUser, KycStatus, LinkFormOptions, LinkOption, SessionDetail};
 use crate::validation;
 use leptos::html;
 use leptos::prelude::*;
@@ -78,7 +76,7 @@ fn document_label(document: &str) -> String {
 fn NewLinkWorkspace(form_options: LinkFormOptions) -> impl IntoView {
     let me = expect_context::<CurrentUser>();
     if form_options.options.is_empty() {
-        let next_step = if me.role == Role::Admin {
+        let next_step = if crate::access::may_open(me.role, "/credentials") {
             view! {
                 <p>
                     "Add a Message Central or Eko DigiLocker credential on the "

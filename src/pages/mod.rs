@@ -8,7 +8,8 @@ pub mod links;
 pub mod sessions;
 pub mod users;
 
-use crate::types::{AppError, CurrentUser, KycStatus, Role, may_open};
+use crate::access::may_open;
+use crate::types::{AppError, CurrentUser, KycStatus, Role};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
@@ -191,9 +192,10 @@ pub fn StatusBadge(status: KycStatus) -> impl IntoView {
     }
 }
 
-/// Whether `role` may create, send, cancel and regenerate links (the server checks too).
+/// Whether `role` may create, send, cancel and regenerate links: the access table's rule of
+/// `create_link` (the server checks each of those functions by its own rule too).
 pub fn may_act(role: Role) -> bool {
-    matches!(role, Role::Operator | Role::Admin)
+    crate::access::access_of("create_link").is_some_and(|access| access.admits(role))
 }
 
 /// A fresh random key for one form instance (32 hex digits), so a resubmitted form never

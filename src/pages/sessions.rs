@@ -5,8 +5,7 @@ use super::links::{HandOver, channel_label};
 use super::{Guarded, StatusBadge, may_act, new_idempotency_key, result_of, split_when};
 use crate::api::links::{CancelLink, RegenerateLink, get_session_detail, list_sessions};
 use crate::types::{
-    AppError, CurrentUser, KycStatus, Role, SessionDetail, SessionFilter, SessionSummary,
-    field_error,
+    AppError, CurrentUser, KycStatus, SessionDetail, SessionFilter, SessionSummary, field_error,
 };
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -49,7 +48,7 @@ fn with_query(path: &str, query: &str) -> String {
 #[component]
 fn SessionsList() -> impl IntoView {
     let me = expect_context::<CurrentUser>();
-    let is_admin = me.role == Role::Admin;
+    let may_export_contacts = crate::access::CONTACTS_EXPORT.admits(me.role);
     let query = use_query_map();
     let filter = Memo::new(move |_| filter_from_query(&query.get()));
     let page = Resource::new(move || filter.get(), |filter| list_sessions(Some(filter)));
@@ -99,7 +98,7 @@ fn SessionsList() -> impl IntoView {
                             <a class="button" href=export rel="external" data-testid="sessions-export">
                                 "Export CSV"
                             </a>
-                            {is_admin.then(|| view! {
+                            {may_export_contacts.then(|| view! {
                                 <a class="button" href=export_contacts rel="external" data-testid="sessions-export-contacts">
                                     "Export with contact details"
                                 </a>

@@ -1,5 +1,6 @@
 //! The one shared state of the server.
 
+use crate::access::AccessTable;
 use crate::server::audit::AuditLog;
 use crate::server::auth::password::{HashError, Passwords};
 use crate::server::config::Config;
@@ -29,6 +30,9 @@ pub struct AppState {
     pub audit: AuditLog,
     /// The one HTTP client for provider calls.
     pub providers: ProviderHttp,
+    /// Who may pass which door: the standard table ([`AccessTable::standard`]); tests swap in a
+    /// changed one to show that the table alone decides.
+    pub access: Arc<AccessTable>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -108,6 +112,7 @@ impl AppState {
             vault,
             audit,
             providers,
+            access: Arc::new(AccessTable::standard()),
         })
     }
 }

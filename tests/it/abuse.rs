@@ -7,7 +7,7 @@ use crate::audit::all_rows;
 use crate::common;
 
 use common::{PASSWORD, TestApp};
-use kyc_desk::api::{Access, SERVER_FN_ACCESS};
+use kyc_desk::access::{Access, SERVER_FN_ACCESS};
 use kyc_desk::server::sandbox;
 use kyc_desk::types::{AppError, Role};
 use reqwest::{Method, StatusCode};
@@ -338,7 +338,7 @@ fn spec_of(endpoint: &str) -> &'static Spec {
 }
 
 fn access_of(endpoint: &str) -> Access {
-    kyc_desk::api::access_of(endpoint).unwrap_or_else(|| panic!("{endpoint} not in the table"))
+    kyc_desk::access::access_of(endpoint).unwrap_or_else(|| panic!("{endpoint} not in the table"))
 }
 
 /// The name a field error uses for a submitted key: `input[documents][0]` → `documents`,
@@ -1502,5 +1502,179 @@ both_backends!(
                 .unwrap(),
             1
         );
+    }
+);
+
+/// The standard table with the first permitted role taken away from every role-guarded
+/// function (a function left with no role keeps none).
+fn table_without_first_roles() -> (kyc_desk::access::AccessTable, Vec<(&'static str, Role)>) {
+    let mut table = kyc_desk::access::AccessTable::standard();
+    let mut removed = Vec::new();
+    for (endpoint, access) in SERVER_FN_ACCESS {
+        if let Access::Roles(roles) = access
+            && let Some((first, rest)) = roles.split_first()
+        {
+            table = table.with_server_fn(endpoint, Access::Roles(rest));
+            removed.push((*endpoint, *first));
+        }
+    }
+    (table, removed)
+}
+
+/// Calls server function `spec` the way a page render does — in-process, through the
+/// server-function registry, with no router door in front — as the signed-in `user_id`.
+async fn invoke_in_process(
+    app: &TestApp,
+    user_id: i64,
+    spec: &Spec,
+    args: &[(String, String)],
+) -> (StatusCode, Value) {
+    use kyc_desk::server::auth::SessionAuth;
+    use kyc_desk::server::db::sessions::{AUTH_KEY, SqlSessionStore};
+    let (epoch,): (i64,) = sqlx::query_as("SELECT session_epoch FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+    let session = tower_sessions::Session::new(
+        None,
+        std::sync::Arc::new(SqlSessionStore::new(app.state.db.clone())),
+        None,
+    );
+    let now = chrono::Utc::now().timestamp_millis();
+    session
+        .insert(
+            AUTH_KEY,
+            SessionAuth {
+                user_id,
+                epoch,
+                signed_in_at_ms: now,
+                last_seen_at_ms: now,
+            },
+        )
+        .await
+        .unwrap();
+    let (content_type, body) = if spec.json {
+        ("application/json", json_of(args).to_string())
+    } else {
+        (
+            "application/x-www-form-urlencoded",
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(args)
+                .finish(),
+        )
+    };
+    let mut request = axum::http::Request::post(format!("/api/{}", spec.endpoint))
+        .header("content-type", content_type)
+        .header("accept", "application/json")
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    request.extensions_mut().insert(session);
+    let state = app.state.clone();
+    let response = axum::response::IntoResponse::into_response(
+        leptos_axum::handle_server_fns_with_context(
+            move || leptos::prelude::provide_context(state.clone()),
+            request,
+        )
+        .await,
+    );
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+both_backends!(
+    removing_a_role_from_the_table_refuses_it_over_http_and_in_process,
+    |backend| async move {
+        let (table, removed) = table_without_first_roles();
+        assert!(removed.len() >= 15, "{removed:?}");
+        let app = TestApp::start_with_access(backend, table.clone()).await;
+        let signed_in = staff(&app).await;
+        let fill = no_fill();
+        let mut ids: HashMap<Role, i64> = HashMap::new();
+        for (role, email) in [
+            (Role::Admin, ADMIN),
+            (Role::Operator, OPERATOR),
+            (Role::Auditor, AUDITOR),
+        ] {
+            let id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+                .bind(email)
+                .fetch_one(&app.state.db.pool)
+                .await
+                .unwrap();
+            ids.insert(role, id);
+        }
+
+        for (endpoint, role) in &removed {
+            let spec = spec_of(endpoint);
+            let probe = fill.args(spec.probe);
+            let client = match role {
+                Role::Admin => &signed_in.admin,
+                Role::Operator => &signed_in.operator,
+                Role::Auditor => &signed_in.auditor,
+            };
+            // Over HTTP: the router's door refuses the role the table no longer lists.
+            let (status, body) = invoke(&app, client, spec, &probe).await;
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{endpoint} as {role} over HTTP: {body}"
+            );
+            assert!(
+                is_guard_refusal(&app_error(&body, endpoint)),
+                "{endpoint}: {body}"
+            );
+            // In-process: the function's own pass through the gate refuses it too.
+            let (status, body) = invoke_in_process(&app, ids[role], spec, &probe).await;
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{endpoint} as {role} in-process: {body}"
+            );
+            assert!(
+                is_guard_refusal(&app_error(&body, endpoint)),
+                "{endpoint}: {body}"
+            );
+            // A role the table still lists passes both ways.
+            let Some(Access::Roles(rest)) = table.server_fn(endpoint) else {
+                unreachable!()
+            };
+            if let Some(kept) = rest.first() {
+                let (status, body) = invoke_in_process(&app, ids[kept], spec, &probe).await;
+                let refused = !status.is_success() && is_guard_refusal(&app_error(&body, endpoint));
+                assert!(!refused, "{endpoint} as {kept} in-process: {status} {body}");
+            }
+        }
+        // And the standard table, in-process, refuses exactly what it leaves out.
+        let standard = TestApp::start(backend).await;
+        let _ = staff(&standard).await;
+        for (endpoint, access) in SERVER_FN_ACCESS {
+            let Access::Roles(roles) = access else {
+                continue;
+            };
+            let spec = spec_of(endpoint);
+            for role in Role::ALL {
+                let id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE role = $1 AND must_change_password = 0 ORDER BY id LIMIT 1")
+                    .bind(role.as_str())
+                    .fetch_one(&standard.state.db.pool)
+                    .await
+                    .unwrap();
+                let (status, body) =
+                    invoke_in_process(&standard, id, spec, &fill.args(spec.probe)).await;
+                let refused = status == StatusCode::FORBIDDEN
+                    && is_guard_refusal(&app_error(&body, endpoint));
+                assert_eq!(
+                    refused,
+                    !roles.contains(&role),
+                    "{endpoint} as {role} in-process: {status} {body}"
+                );
+            }
+        }
     }
 );

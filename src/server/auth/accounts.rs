@@ -5,7 +5,6 @@ use super::{AuthError, AuthUser, password::Verified, start_session};
 use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
 use crate::server::db::{self, sessions, setup, users};
 use crate::server::state::AppState;
-use crate::server::web::internal_error;
 use crate::types::{AppError, FieldError, Role, SetupLinkState, UserRow};
 use crate::validation;
 use base64::Engine as _;
@@ -13,20 +12,6 @@ use rand::RngCore as _;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use tower_sessions::Session;
-
-impl From<AuthError> for AppError {
-    fn from(error: AuthError) -> Self {
-        let unavailable = error.is_unavailable();
-        internal_error(&error, unavailable)
-    }
-}
-
-impl From<sqlx::Error> for AppError {
-    fn from(error: sqlx::Error) -> Self {
-        let unavailable = db::is_unavailable(&error);
-        internal_error(&error, unavailable)
-    }
-}
 
 fn push(fields: &mut Vec<FieldError>, field: &str, message: impl Into<String>) {
     fields.push(FieldError {

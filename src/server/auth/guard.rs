@@ -1,19 +1,159 @@
-//! The checks at the top of every server function: a valid session, then the role.
-//!
-//! Who may call what is [`crate::api::SERVER_FN_ACCESS`]. Over HTTP the router's
-//! server-function door ([`crate::server::web`]) applies it before the arguments are read;
-//! the functions check again here because pages also call them in-process while rendering.
-//! When a function is reached over HTTP, its own roles must be the table's, or the call is
-//! refused as an internal error: the table and the code cannot silently disagree.
+//! The one gate: every door — console page, server function (over HTTP and in-process), file
+//! route — admits its caller through [`admit`], which reads the door's rule from the access
+//! table ([`crate::access`], held in [`AppState::access`]), authenticates the session, holds
+//! back a user who must still replace an initial password, checks the role and records a
+//! refusal as `access.denied`. The doors in `server::web` only decide how a refusal looks
+//! (a redirect, a JSON error, a plain-text 403).
 
 use super::{AuthUser, authenticate};
-use crate::api::{self, Access};
+use crate::access::{Access, page_access};
 use crate::server::audit::{AuditEvent, Outcome, RequestMeta};
 use crate::server::state::AppState;
 use crate::server::web::{internal_error, request_meta};
-use crate::types::{AppError, Role};
+use crate::types::AppError;
 use leptos::prelude::*;
 use tower_sessions::Session;
+
+/// A door a request comes through, named as the access table names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door<'a> {
+    /// A console page, by its path.
+    Page(&'a str),
+    /// A server function, by its endpoint (the part after `/api/`).
+    ServerFn(&'a str),
+    /// A file route, by the route as the router spells it (`/sessions/{public_id}/qr.svg`).
+    File(&'a str),
+}
+
+/// Why the gate did not let a request through.
+#[derive(Debug)]
+pub enum Refusal {
+    /// No signed-in user (401, or the sign-in page).
+    SignIn,
+    /// The user must first replace an initial password (403, or the password page).
+    ChangePassword(AppError),
+    /// The role may not pass this door; recorded as `access.denied` (403).
+    Forbidden(AppError),
+    /// The door is not in the access table (404 for a server function).
+    NoSuchDoor(AppError),
+    /// The check itself failed (the database, most often): 503 or 500 with the request id.
+    Failure(AppError),
+}
+
+impl From<Refusal> for AppError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::SignIn => AppError::Unauthorized,
+            Refusal::ChangePassword(error)
+            | Refusal::Forbidden(error)
+            | Refusal::NoSuchDoor(error)
+            | Refusal::Failure(error) => error,
+        }
+    }
+}
+
+impl Door<'_> {
+    /// The door's rule in `state`'s access table.
+    fn rule(self, state: &AppState) -> Result<Access, Refusal> {
+        match self {
+            Door::Page(path) => Ok(page_access(path)),
+            Door::ServerFn(endpoint) => state.access.server_fn(endpoint).ok_or_else(|| {
+                Refusal::NoSuchDoor(AppError::NotFound(
+                    "There is no such server function.".into(),
+                ))
+            }),
+            Door::File(route) => state.access.file(route).ok_or_else(|| {
+                Refusal::Failure(internal_error(
+                    &format!("file route {route} is not in the access table"),
+                    false,
+                ))
+            }),
+        }
+    }
+
+    /// How a refusal for a must-change-password user reads at this door.
+    fn change_password_first(self) -> AppError {
+        AppError::Forbidden(match self {
+            Door::File(_) => "Change your initial password first.".into(),
+            _ => "Change your initial password first (My account → Change password).".into(),
+        })
+    }
+
+    /// The audit row of a refused role, and what the caller is told.
+    fn forbidden(self, user: &AuthUser) -> (AuditEvent, AppError) {
+        let event = AuditEvent::new(user.actor(), "access.denied", Outcome::Denied);
+        let role = user.role.label();
+        match self {
+            Door::Page(path) => (
+                event
+                    .reason("role may not open this page")
+                    .detail(serde_json::json!({ "path": path })),
+                AppError::Forbidden(format!("Your role ({role}) cannot open this page.")),
+            ),
+            Door::ServerFn(endpoint) => (
+                event
+                    .reason("role may not call this server function")
+                    .detail(serde_json::json!({ "function": endpoint })),
+                AppError::Forbidden(format!(
+                    "Your role ({role}) cannot do this. Ask an admin if you need access."
+                )),
+            ),
+            Door::File(route) => (
+                event.reason(format!("role may not export {route}")),
+                AppError::Forbidden(format!("Your role ({role}) cannot make this export.")),
+            ),
+        }
+    }
+}
+
+/// Admits a request through `door`: the signed-in user it may act as (`None` only at a
+/// public door), or why not. `known` is a user the request already authenticated (the router's
+/// door passes it on to the server function), so no session is read twice.
+pub async fn admit(
+    state: &AppState,
+    session: Option<&Session>,
+    known: Option<AuthUser>,
+    meta: &RequestMeta,
+    door: Door<'_>,
+) -> Result<Option<AuthUser>, Refusal> {
+    let rule = door.rule(state)?;
+    let user = match known {
+        Some(user) => Some(user),
+        None => match session {
+            Some(session) => authenticate(state, session, meta).await.map_err(|error| {
+                let unavailable = error.is_unavailable();
+                tracing::error!(request_id = %meta.request_id, %error, ?door, "authentication failed");
+                Refusal::Failure(if unavailable {
+                    AppError::Unavailable(format!(
+                        "The database is not reachable right now. Please try again in a moment (reference {}).",
+                        meta.request_id
+                    ))
+                } else {
+                    AppError::Internal {
+                        request_id: meta.request_id.clone(),
+                    }
+                })
+            })?,
+            None => None,
+        },
+    };
+    match rule {
+        Access::Public => Ok(user),
+        Access::AnySignedIn => user.map(Some).ok_or(Refusal::SignIn),
+        Access::Roles(roles) => {
+            let user = user.ok_or(Refusal::SignIn)?;
+            if user.must_change_password {
+                return Err(Refusal::ChangePassword(door.change_password_first()));
+            }
+            if !roles.contains(&user.role) {
+                let (event, error) = door.forbidden(&user);
+                state.audit.record(&state.db, meta, &event).await;
+                return Err(Refusal::Forbidden(error));
+            }
+            Ok(Some(user))
+        }
+    }
+}
 
 /// Everything a server function needs about its caller.
 pub struct Caller {
@@ -27,25 +167,41 @@ pub struct Caller {
     pub user: Option<AuthUser>,
 }
 
-/// The user the server-function door already authenticated for this request (a request
+/// The user the server-function door already admitted for this request (a request
 /// extension), so the function does not authenticate a second time.
 #[derive(Debug, Clone)]
 pub struct Authenticated(pub AuthUser);
 
-/// The caller, signed in or not.
-pub async fn caller() -> Result<Caller, AppError> {
+/// Passes the gate as server function `endpoint` (its rule read from the access table by that
+/// name): the caller, signed in or not as the rule allows. Over HTTP the endpoint the request
+/// names must be `endpoint`, so a function cannot borrow another one's rule.
+pub async fn enter(endpoint: &'static str) -> Result<Caller, AppError> {
     let state = use_context::<AppState>()
         .ok_or_else(|| internal_error(&"AppState missing from context", false))?;
+    if let Some(requested) = http_endpoint()
+        && requested != endpoint
+    {
+        return Err(internal_error(
+            &format!("server function {requested} passed the gate as {endpoint}"),
+            false,
+        ));
+    }
     let session: Session = leptos_axum::extract()
         .await
         .map_err(|e| internal_error(&e, false))?;
     let meta = request_meta(&state);
-    let door = use_context::<axum::http::request::Parts>()
-        .and_then(|parts| parts.extensions.get::<Authenticated>().cloned());
-    let user = match door {
-        Some(Authenticated(user)) => Some(user),
-        None => authenticate(&state, &session, &meta).await?,
-    };
+    let known = use_context::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Authenticated>().cloned())
+        .map(|Authenticated(user)| user);
+    let user = admit(
+        &state,
+        Some(&session),
+        known,
+        &meta,
+        Door::ServerFn(endpoint),
+    )
+    .await
+    .map_err(AppError::from)?;
     Ok(Caller {
         state,
         session,
@@ -54,89 +210,16 @@ pub async fn caller() -> Result<Caller, AppError> {
     })
 }
 
-/// Whether `user` may call a server function whose rule is `access`: 401 without a user;
-/// 403 for a user who must first replace an initial password (unless any signed-in user may
-/// call it); 403, recorded as `access.denied`, for a role the rule leaves out.
-pub async fn permit(
-    state: &AppState,
-    meta: &RequestMeta,
-    access: Access,
-    user: Option<&AuthUser>,
-    endpoint: Option<&str>,
-) -> Result<(), AppError> {
-    match access {
-        Access::Public => Ok(()),
-        Access::AnySignedIn => user.map(|_| ()).ok_or(AppError::Unauthorized),
-        Access::Roles(roles) => {
-            let user = user.ok_or(AppError::Unauthorized)?;
-            permit_role(state, meta, roles, user, endpoint).await
-        }
-    }
-}
-
-async fn permit_role(
-    state: &AppState,
-    meta: &RequestMeta,
-    roles: &[Role],
-    user: &AuthUser,
-    endpoint: Option<&str>,
-) -> Result<(), AppError> {
-    if user.must_change_password {
-        return Err(AppError::Forbidden(
-            "Change your initial password first (My account → Change password).".into(),
-        ));
-    }
-    if !roles.contains(&user.role) {
-        let mut event = AuditEvent::new(user.actor(), "access.denied", Outcome::Denied)
-            .reason("role may not call this server function");
-        if let Some(endpoint) = endpoint {
-            event = event.detail(serde_json::json!({ "function": endpoint }));
-        }
-        state.audit.record(&state.db, meta, &event).await;
-        return Err(AppError::Forbidden(format!(
-            "Your role ({}) cannot do this. Ask an admin if you need access.",
-            user.role.label()
-        )));
-    }
-    Ok(())
+/// Passes the gate as server function `endpoint`, which needs a signed-in user: 401 without a
+/// session, 403 for a role its rule leaves out (or an initial password still to replace).
+pub async fn require(endpoint: &'static str) -> Result<(Caller, AuthUser), AppError> {
+    let caller = enter(endpoint).await?;
+    let user = caller.user.clone().ok_or(AppError::Unauthorized)?;
+    Ok((caller, user))
 }
 
 /// The endpoint of the server function this request calls over HTTP, if it is one.
 fn http_endpoint() -> Option<String> {
     use_context::<axum::http::request::Parts>()
         .and_then(|parts| parts.uri.path().strip_prefix("/api/").map(str::to_string))
-}
-
-/// Refuses a function reached over HTTP whose own guard is not its rule in the table.
-fn check_rule(agrees: impl Fn(Access) -> bool) -> Result<(), AppError> {
-    if let Some(endpoint) = http_endpoint()
-        && !api::access_of(&endpoint).is_some_and(agrees)
-    {
-        return Err(internal_error(
-            &format!("the guard of server function {endpoint} disagrees with SERVER_FN_ACCESS"),
-            false,
-        ));
-    }
-    Ok(())
-}
-
-/// A signed-in caller whose role is one of `roles`; 401 without a session, 403 otherwise.
-/// A user who still has to replace an initial password may do nothing else.
-pub async fn require(roles: &[Role]) -> Result<(Caller, AuthUser), AppError> {
-    check_rule(|access| access.is_roles(roles))?;
-    let (caller, user) = signed_in().await?;
-    permit_role(&caller.state, &caller.meta, roles, &user, None).await?;
-    Ok((caller, user))
-}
-
-/// A signed-in caller of any role, even one who must still change their password.
-pub async fn require_signed_in() -> Result<(Caller, AuthUser), AppError> {
-    check_rule(|access| access == Access::AnySignedIn)?;
-    signed_in().await
-}
-
-async fn signed_in() -> Result<(Caller, AuthUser), AppError> {
-    let caller = caller().await?;
-    let user = caller.user.clone().ok_or(AppError::Unauthorized)?;
-    Ok((caller, user))
 }

@@ -84,11 +84,29 @@ impl TestApp {
         Self::start_on(&database_url, dir, extra).await
     }
 
+    /// Starts a server on `backend` whose gate reads `access` instead of the standard table.
+    pub async fn start_with_access(
+        backend: Backend,
+        access: kyc_desk::access::AccessTable,
+    ) -> TestApp {
+        let (database_url, dir) = fresh_database(backend).await;
+        Self::start_gated(&database_url, dir, &[], access).await
+    }
+
     /// Starts a server on an existing database (a second instance, for instance).
     pub async fn start_on(
         database_url: &str,
         dir: Option<tempfile::TempDir>,
         extra: &[(&str, &str)],
+    ) -> TestApp {
+        Self::start_gated(database_url, dir, extra, Default::default()).await
+    }
+
+    async fn start_gated(
+        database_url: &str,
+        dir: Option<tempfile::TempDir>,
+        extra: &[(&str, &str)],
+        access: kyc_desk::access::AccessTable,
     ) -> TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -105,7 +123,8 @@ impl TestApp {
             vars.insert("KYC_DESK_MASTER_KEY".into(), test_master_key());
         }
         let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("test config");
-        let state = AppState::open(config).await.expect("open app state");
+        let mut state = AppState::open(config).await.expect("open app state");
+        state.access = std::sync::Arc::new(access);
         let router = web::router(state.clone());
         tokio::spawn(async move {
             axum::serve(

@@ -1,0 +1,275 @@
+//! Who may do what: the one access table of KYC Desk. Every door reads it — the console's
+//! pages (and their navigation), the server functions, the file routes (CSV exports, QR
+//! images) — and the one gate (`server::auth::guard::admit`) applies it, so no second role list
+//! exists to drift. Shared by both builds: the browser uses the page areas for its navigation
+//! and the "no access" panel; the server uses all of it.
+
+use crate::types::Role;
+use std::borrow::Cow;
+
+/// Who may pass a door.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, signed in or not: sign-in, sign-out, first-run setup, "who am I".
+    Public,
+    /// Any signed-in user, even one who must still replace an initial password.
+    AnySignedIn,
+    /// Signed-in users of these roles who have replaced any initial password.
+    Roles(&'static [Role]),
+}
+
+impl Access {
+    /// Whether this rule lets exactly the roles in `roles` pass (order does not matter).
+    pub fn is_roles(self, roles: &[Role]) -> bool {
+        match self {
+            Access::Roles(allowed) => {
+                allowed.iter().all(|r| roles.contains(r))
+                    && roles.iter().all(|r| allowed.contains(r))
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a signed-in user of `role` (with no initial password left to replace) passes.
+    pub fn admits(self, role: Role) -> bool {
+        match self {
+            Access::Public | Access::AnySignedIn => true,
+            Access::Roles(allowed) => allowed.contains(&role),
+        }
+    }
+}
+
+/// Admins only.
+pub const ADMINS: &[Role] = &[Role::Admin];
+/// Those who create, share and follow links.
+pub const ACTORS: &[Role] = &[Role::Operator, Role::Admin];
+/// Those who read sessions.
+pub const READERS: &[Role] = &[Role::Operator, Role::Admin, Role::Auditor];
+/// Those who read the audit log.
+pub const AUDIT_READERS: &[Role] = &[Role::Auditor, Role::Admin];
+/// Every role.
+pub const EVERYONE: &[Role] = READERS;
+
+/// One area of the console, as the navigation and the page door know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Area {
+    /// Path prefix of the area's pages.
+    pub path: &'static str,
+    /// Navigation label.
+    pub label: &'static str,
+    /// Roles that may open it.
+    pub roles: &'static [Role],
+    /// Whether the navigation lists it.
+    pub in_nav: bool,
+}
+
+/// The areas of the console. Navigation, the page door and the pages' own "no access" panel
+/// all read this one table, so they cannot disagree.
+pub const AREAS: &[Area] = &[
+    Area {
+        path: "/links",
+        label: "New link",
+        roles: ACTORS,
+        in_nav: true,
+    },
+    Area {
+        path: "/sessions",
+        label: "Sessions",
+        roles: READERS,
+        in_nav: true,
+    },
+    Area {
+        path: "/users",
+        label: "Users",
+        roles: ADMINS,
+        in_nav: true,
+    },
+    Area {
+        path: "/credentials",
+        label: "Credentials",
+        roles: ADMINS,
+        in_nav: true,
+    },
+    Area {
+        path: "/audit",
+        label: "Audit log",
+        roles: AUDIT_READERS,
+        in_nav: true,
+    },
+    Area {
+        path: "/account",
+        label: "My account",
+        roles: EVERYONE,
+        in_nav: false,
+    },
+];
+
+/// The one page a user who must still replace an initial password may open.
+pub const PASSWORD_PAGE: &str = "/account/password";
+
+/// The area a path belongs to, if any (the dashboard `/` belongs to none and is open to all
+/// signed-in users).
+pub fn area_for_path(path: &str) -> Option<&'static Area> {
+    AREAS.iter().find(|area| {
+        path == area.path
+            || path
+                .strip_prefix(area.path)
+                .is_some_and(|rest| rest.starts_with('/'))
+    })
+}
+
+/// Whether `role` may open the page at `path`.
+pub fn may_open(role: Role, path: &str) -> bool {
+    page_access(path).admits(role)
+}
+
+/// The rule of the console page at `path`: its area's roles; the dashboard and other pages
+/// outside an area are open to every role; the password page to any signed-in user; the
+/// sign-in page and first-run setup links to anyone.
+pub fn page_access(path: &str) -> Access {
+    if path == "/login" || path.starts_with("/setup/") {
+        return Access::Public;
+    }
+    if path == PASSWORD_PAGE {
+        return Access::AnySignedIn;
+    }
+    Access::Roles(area_for_path(path).map_or(EVERYONE, |area| area.roles))
+}
+
+/// Every server function's endpoint (the part after `/api/`) and who may call it. A function
+/// missing from this table cannot be called at all, over HTTP or in-process.
+pub const SERVER_FN_ACCESS: &[(&str, Access)] = &[
+    // api/auth.rs
+    ("whoami", Access::Public),
+    ("login", Access::Public),
+    ("logout", Access::Public),
+    ("setup_state", Access::Public),
+    ("create_first_admin", Access::Public),
+    ("change_password", Access::AnySignedIn),
+    // api/audit.rs
+    ("list_audit", Access::Roles(AUDIT_READERS)),
+    ("verify_audit", Access::Roles(AUDIT_READERS)),
+    // api/credentials.rs
+    ("list_credentials", Access::Roles(ADMINS)),
+    ("save_credential", Access::Roles(ADMINS)),
+    ("test_credential", Access::Roles(ADMINS)),
+    // api/links.rs
+    ("link_options", Access::Roles(ACTORS)),
+    ("create_link", Access::Roles(ACTORS)),
+    ("session_detail", Access::Roles(READERS)),
+    ("list_sessions", Access::Roles(READERS)),
+    ("send_link", Access::Roles(ACTORS)),
+    ("cancel_link", Access::Roles(ACTORS)),
+    ("regenerate_link", Access::Roles(ACTORS)),
+    ("dashboard_stats", Access::Roles(READERS)),
+    ("email_template", Access::Roles(ADMINS)),
+    ("save_email_template", Access::Roles(ADMINS)),
+    // api/users.rs
+    ("list_users", Access::Roles(ADMINS)),
+    ("create_user", Access::Roles(ADMINS)),
+    ("set_user_role", Access::Roles(ADMINS)),
+    ("set_user_disabled", Access::Roles(ADMINS)),
+    ("reset_user_password", Access::Roles(ADMINS)),
+];
+
+/// Every file route (as the router spells it) and who may fetch it.
+pub const FILE_ACCESS: &[(&str, Access)] = &[
+    ("/audit/export.csv", Access::Roles(AUDIT_READERS)),
+    ("/sessions/export.csv", Access::Roles(READERS)),
+    ("/sessions/{public_id}/qr.svg", Access::Roles(READERS)),
+];
+
+/// Who may export sessions with phone numbers and email addresses unmasked.
+pub const CONTACTS_EXPORT: Access = Access::Roles(ADMINS);
+
+/// The access rule of the server function at `endpoint` in the standard table.
+pub fn access_of(endpoint: &str) -> Option<Access> {
+    rule_in(SERVER_FN_ACCESS, endpoint)
+}
+
+fn rule_in(table: &[(&str, Access)], name: &str) -> Option<Access> {
+    table
+        .iter()
+        .find(|(entry, _)| *entry == name)
+        .map(|(_, access)| *access)
+}
+
+/// The access table a server runs with: the standard one ([`AccessTable::standard`]), or one a
+/// test built with a rule changed, to show that the table alone decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessTable {
+    server_fns: Cow<'static, [(&'static str, Access)]>,
+    files: Cow<'static, [(&'static str, Access)]>,
+}
+
+impl Default for AccessTable {
+    fn default() -> Self {
+        Self::standard()
+    }
+}
+
+impl AccessTable {
+    /// [`SERVER_FN_ACCESS`] and [`FILE_ACCESS`].
+    pub fn standard() -> Self {
+        AccessTable {
+            server_fns: Cow::Borrowed(SERVER_FN_ACCESS),
+            files: Cow::Borrowed(FILE_ACCESS),
+        }
+    }
+
+    /// This table with the rule of server function `endpoint` replaced.
+    pub fn with_server_fn(mut self, endpoint: &'static str, access: Access) -> Self {
+        let rules = self.server_fns.to_mut();
+        match rules.iter_mut().find(|(entry, _)| *entry == endpoint) {
+            Some(rule) => rule.1 = access,
+            None => rules.push((endpoint, access)),
+        }
+        self
+    }
+
+    /// The rule of the server function at `endpoint`; `None`: no such function may be called.
+    pub fn server_fn(&self, endpoint: &str) -> Option<Access> {
+        rule_in(&self.server_fns, endpoint)
+    }
+
+    /// The rule of the file route `route`; `None`: not a file route of the table.
+    pub fn file(&self, route: &str) -> Option<Access> {
+        rule_in(&self.files, route)
+    }
+
+    /// Every server-function rule.
+    pub fn server_fns(&self) -> &[(&'static str, Access)] {
+        &self.server_fns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_follow_their_areas() {
+        assert!(may_open(Role::Operator, "/links"));
+        assert!(!may_open(Role::Auditor, "/links/new"));
+        assert!(may_open(Role::Auditor, "/"));
+        assert!(!may_open(Role::Operator, "/audit"));
+        assert!(may_open(Role::Admin, "/users"));
+        assert!(!may_open(Role::Admin, "/usersx") || area_for_path("/usersx").is_none());
+        assert_eq!(page_access(PASSWORD_PAGE), Access::AnySignedIn);
+    }
+
+    #[test]
+    fn a_changed_rule_is_the_rule() {
+        let table = AccessTable::standard().with_server_fn("list_users", Access::Roles(&[]));
+        assert_eq!(table.server_fn("list_users"), Some(Access::Roles(&[])));
+        assert_eq!(
+            AccessTable::standard().server_fn("list_users"),
+            Some(Access::Roles(ADMINS))
+        );
+        assert_eq!(table.server_fn("no_such_fn"), None);
+        assert_eq!(
+            table.file("/sessions/export.csv"),
+            Some(Access::Roles(READERS))
+        );
+    }
+}

@@ -1,0 +1,311 @@
+//! File routes: the CSV exports (audit log, sessions) and the QR image of a session's link.
+//! Each is a door of the access table: its caller passes the gate as the file route it is.
+
+use super::doors::file_caller;
+use super::error::{database_failure, error_response};
+use super::request::query_pairs;
+use crate::server::audit::{AuditEvent, Outcome, RequestMeta};
+use crate::server::db;
+use crate::server::state::AppState;
+use crate::types::AppError;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+/// `GET /audit/export.csv?<filters>`: the filtered audit rows as CSV, newest first, streamed
+/// page by page (keyset), with the chain head at the time of the export as the last line.
+/// Auditors and admins only; the export itself is recorded before the first byte.
+pub async fn audit_export(
+    State(state): State<AppState>,
+    axum::extract::Query(filter): axum::extract::Query<crate::types::AuditFilter>,
+    request: Request,
+) -> Response {
+    use crate::server::audit::view;
+    use crate::server::db::audit as repo;
+    use futures::StreamExt as _;
+
+    const PATH: &str = "/audit/export.csv";
+    let (meta, user) = match file_caller(&state, &request, PATH).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
+    let mut query = match view::parse_filter(&filter) {
+        Ok(query) => query,
+        Err(error) => return error_response(PATH, error),
+    };
+    let head = match repo::head_of(&state.db.pool).await {
+        Ok(head) => head,
+        Err(error) => return database_failure(PATH, &meta.request_id, &error),
+    };
+    // Pin the export to the rows that existed when it started.
+    let head_seq = head.as_ref().map(|(seq, _)| *seq).unwrap_or(0);
+    query.before_seq = Some(
+        query
+            .before_seq
+            .map_or(head_seq + 1, |b| b.min(head_seq + 1)),
+    );
+    let event = AuditEvent::new(user.actor(), "audit.export", Outcome::Success)
+        .detail(serde_json::json!({ "filter": filter.to_query(), "head_seq": head_seq }));
+    if let Err(refused) = record_export(&state, &meta, &event, PATH).await {
+        return refused;
+    }
+    let header_line = crate::server::csv::line(view::CSV_HEADER);
+    let trailer = view::csv_trailer(head);
+    let pool = state.db.pool.clone();
+    let request_id = meta.request_id.clone();
+    let rows = futures::stream::unfold(Some(query), move |cursor| {
+        let pool = pool.clone();
+        let request_id = request_id.clone();
+        async move {
+            let query = cursor?;
+            match repo::search(&pool, &query, 1000).await {
+                Ok(rows) if rows.is_empty() => None,
+                Ok(rows) => {
+                    let mut chunk = String::new();
+                    for row in &rows {
+                        chunk.push_str(&view::csv_line(row));
+                    }
+                    let next = (rows.len() == 1000).then(|| crate::server::db::audit::AuditQuery {
+                        before_seq: rows.last().map(|r| r.seq),
+                        ..query
+                    });
+                    Some((Ok::<_, std::io::Error>(chunk), next))
+                }
+                Err(error) => {
+                    tracing::error!(%request_id, %error, "export stopped by a database error");
+                    // The file ends without its trailer line, so it is visibly incomplete.
+                    Some((Err(std::io::Error::other("database error")), None))
+                }
+            }
+        }
+    });
+    let body = futures::stream::once(async move { Ok(header_line) })
+        .chain(rows)
+        .chain(futures::stream::once(async move { Ok(trailer) }));
+    csv_download("audit", body)
+}
+
+/// `GET /sessions/{public_id}/qr.svg`: the QR code of an open session's link, for any signed-in
+/// staff member (it is the link itself, which everyone who may open the session sees). Drawn
+/// on the server on request rather than inside the call that creates the link, so creating a
+/// link never waits for it. Like every page, it is not stored by the browser (`no-store`).
+pub async fn session_qr(
+    State(state): State<AppState>,
+    axum::extract::Path(public_id): axum::extract::Path<String>,
+    request: Request,
+) -> Response {
+    let path = request.uri().path().to_string();
+    let (meta, _user) = match file_caller(&state, &request, "/sessions/{public_id}/qr.svg").await {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
+    let no_link = || {
+        error_response(
+            &path,
+            AppError::NotFound("This session has no open link, so it has no QR code.".into()),
+        )
+    };
+    // Public ids are lower-case letters (hex digits too, in sessions made by early versions);
+    // anything else names no session (and a NUL, say, must not reach the database as a query
+    // error).
+    if public_id.is_empty()
+        || !public_id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
+        return no_link();
+    }
+    let row = match db::links::find_public(&state.db.pool, &public_id).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return no_link(),
+        Err(error) => {
+            return database_failure(&path, &meta.request_id, &error);
+        }
+    };
+    let open = crate::types::KycStatus::parse(&row.status).is_some_and(|s| s.is_open());
+    let (Some(url), true) = (row.link_url, open) else {
+        return no_link();
+    };
+    match tokio::task::spawn_blocking(move || crate::server::links::qr_svg(&url)).await {
+        Ok(Some(svg)) => ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
+        Ok(None) | Err(_) => {
+            tracing::error!(request_id = %meta.request_id, session = %public_id, "QR code could not be drawn");
+            error_response(
+                &path,
+                AppError::Internal {
+                    request_id: meta.request_id.clone(),
+                },
+            )
+        }
+    }
+}
+
+/// `GET /sessions/export.csv?<filters>[&contacts=1]`: the filtered sessions as CSV, streamed
+/// page by page. Phone and email are masked unless an admin asks for contact details.
+pub async fn sessions_export(
+    State(state): State<AppState>,
+    axum::extract::Query(filter): axum::extract::Query<crate::types::SessionFilter>,
+    request: Request,
+) -> Response {
+    use crate::server::db::links as repo;
+    use futures::StreamExt as _;
+
+    const PATH: &str = "/sessions/export.csv";
+    let (meta, user) = match file_caller(&state, &request, PATH).await {
+        Ok(caller) => caller,
+        Err(refused) => return refused,
+    };
+    let contacts = query_pairs(request.uri())
+        .iter()
+        .any(|(k, v)| k == "contacts" && (v == "1" || v == "on" || v == "true"));
+    if contacts && !crate::access::CONTACTS_EXPORT.admits(user.role) {
+        state
+            .audit
+            .record(
+                &state.db,
+                &meta,
+                &AuditEvent::new(user.actor(), "access.denied", Outcome::Denied)
+                    .reason("only admins may export contact details"),
+            )
+            .await;
+        return error_response(
+            PATH,
+            AppError::Forbidden("Only admins may export contact details.".into()),
+        );
+    }
+    let staff: Vec<(i64, String)> = match db::users::list(&state.db.pool).await {
+        Ok(users) => users.into_iter().map(|u| (u.id, u.email)).collect(),
+        Err(error) => return database_failure(PATH, &meta.request_id, &error),
+    };
+    let query = match crate::server::links::parse_filter(&filter, &staff) {
+        Ok(query) => query,
+        Err(error) => return error_response(PATH, error),
+    };
+    let event = AuditEvent::new(user.actor(), "session.export", Outcome::Success)
+        .detail(serde_json::json!({ "filter": filter.to_query(), "contacts": contacts }));
+    if let Err(refused) = record_export(&state, &meta, &event, PATH).await {
+        return refused;
+    }
+    let header_line = crate::server::csv::line([
+        "session",
+        "customer",
+        "phone",
+        "email",
+        "internal_reference",
+        "provider",
+        "flow",
+        "status",
+        "created_by",
+        "created_at_utc",
+        "expires_at_utc",
+        "ended_at_utc",
+        "journey_id",
+        "reference_id",
+        "sandbox",
+    ]);
+    let pool = state.db.pool.clone();
+    let request_id = meta.request_id.clone();
+    let rows = futures::stream::unfold(Some(query), move |cursor| {
+        let pool = pool.clone();
+        let request_id = request_id.clone();
+        async move {
+            let query = cursor?;
+            match repo::search(&pool, &query, 500).await {
+                Ok(rows) if rows.is_empty() => None,
+                Ok(rows) => {
+                    let mut chunk = String::new();
+                    for row in &rows {
+                        let phone = if contacts {
+                            row.phone.clone()
+                        } else {
+                            crate::validation::mask_phone(&row.phone)
+                        };
+                        let email = row
+                            .email
+                            .as_deref()
+                            .map(|e| {
+                                if contacts {
+                                    e.to_string()
+                                } else {
+                                    crate::validation::mask_email(e)
+                                }
+                            })
+                            .unwrap_or_default();
+                        let time = |t: Option<i64>| t.map(db::format_time).unwrap_or_default();
+                        chunk.push_str(&crate::server::csv::line([
+                            row.public_id.clone(),
+                            row.customer_name.clone(),
+                            phone,
+                            email,
+                            row.internal_ref.clone().unwrap_or_default(),
+                            row.provider.clone(),
+                            row.flow.clone(),
+                            row.status.clone(),
+                            row.creator_email.clone(),
+                            db::format_time(row.created_at),
+                            time(row.expires_at),
+                            time(row.ended_at),
+                            row.journey_id.clone().unwrap_or_default(),
+                            row.reference_id.clone().unwrap_or_default(),
+                            (row.sandbox != 0).to_string(),
+                        ]));
+                    }
+                    let next = (rows.len() == 500).then(|| repo::SessionQuery {
+                        before_id: rows.last().map(|r| r.id),
+                        ..query
+                    });
+                    Some((Ok::<_, std::io::Error>(chunk), next))
+                }
+                Err(error) => {
+                    tracing::error!(%request_id, %error, "session export stopped by a database error");
+                    Some((Err(std::io::Error::other("database error")), None))
+                }
+            }
+        }
+    });
+    let body = futures::stream::once(async move { Ok(header_line) }).chain(rows);
+    csv_download("sessions", body)
+}
+
+/// A streamed CSV file download named after `what` and the time.
+fn csv_download(
+    what: &str,
+    body: impl futures::Stream<Item = Result<String, std::io::Error>> + Send + 'static,
+) -> Response {
+    let file_name = format!(
+        "kyc-desk-{what}-{}.csv",
+        chrono::Utc::now().format("%Y%m%d-%H%M%S")
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file_name}\""),
+            ),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// Records an export before its first byte; without the record there is no export.
+async fn record_export(
+    state: &AppState,
+    meta: &RequestMeta,
+    event: &AuditEvent,
+    path: &str,
+) -> Result<(), Response> {
+    if let Err(error) = state.audit.try_record(&state.db, meta, event).await {
+        tracing::error!(request_id = %meta.request_id, %error, "export not recorded; refused");
+        return Err(error_response(
+            path,
+            AppError::Unavailable(
+                "The export could not be recorded, so it was not made. Try again in a moment."
+                    .into(),
+            ),
+        ));
+    }
+    Ok(())
+}

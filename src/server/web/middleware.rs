@@ -1,0 +1,383 @@
+//! The layers every request passes before any door: security headers (CSP with a nonce), the
+//! request deadline, the origin (CSRF) check, the body-size limit and the refusal of NUL
+//! characters in arguments.
+
+use super::MAX_BODY_BYTES;
+use super::error::error_response;
+use super::request::{REQUEST_ID, is_static, meta_from};
+use crate::server::audit::{Actor, AuditEvent, Outcome};
+use crate::server::state::AppState;
+use crate::types::AppError;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use base64::Engine as _;
+use rand::RngCore as _;
+
+/// The per-request CSP nonce, shared between the header and the hydration scripts.
+#[derive(Clone, Debug)]
+pub struct CspNonce(pub String);
+
+fn random_nonce() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub async fn security_headers(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let nonce = random_nonce();
+    request.extensions_mut().insert(CspNonce(nonce.clone()));
+    let path = request.uri().path().to_string();
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let csp = format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    );
+    if let Ok(value) = HeaderValue::from_str(&csp) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        "permissions-policy",
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),
+    );
+    if !is_static(&path) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if state.config.is_https() {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    response
+}
+
+/// The last line of defence against a request that stops: no answer head within the
+/// configured deadline is answered 503 with the request id (and logged as an error), and an
+/// answer whose body sends nothing for that long is cut off (logged by the trace layer as a
+/// failed response). Every wait inside a request is bounded on its own (pool acquisition, the
+/// SQLite write turn, provider calls); this catches what a bug would leave unbounded.
+pub async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.config.request_deadline;
+    let path = request.uri().path().to_string();
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => {
+            response.map(|body| Body::new(tower_http::timeout::TimeoutBody::new(limit, body)))
+        }
+        Err(_) => {
+            tracing::error!(%request_id, %path, deadline_secs = limit.as_secs(), "no answer within the request deadline; answered 503");
+            error_response(
+                &path,
+                AppError::Unavailable(format!(
+                    "KYC Desk did not finish this request in time. Please reload or try again; if it keeps happening, give an admin the reference {request_id}."
+                )),
+            )
+        }
+    }
+}
+
+fn is_state_changing(method: &Method) -> bool {
+    !matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// Whether a state-changing request comes from our own pages. Browsers always send
+/// `Origin` on such requests; older ones send at least `Sec-Fetch-Site`. Requests with
+/// neither come from non-browser clients, which carry no ambient cookies to abuse.
+pub fn same_origin(public_origin: &str, headers: &HeaderMap) -> bool {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
+        if origin == public_origin {
+            return true;
+        }
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let authority = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"));
+        return matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h));
+    }
+    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some(site) => site == "same-origin" || site == "none",
+        None => true,
+    }
+}
+
+pub async fn origin_check(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // The sandbox stands in for the providers' own sites, which a customer's browser posts to
+    // from pages that send `Origin: null` (no-referrer); it changes nothing of KYC Desk's.
+    let sandbox = state.config.sandbox && request.uri().path().starts_with("/sandbox/");
+    if !sandbox
+        && is_state_changing(request.method())
+        && !same_origin(&state.config.public_origin(), request.headers())
+    {
+        let meta = meta_from(&state, request.extensions(), request.headers());
+        let path = request.uri().path().to_string();
+        state
+            .audit
+            .record(
+                &state.db,
+                &meta,
+                &AuditEvent::new(Actor::Anonymous, "access.denied", Outcome::Denied)
+                    .reason("cross-origin request refused")
+                    .detail(serde_json::json!({ "path": path })),
+            )
+            .await;
+        return error_response(
+            &path,
+            AppError::Forbidden("This request came from another site and was refused.".into()),
+        );
+    }
+    next.run(request).await
+}
+
+fn too_large(path: &str) -> Response {
+    let mut response = error_response(
+        path,
+        AppError::Request("The request is too large (the limit is 1 MiB).".into()),
+    );
+    *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    response
+}
+
+pub async fn body_size_check(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
+        return too_large(request.uri().path());
+    }
+    let (parts, body) = request.into_parts();
+    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
+    if declared.is_some() {
+        // The length is checked; the limit stays as a backstop while the body is read.
+        return next
+            .run(Request::from_parts(parts, Body::new(limited)))
+            .await;
+    }
+    // A body without a length (chunked) is read here, up to the limit, so that too much of
+    // it is answered 413 like a declared length is (not as unreadable arguments later).
+    match http_body_util::BodyExt::collect(limited).await {
+        Ok(collected) => {
+            let body = Body::from(collected.to_bytes());
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => too_large(parts.uri.path()),
+        Err(error) => {
+            tracing::debug!(%error, "request body could not be read");
+            error_response(
+                parts.uri.path(),
+                AppError::Request("The request body could not be read.".into()),
+            )
+        }
+    }
+}
+
+/// No field anywhere takes a NUL character (no person types one, and PostgreSQL cannot store
+/// one): a query or server-function argument that carries one is refused here, naming the
+/// field, the same way on both databases. Runs after the session and role checks.
+pub async fn refuse_nul(request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    if let Some(field) = request
+        .uri()
+        .query()
+        .and_then(|q| form_nul_field(q.as_bytes()))
+    {
+        let error = if path.starts_with("/api/") {
+            nul_error(&field)
+        } else {
+            AppError::Request(format!(
+                "The address carries a NUL character (in “{field}”), which KYC Desk does not accept."
+            ))
+        };
+        return error_response(&path, error);
+    }
+    if !path.starts_with("/api/") || request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match http_body_util::BodyExt::collect(body).await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => {
+            let error = error.into_inner();
+            if error.is::<http_body_util::LengthLimitError>() {
+                return too_large(&path);
+            }
+            tracing::debug!(%error, "request body could not be read");
+            return error_response(
+                &path,
+                AppError::Request("The request body could not be read.".into()),
+            );
+        }
+    };
+    let json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let field = if json {
+        serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|value| json_nul_field(&value, ""))
+    } else {
+        form_nul_field(&bytes)
+    };
+    if let Some(field) = field {
+        return error_response(&path, nul_error(&field));
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+fn nul_error(field: &str) -> AppError {
+    AppError::field(field, "This field cannot contain a NUL character.")
+}
+
+/// The form field name of a submitted key: `input[documents][0]` → `documents`.
+fn field_name(key: &str) -> String {
+    let mut key = key.replace('\0', "");
+    while key.ends_with(']') {
+        let Some(open) = key.rfind('[') else {
+            break;
+        };
+        let inner = key[open + 1..key.len() - 1].to_string();
+        if inner.is_empty() || inner.chars().all(|c| c.is_ascii_digit()) {
+            key.truncate(open);
+        } else {
+            return inner;
+        }
+    }
+    key
+}
+
+/// The first form (or query) field whose name or value holds a NUL character.
+fn form_nul_field(form: &[u8]) -> Option<String> {
+    url::form_urlencoded::parse(form)
+        .find(|(key, value)| key.contains('\0') || value.contains('\0'))
+        .map(|(key, _)| field_name(&key))
+}
+
+/// The first JSON member whose name or text holds a NUL character.
+fn json_nul_field(value: &serde_json::Value, name: &str) -> Option<String> {
+    match value {
+        serde_json::Value::String(text) if text.contains('\0') => Some(field_name(name)),
+        serde_json::Value::Array(items) => items.iter().find_map(|item| json_nul_field(item, name)),
+        serde_json::Value::Object(members) => members.iter().find_map(|(key, member)| {
+            if key.contains('\0') {
+                Some(field_name(key))
+            } else {
+                json_nul_field(member, key)
+            }
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn origin_rules() {
+        let public = "https://kyc.example.com";
+        assert!(same_origin(
+            public,
+            &headers(&[("origin", "https://kyc.example.com")])
+        ));
+        assert!(same_origin(
+            public,
+            &headers(&[
+                ("origin", "http://127.0.0.1:3000"),
+                ("host", "127.0.0.1:3000")
+            ])
+        ));
+        assert!(!same_origin(
+            public,
+            &headers(&[
+                ("origin", "https://evil.example"),
+                ("host", "kyc.example.com")
+            ])
+        ));
+        assert!(!same_origin(public, &headers(&[("origin", "null")])));
+        assert!(!same_origin(
+            public,
+            &headers(&[("sec-fetch-site", "cross-site")])
+        ));
+        assert!(!same_origin(
+            public,
+            &headers(&[("sec-fetch-site", "same-site")])
+        ));
+        assert!(same_origin(
+            public,
+            &headers(&[("sec-fetch-site", "same-origin")])
+        ));
+        assert!(
+            same_origin(public, &headers(&[])),
+            "non-browser clients carry no ambient cookies"
+        );
+    }
+
+    #[test]
+    fn nul_characters_are_found_and_their_field_named() {
+        assert_eq!(
+            form_nul_field(b"a=1&input%5Bcustomer_name%5D=x%00y"),
+            Some("customer_name".into())
+        );
+        assert_eq!(
+            form_nul_field(b"input[documents][0]=\0"),
+            Some("documents".into())
+        );
+        assert_eq!(form_nul_field(b"q=%2500&r=%%30"), None, "escaped, not NUL");
+        let json = serde_json::json!({"input": {"settings": {"company_name": "a\u{0}b"}}});
+        assert_eq!(json_nul_field(&json, ""), Some("company_name".into()));
+        let json = serde_json::json!({"input": {"documents": ["ok", "\u{0}"]}});
+        assert_eq!(json_nul_field(&json, ""), Some("documents".into()));
+        assert_eq!(
+            json_nul_field(&serde_json::json!({"q": "\\u0000"}), ""),
+            None
+        );
+    }
+}

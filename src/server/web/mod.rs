@@ -1,0 +1,223 @@
+//! HTTP plumbing: the router and how the server runs (serve, graceful shutdown, housekeeping,
+//! health endpoints). Its rooms: `request` (client address, request id, path classes),
+//! `middleware` (security headers, deadline, origin check, body limit, NUL refusal), `doors`
+//! (the page, server-function and file doors of the one gate), `error` (the one place a failure
+//! becomes a response), `files` (CSV exports, QR image), `returns` (customers' return pages).
+
+mod doors;
+pub mod error;
+mod files;
+pub mod middleware;
+pub mod request;
+mod returns;
+
+pub use error::{internal_error, respond, set_error_status};
+pub use middleware::{CspNonce, same_origin};
+pub use request::{client_ip, request_meta};
+
+use crate::app::{App, shell};
+use crate::server::auth;
+use crate::server::db;
+use crate::server::state::AppState;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use leptos::prelude::*;
+use leptos_axum::{AxumRouteListing, LeptosRoutes, generate_route_list};
+use request::REQUEST_ID;
+use std::net::SocketAddr;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "kyc_desk_session";
+
+/// The page routes of the app, generated once per process.
+///
+/// Why once: leptos lists the routes by rendering the app with resource loading switched off,
+/// and that switch (`leptos_server::SuppressResourceLoad`) is one flag for the whole process,
+/// not for the render that set it. A resource of any other page render in the process that is
+/// first polled while the flag is up waits forever on a future that is never woken, so that
+/// page never answers (its head, or the tail of its body when the resource was not awaited
+/// before the HTML was complete). Every router built after the first (a second instance in one
+/// process, every test server, the bench) used to run the generation again while other
+/// routers rendered pages. Generated once, before any router exists, it can overlap no render.
+fn page_routes() -> Vec<AxumRouteListing> {
+    static ROUTES: std::sync::OnceLock<Vec<AxumRouteListing>> = std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
+}
+
+/// Builds the whole application router.
+pub fn router(state: AppState) -> Router {
+    let routes = page_routes();
+    let context_state = state.clone();
+    let shell_options = state.leptos_options.clone();
+    let sessions = SessionManagerLayer::new(db::sessions::SqlSessionStore::new(state.db.clone()))
+        .with_name(SESSION_COOKIE)
+        .with_http_only(true)
+        .with_same_site(SameSite::Strict)
+        .with_secure(state.config.cookie_secure)
+        .with_path("/")
+        // The store keeps a session up to the absolute timeout; the idle timeout is
+        // enforced (and its end recorded in the audit log) by `auth::authenticate`.
+        .with_expiry(Expiry::OnInactivity(
+            tower_sessions::cookie::time::Duration::seconds(
+                state.config.session_absolute_timeout.as_secs() as i64,
+            ),
+        ));
+
+    let mut router = Router::new();
+    if state.config.sandbox {
+        let sandbox = crate::server::sandbox::seed::sandbox_for(state.config.public_url.as_str());
+        router = router.nest_service("/sandbox", sandbox.router());
+    }
+    router
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/audit/export.csv", get(files::audit_export))
+        .route("/sessions/export.csv", get(files::sessions_export))
+        .route("/sessions/{public_id}/qr.svg", get(files::session_qr))
+        .route("/kyc/return", get(returns::kyc_return_by_journey))
+        .route("/kyc/return/{public_id}", get(returns::kyc_return))
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(context_state.clone()),
+            move || shell(shell_options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                        let request_id = request
+                            .headers()
+                            .get(REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        tracing::info_span!(
+                            "request",
+                            method = %request.method(),
+                            path = %request.uri().path(),
+                            request_id = %request_id,
+                        )
+                    }),
+                )
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    middleware::security_headers,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    middleware::deadline,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    middleware::origin_check,
+                ))
+                .layer(axum::middleware::from_fn(middleware::body_size_check))
+                .layer(sessions)
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    doors::page_guard,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    doors::server_fn_guard,
+                ))
+                .layer(axum::middleware::from_fn(middleware::refuse_nul)),
+        )
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.db.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}
+
+/// Resolves when the process is asked to stop (SIGTERM or Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// Periodic clean-up of expired sessions and stale throttle counters.
+pub fn spawn_housekeeping(state: AppState) {
+    crate::server::links::jobs::spawn(state.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            if let Err(error) = db::sessions::delete_expired(&state.db.pool).await {
+                tracing::warn!(%error, "could not delete expired sessions");
+            }
+            if let Err(error) = auth::throttle::prune(&state.db.pool).await {
+                tracing::warn!(%error, "could not prune sign-in counters");
+            }
+        }
+    });
+}
+
+/// Sends each response as soon as it is written: without `TCP_NODELAY`, a response written in
+/// two parts can wait 40 ms for the client's delayed acknowledgement (Nagle's algorithm).
+pub fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt as _;
+    fn set_no_delay(stream: &mut tokio::net::TcpStream) {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    }
+    listener.tap_io(set_no_delay as fn(&mut tokio::net::TcpStream))
+}
+
+/// Binds and serves until shutdown.
+pub async fn serve(state: AppState) -> std::io::Result<()> {
+    let addr = state.config.addr;
+    let app = router(state.clone());
+    spawn_housekeeping(state);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!("KYC Desk listening on http://{addr}");
+    axum::serve(
+        no_delay(listener),
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+}
