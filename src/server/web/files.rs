@@ -52,34 +52,23 @@ pub async fn audit_export(
     }
     let header_line = crate::server::csv::line(view::CSV_HEADER);
     let trailer = view::csv_trailer(head);
-    let pool = state.db.pool.clone();
-    let request_id = meta.request_id.clone();
-    let rows = futures::stream::unfold(Some(query), move |cursor| {
-        let pool = pool.clone();
-        let request_id = request_id.clone();
-        async move {
-            let query = cursor?;
-            match repo::search(&pool, &query, 1000).await {
-                Ok(rows) if rows.is_empty() => None,
-                Ok(rows) => {
-                    let mut chunk = String::new();
-                    for row in &rows {
-                        chunk.push_str(&view::csv_line(row));
-                    }
-                    let next = (rows.len() == 1000).then(|| crate::server::db::audit::AuditQuery {
-                        before_seq: rows.last().map(|r| r.seq),
-                        ..query
-                    });
-                    Some((Ok::<_, std::io::Error>(chunk), next))
-                }
-                Err(error) => {
-                    tracing::error!(%request_id, %error, "export stopped by a database error");
-                    // The file ends without its trailer line, so it is visibly incomplete.
-                    Some((Err(std::io::Error::other("database error")), None))
-                }
+    let rows = csv_pages(
+        query,
+        1000,
+        meta.request_id.clone(),
+        {
+            let pool = state.db.pool.clone();
+            move |query| {
+                let pool = pool.clone();
+                async move { repo::search(&pool, &query, 1000).await }
             }
-        }
-    });
+        },
+        view::csv_line,
+        |query, last| crate::server::db::audit::AuditQuery {
+            before_seq: Some(last.seq),
+            ..query.clone()
+        },
+    );
     let body = futures::stream::once(async move { Ok(header_line) })
         .chain(rows)
         .chain(futures::stream::once(async move { Ok(trailer) }));
@@ -204,68 +193,102 @@ pub async fn sessions_export(
         "reference_id",
         "sandbox",
     ]);
-    let pool = state.db.pool.clone();
-    let request_id = meta.request_id.clone();
-    let rows = futures::stream::unfold(Some(query), move |cursor| {
-        let pool = pool.clone();
-        let request_id = request_id.clone();
-        async move {
-            let query = cursor?;
-            match repo::search(&pool, &query, 500).await {
-                Ok(rows) if rows.is_empty() => None,
-                Ok(rows) => {
-                    let mut chunk = String::new();
-                    for row in &rows {
-                        let phone = if contacts {
-                            row.phone.clone()
-                        } else {
-                            crate::validation::mask_phone(&row.phone)
-                        };
-                        let email = row
-                            .email
-                            .as_deref()
-                            .map(|e| {
-                                if contacts {
-                                    e.to_string()
-                                } else {
-                                    crate::validation::mask_email(e)
-                                }
-                            })
-                            .unwrap_or_default();
-                        let time = |t: Option<i64>| t.map(db::format_time).unwrap_or_default();
-                        chunk.push_str(&crate::server::csv::line([
-                            row.public_id.clone(),
-                            row.customer_name.clone(),
-                            phone,
-                            email,
-                            row.internal_ref.clone().unwrap_or_default(),
-                            row.provider.clone(),
-                            row.flow.clone(),
-                            row.status.clone(),
-                            row.creator_email.clone(),
-                            db::format_time(row.created_at),
-                            time(row.expires_at),
-                            time(row.ended_at),
-                            row.journey_id.clone().unwrap_or_default(),
-                            row.reference_id.clone().unwrap_or_default(),
-                            (row.sandbox != 0).to_string(),
-                        ]));
-                    }
-                    let next = (rows.len() == 500).then(|| repo::SessionQuery {
-                        before_id: rows.last().map(|r| r.id),
-                        ..query
-                    });
-                    Some((Ok::<_, std::io::Error>(chunk), next))
-                }
-                Err(error) => {
-                    tracing::error!(%request_id, %error, "session export stopped by a database error");
-                    Some((Err(std::io::Error::other("database error")), None))
-                }
+    let rows = csv_pages(
+        query,
+        500,
+        meta.request_id.clone(),
+        {
+            let pool = state.db.pool.clone();
+            move |query| {
+                let pool = pool.clone();
+                async move { repo::search(&pool, &query, 500).await }
             }
-        }
-    });
+        },
+        move |row: &crate::server::db::links::SessionRow| {
+            let phone = if contacts {
+                row.phone.clone()
+            } else {
+                crate::validation::mask_phone(&row.phone)
+            };
+            let email = row
+                .email
+                .as_deref()
+                .map(|e| {
+                    if contacts {
+                        e.to_string()
+                    } else {
+                        crate::validation::mask_email(e)
+                    }
+                })
+                .unwrap_or_default();
+            let time = |t: Option<i64>| t.map(db::format_time).unwrap_or_default();
+            crate::server::csv::line([
+                row.public_id.clone(),
+                row.customer_name.clone(),
+                phone,
+                email,
+                row.internal_ref.clone().unwrap_or_default(),
+                row.provider.clone(),
+                row.flow.clone(),
+                row.status.clone(),
+                row.creator_email.clone(),
+                db::format_time(row.created_at),
+                time(row.expires_at),
+                time(row.ended_at),
+                row.journey_id.clone().unwrap_or_default(),
+                row.reference_id.clone().unwrap_or_default(),
+                (row.sandbox != 0).to_string(),
+            ])
+        },
+        |query, last| repo::SessionQuery {
+            before_id: Some(last.id),
+            ..query.clone()
+        },
+    );
     let body = futures::stream::once(async move { Ok(header_line) }).chain(rows);
     csv_download("sessions", body)
+}
+
+/// The CSV lines of rows read page by page (keyset): `fetch` reads the page of a cursor, `line`
+/// formats a row, `after` is the cursor past a full page's last row. A database error ends the
+/// stream with an error (logged with the request id), so the download breaks off visibly
+/// instead of ending as if complete.
+fn csv_pages<Q, R, Fut>(
+    first: Q,
+    page_size: usize,
+    request_id: String,
+    fetch: impl Fn(Q) -> Fut + Send + 'static,
+    line: impl Fn(&R) -> String + Send + 'static,
+    after: impl Fn(&Q, &R) -> Q + Send + 'static,
+) -> impl futures::Stream<Item = Result<String, std::io::Error>> + Send + 'static
+where
+    Q: Clone + Send + 'static,
+    R: Send + 'static,
+    Fut: Future<Output = Result<Vec<R>, sqlx::Error>> + Send + 'static,
+{
+    futures::stream::unfold(
+        (Some(first), fetch, line, after, request_id),
+        move |(cursor, fetch, line, after, request_id)| async move {
+            let query = cursor?;
+            match fetch(query.clone()).await {
+                Ok(rows) if rows.is_empty() => None,
+                Ok(rows) => {
+                    let chunk: String = rows.iter().map(&line).collect();
+                    let next = (rows.len() == page_size)
+                        .then(|| rows.last().map(|last| after(&query, last)))
+                        .flatten();
+                    Some((Ok(chunk), (next, fetch, line, after, request_id)))
+                }
+                Err(error) => {
+                    tracing::error!(%request_id, %error, "export stopped by a database error");
+                    Some((
+                        Err(std::io::Error::other("database error")),
+                        (None, fetch, line, after, request_id),
+                    ))
+                }
+            }
+        },
+    )
 }
 
 /// A streamed CSV file download named after `what` and the time.
