@@ -296,10 +296,20 @@ pub struct AuditFilter {
     pub before: Option<i64>,
 }
 
+/// A URL query (without `?`) of the filters that are set, their values trimmed and escaped.
+fn filter_query(filters: &[(&str, &String)]) -> String {
+    filters
+        .iter()
+        .filter(|(_, value)| !value.trim().is_empty())
+        .map(|(name, value)| format!("{name}={}", query_escape(value.trim())))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 impl AuditFilter {
     /// The URL query (without `?`) of these filters, without the cursor.
     pub fn to_query(&self) -> String {
-        [
+        filter_query(&[
             ("from", &self.from),
             ("to", &self.to),
             ("actor", &self.actor),
@@ -307,12 +317,7 @@ impl AuditFilter {
             ("object", &self.object),
             ("outcome", &self.outcome),
             ("q", &self.q),
-        ]
-        .iter()
-        .filter(|(_, value)| !value.trim().is_empty())
-        .map(|(name, value)| format!("{name}={}", query_escape(value.trim())))
-        .collect::<Vec<_>>()
-        .join("&")
+        ])
     }
 }
 
@@ -669,7 +674,7 @@ pub struct SessionFilter {
 impl SessionFilter {
     /// The URL query (without `?`) of these filters, without the cursor.
     pub fn to_query(&self) -> String {
-        [
+        filter_query(&[
             ("status", &self.status),
             ("provider", &self.provider),
             ("flow", &self.flow),
@@ -677,12 +682,7 @@ impl SessionFilter {
             ("from", &self.from),
             ("to", &self.to),
             ("q", &self.q),
-        ]
-        .iter()
-        .filter(|(_, value)| !value.trim().is_empty())
-        .map(|(name, value)| format!("{name}={}", query_escape(value.trim())))
-        .collect::<Vec<_>>()
-        .join("&")
+        ])
     }
 }
 

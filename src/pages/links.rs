@@ -479,19 +479,7 @@ fn CheckedField(
             server_error.get().or_else(local)
         }
     });
-    let described = {
-        let (hint_id, error_id) = (hint_id.clone(), error_id.clone());
-        move || {
-            let mut ids = Vec::new();
-            if hint.is_some() {
-                ids.push(hint_id.clone());
-            }
-            if error.get().is_some() {
-                ids.push(error_id.clone());
-            }
-            ids.join(" ")
-        }
-    };
+    let described = super::described_by(hint.map(|_| hint_id.clone()), error_id.clone(), error);
     view! {
         <div class="field" class:invalid=move || error.get().is_some()>
             <label for=id.clone()>{label}</label>

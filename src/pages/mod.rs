@@ -45,20 +45,7 @@ pub fn TextField(
     let id = format!("{}-{name}", id_prefix.as_deref().unwrap_or("f"));
     let error_id = format!("{id}-error");
     let hint_id = format!("{id}-hint");
-    let described = {
-        let error_id = error_id.clone();
-        let hint_id = hint_id.clone();
-        move || {
-            let mut ids = Vec::new();
-            if hint.is_some() {
-                ids.push(hint_id.clone());
-            }
-            if error.get().is_some() {
-                ids.push(error_id.clone());
-            }
-            ids.join(" ")
-        }
-    };
+    let described = described_by(hint.map(|_| hint_id.clone()), error_id.clone(), error);
     view! {
         <div class="field" class:invalid=move || error.get().is_some()>
             <label for=id.clone()>{label}</label>
@@ -85,6 +72,22 @@ pub fn TextField(
                     })
             }}
         </div>
+    }
+}
+
+/// The `aria-describedby` value of a field: its hint's id (if it has a hint) and, while it
+/// shows an error, the error's id.
+pub fn described_by(
+    hint_id: Option<String>,
+    error_id: String,
+    error: Signal<Option<String>>,
+) -> impl Fn() -> String + Clone + Send + Sync + 'static {
+    move || {
+        let mut ids: Vec<&str> = hint_id.iter().map(String::as_str).collect();
+        if error.get().is_some() {
+            ids.push(&error_id);
+        }
+        ids.join(" ")
     }
 }
 

@@ -269,10 +269,29 @@ pub async fn create_user(
     Ok(created.to_row())
 }
 
-fn last_admin_refusal(user: &users::UserRecord, verb: &str) -> AppError {
+/// Refuses `action` (`user.role_change`, `user.disable`) on the last active admin: records the
+/// refusal in the audit log, commits that record, and returns what the admin is told.
+async fn refuse_last_admin(
+    state: &AppState,
+    mut tx: db::WriteTx,
+    meta: &RequestMeta,
+    admin: &AuthUser,
+    action: &'static str,
+    target: &users::UserRecord,
+    verb: &str,
+) -> AppError {
+    let event = AuditEvent::new(admin.actor(), action, Outcome::Failure)
+        .object("user", target.id)
+        .reason("last active admin");
+    if let Err(error) = state.audit.append(&mut tx, meta, &event).await {
+        return error.into();
+    }
+    if let Err(error) = tx.commit().await {
+        return error.into();
+    }
     AppError::Conflict(format!(
         "{} is the last active admin and cannot be {verb}. Make another user an admin first.",
-        user.display_name
+        target.display_name
     ))
 }
 
@@ -304,18 +323,16 @@ pub async fn set_role(
         && target.disabled == 0
         && users::count_other_active_admins(&mut tx, user_id).await? == 0
     {
-        state
-            .audit
-            .append(
-                &mut tx,
-                meta,
-                &AuditEvent::new(admin.actor(), "user.role_change", Outcome::Failure)
-                    .object("user", user_id)
-                    .reason("last active admin"),
-            )
-            .await?;
-        tx.commit().await?;
-        return Err(last_admin_refusal(&target, "demoted"));
+        return Err(refuse_last_admin(
+            state,
+            tx,
+            meta,
+            admin,
+            "user.role_change",
+            &target,
+            "demoted",
+        )
+        .await);
     }
     users::set_role(&mut tx, user_id, role).await?;
     let updated = target_user(&mut tx, user_id).await?;
@@ -353,18 +370,9 @@ pub async fn set_disabled(
         && target.role() == Role::Admin
         && users::count_other_active_admins(&mut tx, user_id).await? == 0
     {
-        state
-            .audit
-            .append(
-                &mut tx,
-                meta,
-                &AuditEvent::new(admin.actor(), "user.disable", Outcome::Failure)
-                    .object("user", user_id)
-                    .reason("last active admin"),
-            )
-            .await?;
-        tx.commit().await?;
-        return Err(last_admin_refusal(&target, "disabled"));
+        return Err(
+            refuse_last_admin(state, tx, meta, admin, "user.disable", &target, "disabled").await,
+        );
     }
     users::set_disabled(&mut tx, user_id, disabled).await?;
     let ended = if disabled {

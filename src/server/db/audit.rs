@@ -1,5 +1,6 @@
 //! The `audit_log` and `audit_key` tables.
 
+use super::Bind;
 use sqlx::{AnyConnection, AnyPool};
 
 /// One audit row exactly as stored (and as its MAC covers it).
@@ -117,11 +118,6 @@ pub struct AuditQuery {
     pub before_seq: Option<i64>,
 }
 
-enum Bind {
-    Int(i64),
-    Text(String),
-}
-
 /// `LIKE` pattern matching `text` anywhere, with wildcards in `text` taken literally.
 fn contains_pattern(text: &str) -> String {
     let escaped = text
@@ -204,14 +200,9 @@ pub async fn search(
         "SELECT {COLUMNS} FROM audit_log {clause} ORDER BY seq DESC LIMIT {}",
         limit.clamp(1, 1000)
     );
-    let mut statement = sqlx::query_as::<_, AuditRow>(&sql);
-    for bind in binds {
-        statement = match bind {
-            Bind::Int(value) => statement.bind(value),
-            Bind::Text(value) => statement.bind(value),
-        };
-    }
-    statement.fetch_all(pool).await
+    sqlx::query_as_with::<_, AuditRow, _>(&sql, super::arguments(binds))
+        .fetch_all(pool)
+        .await
 }
 
 /// The sealed audit key: (ciphertext base64, nonce base64, master-key version).

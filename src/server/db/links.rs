@@ -1,5 +1,6 @@
 //! The `kyc_sessions`, `kyc_events`, `deliveries` and `message_templates` tables.
 
+use super::Bind;
 use sqlx::{AnyConnection, AnyPool};
 
 /// A KYC session as stored (holds the full phone and email: never serialised as is).
@@ -587,11 +588,6 @@ pub struct SessionQuery {
     pub before_id: Option<i64>,
 }
 
-enum Bind {
-    Int(i64),
-    Text(String),
-}
-
 /// One search word, as an index range of terms, and whether it drives the query.
 struct PlannedWord {
     low: String,
@@ -726,14 +722,9 @@ pub async fn search(
     limit: i64,
 ) -> Result<Vec<SessionRow>, sqlx::Error> {
     let (sql, binds) = search_sql(pool, query, limit).await?;
-    let mut statement = sqlx::query_as::<_, SessionRow>(&sql);
-    for bind in binds {
-        statement = match bind {
-            Bind::Int(value) => statement.bind(value),
-            Bind::Text(value) => statement.bind(value),
-        };
-    }
-    statement.fetch_all(pool).await
+    sqlx::query_as_with::<_, SessionRow, _>(&sql, super::arguments(binds))
+        .fetch_all(pool)
+        .await
 }
 
 async fn search_sql(
@@ -790,14 +781,9 @@ pub async fn explain_search(
         super::Backend::Sqlite => format!("EXPLAIN QUERY PLAN {sql}"),
         super::Backend::Postgres => format!("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) {sql}"),
     };
-    let mut statement = sqlx::query(&sql);
-    for bind in binds {
-        statement = match bind {
-            Bind::Int(value) => statement.bind(value),
-            Bind::Text(value) => statement.bind(value),
-        };
-    }
-    let rows = statement.fetch_all(&db.pool).await?;
+    let rows = sqlx::query_with(&sql, super::arguments(binds))
+        .fetch_all(&db.pool)
+        .await?;
     Ok(rows
         .iter()
         .map(|row| match db.backend {

@@ -358,6 +358,29 @@ impl Db {
     }
 }
 
+/// A value for a `$n` placeholder of a query assembled at run time (search filters).
+pub(crate) enum Bind {
+    /// An integer.
+    Int(i64),
+    /// A text.
+    Text(String),
+}
+
+/// The arguments of a query assembled at run time, in placeholder order.
+pub(crate) fn arguments(binds: Vec<Bind>) -> sqlx::any::AnyArguments<'static> {
+    use sqlx::Arguments as _;
+    let mut arguments = sqlx::any::AnyArguments::default();
+    for bind in binds {
+        // Adding an integer or a text to `Any` arguments cannot fail (no encoding can).
+        let added = match bind {
+            Bind::Int(value) => arguments.add(value),
+            Bind::Text(value) => arguments.add(value),
+        };
+        debug_assert!(added.is_ok(), "binding a search value failed");
+    }
+    arguments
+}
+
 /// Takes the named application lock for the rest of the transaction. Writing the row makes
 /// PostgreSQL hold a row lock and SQLite take its write lock up front, so check-then-write
 /// sequences (the last admin, first-run setup) cannot interleave.

@@ -46,41 +46,16 @@ fn user_id_of(record: &Record) -> Option<i64> {
         .and_then(|id| id.as_i64())
 }
 
-#[async_trait]
-impl SessionStore for SqlSessionStore {
-    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+impl SqlSessionStore {
+    /// Writes `record`; `on_conflict` says what a stored session with the same id gets. The
+    /// number of rows written (0 when `DO NOTHING` met an existing id).
+    async fn write(&self, record: &Record, on_conflict: &str) -> session_store::Result<u64> {
         let data = serde_json::to_string(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        let _turn = self.db.write_turn().await.map_err(backend)?;
-        // A fresh id collides with astronomically small probability; retry rather than overwrite.
-        loop {
-            let inserted = sqlx::query(
-                "INSERT INTO auth_sessions (id, user_id, data, expires_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(record.id.to_string())
-            .bind(user_id_of(record))
-            .bind(&data)
-            .bind(record.expiry_date.unix_timestamp())
-            .execute(&self.db.pool)
-            .await
-            .map_err(backend)?;
-            if inserted.rows_affected() == 1 {
-                return Ok(());
-            }
-            record.id = Id::default();
-        }
-    }
-
-    async fn save(&self, record: &Record) -> session_store::Result<()> {
-        let data = serde_json::to_string(&record.data)
-            .map_err(|e| session_store::Error::Encode(e.to_string()))?;
-        let _turn = self.db.write_turn().await.map_err(backend)?;
-        sqlx::query(
+        let written = sqlx::query(&format!(
             "INSERT INTO auth_sessions (id, user_id, data, expires_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id, data = excluded.data, \
-             expires_at = excluded.expires_at",
-        )
+             ON CONFLICT (id) {on_conflict}"
+        ))
         .bind(record.id.to_string())
         .bind(user_id_of(record))
         .bind(&data)
@@ -88,6 +63,29 @@ impl SessionStore for SqlSessionStore {
         .execute(&self.db.pool)
         .await
         .map_err(backend)?;
+        Ok(written.rows_affected())
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqlSessionStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let _turn = self.db.write_turn().await.map_err(backend)?;
+        // A fresh id collides with astronomically small probability; retry rather than overwrite.
+        while self.write(record, "DO NOTHING").await? == 0 {
+            record.id = Id::default();
+        }
+        Ok(())
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let _turn = self.db.write_turn().await.map_err(backend)?;
+        self.write(
+            record,
+            "DO UPDATE SET user_id = excluded.user_id, data = excluded.data, \
+             expires_at = excluded.expires_at",
+        )
+        .await?;
         Ok(())
     }
 

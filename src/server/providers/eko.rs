@@ -61,16 +61,11 @@ impl EkoCredentials {
         settings: &std::collections::BTreeMap<String, String>,
         secrets: &mut std::collections::BTreeMap<String, SecretString>,
     ) -> Self {
-        let setting = |name: &str| settings.get(name).cloned().unwrap_or_default();
-        let mut take = |name: &str| {
-            secrets
-                .remove(name)
-                .unwrap_or_else(|| SecretString::from(String::new()))
-        };
+        let setting = |name: &str| super::setting(settings, name);
         EkoCredentials {
             base_url: setting("base_url"),
-            developer_key: take("developer_key"),
-            access_key: take("access_key"),
+            developer_key: super::take_secret(secrets, "developer_key"),
+            access_key: super::take_secret(secrets, "access_key"),
             initiator_id: setting("initiator_id"),
             user_code: setting("user_code"),
         }
@@ -490,7 +485,9 @@ fn texts(value: Option<&Value>) -> Vec<String> {
     }
 }
 
-pub(super) fn parse_status(json: &Value) -> Result<EkoStatus, ProviderError> {
+/// Whether Eko answered "still pending" (a business code, not a failure), and its `data`;
+/// any other business error is the call's error.
+fn pending_and_data(json: &Value) -> Result<(bool, &Value), ProviderError> {
     let pending = match business_error(json) {
         Some(ProviderError::Business {
             code: CODE_PENDING, ..
@@ -498,7 +495,11 @@ pub(super) fn parse_status(json: &Value) -> Result<EkoStatus, ProviderError> {
         Some(error) => return Err(error),
         None => false,
     };
-    let data = json.get("data").unwrap_or(&Value::Null);
+    Ok((pending, json.get("data").unwrap_or(&Value::Null)))
+}
+
+pub(super) fn parse_status(json: &Value) -> Result<EkoStatus, ProviderError> {
+    let (pending, data) = pending_and_data(json)?;
     let user = if pending {
         None
     } else {
@@ -563,14 +564,7 @@ pub(super) fn parse_document(
     json: &Value,
     document_type: &str,
 ) -> Result<EkoDocument, ProviderError> {
-    let pending = match business_error(json) {
-        Some(ProviderError::Business {
-            code: CODE_PENDING, ..
-        }) => true,
-        Some(error) => return Err(error),
-        None => false,
-    };
-    let data = json.get("data").unwrap_or(&Value::Null);
+    let (pending, data) = pending_and_data(json)?;
     let reported_status = text_of(data.get("verification_status")).map(|s| s.to_ascii_uppercase());
     let empty = |status: String| EkoDocument {
         document_type: document_type.to_string(),

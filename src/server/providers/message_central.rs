@@ -61,13 +61,11 @@ impl McCredentials {
         settings: &std::collections::BTreeMap<String, String>,
         secrets: &mut std::collections::BTreeMap<String, SecretString>,
     ) -> Self {
-        let setting = |name: &str| settings.get(name).cloned().unwrap_or_default();
+        let setting = |name: &str| super::setting(settings, name);
         McCredentials {
             base_url: setting("base_url"),
             company_name: setting("company_name"),
-            api_key: secrets
-                .remove("api_key")
-                .unwrap_or_else(|| SecretString::from(String::new())),
+            api_key: super::take_secret(secrets, "api_key"),
             encoding: if setting("body_encoding") == "form" {
                 BodyEncoding::Form
             } else {

@@ -20,6 +20,22 @@ use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
+/// A stored credential's setting `name` ('' when missing), as a provider client reads it.
+fn setting(settings: &std::collections::BTreeMap<String, String>, name: &str) -> String {
+    settings.get(name).cloned().unwrap_or_default()
+}
+
+/// Takes the decrypted secret `name` out of `secrets` (empty when missing: the provider then
+/// refuses the call, which is reported like any refused credential).
+fn take_secret(
+    secrets: &mut std::collections::BTreeMap<String, secrecy::SecretString>,
+    name: &str,
+) -> secrecy::SecretString {
+    secrets
+        .remove(name)
+        .unwrap_or_else(|| secrecy::SecretString::from(String::new()))
+}
+
 /// How long to wait for a TCP + TLS connection to a provider.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a whole provider call (connect, send, read the full answer) may take.

@@ -148,16 +148,15 @@ fn success(message: &str, data: Value) -> Result<Response, SandboxError> {
     }))
 }
 
-/// `POST /tools/kyc/digilocker`: checks the body like Eko (initiator, user code,
-/// `client_ref_id` at most 20 characters and unused, documents, redirect URL) and makes a
-/// journey link with a numeric `reference_id`.
-pub(super) async fn create(
-    State(sandbox): State<Sandbox>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, SandboxError> {
-    check_signature(&sandbox, &headers)?;
-    let body = json_body(&headers, &body)?;
+/// What every signed JSON call checks, as Eko does: the signature, a JSON body, an
+/// `initiator_id` and a `user_code`. The body, the initiator and the problems found so far.
+fn signed_json(
+    sandbox: &Sandbox,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(Map<String, Value>, Option<String>, Map<String, Value>), SandboxError> {
+    check_signature(sandbox, headers)?;
+    let body = json_body(headers, body)?;
     let mut problems = Map::new();
     let initiator_id = text(body.get("initiator_id"));
     if initiator_id.is_none() {
@@ -166,6 +165,18 @@ pub(super) async fn create(
     if text(body.get("user_code")).is_none() {
         problems.insert("user_code".into(), json!("user_code is required"));
     }
+    Ok((body, initiator_id, problems))
+}
+
+/// `POST /tools/kyc/digilocker`: checks the body like Eko (initiator, user code,
+/// `client_ref_id` at most 20 characters and unused, documents, redirect URL) and makes a
+/// journey link with a numeric `reference_id`.
+pub(super) async fn create(
+    State(sandbox): State<Sandbox>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, SandboxError> {
+    let (body, initiator_id, mut problems) = signed_json(&sandbox, &headers, &body)?;
     let client_ref_id = text(body.get("client_ref_id"));
     if client_ref_id
         .as_ref()
@@ -352,16 +363,7 @@ pub(super) async fn document(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, SandboxError> {
-    check_signature(&sandbox, &headers)?;
-    let body = json_body(&headers, &body)?;
-    let mut problems = Map::new();
-    let initiator_id = text(body.get("initiator_id"));
-    if initiator_id.is_none() {
-        problems.insert("initiator_id".into(), json!("initiator_id is required"));
-    }
-    if text(body.get("user_code")).is_none() {
-        problems.insert("user_code".into(), json!("user_code is required"));
-    }
+    let (body, initiator_id, mut problems) = signed_json(&sandbox, &headers, &body)?;
     let reference = text(body.get("reference_id"));
     if reference.is_none() {
         problems.insert("reference_id".into(), json!("reference_id is required"));

@@ -6,6 +6,7 @@
 //! already serves, and a plain form that posts back to its own (same-origin) address.
 
 use super::{Decision, LinkKind, Sandbox, SandboxPerson, random_token};
+use crate::pages::escape_markup;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -37,8 +38,8 @@ pub(super) async fn show(State(sandbox): State<Sandbox>, Path(token): Path<Strin
             "<dt>Provider</dt><dd>Message Central e-KYC Now</dd>\
              <dt>Flow</dt><dd>{}</dd>\
              <dt>Journey</dt><dd>{}</dd>",
-            escape(flow_id),
-            escape(journey_id)
+            escape_markup(flow_id),
+            escape_markup(journey_id)
         ),
         LinkKind::Eko {
             reference_id,
@@ -49,7 +50,7 @@ pub(super) async fn show(State(sandbox): State<Sandbox>, Path(token): Path<Strin
              <dt>Flow</dt><dd>DigiLocker consent</dd>\
              <dt>Documents requested</dt><dd>{}</dd>\
              <dt>Reference</dt><dd>{reference_id}</dd>",
-            escape(&documents.join(", "))
+            escape_markup(&documents.join(", "))
         ),
     };
     drop(state);
@@ -64,9 +65,9 @@ pub(super) async fn show(State(sandbox): State<Sandbox>, Path(token): Path<Strin
          <button type=\"submit\" name=\"decision\" value=\"deny\" class=\"danger\">Deny</button> \
          <button type=\"submit\" name=\"decision\" value=\"abandon\" class=\"secondary\">Abandon</button>\
          </form>",
-        name = escape(SandboxPerson::NAME),
-        dob = escape(SandboxPerson::DOB),
-        aadhaar = escape(SandboxPerson::MASKED_AADHAAR),
+        name = escape_markup(SandboxPerson::NAME),
+        dob = escape_markup(SandboxPerson::DOB),
+        aadhaar = escape_markup(SandboxPerson::MASKED_AADHAAR),
     );
     page(StatusCode::OK, TITLE, &body)
 }
@@ -204,8 +205,8 @@ fn expired_link() -> Response {
 
 /// A whole HTML page. `body` is trusted markup; callers escape what they put in it.
 pub(super) fn page(status: StatusCode, heading: &str, body: &str) -> Response {
-    let heading = escape(heading);
-    let title = if heading == escape(TITLE) {
+    let heading = escape_markup(heading);
+    let title = if heading == escape_markup(TITLE) {
         heading.clone()
     } else {
         format!("{heading} — KYC Desk sandbox")
@@ -234,22 +235,6 @@ pub(super) fn page(status: StatusCode, heading: &str, body: &str) -> Response {
     response
 }
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub(super) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,7 +242,7 @@ mod tests {
     #[test]
     fn escapes_markup() {
         assert_eq!(
-            escape("<a href=\"x\">'&'</a>"),
+            escape_markup("<a href=\"x\">'&'</a>"),
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
     }

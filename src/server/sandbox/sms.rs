@@ -170,7 +170,8 @@ pub(super) async fn send(
 /// Desk without a provider account sees what a customer would have been sent. Numbers are
 /// masked; nothing here is ever delivered.
 pub(super) async fn outbox(State(sandbox): State<Sandbox>) -> Response {
-    use super::journey::{escape, page};
+    use super::journey::page;
+    use crate::pages::escape_markup;
     let messages = sandbox.sent_messages();
     let body = if messages.is_empty() {
         "<p class=\"muted\">No message has been sent through the sandbox yet.</p>".to_string()
@@ -185,10 +186,10 @@ pub(super) async fn outbox(State(sandbox): State<Sandbox>) -> Response {
                 ));
                 format!(
                     "<tr data-testid=\"sandbox-message\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    escape(&message.sent_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
-                    escape(message.channel.as_str()),
-                    escape(&mobile),
-                    escape(&message.text),
+                    escape_markup(&message.sent_at.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
+                    escape_markup(message.channel.as_str()),
+                    escape_markup(&mobile),
+                    escape_markup(&message.text),
                 )
             })
             .collect();
