@@ -294,7 +294,15 @@ async fn main() -> ExitCode {
                 );
                 return ExitCode::from(2);
             };
-            match credentials::test_connection(&state, kind, environment, confirm_generation).await
+            match credentials::test_and_record(
+                &state,
+                &RequestMeta::cli(),
+                Actor::Cli,
+                kind,
+                environment,
+                confirm_generation,
+            )
+            .await
             {
                 Ok((true, message)) => {
                     out!("passed: {message}");

@@ -8,13 +8,8 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "ssr")]
 use {
-    crate::credentials::CredentialKind,
-    crate::server::audit::{AuditEvent, Outcome},
-    crate::server::auth::{guard, password::Verified},
-    crate::server::credentials,
-    crate::server::db,
+    crate::credentials::CredentialKind, crate::server::auth::guard, crate::server::credentials,
     crate::server::web::respond,
-    secrecy::SecretString,
 };
 
 /// What the credentials page shows.
@@ -68,48 +63,9 @@ pub async fn save_credential(
 ) -> Result<SavedCredential, AppError> {
     respond(async move {
         let (caller, admin) = guard::require("save_credential").await?;
-        let state = &caller.state;
-        let has_secret = input.secrets.values().any(|v| !v.trim().is_empty());
-        let mut reauthenticated = false;
-        if has_secret && let Some(password) = reauth_password.filter(|p| !p.is_empty()) {
-            let record = db::users::find_by_id(&state.db.pool, admin.id)
-                .await?
-                .ok_or(AppError::Unauthorized)?;
-            let verified = state
-                .passwords
-                .verify(SecretString::from(password), Some(record.password_hash))
-                .await
-                .map_err(crate::server::auth::AuthError::from)?;
-            if verified == Verified::No {
-                state
-                    .audit
-                    .record(
-                        &state.db,
-                        &caller.meta,
-                        &AuditEvent::new(admin.actor(), "credential.rotate", Outcome::Denied)
-                            .object(
-                                "credential",
-                                format!("{}/{}", input.kind.trim(), input.environment.trim()),
-                            )
-                            .reason("re-authentication failed"),
-                    )
-                    .await;
-                return Err(AppError::field(
-                    "reauth_password",
-                    "This is not your password; the rotation was refused.",
-                ));
-            }
-            reauthenticated = true;
-        }
-        let outcome = credentials::save(
-            state,
-            &caller.meta,
-            admin.actor(),
-            &admin.email,
-            &input,
-            reauthenticated,
-        )
-        .await?;
+        let outcome =
+            credentials::save_as(&caller.state, &caller.meta, &admin, &input, reauth_password)
+                .await?;
         Ok(SavedCredential {
             view: outcome.view,
             change: outcome.change.to_string(),
@@ -131,32 +87,15 @@ pub async fn test_credential(
         let (caller, admin) = guard::require("test_credential").await?;
         let kind = CredentialKind::parse(&kind)
             .ok_or_else(|| AppError::field("kind", "Unknown credential kind."))?;
-        let result = credentials::test_connection(
+        let result = credentials::test_and_record(
             &caller.state,
+            &caller.meta,
+            admin.actor(),
             kind,
             &environment,
             confirm_generation.unwrap_or(false),
         )
         .await?;
-        caller
-            .state
-            .audit
-            .record(
-                &caller.state.db,
-                &caller.meta,
-                &AuditEvent::new(
-                    admin.actor(),
-                    "credential.test",
-                    if result.0 {
-                        Outcome::Success
-                    } else {
-                        Outcome::Failure
-                    },
-                )
-                .object("credential", kind.name(&environment))
-                .reason(result.1.clone()),
-            )
-            .await;
         if result.0 {
             Ok(result.1)
         } else {

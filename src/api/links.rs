@@ -24,15 +24,13 @@ pub async fn link_options() -> Result<LinkFormOptions, AppError> {
 /// session without a second provider call.
 #[server(endpoint = "create_link")]
 pub async fn create_link(input: NewLinkInput) -> Result<SessionDetail, AppError> {
-    let started = std::time::Instant::now();
-    let created = respond(async move {
+    use tracing::Instrument as _;
+    respond(async move {
         let (caller, user) = guard::require("create_link").await?;
         links::create(&caller.state, &caller.meta, &user, input).await
     })
-    .await;
-    #[cfg(feature = "ssr")]
-    crate::server::timing::record("6 create_link function", started);
-    created
+    .instrument(crate::server::timing::phase_span("6 create_link function"))
+    .await
 }
 
 /// One session in full (everyone; auditors read only). Opening it is recorded.

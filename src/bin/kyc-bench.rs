@@ -380,7 +380,7 @@ fn report(
 }
 
 async fn links(url: &str, operators: usize, seconds: u64, pace_ms: u64) {
-    kyc_desk::server::timing::start_recording();
+    let phases = PhaseTimer::install();
     let pace = Duration::from_millis(pace_ms);
     // Operators start spread over one pace interval, not all at once.
     let offset = move |i: usize| pace.mul_f64(i as f64 / operators as f64);
@@ -524,7 +524,7 @@ async fn links(url: &str, operators: usize, seconds: u64, pace_ms: u64) {
     report("kyc-desk-create-link", backend, all, errors, elapsed);
     report("kyc-desk-qr-image", backend, all_qr, qr_errors, elapsed);
     // Where the creations' time went, measured inside the server.
-    for (phase, mut took) in kyc_desk::server::timing::take() {
+    for (phase, mut took) in phases.take() {
         took.sort();
         println!(
             "  phase {phase:<36} n={:<5} p50_ms={:.2} p99_ms={:.2}",
@@ -812,5 +812,96 @@ async fn main() {
             rows,
             requests,
         } => sessions(&database_url, rows, requests).await,
+    }
+}
+
+/// Times the spans the server opens around each phase of a link creation
+/// (`server::timing::phase_span`), from their start to their close, by phase.
+#[derive(Clone, Default)]
+struct PhaseTimer {
+    phases: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, Vec<Duration>>>>,
+}
+
+/// When a phase's span started, kept with the span.
+struct PhaseStarted {
+    phase: String,
+    at: Instant,
+}
+
+/// Reads a phase span's `phase` field.
+struct PhaseName(Option<String>);
+
+impl tracing::field::Visit for PhaseName {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "phase" {
+            self.0 = Some(value.to_string());
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "phase" {
+            self.0 = Some(format!("{value:?}"));
+        }
+    }
+}
+
+impl PhaseTimer {
+    /// Installs the timer as this process's only subscriber, seeing phase spans and nothing
+    /// else, and returns a handle to what it collects.
+    fn install() -> Self {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        use tracing_subscriber::{Layer as _, filter};
+        let timer = PhaseTimer::default();
+        tracing_subscriber::registry()
+            .with(timer.clone().with_filter(filter::filter_fn(|metadata| {
+                metadata.is_span() && metadata.name() == kyc_desk::server::timing::PHASE_SPAN
+            })))
+            .init();
+        timer
+    }
+
+    /// Takes every duration collected so far, by phase.
+    fn take(&self) -> std::collections::BTreeMap<String, Vec<Duration>> {
+        self.phases
+            .lock()
+            .map(|mut phases| std::mem::take(&mut *phases))
+            .unwrap_or_default()
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for PhaseTimer
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attributes: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        context: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut name = PhaseName(None);
+        attributes.record(&mut name);
+        if let (Some(phase), Some(span)) = (name.0, context.span(id)) {
+            span.extensions_mut().insert(PhaseStarted {
+                phase,
+                at: Instant::now(),
+            });
+        }
+    }
+
+    fn on_close(&self, id: tracing::span::Id, context: tracing_subscriber::layer::Context<'_, S>) {
+        let Some(started) = context
+            .span(&id)
+            .and_then(|span| span.extensions_mut().remove::<PhaseStarted>())
+        else {
+            return;
+        };
+        if let Ok(mut phases) = self.phases.lock() {
+            phases
+                .entry(started.phase)
+                .or_default()
+                .push(started.at.elapsed());
+        }
     }
 }

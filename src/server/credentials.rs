@@ -7,7 +7,10 @@ use crate::credentials::{
     check_credential,
 };
 use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
+use crate::server::auth::AuthUser;
+use crate::server::auth::password::Verified;
 use crate::server::db::{self, credentials as repo};
+use crate::server::providers::ProviderError;
 use crate::server::state::AppState;
 use crate::server::vault::{self, MasterKey, Sealed, SecretSlot, Vault, VaultError};
 use crate::types::AppError;
@@ -280,8 +283,68 @@ pub async fn list(state: &AppState) -> Result<Vec<CredentialView>, AppError> {
     Ok(views)
 }
 
-/// The active credential of a kind and environment with its secrets decrypted, for a
-/// provider call. `None` when there is no such credential.
+/// Which stored credential to open.
+#[derive(Clone, Copy)]
+pub enum CredentialRef<'a> {
+    /// The active version of a kind in an environment (it may not exist).
+    Active(CredentialKind, &'a str),
+    /// A given version, such as the one a session was made with.
+    Version(&'a repo::CredentialRow),
+}
+
+/// A stored credential version opened for use: its row, settings and decrypted secrets.
+/// No `Debug`: it holds secrets.
+pub struct Opened {
+    /// The version's row.
+    pub row: repo::CredentialRow,
+    /// Its settings.
+    pub settings: BTreeMap<String, String>,
+    /// Its secrets in plain text, by field name.
+    pub secrets: BTreeMap<String, SecretString>,
+}
+
+/// Opens a stored credential: reads the row (for [`CredentialRef::Active`]) and decrypts its
+/// secrets. `None` when there is no active version of that kind and environment. The one way
+/// every caller (provider calls, connection tests, sending, the poller) unlocks a credential.
+pub async fn open(state: &AppState, which: CredentialRef<'_>) -> Result<Option<Opened>, AppError> {
+    let mut conn = state.db.pool.acquire().await?;
+    let row = match which {
+        CredentialRef::Version(row) => row.clone(),
+        CredentialRef::Active(kind, environment) => {
+            match repo::active(&mut conn, kind.as_str(), environment).await? {
+                Some(row) => row,
+                None => return Ok(None),
+            }
+        }
+    };
+    let vault = state.vault.as_deref().ok_or_else(no_vault)?;
+    let stored = repo::secrets_of(&mut conn, row.id).await?;
+    drop(conn);
+    let mut secrets = BTreeMap::new();
+    for secret in stored {
+        let value = open_row(vault, &secret, row.version).map_err(vault_error)?;
+        secrets.insert(secret.field.clone(), value);
+    }
+    Ok(Some(Opened {
+        settings: serde_json::from_str(&row.settings).unwrap_or_default(),
+        row,
+        secrets,
+    }))
+}
+
+/// [`open`] for a provider call: a credential that cannot be read is the call's configuration
+/// error.
+pub async fn open_for_call(
+    state: &AppState,
+    which: CredentialRef<'_>,
+) -> Result<Option<Opened>, ProviderError> {
+    open(state, which)
+        .await
+        .map_err(|e| ProviderError::Config(format!("the credential could not be read ({e})")))
+}
+
+/// The active credential of a kind and environment, opened ([`open`] as a tuple of row,
+/// settings and secrets). `None` when there is no such credential.
 pub async fn unlock(
     state: &AppState,
     kind: CredentialKind,
@@ -294,35 +357,26 @@ pub async fn unlock(
     )>,
     AppError,
 > {
-    let row = {
-        let mut conn = state.db.pool.acquire().await?;
-        repo::active(&mut conn, kind.as_str(), environment).await?
-    };
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let (settings, secrets) = unlock_row(state, &row).await?;
-    Ok(Some((row, settings, secrets)))
+    Ok(open(state, CredentialRef::Active(kind, environment))
+        .await?
+        .map(|opened| (opened.row, opened.settings, opened.secrets)))
 }
 
-/// A credential version's settings and its opened secrets, by field name.
-pub type Unlocked = (BTreeMap<String, String>, BTreeMap<String, SecretString>);
+/// Takes one of a Message Central trial account's links before a call that may spend it, in
+/// one statement, so concurrent callers cannot overspend them; false when none is left.
+pub async fn reserve_trial_link(
+    state: &AppState,
+    row: &repo::CredentialRow,
+) -> Result<bool, AppError> {
+    Ok(repo::reserve_trial_link(&state.db, row.id, crate::credentials::TRIAL_LINKS).await?)
+}
 
-/// The settings and decrypted secrets of one stored credential version.
-pub async fn unlock_row(state: &AppState, row: &repo::CredentialRow) -> Result<Unlocked, AppError> {
-    let vault = state.vault.as_deref().ok_or_else(no_vault)?;
-    let settings: BTreeMap<String, String> =
-        serde_json::from_str(&row.settings).unwrap_or_default();
-    let mut secrets = BTreeMap::new();
-    let stored = {
-        let mut conn = state.db.pool.acquire().await?;
-        repo::secrets_of(&mut conn, row.id).await?
-    };
-    for secret in stored {
-        let value = open_row(vault, &secret, row.version).map_err(vault_error)?;
-        secrets.insert(secret.field.clone(), value);
-    }
-    Ok((settings, secrets))
+/// Gives back a reserved trial link whose call provably never reached the provider.
+pub async fn give_back_trial_link(
+    state: &AppState,
+    row: &repo::CredentialRow,
+) -> Result<(), AppError> {
+    Ok(repo::release_trial_link(&state.db, row.id).await?)
 }
 
 /// Master-key rotation failures.
@@ -441,9 +495,14 @@ pub async fn test_connection(
     environment: &str,
     confirm_generation: bool,
 ) -> Result<(bool, String), AppError> {
-    use crate::server::providers::{ProviderError, eko, message_central};
+    use crate::server::providers::{eko, message_central};
     let environment = environment.trim().to_lowercase();
-    let Some((row, settings, mut secrets)) = unlock(state, kind, &environment).await? else {
+    let Some(Opened {
+        row,
+        settings,
+        mut secrets,
+    }) = open(state, CredentialRef::Active(kind, &environment)).await?
+    else {
         return Err(AppError::NotFound(format!(
             "There is no active {} credential for {environment}.",
             kind.label()
@@ -486,10 +545,7 @@ pub async fn test_connection(
                 .find(|f| !f.is_empty())
                 .unwrap_or_default();
             let creds = message_central::McCredentials::from_stored(&settings, &mut secrets);
-            if trial
-                && !repo::reserve_trial_link(&state.db, row.id, crate::credentials::TRIAL_LINKS)
-                    .await?
-            {
+            if trial && !reserve_trial_link(state, &row).await? {
                 return Err(AppError::Conflict(format!(
                     "{} A test would fail.",
                     crate::credentials::trial_links_used_up()
@@ -501,7 +557,7 @@ pub async fn test_connection(
                     .as_ref()
                     .is_err_and(|error| !error.may_have_reached_provider())
             {
-                repo::release_trial_link(&state.db, row.id).await?;
+                give_back_trial_link(state, &row).await?;
             }
             match result {
                 Ok(link) => (
@@ -515,13 +571,15 @@ pub async fn test_connection(
             }
         }
         CredentialKind::Smtp => {
-            match crate::server::notify::check_smtp(&settings, secrets.remove("password")).await {
+            match crate::server::notify::email::check_smtp(&settings, secrets.remove("password"))
+                .await
+            {
                 Ok(message) => (true, message),
                 Err(message) => (false, message),
             }
         }
         CredentialKind::MessageCentralSms => {
-            match crate::server::notify::check_sms(
+            match crate::server::notify::sms::check_sms(
                 &state.providers,
                 &settings,
                 secrets.remove("password"),
@@ -534,5 +592,90 @@ pub async fn test_connection(
         }
     };
     repo::record_test(&state.db.pool, row.id, ok, &message).await?;
+    Ok((ok, message))
+}
+
+/// Saves a credential set for a signed-in admin ([`save`]). Entering any secret value is a
+/// rotation and needs the admin's own password: a wrong one is refused and audited.
+pub async fn save_as(
+    state: &AppState,
+    meta: &RequestMeta,
+    admin: &AuthUser,
+    input: &CredentialInput,
+    reauth_password: Option<String>,
+) -> Result<SaveOutcome, AppError> {
+    let has_secret = input.secrets.values().any(|v| !v.trim().is_empty());
+    let mut reauthenticated = false;
+    if has_secret && let Some(password) = reauth_password.filter(|p| !p.is_empty()) {
+        let record = db::users::find_by_id(&state.db.pool, admin.id)
+            .await?
+            .ok_or(AppError::Unauthorized)?;
+        let verified = state
+            .passwords
+            .verify(SecretString::from(password), Some(record.password_hash))
+            .await
+            .map_err(crate::server::auth::AuthError::from)?;
+        if verified == Verified::No {
+            state
+                .audit
+                .record(
+                    &state.db,
+                    meta,
+                    &AuditEvent::new(admin.actor(), "credential.rotate", Outcome::Denied)
+                        .object(
+                            "credential",
+                            format!("{}/{}", input.kind.trim(), input.environment.trim()),
+                        )
+                        .reason("re-authentication failed"),
+                )
+                .await;
+            return Err(AppError::field(
+                "reauth_password",
+                "This is not your password; the rotation was refused.",
+            ));
+        }
+        reauthenticated = true;
+    }
+    save(
+        state,
+        meta,
+        admin.actor(),
+        &admin.email,
+        input,
+        reauthenticated,
+    )
+    .await
+}
+
+/// Runs [`test_connection`] for `actor` and records its outcome in the audit log (a test that
+/// could not run, such as one awaiting confirmation, records nothing). The credentials page
+/// and `kyc-desk credentials test` both come here.
+pub async fn test_and_record(
+    state: &AppState,
+    meta: &RequestMeta,
+    actor: Actor,
+    kind: CredentialKind,
+    environment: &str,
+    confirm_generation: bool,
+) -> Result<(bool, String), AppError> {
+    let (ok, message) = test_connection(state, kind, environment, confirm_generation).await?;
+    state
+        .audit
+        .record(
+            &state.db,
+            meta,
+            &AuditEvent::new(
+                actor,
+                "credential.test",
+                if ok {
+                    Outcome::Success
+                } else {
+                    Outcome::Failure
+                },
+            )
+            .object("credential", kind.name(environment))
+            .reason(message.clone()),
+        )
+        .await;
     Ok((ok, message))
 }

@@ -4,7 +4,7 @@ use super::Bind;
 use sqlx::{AnyConnection, AnyPool};
 
 /// A KYC session as stored (holds the full phone and email: never serialised as is).
-#[derive(sqlx::FromRow, Clone, Debug)]
+#[derive(sqlx::FromRow, Clone, Debug, Default)]
 pub struct SessionRow {
     /// Internal id (keyset cursor).
     pub id: i64,
@@ -81,6 +81,52 @@ pub const SESSION_SELECT: &str = "SELECT s.id, s.public_id, s.idempotency_key, s
      s.verification_id, s.result, s.last_error, s.created_by, s.created_at, s.updated_at, s.ended_at, \
      s.supersedes, s.superseded_by, s.next_poll_at, s.poll_count, u.email AS creator_email \
      FROM kyc_sessions s JOIN users u ON u.id = s.created_by";
+
+impl SessionRow {
+    /// The row [`insert`] wrote for `new` under `id` (in `creating`, nothing from the provider
+    /// yet), without reading it back.
+    pub fn as_inserted(id: i64, new: &NewSession<'_>, creator_email: &str) -> SessionRow {
+        SessionRow {
+            id,
+            public_id: new.public_id.to_string(),
+            idempotency_key: new.idempotency_key.to_string(),
+            provider: new.provider.to_string(),
+            flow: new.flow.to_string(),
+            environment: new.environment.to_string(),
+            credential_id: new.credential_id,
+            sandbox: i64::from(new.sandbox),
+            customer_name: new.customer_name.to_string(),
+            phone: new.phone.to_string(),
+            email: new.email.map(str::to_string),
+            internal_ref: new.internal_ref.map(str::to_string),
+            documents: new.documents.to_string(),
+            consent_note: new.consent_note.to_string(),
+            status: "creating".to_string(),
+            client_ref_id: new.client_ref_id.map(str::to_string),
+            created_by: new.created_by,
+            created_at: new.now,
+            updated_at: new.now,
+            supersedes: new.supersedes,
+            creator_email: creator_email.to_string(),
+            ..SessionRow::default()
+        }
+    }
+
+    /// This row after [`mark_created`] stored `link` at `now`.
+    pub fn with_created_link(self, link: &CreatedLink<'_>, now: i64) -> SessionRow {
+        SessionRow {
+            status: "created".to_string(),
+            link_url: Some(link.url.to_string()),
+            expires_at: Some(link.expires_at),
+            provider_token: link.token.map(str::to_string),
+            journey_id: link.journey_id.map(str::to_string),
+            reference_id: link.reference_id.map(str::to_string),
+            next_poll_at: link.next_poll_at,
+            updated_at: now,
+            ..self
+        }
+    }
+}
 
 /// A new session, as written before the provider is called.
 pub struct NewSession<'a> {

@@ -5,7 +5,7 @@
 use super::{move_to, status_of};
 use crate::credentials::CredentialKind;
 use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
-use crate::server::credentials as vault_credentials;
+use crate::server::credentials::{self as vault_credentials, CredentialRef, Opened};
 use crate::server::db::links::{self as repo, SessionRow};
 use crate::server::db::{self};
 use crate::server::providers::{ProviderError, eko};
@@ -195,10 +195,17 @@ pub(super) async fn eko_credentials(
     state: &AppState,
     environment: &str,
 ) -> Result<eko::EkoCredentials, ProviderError> {
-    let unlocked = vault_credentials::unlock(state, CredentialKind::EkoDigilocker, environment)
-        .await
-        .map_err(|e| ProviderError::Config(format!("the credential could not be read ({e})")))?;
-    let Some((_, settings, mut secrets)) = unlocked else {
+    let opened = vault_credentials::open_for_call(
+        state,
+        CredentialRef::Active(CredentialKind::EkoDigilocker, environment),
+    )
+    .await?;
+    let Some(Opened {
+        settings,
+        mut secrets,
+        ..
+    }) = opened
+    else {
         return Err(ProviderError::Config(
             "there is no active Eko credential any more".into(),
         ));

@@ -1,30 +1,22 @@
-//! Handing a link over: email through the configured SMTP server (HTML and plain text from
-//! the admin's template), SMS and WhatsApp through Message Central with the admin's DLT
-//! template. Every attempt is a `deliveries` row, a timeline event and an audit row; a
-//! failure never marks the link as sent.
+//! Handing a link over: the message from the admin's template (email as HTML and plain text,
+//! SMS and WhatsApp with the DLT template), sent through [`crate::server::notify`]. Every
+//! attempt is a `deliveries` row, a timeline event and an audit row; a failure never marks the
+//! link as sent.
 
 use super::{move_to, status_of};
 use crate::credentials::CredentialKind;
 use crate::server::audit::{AuditEvent, Outcome, RequestMeta};
 use crate::server::auth::AuthUser;
-use crate::server::credentials as vault_credentials;
+use crate::server::credentials::{self as vault_credentials, CredentialRef, Opened};
 use crate::server::db::credentials::CredentialRow;
 use crate::server::db::links::{self as repo};
 use crate::server::db::{self, credentials as credential_repo};
-use crate::server::notify::{self, SmsTokenError};
+use crate::server::notify::{email, sms};
 use crate::server::state::AppState;
 use crate::types::{AppError, KycStatus, SessionDetail};
 use crate::validation;
 
-use lettre::message::{Mailbox, MultiPart};
-
-use lettre::{AsyncTransport, Message};
-use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
-use std::time::Duration;
-
-/// Longest an email hand-over may take.
-pub const SMTP_SEND_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The channels that can send links now: `email` with an active SMTP credential, `sms` and
 /// `whatsapp` as the active Message Central SMS credential allows.
@@ -141,35 +133,6 @@ async fn company_name(state: &AppState) -> String {
     "our team".into()
 }
 
-fn smtp_failure(error: &lettre::transport::smtp::Error) -> String {
-    let text = error.to_string();
-    if text.contains("535") || (error.is_permanent() && text.to_lowercase().contains("auth")) {
-        "the mail server refused KYC Desk's username or password (an admin must correct them on the Credentials page)".into()
-    } else if error.is_timeout() {
-        "the mail server did not answer in time".into()
-    } else if error.is_tls() {
-        "the secure connection to the mail server failed (check the TLS mode and port)".into()
-    } else if error.is_permanent() {
-        format!(
-            "the mail server refused the message ({})",
-            first_line(&text)
-        )
-    } else if error.is_transient() {
-        format!("the mail server is busy; try again ({})", first_line(&text))
-    } else {
-        "KYC Desk could not connect to the mail server, or the connection broke off (it may be down)".into()
-    }
-}
-
-fn first_line(text: &str) -> String {
-    text.lines()
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .take(160)
-        .collect()
-}
-
 async fn send_email(
     state: &AppState,
     to: &str,
@@ -177,10 +140,18 @@ async fn send_email(
     link: &str,
     expires: &str,
 ) -> Result<Option<String>, String> {
-    let unlocked = vault_credentials::unlock(state, CredentialKind::Smtp, "default")
-        .await
-        .map_err(|_| "the email credential could not be read".to_string())?;
-    let Some((_, settings, mut secrets)) = unlocked else {
+    let unlocked = vault_credentials::open(
+        state,
+        CredentialRef::Active(CredentialKind::Smtp, "default"),
+    )
+    .await
+    .map_err(|_| "the email credential could not be read".to_string())?;
+    let Some(Opened {
+        settings,
+        mut secrets,
+        ..
+    }) = unlocked
+    else {
         return Err("no email (SMTP) credential is configured".into());
     };
     let (subject, body) = repo::template(&state.db.pool, "link_email")
@@ -197,39 +168,18 @@ async fn send_email(
     let subject = fill_template(&subject, name, link, expires, &company).replace(['\r', '\n'], " ");
     let text = fill_template(&body, name, link, expires, &company);
     let html = email_html(&text, link);
-    let from: Mailbox = settings
-        .get("from_address")
-        .or_else(|| settings.get("from"))
-        .and_then(|f| f.parse().ok())
-        .ok_or("the email credential's from address is not valid")?;
-    let to: Mailbox = format!("{} <{to}>", name.replace(['<', '>', '"', ','], ""))
-        .parse()
-        .or_else(|_| to.parse())
-        .map_err(|_| "the customer's email address cannot be used".to_string())?;
-    let mut builder = Message::builder().from(from).to(to).subject(subject);
-    if let Some(reply) = settings
-        .get("reply_to")
-        .filter(|r| !r.trim().is_empty())
-        .and_then(|r| r.parse::<Mailbox>().ok())
-    {
-        builder = builder.reply_to(reply);
-    }
-    let message = builder
-        .multipart(MultiPart::alternative_plain_html(text, html))
-        .map_err(|e| format!("the email could not be built ({e})"))?;
-
-    let transport =
-        notify::smtp_transport(&settings, secrets.remove("password"), SMTP_SEND_TIMEOUT)?.transport;
-    match tokio::time::timeout(
-        SMTP_SEND_TIMEOUT + Duration::from_secs(5),
-        transport.send(message),
+    email::send(
+        &settings,
+        secrets.remove("password"),
+        email::Email {
+            to,
+            name,
+            subject,
+            text,
+            html,
+        },
     )
     .await
-    {
-        Ok(Ok(response)) => Ok(response.message().next().map(first_line)),
-        Ok(Err(error)) => Err(smtp_failure(&error)),
-        Err(_) => Err("the mail server did not answer in time".into()),
-    }
 }
 
 async fn send_sms(
@@ -245,35 +195,26 @@ async fn send_sms(
     };
     let mut found = None;
     for environment in CredentialKind::MessageCentralSms.environments() {
-        if let Ok(Some(unlocked)) =
-            vault_credentials::unlock(state, CredentialKind::MessageCentralSms, environment).await
+        if let Ok(Some(unlocked)) = vault_credentials::open(
+            state,
+            CredentialRef::Active(CredentialKind::MessageCentralSms, environment),
+        )
+        .await
         {
             found = Some(unlocked);
             break;
         }
     }
-    let Some((_, settings, mut secrets)) = found else {
+    let Some(Opened {
+        settings,
+        mut secrets,
+        ..
+    }) = found
+    else {
         return Err("no SMS / WhatsApp credential is configured".into());
     };
-    let setting = |name: &str| settings.get(name).cloned().unwrap_or_default();
-    let token = notify::sms_token(&state.providers, &settings, secrets.remove("password"))
-        .await
-        .map_err(|error| match error {
-            SmsTokenError::Timeout => "Message Central did not answer in time".to_string(),
-            SmsTokenError::Unreachable => {
-                "KYC Desk could not reach Message Central's SMS service".to_string()
-            }
-            SmsTokenError::Refused => {
-                "Message Central refused the SMS customer ID or password".to_string()
-            }
-            SmsTokenError::Unexpected(status) => {
-                format!("Message Central did not issue a sending token (HTTP {status})")
-            }
-        })?;
-    let base = setting("base_url");
-    let base = base.trim_end_matches('/');
+    let template = settings.get("template").cloned().unwrap_or_default();
     let company = company_name(state).await;
-    let template = setting("template");
     let template = if template.trim().is_empty() {
         "Dear {name}, complete your KYC for {company}: {link} (valid until {expires})".to_string()
     } else {
@@ -285,51 +226,17 @@ async fn send_sms(
     } else {
         "SMS"
     };
-    let mut query: Vec<(&str, String)> = vec![
-        ("countryCode", "91".into()),
-        ("customerId", setting("customer_id")),
-        ("type", "SMS".into()),
-        ("flowType", flow.into()),
-        ("mobileNumber", national.into()),
-        ("message", text),
-    ];
-    let sender = setting("sender_id");
-    if !sender.is_empty() {
-        query.push(("senderId", sender));
-    }
-    let answer = state
-        .providers
-        .client()
-        .post(format!("{base}/verification/v3/send"))
-        .query(&query)
-        .header("authToken", token.expose_secret())
-        .send()
-        .await
-        .map_err(|e| {
-            if e.is_timeout() {
-                "Message Central did not answer in time".to_string()
-            } else {
-                "KYC Desk could not reach Message Central's SMS service".to_string()
-            }
-        })?;
-    let status = answer.status();
-    let body: serde_json::Value = answer.json().await.unwrap_or_default();
-    let code = body.get("responseCode").and_then(|c| c.as_i64());
-    if status.is_success() && matches!(code, Some(200) | None) {
-        Ok(body
-            .pointer("/data/verificationId")
-            .map(|v| v.to_string().trim_matches('"').to_string()))
-    } else {
-        let reason = body
-            .pointer("/data/errorMessage")
-            .or_else(|| body.get("message"))
-            .and_then(|m| m.as_str())
-            .map(first_line)
-            .unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
-        Err(format!(
-            "Message Central did not send the message ({reason})"
-        ))
-    }
+    sms::send(
+        &state.providers,
+        &settings,
+        secrets.remove("password"),
+        sms::Sms {
+            flow,
+            national_number: national,
+            text,
+        },
+    )
+    .await
 }
 
 /// Sends the link of an open session on `channel`. The attempt is recorded whatever
@@ -469,7 +376,7 @@ pub async fn send(
     let row = repo::find_public(&state.db.pool, public_id.trim())
         .await?
         .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
-    super::detail_of(state, &row, true).await
+    super::view::detail_of(state, &row, true).await
 }
 
 /// The email template admins edit: (subject, body).

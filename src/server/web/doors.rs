@@ -97,7 +97,9 @@ pub async fn server_fn_guard(
         &meta,
         Door::ServerFn(endpoint),
     )
-    .instrument(tracing::debug_span!("door", endpoint))
+    .instrument(crate::server::timing::phase_span(
+        "1 door: session and user",
+    ))
     .await;
     match admitted {
         Ok(user) => {

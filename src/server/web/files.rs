@@ -176,23 +176,7 @@ pub async fn sessions_export(
     if let Err(refused) = record_export(&state, &meta, &event, PATH).await {
         return refused;
     }
-    let header_line = crate::server::csv::line([
-        "session",
-        "customer",
-        "phone",
-        "email",
-        "internal_reference",
-        "provider",
-        "flow",
-        "status",
-        "created_by",
-        "created_at_utc",
-        "expires_at_utc",
-        "ended_at_utc",
-        "journey_id",
-        "reference_id",
-        "sandbox",
-    ]);
+    let header_line = crate::server::csv::line(crate::server::links::view::CSV_HEADER);
     let rows = csv_pages(
         query,
         500,
@@ -205,40 +189,7 @@ pub async fn sessions_export(
             }
         },
         move |row: &crate::server::db::links::SessionRow| {
-            let phone = if contacts {
-                row.phone.clone()
-            } else {
-                crate::validation::mask_phone(&row.phone)
-            };
-            let email = row
-                .email
-                .as_deref()
-                .map(|e| {
-                    if contacts {
-                        e.to_string()
-                    } else {
-                        crate::validation::mask_email(e)
-                    }
-                })
-                .unwrap_or_default();
-            let time = |t: Option<i64>| t.map(db::format_time).unwrap_or_default();
-            crate::server::csv::line([
-                row.public_id.clone(),
-                row.customer_name.clone(),
-                phone,
-                email,
-                row.internal_ref.clone().unwrap_or_default(),
-                row.provider.clone(),
-                row.flow.clone(),
-                row.status.clone(),
-                row.creator_email.clone(),
-                db::format_time(row.created_at),
-                time(row.expires_at),
-                time(row.ended_at),
-                row.journey_id.clone().unwrap_or_default(),
-                row.reference_id.clone().unwrap_or_default(),
-                (row.sandbox != 0).to_string(),
-            ])
+            crate::server::links::view::csv_line(row, contacts)
         },
         |query, last| repo::SessionQuery {
             before_id: Some(last.id),
