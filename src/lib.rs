@@ -8,7 +8,7 @@
 pub mod access;
 pub mod api;
 pub mod app;
-pub mod credentials;
+pub mod credential_kinds;
 pub mod pages;
 pub mod types;
 pub mod validation;

@@ -218,7 +218,9 @@ async fn main() -> ExitCode {
                 eprintln!("kyc-desk: cannot read standard input: {error}");
                 return ExitCode::from(2);
             }
-            let input: kyc_desk::credentials::CredentialInput = match serde_json::from_str(&text) {
+            let input: kyc_desk::credential_kinds::CredentialInput = match serde_json::from_str(
+                &text,
+            ) {
                 Ok(input) => input,
                 Err(error) => {
                     eprintln!(
@@ -285,7 +287,7 @@ async fn main() -> ExitCode {
         } => {
             let Some((kind, environment)) = name.split_once('/').and_then(|(kind, environment)| {
                 Some((
-                    kyc_desk::credentials::CredentialKind::parse(kind)?,
+                    kyc_desk::credential_kinds::CredentialKind::parse(kind)?,
                     environment,
                 ))
             }) else {

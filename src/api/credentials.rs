@@ -1,6 +1,6 @@
 //! The admins' credentials page: masked views, saving and rotating, connection tests.
 
-use crate::credentials::{CredentialInput, CredentialView};
+use crate::credential_kinds::{CredentialInput, CredentialView};
 use crate::types::AppError;
 use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "ssr")]
 use {
-    crate::credentials::CredentialKind, crate::server::auth::guard, crate::server::credentials,
-    crate::server::web::respond,
+    crate::credential_kinds::CredentialKind, crate::server::auth::guard,
+    crate::server::credentials, crate::server::web::respond,
 };
 
 /// What the credentials page shows.

@@ -498,7 +498,7 @@ async fn main() {
         create_users(&state, Role::Auditor, cli.auditors).await;
         // The sandbox seeds Message Central as a trial account, which allows 5 links; a
         // second account on the same sandbox, labelled production, has no such cap.
-        let sandbox_mc = kyc_desk::credentials::CredentialInput {
+        let sandbox_mc = kyc_desk::credential_kinds::CredentialInput {
             kind: "message_central_ekyc".into(),
             environment: "production".into(),
             settings: [

@@ -5,7 +5,9 @@
 use super::{ErrorBanner, Guarded, field_message, result_of};
 use crate::api::credentials::{SaveCredential, TestCredential, list_credentials};
 use crate::api::links::{SaveEmailTemplate, email_template};
-use crate::credentials::{CredentialInput, CredentialKind, CredentialView, FieldSpec, TRIAL_LINKS};
+use crate::credential_kinds::{
+    CredentialInput, CredentialKind, CredentialView, FieldSpec, TRIAL_LINKS,
+};
 use crate::types::AppError;
 use leptos::prelude::*;
 use leptos_meta::Title;

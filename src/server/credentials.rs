@@ -2,7 +2,7 @@
 //! decryption for provider calls, and master-key rotation. Secret values exist in plain text
 //! only inside `SecretString`s on their way into or out of the vault.
 
-use crate::credentials::{
+use crate::credential_kinds::{
     CheckedCredential, CredentialInput, CredentialKind, CredentialView, MaskedSecret,
     check_credential,
 };
@@ -368,7 +368,7 @@ pub async fn reserve_trial_link(
     state: &AppState,
     row: &repo::CredentialRow,
 ) -> Result<bool, AppError> {
-    Ok(repo::reserve_trial_link(&state.db, row.id, crate::credentials::TRIAL_LINKS).await?)
+    Ok(repo::reserve_trial_link(&state.db, row.id, crate::credential_kinds::TRIAL_LINKS).await?)
 }
 
 /// Gives back a reserved trial link whose call provably never reached the provider.
@@ -524,11 +524,11 @@ pub async fn test_connection(
         }
         CredentialKind::MessageCentralEkyc => {
             let trial = environment == "trial";
-            let remaining = crate::credentials::TRIAL_LINKS - row.trial_links_used;
+            let remaining = crate::credential_kinds::TRIAL_LINKS - row.trial_links_used;
             if trial && remaining <= 0 {
                 return Err(AppError::Conflict(format!(
                     "{} A test would fail.",
-                    crate::credentials::trial_links_used_up()
+                    crate::credential_kinds::trial_links_used_up()
                 )));
             }
             if !confirm_generation {
@@ -548,7 +548,7 @@ pub async fn test_connection(
             if trial && !reserve_trial_link(state, &row).await? {
                 return Err(AppError::Conflict(format!(
                     "{} A test would fail.",
-                    crate::credentials::trial_links_used_up()
+                    crate::credential_kinds::trial_links_used_up()
                 )));
             }
             let result = message_central::generate_url(&state.providers, &creds, &flow).await;

@@ -1530,7 +1530,7 @@ async fn invoke_in_process(
     args: &[(String, String)],
 ) -> (StatusCode, Value) {
     use kyc_desk::server::auth::SessionAuth;
-    use kyc_desk::server::db::sessions::{AUTH_KEY, SqlSessionStore};
+    use kyc_desk::server::db::auth_sessions::{AUTH_KEY, SqlSessionStore};
     let (epoch,): (i64,) = sqlx::query_as("SELECT session_epoch FROM users WHERE id = $1")
         .bind(user_id)
         .fetch_one(&app.state.db.pool)

@@ -800,7 +800,7 @@ both_backends!(
             role: Role::Admin,
         };
         let base = format!("{}/sandbox/eko", app.base);
-        let input = |access_key: &str| kyc_desk::credentials::CredentialInput {
+        let input = |access_key: &str| kyc_desk::credential_kinds::CredentialInput {
             kind: "eko_digilocker".into(),
             environment: "uat".into(),
             settings: [

@@ -560,7 +560,7 @@ both_backends!(
         let op_browser_1 = app.signed_in("op@example.com").await;
         let op_browser_2 = app.signed_in("op@example.com").await;
         assert_eq!(
-            db::sessions::count_for_user(&app.state.db.pool, op.id)
+            db::auth_sessions::count_for_user(&app.state.db.pool, op.id)
                 .await
                 .unwrap(),
             2
@@ -577,7 +577,7 @@ both_backends!(
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["disabled"], true);
         assert_eq!(
-            db::sessions::count_for_user(&app.state.db.pool, op.id)
+            db::auth_sessions::count_for_user(&app.state.db.pool, op.id)
                 .await
                 .unwrap(),
             0
@@ -1136,7 +1136,7 @@ async fn sqlite_session_writes_wait_for_the_write_turn() {
     use tower_sessions::SessionStore as _;
     use tower_sessions::cookie::time::{Duration as CookieDuration, OffsetDateTime};
     let app = TestApp::start(common::Backend::Sqlite).await;
-    let store = db::sessions::SqlSessionStore::new(app.state.db.clone());
+    let store = db::auth_sessions::SqlSessionStore::new(app.state.db.clone());
     let mut record = tower_sessions::session::Record {
         id: Default::default(),
         data: Default::default(),

@@ -4,7 +4,7 @@
 use crate::common;
 
 use common::TestApp;
-use kyc_desk::credentials::CredentialKind;
+use kyc_desk::credential_kinds::CredentialKind;
 use kyc_desk::server::credentials;
 use kyc_desk::server::notify;
 use kyc_desk::server::sandbox;

@@ -4,7 +4,7 @@
 use crate::common;
 
 use common::TestApp;
-use kyc_desk::credentials::{CredentialInput, CredentialKind};
+use kyc_desk::credential_kinds::{CredentialInput, CredentialKind};
 use kyc_desk::server::audit::{Actor, RequestMeta};
 use kyc_desk::server::config::Config;
 use kyc_desk::server::credentials;

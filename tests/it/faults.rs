@@ -8,7 +8,7 @@
 use crate::audit::all_rows;
 use crate::common::{Backend, PASSWORD, TestApp, fresh_database, test_master_key};
 
-use kyc_desk::credentials::CredentialInput;
+use kyc_desk::credential_kinds::CredentialInput;
 use kyc_desk::server::audit::{Actor, RequestMeta};
 use kyc_desk::server::db::audit::AuditRow;
 use kyc_desk::server::sandbox;

@@ -6,7 +6,7 @@ use crate::audit::{all_rows, rows_of};
 use crate::common;
 
 use common::TestApp;
-use kyc_desk::credentials::CredentialInput;
+use kyc_desk::credential_kinds::CredentialInput;
 use kyc_desk::server::audit::{Actor, RequestMeta};
 use kyc_desk::server::links::jobs;
 use kyc_desk::server::sandbox;

@@ -3,7 +3,7 @@
 
 use super::{AuthError, AuthUser, password::Verified, start_session};
 use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
-use crate::server::db::{self, sessions, setup, users};
+use crate::server::db::{self, auth_sessions, setup, users};
 use crate::server::state::AppState;
 use crate::types::{AppError, FieldError, Role, SetupLinkState, UserRow};
 use crate::validation;
@@ -376,7 +376,7 @@ pub async fn set_disabled(
     }
     users::set_disabled(&mut tx, user_id, disabled).await?;
     let ended = if disabled {
-        sessions::delete_for_user(&mut tx, user_id).await?
+        auth_sessions::delete_for_user(&mut tx, user_id).await?
     } else {
         0
     };
@@ -428,7 +428,7 @@ pub async fn reset_password(
         .map_err(AuthError::from)?;
     let mut tx = state.db.begin().await?;
     users::set_password(&mut tx, user_id, &hash, true).await?;
-    let ended = sessions::delete_for_user(&mut tx, user_id).await?;
+    let ended = auth_sessions::delete_for_user(&mut tx, user_id).await?;
     let updated = target_user(&mut tx, user_id).await?;
     state
         .audit
@@ -527,7 +527,7 @@ pub async fn change_own_password(
         .map_err(AuthError::from)?;
     let mut tx = state.db.begin().await?;
     let epoch = users::set_password(&mut tx, user.id, &hash, false).await?;
-    let ended = sessions::delete_for_user(&mut tx, user.id).await?;
+    let ended = auth_sessions::delete_for_user(&mut tx, user.id).await?;
     state
         .audit
         .append(

@@ -7,7 +7,7 @@ pub mod password;
 pub mod throttle;
 
 use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
-use crate::server::db::{self, sessions::AUTH_KEY, users::UserRecord};
+use crate::server::db::{self, auth_sessions::AUTH_KEY, users::UserRecord};
 use crate::server::state::AppState;
 use crate::types::{CurrentUser, Role};
 use secrecy::{ExposeSecret, SecretString};
@@ -36,7 +36,7 @@ impl AuthError {
             AuthError::Db(error) => db::is_unavailable(error),
             AuthError::Session(tower_sessions::session::Error::Store(
                 tower_sessions::session_store::Error::Backend(text),
-            )) => text.starts_with(db::sessions::UNAVAILABLE_PREFIX),
+            )) => text.starts_with(db::auth_sessions::UNAVAILABLE_PREFIX),
             _ => false,
         }
     }

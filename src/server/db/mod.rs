@@ -5,9 +5,9 @@
 //! timestamps in seconds, 0/1 flags), so no business logic is duplicated per backend.
 
 pub mod audit;
+pub mod auth_sessions;
 pub mod credentials;
 pub mod links;
-pub mod sessions;
 pub mod setup;
 pub mod throttle;
 pub mod users;

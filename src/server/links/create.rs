@@ -4,10 +4,10 @@
 
 use super::view::{Related, detail_from, detail_of, provider_label};
 use super::{jobs, move_to, send, session, status_of};
-use crate::credentials::CredentialKind;
+use crate::credential_kinds::CredentialKind;
 use crate::server::audit::{AuditEvent, Outcome, RequestMeta};
 use crate::server::auth::AuthUser;
-use crate::server::credentials::{self as vault_credentials, CredentialRef, Opened};
+use crate::server::credentials::{self, CredentialRef, Opened};
 use crate::server::db::credentials::CredentialRow;
 use crate::server::db::links::{self as repo, SessionRow};
 use crate::server::db::{self, credentials as credential_repo};
@@ -98,7 +98,7 @@ fn options_with_credentials<'a>(
                 sandbox,
                 documents: Vec::new(),
                 trial_links_left: trial
-                    .then(|| (crate::credentials::TRIAL_LINKS - row.trial_links_used).max(0)),
+                    .then(|| (crate::credential_kinds::TRIAL_LINKS - row.trial_links_used).max(0)),
             };
             options.push((option, row));
         }
@@ -218,7 +218,7 @@ fn check_input(input: &NewLinkInput, options: &[LinkOption]) -> Result<CheckedLi
             documents.clear();
         }
         if option.trial_links_left == Some(0) {
-            problem("option", crate::credentials::trial_links_used_up());
+            problem("option", crate::credential_kinds::trial_links_used_up());
         }
     }
     if !matches!(input.consent.as_str(), "on" | "true" | "yes") {
@@ -531,19 +531,19 @@ async fn start(
     channels: Vec<String>,
 ) -> Result<SessionDetail, AppError> {
     let draft = Draft::new(checked, credential, supersedes);
-    if draft.is_trial() && !vault_credentials::reserve_trial_link(state, credential).await? {
+    if draft.is_trial() && !credentials::reserve_trial_link(state, credential).await? {
         // The last one may have gone to this very form's first submission.
         if let Some(existing) = repo::find_by_key(&state.db.pool, &checked.idempotency_key).await? {
             return replay(state, user, existing).await;
         }
         return Err(AppError::field(
             "option",
-            crate::credentials::trial_links_used_up(),
+            crate::credential_kinds::trial_links_used_up(),
         ));
     }
 
     // The credential's secrets are read and opened while the row is written.
-    let unlocking = vault_credentials::open_for_call(state, CredentialRef::Version(credential))
+    let unlocking = credentials::open_for_call(state, CredentialRef::Version(credential))
         .instrument(crate::server::timing::phase_span(
             "3b credential secrets (alongside)",
         ));
@@ -603,7 +603,7 @@ async fn start(
 
 /// Gives back a reserved trial link; a failure is logged (the caller's answer stands).
 async fn give_back_trial_link(state: &AppState, credential: &CredentialRow) {
-    if let Err(error) = vault_credentials::give_back_trial_link(state, credential).await {
+    if let Err(error) = credentials::give_back_trial_link(state, credential).await {
         tracing::error!(%error, "could not give back an unused Message Central trial link");
     }
 }

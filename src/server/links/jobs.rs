@@ -3,9 +3,9 @@
 //! expiry sweep, and failing calls interrupted by a crash.
 
 use super::{move_to, status_of};
-use crate::credentials::CredentialKind;
+use crate::credential_kinds::CredentialKind;
 use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
-use crate::server::credentials::{self as vault_credentials, CredentialRef, Opened};
+use crate::server::credentials::{self, CredentialRef, Opened};
 use crate::server::db::links::{self as repo, SessionRow};
 use crate::server::db::{self};
 use crate::server::providers::{ProviderError, eko};
@@ -195,7 +195,7 @@ pub(super) async fn eko_credentials(
     state: &AppState,
     environment: &str,
 ) -> Result<eko::EkoCredentials, ProviderError> {
-    let opened = vault_credentials::open_for_call(
+    let opened = credentials::open_for_call(
         state,
         CredentialRef::Active(CredentialKind::EkoDigilocker, environment),
     )

@@ -4,10 +4,10 @@
 //! link as sent.
 
 use super::{move_to, status_of};
-use crate::credentials::CredentialKind;
+use crate::credential_kinds::CredentialKind;
 use crate::server::audit::{AuditEvent, Outcome, RequestMeta};
 use crate::server::auth::AuthUser;
-use crate::server::credentials::{self as vault_credentials, CredentialRef, Opened};
+use crate::server::credentials::{self, CredentialRef, Opened};
 use crate::server::db::credentials::CredentialRow;
 use crate::server::db::links::{self as repo};
 use crate::server::db::{self, credentials as credential_repo};
@@ -140,7 +140,7 @@ async fn send_email(
     link: &str,
     expires: &str,
 ) -> Result<Option<String>, String> {
-    let unlocked = vault_credentials::open(
+    let unlocked = credentials::open(
         state,
         CredentialRef::Active(CredentialKind::Smtp, "default"),
     )
@@ -195,7 +195,7 @@ async fn send_sms(
     };
     let mut found = None;
     for environment in CredentialKind::MessageCentralSms.environments() {
-        if let Ok(Some(unlocked)) = vault_credentials::open(
+        if let Ok(Some(unlocked)) = credentials::open(
             state,
             CredentialRef::Active(CredentialKind::MessageCentralSms, environment),
         )

@@ -2,7 +2,7 @@
 //! can generate a link within a minute of starting, with no account anywhere.
 
 use super::{Sandbox, SandboxConfig};
-use crate::credentials::{CredentialInput, CredentialKind};
+use crate::credential_kinds::{CredentialInput, CredentialKind};
 use crate::server::audit::{Actor, RequestMeta};
 use crate::server::credentials;
 use crate::server::state::AppState;

@@ -59,19 +59,20 @@ pub fn router(state: AppState) -> Router {
     let routes = page_routes();
     let context_state = state.clone();
     let shell_options = state.leptos_options.clone();
-    let sessions = SessionManagerLayer::new(db::sessions::SqlSessionStore::new(state.db.clone()))
-        .with_name(SESSION_COOKIE)
-        .with_http_only(true)
-        .with_same_site(SameSite::Strict)
-        .with_secure(state.config.cookie_secure)
-        .with_path("/")
-        // The store keeps a session up to the absolute timeout; the idle timeout is
-        // enforced (and its end recorded in the audit log) by `auth::authenticate`.
-        .with_expiry(Expiry::OnInactivity(
-            tower_sessions::cookie::time::Duration::seconds(
-                state.config.session_absolute_timeout.as_secs() as i64,
-            ),
-        ));
+    let sessions =
+        SessionManagerLayer::new(db::auth_sessions::SqlSessionStore::new(state.db.clone()))
+            .with_name(SESSION_COOKIE)
+            .with_http_only(true)
+            .with_same_site(SameSite::Strict)
+            .with_secure(state.config.cookie_secure)
+            .with_path("/")
+            // The store keeps a session up to the absolute timeout; the idle timeout is
+            // enforced (and its end recorded in the audit log) by `auth::authenticate`.
+            .with_expiry(Expiry::OnInactivity(
+                tower_sessions::cookie::time::Duration::seconds(
+                    state.config.session_absolute_timeout.as_secs() as i64,
+                ),
+            ));
 
     let mut router = Router::new();
     if state.config.sandbox {
@@ -183,7 +184,7 @@ pub fn spawn_housekeeping(state: AppState) {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
         loop {
             tick.tick().await;
-            if let Err(error) = db::sessions::delete_expired(&state.db.pool).await {
+            if let Err(error) = db::auth_sessions::delete_expired(&state.db.pool).await {
                 tracing::warn!(%error, "could not delete expired sessions");
             }
             if let Err(error) = auth::throttle::prune(&state.db.pool).await {

@@ -1,6 +1,6 @@
-//! The `auth_sessions` table: a tower-sessions store in the application database, so every
-//! app instance behind a load balancer sees the same sessions, and all sessions of one user
-//! can be ended at once.
+//! The `auth_sessions` table: staff sign-in sessions (not KYC sessions), as a tower-sessions
+//! store in the application database, so every app instance behind a load balancer sees the
+//! same sessions, and all sessions of one user can be ended at once.
 
 use super::Db;
 use async_trait::async_trait;
