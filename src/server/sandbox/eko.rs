@@ -148,13 +148,16 @@ fn success(message: &str, data: Value) -> Result<Response, SandboxError> {
     }))
 }
 
+/// A JSON object, as the sandbox reads bodies and collects problems.
+type Object = Map<String, Value>;
+
 /// What every signed JSON call checks, as Eko does: the signature, a JSON body, an
 /// `initiator_id` and a `user_code`. The body, the initiator and the problems found so far.
 fn signed_json(
     sandbox: &Sandbox,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<(Map<String, Value>, Option<String>, Map<String, Value>), SandboxError> {
+) -> Result<(Object, Option<String>, Object), SandboxError> {
     check_signature(sandbox, headers)?;
     let body = json_body(headers, body)?;
     let mut problems = Map::new();
