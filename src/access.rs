@@ -179,6 +179,13 @@ pub const FILE_ACCESS: &[(&str, Access)] = &[
     ("/sessions/{public_id}/qr.svg", Access::Roles(READERS)),
 ];
 
+/// Every customer-facing route and who may open it: customers have no account, so these are
+/// public; they are listed so that the table names every door the server has.
+pub const CUSTOMER_ACCESS: &[(&str, Access)] = &[
+    ("/kyc/return", Access::Public),
+    ("/kyc/return/{public_id}", Access::Public),
+];
+
 /// Who may export sessions with phone numbers and email addresses unmasked.
 pub const CONTACTS_EXPORT: Access = Access::Roles(ADMINS);
 
@@ -200,6 +207,7 @@ fn rule_in(table: &[(&str, Access)], name: &str) -> Option<Access> {
 pub struct AccessTable {
     server_fns: Cow<'static, [(&'static str, Access)]>,
     files: Cow<'static, [(&'static str, Access)]>,
+    customer: Cow<'static, [(&'static str, Access)]>,
 }
 
 impl Default for AccessTable {
@@ -209,11 +217,12 @@ impl Default for AccessTable {
 }
 
 impl AccessTable {
-    /// [`SERVER_FN_ACCESS`] and [`FILE_ACCESS`].
+    /// [`SERVER_FN_ACCESS`], [`FILE_ACCESS`] and [`CUSTOMER_ACCESS`].
     pub fn standard() -> Self {
         AccessTable {
             server_fns: Cow::Borrowed(SERVER_FN_ACCESS),
             files: Cow::Borrowed(FILE_ACCESS),
+            customer: Cow::Borrowed(CUSTOMER_ACCESS),
         }
     }
 
@@ -235,6 +244,11 @@ impl AccessTable {
     /// The rule of the file route `route`; `None`: not a file route of the table.
     pub fn file(&self, route: &str) -> Option<Access> {
         rule_in(&self.files, route)
+    }
+
+    /// The rule of the customer-facing route `route`; `None`: not a customer route of the table.
+    pub fn customer(&self, route: &str) -> Option<Access> {
+        rule_in(&self.customer, route)
     }
 
     /// Every server-function rule.

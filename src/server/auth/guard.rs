@@ -23,6 +23,8 @@ pub enum Door<'a> {
     ServerFn(&'a str),
     /// A file route, by the route as the router spells it (`/sessions/{public_id}/qr.svg`).
     File(&'a str),
+    /// A customer-facing route (no staff account), by the route as the router spells it.
+    Customer(&'a str),
 }
 
 /// Why the gate did not let a request through.
@@ -52,6 +54,14 @@ impl From<Refusal> for AppError {
     }
 }
 
+/// A route the router serves that the access table does not list: refused, as a bug.
+fn unlisted(route: &str) -> Refusal {
+    Refusal::Failure(internal_error(
+        &format!("route {route} is not in the access table"),
+        false,
+    ))
+}
+
 impl Door<'_> {
     /// The door's rule in `state`'s access table.
     fn rule(self, state: &AppState) -> Result<Access, Refusal> {
@@ -62,19 +72,15 @@ impl Door<'_> {
                     "There is no such server function.".into(),
                 ))
             }),
-            Door::File(route) => state.access.file(route).ok_or_else(|| {
-                Refusal::Failure(internal_error(
-                    &format!("file route {route} is not in the access table"),
-                    false,
-                ))
-            }),
+            Door::File(route) => state.access.file(route).ok_or_else(|| unlisted(route)),
+            Door::Customer(route) => state.access.customer(route).ok_or_else(|| unlisted(route)),
         }
     }
 
     /// How a refusal for a must-change-password user reads at this door.
     fn change_password_first(self) -> AppError {
         AppError::Forbidden(match self {
-            Door::File(_) => "Change your initial password first.".into(),
+            Door::File(_) | Door::Customer(_) => "Change your initial password first.".into(),
             _ => "Change your initial password first (My account → Change password).".into(),
         })
     }
@@ -98,7 +104,7 @@ impl Door<'_> {
                     "Your role ({role}) cannot do this. Ask an admin if you need access."
                 )),
             ),
-            Door::File(route) => (
+            Door::File(route) | Door::Customer(route) => (
                 event.reason(format!("role may not export {route}")),
                 AppError::Forbidden(format!("Your role ({role}) cannot make this export.")),
             ),

@@ -1,9 +1,12 @@
 //! The customers' return pages: where a provider's journey sends the customer back. They
 //! answer without a session (the customer has none) and record what arrived.
 
-use super::request::query_pairs;
+use super::error::error_response;
+use super::request::{meta_from, query_pairs};
+use crate::server::audit::RequestMeta;
+use crate::server::auth::guard::{self, Door};
 use crate::server::state::AppState;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -23,38 +26,45 @@ fn return_page(recorded: bool) -> Response {
         .into_response()
 }
 
+/// Passes the gate as the customer route `route`, then records the return of the session
+/// named by `public_id` (or found by the `journey_id`/`token` in the query) and thanks the
+/// customer. A failure to record is logged and never shown as an error: the customer's
+/// verification with the provider is not affected by it.
+async fn record_return(
+    state: &AppState,
+    meta: &RequestMeta,
+    route: &str,
+    public_id: Option<&str>,
+    uri: &axum::http::Uri,
+) -> Response {
+    if let Err(refusal) = guard::admit(state, None, None, meta, Door::Customer(route)).await {
+        return error_response(uri.path(), refusal.into());
+    }
+    let pairs = query_pairs(uri);
+    match crate::server::links::jobs::handle_return(state, public_id, &pairs).await {
+        Ok(()) => return_page(true),
+        Err(error) => {
+            tracing::error!(request_id = %meta.request_id, %error, "could not record a customer's return");
+            return_page(false)
+        }
+    }
+}
+
 /// `GET /kyc/return/{public_id}`: where a customer lands after the provider's journey.
 pub async fn kyc_return(
     State(state): State<AppState>,
     axum::extract::Path(public_id): axum::extract::Path<String>,
-    uri: axum::http::Uri,
+    request: Request,
 ) -> Response {
-    let pairs = query_pairs(&uri);
+    let meta = meta_from(&state, request.extensions(), request.headers());
     let public_id: String = public_id.chars().take(64).collect();
-    let recorded =
-        match crate::server::links::jobs::handle_return(&state, Some(&public_id), &pairs).await {
-            Ok(()) => true,
-            Err(error) => {
-                tracing::error!(%error, "could not record a customer's return");
-                false
-            }
-        };
-    return_page(recorded)
+    let route = "/kyc/return/{public_id}";
+    record_return(&state, &meta, route, Some(&public_id), request.uri()).await
 }
 
 /// `GET /kyc/return`: the fixed return address for a Message Central flow's redirection URL
 /// (the session is found by the `journey_id` or `token` it carries).
-pub async fn kyc_return_by_journey(
-    State(state): State<AppState>,
-    uri: axum::http::Uri,
-) -> Response {
-    let pairs = query_pairs(&uri);
-    let recorded = match crate::server::links::jobs::handle_return(&state, None, &pairs).await {
-        Ok(()) => true,
-        Err(error) => {
-            tracing::error!(%error, "could not record a customer's return");
-            false
-        }
-    };
-    return_page(recorded)
+pub async fn kyc_return_by_journey(State(state): State<AppState>, request: Request) -> Response {
+    let meta = meta_from(&state, request.extensions(), request.headers());
+    record_return(&state, &meta, "/kyc/return", None, request.uri()).await
 }
