@@ -28,14 +28,6 @@ pub struct SaveOutcome {
     pub change: &'static str,
 }
 
-fn no_vault() -> AppError {
-    AppError::Unavailable(
-        "No master key is configured, so credentials cannot be stored. Set KYC_DESK_MASTER_KEY or \
-         KYC_DESK_MASTER_KEY_FILE and restart KYC Desk."
-            .into(),
-    )
-}
-
 fn vault_error(error: VaultError) -> AppError {
     crate::server::web::internal_error(&error, false)
 }
@@ -136,7 +128,7 @@ pub async fn save(
     input: &CredentialInput,
     reauthenticated: bool,
 ) -> Result<SaveOutcome, AppError> {
-    let vault = state.vault.as_deref().ok_or_else(no_vault)?;
+    let vault: &Vault = &state.vault;
     let mut tx = state.db.begin().await?;
     db::lock(&mut tx, "credentials").await?;
     let kind_text = input.kind.trim().to_string();
@@ -310,7 +302,7 @@ pub type Unlocked = (BTreeMap<String, String>, BTreeMap<String, SecretString>);
 
 /// The settings and decrypted secrets of one stored credential version.
 pub async fn unlock_row(state: &AppState, row: &repo::CredentialRow) -> Result<Unlocked, AppError> {
-    let vault = state.vault.as_deref().ok_or_else(no_vault)?;
+    let vault: &Vault = &state.vault;
     let settings: BTreeMap<String, String> =
         serde_json::from_str(&row.settings).unwrap_or_default();
     let mut secrets = BTreeMap::new();
@@ -351,7 +343,7 @@ pub async fn rotate_master_key(
     state: &AppState,
     new_key: MasterKey,
 ) -> Result<usize, RotationError> {
-    let old = state.vault.as_deref().ok_or(RotationError::NoCurrentKey)?;
+    let old: &Vault = &state.vault;
     if old.master_key().check_value() == new_key.check_value() {
         return Err(RotationError::SameKey);
     }

@@ -3,15 +3,13 @@
 
 use kyc_desk::server::audit::{Actor, RequestMeta};
 use kyc_desk::server::auth::accounts;
-use kyc_desk::server::config::Config;
+use kyc_desk::server::startup;
 use kyc_desk::server::state::AppState;
-use kyc_desk::server::web;
 use kyc_desk::types::{Role, UserRow};
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 /// Which database a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,18 +54,10 @@ pub async fn fresh_database(backend: Backend) -> (String, Option<tempfile::TempD
                 "TEST_POSTGRES_URL is not set: the PostgreSQL variant of this test cannot run. \
                  Use the README's test command (it sets it), or filter with `--skip postgres`.",
             );
-            sqlx::any::install_default_drivers();
-            let name = format!("kycdesk_t_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
+            let url = kyc_desk::server::fresh_database::create_postgres(&admin_url, "t")
                 .await
-                .expect("connect to TEST_POSTGRES_URL");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .expect("create test database");
-            let mut url = url::Url::parse(&admin_url).expect("TEST_POSTGRES_URL is a URL");
-            url.set_path(&name);
-            (url.to_string(), None)
+                .expect("create test database on TEST_POSTGRES_URL");
+            (url, None)
         }
     }
 }
@@ -104,17 +94,9 @@ impl TestApp {
         {
             vars.insert("KYC_DESK_MASTER_KEY".into(), test_master_key());
         }
-        let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("test config");
-        let state = AppState::open(config).await.expect("open app state");
-        let router = web::router(state.clone());
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
-        });
+        let config = startup::config_from(vars).expect("test config");
+        let state = startup::open(config).await.expect("open app state");
+        startup::serve_in_background(listener, state.clone());
         TestApp {
             base: format!("http://{addr}"),
             state,
