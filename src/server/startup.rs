@@ -75,10 +75,9 @@ pub async fn first_run(state: &AppState) -> Result<(), FirstRunError> {
     if state.config.sandbox {
         match sandbox::seed::seed(state).await {
             Ok(0) => {}
-            Ok(created) => tracing::info!(
-                created,
-                "stored sandbox credentials (labelled as sandbox)"
-            ),
+            Ok(created) => {
+                tracing::info!(created, "stored sandbox credentials (labelled as sandbox)")
+            }
             Err(error) => tracing::warn!(%error, "could not store the sandbox credentials"),
         }
     }

@@ -1,6 +1,10 @@
 //! Test harness: a real KYC Desk server on a free port over an isolated database (a fresh
 //! SQLite file, or a fresh PostgreSQL database on the server named by TEST_POSTGRES_URL).
 
+pub mod fakes;
+pub mod forms;
+pub mod process;
+
 use kyc_desk::server::audit::{Actor, RequestMeta};
 use kyc_desk::server::auth::accounts;
 use kyc_desk::server::startup;
@@ -203,6 +207,21 @@ impl TestApp {
         assert_eq!(status, StatusCode::OK, "{body}");
         body
     }
+}
+
+/// A server with the provider sandbox on (and `extra` settings) whose sandbox credentials
+/// are seeded, as `kyc-desk serve` seeds them at first run.
+pub async fn sandbox_app(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+    let mut vars = vec![("KYC_DESK_SANDBOX", "true")];
+    vars.extend_from_slice(extra);
+    let app = TestApp::start_with(backend, &vars).await;
+    assert_eq!(
+        kyc_desk::server::sandbox::seed::seed(&app.state)
+            .await
+            .unwrap(),
+        3
+    );
+    app
 }
 
 /// Runs one async test body against SQLite and against PostgreSQL, as two tests named
