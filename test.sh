@@ -40,7 +40,7 @@ cargo test --features ssr -- "${rust_filter[@]}" "${skip_postgres[@]}"
 if [ -n "${TEST_POSTGRES_URL:-}" ]; then
   # Alone, after the suite: it stops and starts the PostgreSQL server under a running app.
   say "restarting PostgreSQL under a running KYC Desk"
-  cargo test --features ssr --test it -- --ignored --exact faults::postgres_restarting_under_a_running_server
+  cargo test --features ssr --test it -- --ignored --exact faults::postgres_restart::postgres_restarting_under_a_running_server
   say "scanning every audit row the suite wrote (PostgreSQL databases) for secrets and PII"
   cargo test --features ssr --test it -- --ignored --exact audit_scan::every_audit_row_of_the_suite_is_clean
 fi

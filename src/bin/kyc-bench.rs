@@ -80,24 +80,9 @@ enum Command {
 
 /// A fresh database for one benchmark run.
 async fn fresh(url: &str) -> String {
-    if url.starts_with("sqlite:") {
-        let dir = std::env::temp_dir().join(format!("kyc-bench-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        format!("sqlite://{}/bench.db", dir.display())
-    } else {
-        sqlx::any::install_default_drivers();
-        let name = format!("kycdesk_bench_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(url)
-            .await
-            .expect("connect");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("create database");
-        let mut parsed = url::Url::parse(url).unwrap();
-        parsed.set_path(&name);
-        parsed.to_string()
-    }
+    kyc_desk::server::fresh_database::next_to(url, "bench")
+        .await
+        .expect("create a fresh database")
 }
 
 async fn open(url: &str) -> Db {
@@ -275,36 +260,24 @@ async fn audit_verify(url: &str, rows: i64, existing: bool) {
 
 /// A KYC Desk server in this process, on a free port, with the sandbox and its credentials.
 async fn start_app(url: &str) -> (kyc_desk::server::state::AppState, String) {
-    use std::collections::HashMap;
+    use kyc_desk::server::startup;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut vars: HashMap<&str, String> = HashMap::new();
-    vars.insert("DATABASE_URL", url.to_string());
-    vars.insert("KYC_DESK_ADDR", addr.to_string());
-    vars.insert("KYC_DESK_SANDBOX", "true".into());
-    vars.insert(
-        "KYC_DESK_MASTER_KEY",
-        kyc_desk::server::vault::MasterKey::generate()
-            .to_base64()
-            .to_string(),
-    );
-    let config = kyc_desk::server::config::Config::from_lookup(|name| vars.get(name).cloned())
-        .expect("config");
-    let state = kyc_desk::server::state::AppState::open(config)
-        .await
-        .expect("open");
+    let master_key = kyc_desk::server::vault::MasterKey::generate()
+        .to_base64()
+        .to_string();
+    let config = startup::config_from([
+        ("DATABASE_URL", url.to_string()),
+        ("KYC_DESK_ADDR", addr.to_string()),
+        ("KYC_DESK_SANDBOX", "true".into()),
+        ("KYC_DESK_MASTER_KEY", master_key),
+    ])
+    .expect("config");
+    let state = startup::open(config).await.expect("open");
     kyc_desk::server::sandbox::seed::seed(&state)
         .await
         .expect("seed");
-    let router = kyc_desk::server::web::router(state.clone());
-    tokio::spawn(async move {
-        axum::serve(
-            kyc_desk::server::web::no_delay(listener),
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    startup::serve_in_background(listener, state.clone());
     (state, format!("http://{addr}"))
 }
 

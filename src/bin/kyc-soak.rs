@@ -27,10 +27,11 @@ use clap::Parser;
 use kyc_desk::server::audit::{Actor, RequestMeta};
 use kyc_desk::server::auth::accounts;
 use kyc_desk::server::sandbox::{MAX_LINKS, seed};
+use kyc_desk::server::serve_process::{self, NotReady, ServeProcess};
+use kyc_desk::server::{fresh_database, startup};
 use kyc_desk::types::Role;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -75,41 +76,6 @@ struct Cli {
     server_env: Vec<String>,
 }
 
-/// The server process; killed when dropped (also when the soak panics).
-struct Server {
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A fresh database next to `url`.
-async fn fresh_database(url: &str) -> String {
-    if url.starts_with("sqlite:") {
-        let dir = std::env::temp_dir().join(format!("kyc-soak-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("temp folder");
-        format!("sqlite://{}/soak.db", dir.display())
-    } else {
-        let name = format!("kycdesk_soak_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(url)
-            .await
-            .expect("connect to the database server");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("create the soak database");
-        let mut parsed = url::Url::parse(url).expect("database URL");
-        parsed.set_path(&name);
-        parsed.to_string()
-    }
-}
-
 fn server_env(database_url: &str, master_key: &str, port: u16) -> Vec<(String, String)> {
     [
         ("DATABASE_URL", database_url.to_string()),
@@ -123,45 +89,19 @@ fn server_env(database_url: &str, master_key: &str, port: u16) -> Vec<(String, S
     .collect()
 }
 
-fn server_command(binary: &Path, env: &[(String, String)]) -> Command {
-    let mut command = Command::new(binary);
-    // Run from the temporary folder so that no `.env` of the current folder is read.
-    command
-        .current_dir(std::env::temp_dir())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (k, v)));
-    command
-}
-
-async fn start_server(binary: &Path, env: &[(String, String)], port: u16) -> Server {
+/// Starts the server, run from the temporary folder so that no `.env` of the current folder
+/// is read, and waits until it is ready.
+async fn start_server(binary: &Path, env: &[(String, String)], port: u16) -> ServeProcess {
     let log = std::env::temp_dir().join(format!("kyc-soak-server-{port}.log"));
-    let file = std::fs::File::create(&log).expect("server log file");
-    let child = server_command(binary, env)
-        .arg("serve")
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().expect("log file"))
-        .stderr(file)
-        .spawn()
+    let command = serve_process::command(binary, &std::env::temp_dir(), env.iter().cloned());
+    let mut server = ServeProcess::spawn(command, port, log)
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-    let mut server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        log,
-    };
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = server.child.try_wait().expect("server status") {
-            panic!("the server exited ({status}); see {}", server.log.display());
+    match server.wait_ready(Duration::from_secs(60)).await {
+        Ok(()) => server,
+        Err(NotReady::Exited(status)) => {
+            panic!("the server exited ({status}); see {}", server.log.display())
         }
-        if let Ok(response) = http.get(format!("{}/readyz", server.base)).send().await
-            && response.status().is_success()
-        {
-            return server;
-        }
-        assert!(Instant::now() < deadline, "the server did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        Err(NotReady::TimedOut) => panic!("the server did not become ready"),
     }
 }
 
@@ -466,14 +406,13 @@ async fn main() {
         );
     }
 
-    let database_url = fresh_database(&cli.database_url).await;
+    let database_url = fresh_database::next_to(&cli.database_url, "soak")
+        .await
+        .expect("create the soak database");
     let master_key = kyc_desk::server::vault::MasterKey::generate()
         .to_base64()
         .to_string();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = serve_process::free_port();
     let mut env = server_env(&database_url, &master_key, port);
     for pair in &cli.server_env {
         let (name, value) = pair
@@ -485,15 +424,8 @@ async fn main() {
     // Accounts and one credential are made in-process, as `kyc-desk create-user` and
     // `kyc-desk credentials import` would (same code paths).
     {
-        let vars: BTreeMap<&str, &str> =
-            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let config = kyc_desk::server::config::Config::from_lookup(|name| {
-            vars.get(name).map(|v| v.to_string())
-        })
-        .expect("configuration");
-        let state = kyc_desk::server::state::AppState::open(config)
-            .await
-            .expect("open the database");
+        let config = startup::config_from(env.iter().cloned()).expect("configuration");
+        let state = startup::open(config).await.expect("open the database");
         create_users(&state, Role::Operator, cli.operators).await;
         create_users(&state, Role::Auditor, cli.auditors).await;
         // The sandbox seeds Message Central as a trial account, which allows 5 links; a
@@ -719,7 +651,7 @@ async fn main() {
         }
     );
     let verify_started = Instant::now();
-    let verify = server_command(&binary, &env)
+    let verify = serve_process::command(&binary, &std::env::temp_dir(), env.iter().cloned())
         .arg("verify-audit")
         .output()
         .expect("run verify-audit");

@@ -31,14 +31,6 @@ pub struct SaveOutcome {
     pub change: &'static str,
 }
 
-fn no_vault() -> AppError {
-    AppError::Unavailable(
-        "No master key is configured, so credentials cannot be stored. Set KYC_DESK_MASTER_KEY or \
-         KYC_DESK_MASTER_KEY_FILE and restart KYC Desk."
-            .into(),
-    )
-}
-
 fn vault_error(error: VaultError) -> AppError {
     crate::server::web::internal_error(&error, false)
 }
@@ -139,7 +131,7 @@ pub async fn save(
     input: &CredentialInput,
     reauthenticated: bool,
 ) -> Result<SaveOutcome, AppError> {
-    let vault = state.vault.as_deref().ok_or_else(no_vault)?;
+    let vault: &Vault = &state.vault;
     let mut tx = state.db.begin().await?;
     db::lock(&mut tx, "credentials").await?;
     let kind_text = input.kind.trim().to_string();
@@ -317,7 +309,7 @@ pub async fn open(state: &AppState, which: CredentialRef<'_>) -> Result<Option<O
             }
         }
     };
-    let vault = state.vault.as_deref().ok_or_else(no_vault)?;
+    let vault: &Vault = &state.vault;
     let stored = repo::secrets_of(&mut conn, row.id).await?;
     drop(conn);
     let mut secrets = BTreeMap::new();
@@ -405,7 +397,7 @@ pub async fn rotate_master_key(
     state: &AppState,
     new_key: MasterKey,
 ) -> Result<usize, RotationError> {
-    let old = state.vault.as_deref().ok_or(RotationError::NoCurrentKey)?;
+    let old: &Vault = &state.vault;
     if old.master_key().check_value() == new_key.check_value() {
         return Err(RotationError::SameKey);
     }

@@ -23,9 +23,9 @@ pub struct AppState {
     pub passwords: Passwords,
     /// Leptos rendering options.
     pub leptos_options: LeptosOptions,
-    /// The credential vault. Always present in a running server (the master key is required
-    /// at start); an `Option` so tools can build a state without one.
-    pub vault: Option<Arc<Vault>>,
+    /// The credential vault. A state cannot be opened without the master key, so every
+    /// state (server, command, test, tool) has one.
+    pub vault: Arc<Vault>,
     /// The tamper-evident audit log.
     pub audit: AuditLog,
     /// The one HTTP client for provider calls.
@@ -91,7 +91,6 @@ impl AppState {
         let audit = AuditLog::open(&db, &vault)
             .await
             .map_err(|e| StartError::MasterKey(e.to_string()))?;
-        let vault = Some(vault);
         let passwords = Passwords::new().await?;
         let providers = ProviderHttp::new(
             config.provider_connect_timeout,

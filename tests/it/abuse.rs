@@ -8,7 +8,6 @@ use crate::common;
 
 use common::{PASSWORD, TestApp};
 use kyc_desk::access::{Access, SERVER_FN_ACCESS};
-use kyc_desk::server::sandbox;
 use kyc_desk::types::{AppError, Role};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -720,8 +719,7 @@ both_backends!(
 /// A sandbox server with staff, seeded credentials, a Message Central production credential
 /// (pointing at the sandbox), an open session and a user to act on; and the fill-ins.
 async fn world(backend: common::Backend) -> (TestApp, Staff, Fill) {
-    let app = TestApp::start_with(backend, &[("KYC_DESK_SANDBOX", "true")]).await;
-    assert_eq!(sandbox::seed::seed(&app.state).await.unwrap(), 3);
+    let app = common::sandbox_app(backend, &[]).await;
     let staff = staff(&app).await;
     let victim = app.user("victim@example.com", Role::Operator).await;
     app.user("login.target@example.com", Role::Operator).await;

@@ -251,7 +251,7 @@ both_backends!(
         let second = match backend {
             common::Backend::Postgres => {
                 let db = Db::connect(&app.database_url).await.unwrap();
-                let vault = app.state.vault.clone().unwrap();
+                let vault = app.state.vault.clone();
                 let audit = AuditLog::open(&db, &vault).await.unwrap();
                 Some((db, audit))
             }

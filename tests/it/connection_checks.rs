@@ -7,7 +7,6 @@ use common::TestApp;
 use kyc_desk::credential_kinds::CredentialKind;
 use kyc_desk::server::credentials;
 use kyc_desk::server::notify;
-use kyc_desk::server::sandbox;
 use kyc_desk::server::vault::MasterKey;
 use kyc_desk::types::{AppError, Role};
 use reqwest::StatusCode;
@@ -45,17 +44,12 @@ impl Write for SharedWriter {
 
 async fn sandbox_app(backend: common::Backend) -> TestApp {
     let key = MasterKey::generate().to_base64().to_string();
-    let app = TestApp::start_with(
-        backend,
-        &[("KYC_DESK_MASTER_KEY", &key), ("KYC_DESK_SANDBOX", "true")],
-    )
-    .await;
+    let app = common::sandbox_app(backend, &[("KYC_DESK_MASTER_KEY", &key)]).await;
     // The public URL defaults to the test server's own address, where the sandbox answers.
     assert_eq!(
         app.state.config.public_url.as_str().trim_end_matches('/'),
         app.base
     );
-    assert_eq!(sandbox::seed::seed(&app.state).await.unwrap(), 3);
     app
 }
 
@@ -114,17 +108,9 @@ both_backends!(connection_tests_against_the_sandbox, |backend| async move {
     assert!(matches!(missing, AppError::NotFound(_)));
 });
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn smtp_check_connects_to_a_real_server_and_explains_failures() {
-    let port = free_port();
+    let port = common::process::free_port();
     let mut server = std::process::Command::new("python3")
         .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
         .spawn()
@@ -154,7 +140,7 @@ async fn smtp_check_connects_to_a_real_server_and_explains_failures() {
         "{result:?}"
     );
 
-    let closed = notify::check_smtp(&settings(free_port()), None)
+    let closed = notify::check_smtp(&settings(common::process::free_port()), None)
         .await
         .unwrap_err();
     assert!(closed.contains("could not connect"), "{closed}");

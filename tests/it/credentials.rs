@@ -6,13 +6,12 @@ use crate::common;
 use common::TestApp;
 use kyc_desk::credential_kinds::{CredentialInput, CredentialKind};
 use kyc_desk::server::audit::{Actor, RequestMeta};
-use kyc_desk::server::config::Config;
 use kyc_desk::server::credentials;
+use kyc_desk::server::startup;
 use kyc_desk::server::state::AppState;
 use kyc_desk::server::vault::MasterKey;
 use kyc_desk::types::AppError;
 use secrecy::ExposeSecret;
-use std::collections::HashMap;
 
 const CANARY_DEV: &str = "canary-developer-key-7f3a9c";
 const CANARY_ACCESS: &str = "canary-access-key-1b2c3d4e";
@@ -45,13 +44,12 @@ async fn start_with_key(backend: common::Backend, key: &str) -> TestApp {
 }
 
 async fn reopen(database_url: &str, key: Option<&str>) -> Result<AppState, String> {
-    let mut vars: HashMap<&str, String> = HashMap::new();
-    vars.insert("DATABASE_URL", database_url.to_string());
+    let mut vars = vec![("DATABASE_URL", database_url)];
     if let Some(key) = key {
-        vars.insert("KYC_DESK_MASTER_KEY", key.to_string());
+        vars.push(("KYC_DESK_MASTER_KEY", key));
     }
-    let config = Config::from_lookup(|name| vars.get(name).cloned()).unwrap();
-    AppState::open(config).await.map_err(|e| e.to_string())
+    let config = startup::config_from(vars).unwrap();
+    startup::open(config).await.map_err(|e| e.to_string())
 }
 
 async fn raw_dump(app: &TestApp) -> String {

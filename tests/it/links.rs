@@ -5,7 +5,7 @@
 use crate::audit::{all_rows, rows_of};
 use crate::common;
 
-use common::TestApp;
+use common::{TestApp, forms};
 use kyc_desk::credential_kinds::CredentialInput;
 use kyc_desk::server::audit::{Actor, RequestMeta};
 use kyc_desk::server::links::jobs;
@@ -17,17 +17,12 @@ use std::collections::BTreeMap;
 
 /// A sandbox server with its credentials seeded, an operator and an admin signed in.
 async fn sandbox_app(backend: common::Backend) -> (TestApp, reqwest::Client, reqwest::Client) {
-    let app = TestApp::start_with(backend, &[("KYC_DESK_SANDBOX", "true")]).await;
-    assert_eq!(sandbox::seed::seed(&app.state).await.unwrap(), 3);
+    let app = common::sandbox_app(backend, &[]).await;
     app.user("olga@example.com", Role::Operator).await;
     app.user("root@example.com", Role::Admin).await;
     let operator = app.signed_in("olga@example.com").await;
     let admin = app.signed_in("root@example.com").await;
     (app, operator, admin)
-}
-
-fn key() -> String {
-    format!("form-{}", uuid::Uuid::new_v4().simple())
 }
 
 fn link_args(
@@ -36,19 +31,7 @@ fn link_args(
     phone: &str,
     extra: &[(&str, &str)],
 ) -> Vec<(String, String)> {
-    let mut args: Vec<(String, String)> = vec![
-        ("input[option]".into(), option.into()),
-        ("input[customer_name]".into(), name.into()),
-        ("input[phone]".into(), phone.into()),
-        ("input[consent]".into(), "on".into()),
-        ("input[idempotency_key]".into(), key()),
-    ];
-    for (k, v) in extra {
-        let name = format!("input[{k}]");
-        args.retain(|(n, _)| *n != name);
-        args.push((name, v.to_string()));
-    }
-    args
+    forms::link_form_with(option, name, phone, &forms::form_key(), extra)
 }
 
 async fn call(
@@ -555,7 +538,10 @@ both_backends!(
             .call(
                 &operator,
                 "regenerate_link",
-                &[("public_id", &first_id), ("idempotency_key", &key())],
+                &[
+                    ("public_id", &first_id),
+                    ("idempotency_key", &forms::form_key()),
+                ],
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{new}");

@@ -9,7 +9,6 @@
 //! `server::web::page_routes`).
 
 use crate::common::TestApp;
-use kyc_desk::server::sandbox;
 use kyc_desk::server::web;
 use kyc_desk::types::Role;
 use reqwest::StatusCode;
@@ -79,8 +78,7 @@ fn pages_of(role: Role, public_id: &str) -> Vec<String> {
 both_backends!(
     every_staff_page_answers_under_concurrent_renders_writes_and_new_instances,
     |backend| async move {
-        let app = Arc::new(TestApp::start_with(backend, &[("KYC_DESK_SANDBOX", "true")]).await);
-        assert_eq!(sandbox::seed::seed(&app.state).await.unwrap(), 3);
+        let app = Arc::new(crate::common::sandbox_app(backend, &[]).await);
         app.user("admin@example.com", Role::Admin).await;
         app.user("op@example.com", Role::Operator).await;
         app.user("aud@example.com", Role::Auditor).await;

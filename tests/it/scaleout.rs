@@ -241,16 +241,14 @@ async fn whoami(base: &str, cookie: &str) -> Value {
 }
 
 fn link_args(option: &str, n: usize) -> Vec<(String, String)> {
-    vec![
-        ("input[option]".into(), option.into()),
-        ("input[customer_name]".into(), format!("Customer {n}")),
-        ("input[phone]".into(), format!("98765{n:05}")),
-        ("input[consent]".into(), "on".into()),
-        (
-            "input[idempotency_key]".into(),
-            format!("scaleout-{n}-{}", uuid::Uuid::new_v4().simple()),
-        ),
-    ]
+    let key = format!("scaleout-{n}-{}", uuid::Uuid::new_v4().simple());
+    common::forms::link_form_with(
+        option,
+        &format!("Customer {n}"),
+        &format!("98765{n:05}"),
+        &key,
+        &[],
+    )
 }
 
 /// Answers Eko's create call with a fresh numeric reference id each time.

@@ -77,8 +77,14 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::Tls(_) => true,
         // PostgreSQL's `lock_timeout` ran out: another transaction held a lock this one needs
-        // for longer than `WRITE_TURN_WAIT` (busy, not broken: try again in a moment).
-        sqlx::Error::Database(db) => db.code().as_deref() == Some("55P03"),
+        // for longer than `WRITE_TURN_WAIT` (busy, not broken: try again in a moment); the
+        // server is shutting down, starting up or restarting (57P01–57P03), or the connection
+        // broke (class 08): all pass once the server is back.
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code == "55P03"
+                || matches!(&*code, "57P01" | "57P02" | "57P03")
+                || code.starts_with("08")
+        }),
         _ => false,
     }
 }

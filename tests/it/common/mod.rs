@@ -1,17 +1,19 @@
 //! Test harness: a real KYC Desk server on a free port over an isolated database (a fresh
 //! SQLite file, or a fresh PostgreSQL database on the server named by TEST_POSTGRES_URL).
 
+pub mod fakes;
+pub mod forms;
+pub mod process;
+
 use kyc_desk::server::audit::{Actor, RequestMeta};
 use kyc_desk::server::auth::accounts;
-use kyc_desk::server::config::Config;
+use kyc_desk::server::startup;
 use kyc_desk::server::state::AppState;
-use kyc_desk::server::web;
 use kyc_desk::types::{Role, UserRow};
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 /// Which database a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,18 +58,10 @@ pub async fn fresh_database(backend: Backend) -> (String, Option<tempfile::TempD
                 "TEST_POSTGRES_URL is not set: the PostgreSQL variant of this test cannot run. \
                  Use the README's test command (it sets it), or filter with `--skip postgres`.",
             );
-            sqlx::any::install_default_drivers();
-            let name = format!("kycdesk_t_{}", uuid::Uuid::new_v4().simple());
-            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
+            let url = kyc_desk::server::fresh_database::create_postgres(&admin_url, "t")
                 .await
-                .expect("connect to TEST_POSTGRES_URL");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .expect("create test database");
-            let mut url = url::Url::parse(&admin_url).expect("TEST_POSTGRES_URL is a URL");
-            url.set_path(&name);
-            (url.to_string(), None)
+                .expect("create test database on TEST_POSTGRES_URL");
+            (url, None)
         }
     }
 }
@@ -122,18 +116,10 @@ impl TestApp {
         {
             vars.insert("KYC_DESK_MASTER_KEY".into(), test_master_key());
         }
-        let config = Config::from_lookup(|name| vars.get(name).cloned()).expect("test config");
-        let mut state = AppState::open(config).await.expect("open app state");
+        let config = startup::config_from(vars).expect("test config");
+        let mut state = startup::open(config).await.expect("open app state");
         state.access = std::sync::Arc::new(access);
-        let router = web::router(state.clone());
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
-        });
+        startup::serve_in_background(listener, state.clone());
         TestApp {
             base: format!("http://{addr}"),
             state,
@@ -240,6 +226,21 @@ impl TestApp {
         assert_eq!(status, StatusCode::OK, "{body}");
         body
     }
+}
+
+/// A server with the provider sandbox on (and `extra` settings) whose sandbox credentials
+/// are seeded, as `kyc-desk serve` seeds them at first run.
+pub async fn sandbox_app(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+    let mut vars = vec![("KYC_DESK_SANDBOX", "true")];
+    vars.extend_from_slice(extra);
+    let app = TestApp::start_with(backend, &vars).await;
+    assert_eq!(
+        kyc_desk::server::sandbox::seed::seed(&app.state)
+            .await
+            .unwrap(),
+        3
+    );
+    app
 }
 
 /// Runs one async test body against SQLite and against PostgreSQL, as two tests named

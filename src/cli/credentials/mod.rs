@@ -1,0 +1,5 @@
+//! `kyc-desk credentials …`: provider credentials from the command line, one module per action.
+
+pub mod import;
+pub mod list;
+pub mod test;

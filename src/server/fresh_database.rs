@@ -1,0 +1,30 @@
+//! A new, empty database for a tool or a test run: the bench, the soak and the integration
+//! tests each work on their own, never on one that holds anything.
+
+/// Creates a database named `kycdesk_<label>_<random>` on the PostgreSQL server of
+/// `server_url` and returns its URL (the same server, user and options).
+pub async fn create_postgres(server_url: &str, label: &str) -> Result<String, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    let name = format!("kycdesk_{label}_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(server_url).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
+    let mut url = url::Url::parse(server_url).map_err(|e| sqlx::Error::Configuration(e.into()))?;
+    url.set_path(&name);
+    Ok(url.to_string())
+}
+
+/// A fresh database next to `url`: for SQLite a file `<label>.db` in a new folder
+/// `kyc-<label>-<random>` under the temporary folder (kept afterwards, for a look), for
+/// PostgreSQL a new database on the same server (see [`create_postgres`]).
+pub async fn next_to(url: &str, label: &str) -> Result<String, sqlx::Error> {
+    if url.starts_with("sqlite:") {
+        let dir =
+            std::env::temp_dir().join(format!("kyc-{label}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(format!("sqlite://{}/{label}.db", dir.display()))
+    } else {
+        create_postgres(url, label).await
+    }
+}
