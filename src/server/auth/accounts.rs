@@ -295,6 +295,24 @@ async fn refuse_last_admin(
     ))
 }
 
+/// Ends an admin's change of user `user_id`: appends `event` (about that user) in the
+/// change's transaction, commits, and returns the user as changed.
+async fn finish_user_change(
+    state: &AppState,
+    mut tx: db::WriteTx,
+    meta: &RequestMeta,
+    user_id: i64,
+    event: AuditEvent,
+) -> Result<UserRow, AppError> {
+    let updated = target_user(&mut tx, user_id).await?;
+    state
+        .audit
+        .append(&mut tx, meta, &event.object("user", user_id))
+        .await?;
+    tx.commit().await?;
+    Ok(updated.to_row())
+}
+
 async fn target_user(
     tx: &mut sqlx::AnyConnection,
     user_id: i64,
@@ -335,19 +353,9 @@ pub async fn set_role(
         .await);
     }
     users::set_role(&mut tx, user_id, role).await?;
-    let updated = target_user(&mut tx, user_id).await?;
-    state
-        .audit
-        .append(
-            &mut tx,
-            meta,
-            &AuditEvent::new(admin.actor(), "user.role_change", Outcome::Success)
-                .object("user", user_id)
-                .detail(serde_json::json!({ "from": old_role.as_str(), "to": role.as_str() })),
-        )
-        .await?;
-    tx.commit().await?;
-    Ok(updated.to_row())
+    let event = AuditEvent::new(admin.actor(), "user.role_change", Outcome::Success)
+        .detail(serde_json::json!({ "from": old_role.as_str(), "to": role.as_str() }));
+    finish_user_change(state, tx, meta, user_id, event).await
 }
 
 /// Disables (ending all of the user's sessions at once) or enables a user.
@@ -380,24 +388,14 @@ pub async fn set_disabled(
     } else {
         0
     };
-    let updated = target_user(&mut tx, user_id).await?;
     let action = if disabled {
         "user.disable"
     } else {
         "user.enable"
     };
-    state
-        .audit
-        .append(
-            &mut tx,
-            meta,
-            &AuditEvent::new(admin.actor(), action, Outcome::Success)
-                .object("user", user_id)
-                .detail(serde_json::json!({ "sessions_ended": ended })),
-        )
-        .await?;
-    tx.commit().await?;
-    Ok(updated.to_row())
+    let event = AuditEvent::new(admin.actor(), action, Outcome::Success)
+        .detail(serde_json::json!({ "sessions_ended": ended }));
+    finish_user_change(state, tx, meta, user_id, event).await
 }
 
 /// Gives a user a new temporary password (to be changed at next sign-in) and ends all of
@@ -429,19 +427,9 @@ pub async fn reset_password(
     let mut tx = state.db.begin().await?;
     users::set_password(&mut tx, user_id, &hash, true).await?;
     let ended = auth_sessions::delete_for_user(&mut tx, user_id).await?;
-    let updated = target_user(&mut tx, user_id).await?;
-    state
-        .audit
-        .append(
-            &mut tx,
-            meta,
-            &AuditEvent::new(admin.actor(), "user.password_reset", Outcome::Success)
-                .object("user", user_id)
-                .detail(serde_json::json!({ "sessions_ended": ended })),
-        )
-        .await?;
-    tx.commit().await?;
-    Ok(updated.to_row())
+    let event = AuditEvent::new(admin.actor(), "user.password_reset", Outcome::Success)
+        .detail(serde_json::json!({ "sessions_ended": ended }));
+    finish_user_change(state, tx, meta, user_id, event).await
 }
 
 /// Changes the caller's own password; every other session of theirs ends, this one

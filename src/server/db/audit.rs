@@ -180,12 +180,7 @@ fn where_clause(query: &AuditQuery) -> (String, Vec<Bind>) {
         let p = next(Bind::Int(before), &mut binds);
         conditions.push(format!("seq < {p}"));
     }
-    let clause = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
-    (clause, binds)
+    (super::where_clause(&conditions), binds)
 }
 
 /// Up to `limit` rows matching `query`, newest first (keyset: pass the last seq as the

@@ -220,16 +220,13 @@ pub async fn secrets_of(conn: &mut AnyConnection, id: i64) -> Result<Vec<SecretR
     .await
 }
 
-type SealedJoinRow = (
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-    String,
-    String,
-    i64,
-);
+/// A stored secret with the version of its credential.
+#[derive(sqlx::FromRow)]
+struct SealedJoinRow {
+    #[sqlx(flatten)]
+    secret: SecretRow,
+    version: i64,
+}
 
 /// Every secret still encrypted, with the version of its credential (for key rotation).
 pub async fn all_sealed(conn: &mut AnyConnection) -> Result<Vec<(SecretRow, i64)>, sqlx::Error> {
@@ -243,31 +240,7 @@ pub async fn all_sealed(conn: &mut AnyConnection) -> Result<Vec<(SecretRow, i64)
         .await?;
     Ok(rows
         .into_iter()
-        .map(
-            |(
-                credential_id,
-                field,
-                ciphertext,
-                nonce,
-                key_version,
-                last4,
-                fingerprint,
-                version,
-            )| {
-                (
-                    SecretRow {
-                        credential_id,
-                        field,
-                        ciphertext,
-                        nonce,
-                        key_version,
-                        last4,
-                        fingerprint,
-                    },
-                    version,
-                )
-            },
-        )
+        .map(|row| (row.secret, row.version))
         .collect())
 }
 

@@ -753,12 +753,7 @@ fn where_clause(
                 .replacen('?', &format!("${b}"), 1),
         );
     }
-    let clause = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
-    (clause, binds)
+    (super::where_clause(&conditions), binds)
 }
 
 /// Up to `limit` sessions matching `query`, newest first (keyset on id).

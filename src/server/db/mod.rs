@@ -372,6 +372,15 @@ pub(crate) enum Bind {
     Text(String),
 }
 
+/// `WHERE c1 AND c2 …` of the conditions of a query assembled at run time ('' for none).
+pub(crate) fn where_clause(conditions: &[String]) -> String {
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    }
+}
+
 /// The arguments of a query assembled at run time, in placeholder order.
 pub(crate) fn arguments(binds: Vec<Bind>) -> sqlx::any::AnyArguments<'static> {
     use sqlx::Arguments as _;
