@@ -9,6 +9,7 @@ pub mod access;
 pub mod api;
 pub mod app;
 pub mod credential_kinds;
+pub mod markup;
 pub mod pages;
 pub mod types;
 pub mod validation;

@@ -149,7 +149,7 @@ fn EmailTemplateEditor() -> impl IntoView {
 /// node as it is.
 fn textarea_text(text: String) -> String {
     if cfg!(feature = "ssr") {
-        super::escape_markup(&text)
+        crate::markup::escape_markup(&text)
     } else {
         text
     }

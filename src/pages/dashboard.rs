@@ -1,9 +1,10 @@
 //! The landing page after sign-in: the KYC figures, then the areas the role may open.
 
 use super::links::SendLinkButtons;
-use super::{StatusBadge, escape_markup, may_act, split_when};
+use super::{StatusBadge, may_act, split_when};
 use crate::access::AREAS;
 use crate::api::links::{get_dashboard_stats, link_options};
+use crate::markup::escape_markup;
 use crate::types::{CurrentUser, DashboardStats, KycStatus, SessionSummary};
 use leptos::prelude::*;
 use leptos_meta::Title;

@@ -293,25 +293,10 @@ pub fn split_when(text: &str) -> (&'static str, String) {
     }
 }
 
-/// Escapes text for HTML or SVG markup built as a string.
-pub fn escape_markup(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::markup::escape_markup;
 
     #[test]
     fn remaining_time_reads_well() {

@@ -6,7 +6,7 @@
 //! already serves, and a plain form that posts back to its own (same-origin) address.
 
 use super::{Decision, LinkKind, Sandbox, SandboxPerson, random_token};
-use crate::pages::escape_markup;
+use crate::markup::escape_markup;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};

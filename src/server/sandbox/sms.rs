@@ -171,7 +171,7 @@ pub(super) async fn send(
 /// masked; nothing here is ever delivered.
 pub(super) async fn outbox(State(sandbox): State<Sandbox>) -> Response {
     use super::journey::page;
-    use crate::pages::escape_markup;
+    use crate::markup::escape_markup;
     let messages = sandbox.sent_messages();
     let body = if messages.is_empty() {
         "<p class=\"muted\">No message has been sent through the sandbox yet.</p>".to_string()
