@@ -10,6 +10,7 @@ pub mod api;
 pub mod app;
 pub mod credential_kinds;
 pub mod pages;
+pub mod provider;
 pub mod types;
 pub mod validation;
 
