@@ -11,6 +11,7 @@ pub mod app;
 pub mod credential_kinds;
 pub mod markup;
 pub mod pages;
+pub mod provider;
 pub mod types;
 pub mod validation;
 

@@ -1,6 +1,7 @@
 //! Types shared by the browser and the server: roles, view rows, form results and the
 //! error every server function returns. Nothing in here may carry a secret.
 
+use crate::provider::Provider;
 use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
 use serde::{Deserialize, Serialize};
@@ -498,8 +499,8 @@ pub struct LinkOption {
     pub id: String,
     /// What the operator sees.
     pub label: String,
-    /// `message_central` or `eko`.
-    pub provider: String,
+    /// Whose flow it is.
+    pub provider: Provider,
     /// Whether it talks to the built-in sandbox.
     pub sandbox: bool,
     /// Documents that may be requested (Eko only).
@@ -555,8 +556,8 @@ pub struct SessionSummary {
     pub customer_name: String,
     /// Masked phone.
     pub phone_masked: String,
-    /// `message_central` / `eko`.
-    pub provider: String,
+    /// Who made the link.
+    pub provider: Provider,
     /// `basic` / `premium` / `digilocker`.
     pub flow: String,
     /// Provider and flow for people.

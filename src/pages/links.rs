@@ -5,6 +5,7 @@ use super::{
     Countdown, Guarded, StatusBadge, field_message, new_idempotency_key, result_of, split_when,
 };
 use crate::api::links::{CreateLink, SendLink, link_options};
+use crate::provider::Provider;
 use crate::types::{AppError, CurrentUser, KycStatus, LinkFormOptions, LinkOption, SessionDetail};
 use crate::validation;
 use leptos::html;
@@ -274,7 +275,7 @@ fn LinkForm(
                 )),
                 None => {}
             }
-            if o.provider == "eko" {
+            if o.provider == Provider::Eko {
                 parts.push(
                     "The customer signs in to DigiLocker and shares the documents below.".into(),
                 );
@@ -372,7 +373,7 @@ fn LinkForm(
                 {move || {
                     chosen
                         .get()
-                        .filter(|o| o.provider == "eko")
+                        .filter(|o| o.provider == Provider::Eko)
                         .map(|o| {
                             let boxes = o
                                 .documents

@@ -4,6 +4,7 @@
 use super::links::{HandOver, channel_label};
 use super::{Guarded, StatusBadge, may_act, new_idempotency_key, result_of, split_when};
 use crate::api::links::{CancelLink, RegenerateLink, get_session_detail, list_sessions};
+use crate::provider::Provider;
 use crate::types::{
     AppError, CurrentUser, KycStatus, SessionDetail, SessionFilter, SessionSummary, field_error,
 };
@@ -126,13 +127,10 @@ fn SessionFilters(
         .chain(KycStatus::ALL.iter().map(|s| (s.as_str(), s.label())))
         .map(|(value, label)| (value.to_string(), label.to_string()))
         .collect::<Vec<_>>();
-    let providers = [
-        ("", "Any provider"),
-        ("message_central", "Message Central"),
-        ("eko", "Eko DigiLocker"),
-    ]
-    .map(|(v, l)| (v.to_string(), l.to_string()))
-    .to_vec();
+    let providers = std::iter::once(("", "Any provider"))
+        .chain(Provider::ALL.iter().map(|p| (p.as_str(), p.label())))
+        .map(|(value, label)| (value.to_string(), label.to_string()))
+        .collect::<Vec<_>>();
     let flows = [
         ("", "Any flow"),
         ("basic", "Basic"),

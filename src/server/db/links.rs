@@ -1,10 +1,11 @@
 //! The `kyc_sessions`, `kyc_events`, `deliveries` and `message_templates` tables.
 
 use super::Bind;
+use crate::provider::Provider;
 use sqlx::{AnyConnection, AnyPool};
 
 /// A KYC session as stored (holds the full phone and email: never serialised as is).
-#[derive(sqlx::FromRow, Clone, Debug, Default)]
+#[derive(sqlx::FromRow, Clone, Debug)]
 pub struct SessionRow {
     /// Internal id (keyset cursor).
     pub id: i64,
@@ -12,8 +13,9 @@ pub struct SessionRow {
     pub public_id: String,
     /// Form-instance key.
     pub idempotency_key: String,
-    /// `message_central` / `eko`.
-    pub provider: String,
+    /// Who made the link (stored as its text spelling).
+    #[sqlx(try_from = "String")]
+    pub provider: Provider,
     /// `basic` / `premium` / `digilocker`.
     pub flow: String,
     /// Credential environment.
@@ -84,13 +86,19 @@ pub const SESSION_SELECT: &str = "SELECT s.id, s.public_id, s.idempotency_key, s
 
 impl SessionRow {
     /// The row [`insert`] wrote for `new` under `id` (in `creating`, nothing from the provider
-    /// yet), without reading it back.
-    pub fn as_inserted(id: i64, new: &NewSession<'_>, creator_email: &str) -> SessionRow {
+    /// yet), without reading it back. `provider` is `new.provider` as the caller chose it.
+    pub fn as_inserted(
+        id: i64,
+        new: &NewSession<'_>,
+        provider: Provider,
+        creator_email: &str,
+    ) -> SessionRow {
+        debug_assert_eq!(new.provider, provider.as_str());
         SessionRow {
             id,
             public_id: new.public_id.to_string(),
             idempotency_key: new.idempotency_key.to_string(),
-            provider: new.provider.to_string(),
+            provider,
             flow: new.flow.to_string(),
             environment: new.environment.to_string(),
             credential_id: new.credential_id,
@@ -102,13 +110,24 @@ impl SessionRow {
             documents: new.documents.to_string(),
             consent_note: new.consent_note.to_string(),
             status: "creating".to_string(),
+            link_url: None,
+            expires_at: None,
+            provider_token: None,
+            journey_id: None,
+            reference_id: None,
             client_ref_id: new.client_ref_id.map(str::to_string),
+            verification_id: None,
+            result: None,
+            last_error: None,
             created_by: new.created_by,
             created_at: new.now,
             updated_at: new.now,
+            ended_at: None,
             supersedes: new.supersedes,
+            superseded_by: None,
+            next_poll_at: None,
+            poll_count: 0,
             creator_email: creator_email.to_string(),
-            ..SessionRow::default()
         }
     }
 
@@ -134,7 +153,8 @@ pub struct NewSession<'a> {
     pub public_id: &'a str,
     /// Form-instance key.
     pub idempotency_key: &'a str,
-    /// Provider.
+    /// Provider, as stored ([`Provider::as_str`]): text, so tools and tests can write rows
+    /// directly.
     pub provider: &'a str,
     /// Flow.
     pub flow: &'a str,
@@ -617,7 +637,7 @@ pub struct SessionQuery {
     /// Status.
     pub status: Option<String>,
     /// Provider.
-    pub provider: Option<String>,
+    pub provider: Option<Provider>,
     /// Flow.
     pub flow: Option<String>,
     /// Creator's user id.
@@ -709,8 +729,8 @@ fn where_clause(
     if let Some(status) = &query.status {
         add("s.status = ?", Bind::Text(status.clone()));
     }
-    if let Some(provider) = &query.provider {
-        add("s.provider = ?", Bind::Text(provider.clone()));
+    if let Some(provider) = query.provider {
+        add("s.provider = ?", Bind::Text(provider.as_str().into()));
     }
     if let Some(flow) = &query.flow {
         add("s.flow = ?", Bind::Text(flow.clone()));

@@ -5,6 +5,7 @@
 use super::view::{Related, detail_from, detail_of, provider_label};
 use super::{jobs, move_to, send, session, status_of};
 use crate::credential_kinds::CredentialKind;
+use crate::provider::Provider;
 use crate::server::audit::{AuditEvent, Outcome, RequestMeta};
 use crate::server::auth::AuthUser;
 use crate::server::credentials::{self, CredentialRef, Opened};
@@ -89,12 +90,12 @@ fn options_with_credentials<'a>(
                 continue;
             }
             let option = LinkOption {
-                id: format!("message_central:{environment}:{flow}"),
+                id: option_id(Provider::MessageCentral, environment, flow),
                 label: format!(
                     "Message Central · {name} ({environment}{})",
                     if sandbox { ", sandbox" } else { "" }
                 ),
-                provider: "message_central".into(),
+                provider: Provider::MessageCentral,
                 sandbox,
                 documents: Vec::new(),
                 trial_links_left: trial
@@ -125,12 +126,12 @@ fn options_with_credentials<'a>(
             documents.push("AADHAAR".into());
         }
         let option = LinkOption {
-            id: format!("eko:{environment}:digilocker"),
+            id: option_id(Provider::Eko, environment, "digilocker"),
             label: format!(
                 "Eko DigiLocker ({environment}{})",
                 if sandbox { ", sandbox" } else { "" }
             ),
-            provider: "eko".into(),
+            provider: Provider::Eko,
             sandbox,
             documents,
             trial_links_left: None,
@@ -138,6 +139,11 @@ fn options_with_credentials<'a>(
         options.push((option, row));
     }
     options
+}
+
+/// A [`LinkOption::id`], as the form submits it: `provider:environment:flow`.
+fn option_id(provider: Provider, environment: &str, flow: &str) -> String {
+    format!("{provider}:{environment}:{flow}")
 }
 
 fn options_from(state: &AppState, active: &[CredentialRow]) -> LinkFormOptions {
@@ -204,7 +210,7 @@ fn check_input(input: &NewLinkInput, options: &[LinkOption]) -> Result<CheckedLi
         .collect();
     documents.dedup();
     if let Some(option) = &option {
-        if option.provider == "eko" {
+        if option.provider == Provider::Eko {
             if documents.is_empty() {
                 documents.push("AADHAAR".into());
             }
@@ -288,11 +294,6 @@ async fn call_provider(
     documents: &[String],
     sandbox: bool,
 ) -> Result<ProviderLink, ProviderError> {
-    let provider = if row.kind == CredentialKind::EkoDigilocker.as_str() {
-        "eko"
-    } else {
-        "message_central"
-    };
     let Some(Opened {
         settings,
         mut secrets,
@@ -307,7 +308,7 @@ async fn call_provider(
     let setting = |name: &str| settings.get(name).cloned().unwrap_or_default();
     let now = db::now();
     let return_to = return_url(state, public_id);
-    if provider == "eko" {
+    if row.kind == CredentialKind::EkoDigilocker.as_str() {
         let creds = eko::EkoCredentials::from_stored(&settings, &mut secrets);
         let link = eko::create_digilocker_url(
             &state.providers,
@@ -445,9 +446,9 @@ impl<'a> Draft<'a> {
         credential: &'a CredentialRow,
         supersedes: Option<&'a SessionRow>,
     ) -> Self {
-        let provider = checked.option.provider.as_str();
+        let provider = checked.option.provider;
         let public_id = new_public_id();
-        let client_ref_id = (provider == "eko").then(eko::new_client_ref_id);
+        let client_ref_id = (provider == Provider::Eko).then(eko::new_client_ref_id);
         let search_text = search_text(&[
             Some(&checked.customer_name),
             Some(&checked.phone),
@@ -472,13 +473,13 @@ impl<'a> Draft<'a> {
         }
     }
 
-    fn provider(&self) -> &str {
-        &self.checked.option.provider
+    fn provider(&self) -> Provider {
+        self.checked.option.provider
     }
 
     /// Whether the link spends one of a Message Central trial account's links.
     fn is_trial(&self) -> bool {
-        self.provider() == "message_central" && self.checked.environment == "trial"
+        self.provider() == Provider::MessageCentral && self.checked.environment == "trial"
     }
 
     /// The row written in `creating`.
@@ -487,7 +488,7 @@ impl<'a> Draft<'a> {
         repo::NewSession {
             public_id: &self.public_id,
             idempotency_key: &checked.idempotency_key,
-            provider: self.provider(),
+            provider: self.provider().as_str(),
             flow: &checked.flow,
             environment: &checked.environment,
             credential_id: self.credential.id,
@@ -728,7 +729,8 @@ async fn record_created(
         link.journey_id.as_deref(),
         link.reference_id.as_deref(),
     ]);
-    let first_poll = (draft.provider() == "eko").then_some(db::now() + jobs::POLL_DELAYS[0]);
+    let first_poll =
+        (draft.provider() == Provider::Eko).then_some(db::now() + jobs::POLL_DELAYS[0]);
     let created_at = db::now();
     let created_link = repo::CreatedLink {
         url: &link.url,
@@ -768,8 +770,13 @@ async fn record_created(
         detail,
     })
     .collect();
-    let row = SessionRow::as_inserted(id, &draft.new_session(user.id), &user.email)
-        .with_created_link(&created_link, created_at);
+    let row = SessionRow::as_inserted(
+        id,
+        &draft.new_session(user.id),
+        draft.provider(),
+        &user.email,
+    )
+    .with_created_link(&created_link, created_at);
     Ok(Some((row, timeline)))
 }
 
@@ -860,9 +867,8 @@ pub async fn regenerate(
         .await?;
     let options = options_with_credentials(state, &active);
     let offered: Vec<LinkOption> = options.iter().map(|(o, _)| o.clone()).collect();
-    let option_id = format!("{}:{}:{}", row.provider, row.environment, row.flow);
     let input = NewLinkInput {
-        option: option_id,
+        option: option_id(row.provider, &row.environment, &row.flow),
         customer_name: row.customer_name.clone(),
         phone: row.phone.clone(),
         email: row.email.clone().unwrap_or_default(),

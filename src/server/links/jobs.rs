@@ -4,6 +4,7 @@
 
 use super::{move_to, status_of};
 use crate::credential_kinds::CredentialKind;
+use crate::provider::Provider;
 use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
 use crate::server::credentials::{self, CredentialRef, Opened};
 use crate::server::db::links::{self as repo, SessionRow};
@@ -120,7 +121,7 @@ pub async fn handle_return(
         return Ok(());
     }
     let outcome = param(raw, "status").map(str::to_lowercase);
-    let (next, detail, error) = if row.provider == "message_central" {
+    let (next, detail, error) = if row.provider == Provider::MessageCentral {
         match outcome.as_deref() {
             Some("approved" | "success" | "completed" | "verified") => (
                 KycStatus::Completed,
@@ -150,7 +151,7 @@ pub async fn handle_return(
     } else {
         move_to(&mut tx, &row, next, "customer", &detail, error).await?;
     }
-    if row.provider == "eko" {
+    if row.provider == Provider::Eko {
         // Poll at once: the customer has just given (or refused) consent.
         let verification_id = param(&params, "verification_id");
         repo::set_result(&mut tx, row.id, None, verification_id).await?;

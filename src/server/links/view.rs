@@ -2,6 +2,7 @@
 //! detail, the dashboard's figures, the QR image of a link and the sessions CSV rows.
 
 use super::{send, session, status_of};
+use crate::provider::Provider;
 use crate::server::audit::{AuditEvent, Outcome, RequestMeta};
 use crate::server::auth::AuthUser;
 use crate::server::db::links::{self as repo, SessionRow};
@@ -17,11 +18,11 @@ use crate::validation;
 pub const PAGE_SIZE: i64 = 50;
 
 /// The label of a provider and flow.
-pub fn provider_label(provider: &str, flow: &str) -> String {
+pub fn provider_label(provider: Provider, flow: &str) -> String {
     match (provider, flow) {
-        ("message_central", "basic") => "Message Central · Basic".into(),
-        ("message_central", "premium") => "Message Central · Premium".into(),
-        ("eko", _) => "Eko DigiLocker".into(),
+        (Provider::MessageCentral, "basic") => "Message Central · Basic".into(),
+        (Provider::MessageCentral, "premium") => "Message Central · Premium".into(),
+        (Provider::Eko, _) => "Eko DigiLocker".into(),
         (provider, flow) => format!("{provider} · {flow}"),
     }
 }
@@ -32,9 +33,9 @@ fn summary_of(row: &SessionRow) -> SessionSummary {
         public_id: row.public_id.clone(),
         customer_name: row.customer_name.clone(),
         phone_masked: validation::mask_phone(&row.phone),
-        provider: row.provider.clone(),
+        provider: row.provider,
         flow: row.flow.clone(),
-        provider_label: provider_label(&row.provider, &row.flow),
+        provider_label: provider_label(row.provider, &row.flow),
         status,
         created_by: row.creator_email.clone(),
         created_at: db::format_time(row.created_at),
@@ -219,10 +220,11 @@ pub fn parse_filter(
             None => problem("status", "Choose a status from the list."),
         }
     }
-    match filter.provider.trim() {
-        "" => {}
-        p @ ("message_central" | "eko") => query.provider = Some(p.into()),
-        _ => problem("provider", "Choose Message Central or Eko."),
+    let provider = filter.provider.trim();
+    match Provider::parse(provider) {
+        Some(p) => query.provider = Some(p),
+        None if provider.is_empty() => {}
+        None => problem("provider", "Choose Message Central or Eko."),
     }
     match filter.flow.trim() {
         "" => {}
@@ -420,7 +422,7 @@ pub fn csv_line(row: &SessionRow, contacts: bool) -> String {
         phone,
         email,
         row.internal_ref.clone().unwrap_or_default(),
-        row.provider.clone(),
+        row.provider.to_string(),
         row.flow.clone(),
         row.status.clone(),
         row.creator_email.clone(),

@@ -10,6 +10,7 @@ use super::{
     ProviderError, ProviderHttp, endpoint, error_detail, int_of, masked_aadhaar_value, redact_json,
     retry_reads, secret_header, send, text_of,
 };
+use crate::provider::Provider;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
@@ -401,12 +402,12 @@ async fn call(
     let answer = match answer {
         Ok(answer) => answer,
         Err(error) => {
-            tracing::warn!(provider = "eko", operation, elapsed_ms, %error, "call failed");
+            tracing::warn!(provider = Provider::Eko.as_str(), operation, elapsed_ms, %error, "call failed");
             return Err(error);
         }
     };
     tracing::info!(
-        provider = "eko",
+        provider = Provider::Eko.as_str(),
         operation,
         http_status = answer.status,
         elapsed_ms,

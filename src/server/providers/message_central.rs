@@ -10,6 +10,7 @@ use super::{
     ProviderError, ProviderHttp, endpoint, error_detail, int_of, redact_json, secret_header, send,
     text_of,
 };
+use crate::provider::Provider;
 use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -168,12 +169,12 @@ pub async fn generate_url_returning_to(
     let answer = match answer {
         Ok(answer) => answer,
         Err(error) => {
-            tracing::warn!(provider = "message_central", elapsed_ms, %error, "generate-url failed");
+            tracing::warn!(provider = Provider::MessageCentral.as_str(), elapsed_ms, %error, "generate-url failed");
             return Err(error);
         }
     };
     tracing::info!(
-        provider = "message_central",
+        provider = Provider::MessageCentral.as_str(),
         http_status = answer.status,
         elapsed_ms,
         "generate-url answered"
