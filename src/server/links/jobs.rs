@@ -164,28 +164,8 @@ pub async fn handle_return(
         .await?;
     }
     if next != KycStatus::Returned {
-        state
-            .audit
-            .append(
-                &mut tx,
-                &RequestMeta::system(),
-                &AuditEvent::new(
-                    Actor::System,
-                    "link.status",
-                    if next == KycStatus::Completed {
-                        Outcome::Success
-                    } else {
-                        Outcome::Failure
-                    },
-                )
-                .object("kyc_session", &row.public_id)
-                .reason(format!(
-                    "{} → {} (customer return)",
-                    status.as_str(),
-                    next.as_str()
-                )),
-            )
-            .await?;
+        let note = format!("{} → {} (customer return)", status.as_str(), next.as_str());
+        audit_system_status(state, &mut tx, &row, next, note).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -406,23 +386,30 @@ async fn record_system_status(
     to: KycStatus,
     reason: &str,
 ) -> Result<(), AppError> {
+    let note = format!("{} → {}: {reason}", row.status, to.as_str());
+    audit_system_status(state, tx, row, to, note).await
+}
+
+/// The audit row of a status the system (not a staff member) gave a session: a success when
+/// it completed, a failure for any other end; `note` says from what, to what and why.
+async fn audit_system_status(
+    state: &AppState,
+    tx: &mut sqlx::AnyConnection,
+    row: &SessionRow,
+    to: KycStatus,
+    note: String,
+) -> Result<(), AppError> {
+    let outcome = if to == KycStatus::Completed {
+        Outcome::Success
+    } else {
+        Outcome::Failure
+    };
+    let event = AuditEvent::new(Actor::System, "link.status", outcome)
+        .object("kyc_session", &row.public_id)
+        .reason(note);
     state
         .audit
-        .append(
-            tx,
-            &RequestMeta::system(),
-            &AuditEvent::new(
-                Actor::System,
-                "link.status",
-                if to == KycStatus::Completed {
-                    Outcome::Success
-                } else {
-                    Outcome::Failure
-                },
-            )
-            .object("kyc_session", &row.public_id)
-            .reason(format!("{} → {}: {reason}", row.status, to.as_str())),
-        )
+        .append(tx, &RequestMeta::system(), &event)
         .await?;
     Ok(())
 }
