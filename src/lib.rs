@@ -5,9 +5,31 @@
 //! that must never reach the browser lives in [`server`], compiled only with `ssr`.
 #![recursion_limit = "256"]
 
+/// `Display` and `TryFrom<String>` for a closed set with `as_str` and `parse`: the text is
+/// the stored spelling, and reading a row whose text names no member is a decoding error,
+/// not a guess.
+macro_rules! stored_spelling {
+    ($set:ty, $what:literal) => {
+        impl std::fmt::Display for $set {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl TryFrom<String> for $set {
+            type Error = String;
+
+            fn try_from(text: String) -> Result<Self, Self::Error> {
+                Self::parse(&text).ok_or_else(|| format!(concat!("unknown ", $what, " {:?}"), text))
+            }
+        }
+    };
+}
+
 pub mod access;
 pub mod api;
 pub mod app;
+pub mod channel;
 pub mod credential_kinds;
 pub mod markup;
 pub mod pages;

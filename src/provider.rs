@@ -3,7 +3,6 @@
 //! and used in the new-link form's option ids, so it must never change.
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 /// A KYC provider: who makes the customer's link and gives the verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -41,20 +40,7 @@ impl Provider {
     }
 }
 
-impl fmt::Display for Provider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Reading a stored row: text that names no provider is a decoding error, not a guess.
-impl TryFrom<String> for Provider {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<Self, Self::Error> {
-        Provider::parse(&text).ok_or_else(|| format!("unknown provider {text:?}"))
-    }
-}
+stored_spelling!(Provider, "provider");
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,7 @@ use super::links::SendLinkButtons;
 use super::{StatusBadge, may_act, split_when};
 use crate::access::AREAS;
 use crate::api::links::{get_dashboard_stats, link_options};
+use crate::channel::Channel;
 use crate::markup::escape_markup;
 use crate::types::{CurrentUser, DashboardStats, KycStatus, SessionSummary};
 use leptos::prelude::*;
@@ -66,10 +67,10 @@ fn KycFigures() -> impl IntoView {
                 return None;
             }
             link_options().await.ok().and_then(|o| {
-                ["sms", "email"]
+                [Channel::Sms, Channel::Email]
                     .into_iter()
-                    .find(|c| o.channels.iter().any(|x| x == c))
-                    .map(str::to_string)
+                    .find(|c| o.channels.iter().any(|x| x == c.as_str()))
+                    .map(|c| c.to_string())
             })
         },
     );

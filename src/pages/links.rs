@@ -5,6 +5,7 @@ use super::{
     Countdown, Guarded, StatusBadge, field_message, new_idempotency_key, result_of, split_when,
 };
 use crate::api::links::{CreateLink, SendLink, link_options};
+use crate::channel::Channel;
 use crate::provider::Provider;
 use crate::types::{AppError, CurrentUser, KycStatus, LinkFormOptions, LinkOption, SessionDetail};
 use crate::validation;
@@ -46,12 +47,7 @@ fn NewLink() -> impl IntoView {
 
 /// How a channel is written in sentences and on buttons.
 pub fn channel_label(channel: &str) -> &'static str {
-    match channel {
-        "email" => "email",
-        "sms" => "SMS",
-        "whatsapp" => "WhatsApp",
-        _ => "another channel",
-    }
+    Channel::parse(channel).map_or("another channel", Channel::label)
 }
 
 fn option_text(option: &LinkOption) -> String {
@@ -701,9 +697,9 @@ pub fn SendLinkButtons(
     #[prop(default = "send")]
     prefix: &'static str,
 ) -> impl IntoView {
-    let usable: Vec<&'static str> = ["email", "sms", "whatsapp"]
+    let usable: Vec<Channel> = Channel::ALL
         .into_iter()
-        .filter(|c| channels.iter().any(|x| x == c) && (*c != "email" || has_email))
+        .filter(|c| channels.iter().any(|x| x == c.as_str()) && (*c != Channel::Email || has_email))
         .collect();
     if usable.is_empty() {
         let text = if channels.is_empty() {
@@ -730,17 +726,17 @@ pub fn SendLinkButtons(
                 <button
                     type="submit"
                     name="channel"
-                    value=channel
+                    value=channel.as_str()
                     class="secondary"
                     data-testid=format!("{prefix}-{channel}")
                     disabled=move || pending.get()
                     on:click=move |_| last.set(channel.to_string())
                 >
                     {move || {
-                        if pending.get() && last.get() == channel {
+                        if pending.get() && last.get() == channel.as_str() {
                             view! { <span class="spinner" aria-hidden="true"></span> "Sending…" }.into_any()
                         } else {
-                            format!("{verb} by {}", channel_label(channel)).into_any()
+                            format!("{verb} by {}", channel.label()).into_any()
                         }
                     }}
                 </button>

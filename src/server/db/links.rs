@@ -1,6 +1,7 @@
 //! The `kyc_sessions`, `kyc_events`, `deliveries` and `message_templates` tables.
 
 use super::Bind;
+use crate::channel::Channel;
 use crate::provider::Provider;
 use sqlx::{AnyConnection, AnyPool};
 
@@ -532,8 +533,9 @@ pub async fn events(pool: &AnyPool, session_id: i64) -> Result<Vec<EventRow>, sq
 pub struct DeliveryRow {
     /// Id.
     pub id: i64,
-    /// Channel.
-    pub channel: String,
+    /// Channel (stored as its text spelling).
+    #[sqlx(try_from = "String")]
+    pub channel: Channel,
     /// Masked destination.
     pub destination_masked: String,
     /// Outcome.
@@ -561,7 +563,7 @@ pub async fn deliveries(pool: &AnyPool, session_id: i64) -> Result<Vec<DeliveryR
 pub async fn insert_delivery(
     conn: &mut AnyConnection,
     session_id: i64,
-    channel: &str,
+    channel: Channel,
     destination_masked: &str,
     by: i64,
     now: i64,
@@ -571,7 +573,7 @@ pub async fn insert_delivery(
          VALUES ($1, $2, $3, 'sending', $4, $5) RETURNING id",
     )
     .bind(session_id)
-    .bind(channel)
+    .bind(channel.as_str())
     .bind(destination_masked)
     .bind(by)
     .bind(now)

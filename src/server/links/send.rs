@@ -4,6 +4,7 @@
 //! link as sent.
 
 use super::{move_to, status_of};
+use crate::channel::Channel;
 use crate::credential_kinds::CredentialKind;
 use crate::server::audit::{AuditEvent, Outcome, RequestMeta};
 use crate::server::auth::AuthUser;
@@ -35,7 +36,7 @@ pub fn channels_from(active: &[CredentialRow]) -> Vec<String> {
             .find(|row| row.kind == kind.as_str() && row.environment == environment)
     };
     if find(CredentialKind::Smtp, "default").is_some() {
-        channels.push("email".to_string());
+        channels.push(Channel::Email.to_string());
     }
     if let Some(row) = CredentialKind::MessageCentralSms
         .environments()
@@ -48,8 +49,8 @@ pub fn channels_from(active: &[CredentialRow]) -> Vec<String> {
             .get("channels")
             .cloned()
             .unwrap_or_else(|| "sms".into());
-        for channel in ["sms", "whatsapp"] {
-            if allowed.split(',').any(|c| c.trim() == channel) {
+        for channel in [Channel::Sms, Channel::WhatsApp] {
+            if allowed.split(',').any(|c| c.trim() == channel.as_str()) {
                 channels.push(channel.to_string());
             }
         }
@@ -184,7 +185,7 @@ async fn send_email(
 
 async fn send_sms(
     state: &AppState,
-    channel: &str,
+    channel: Channel,
     phone: &str,
     name: &str,
     link: &str,
@@ -221,7 +222,7 @@ async fn send_sms(
         template
     };
     let text = fill_template(&template, name, link, expires, &company);
-    let flow = if channel == "whatsapp" {
+    let flow = if channel == Channel::WhatsApp {
         "WHATSAPP"
     } else {
         "SMS"
@@ -248,11 +249,14 @@ pub async fn send(
     public_id: &str,
     channel: &str,
 ) -> Result<SessionDetail, AppError> {
-    let channel = channel.trim().to_lowercase();
-    if !matches!(channel.as_str(), "email" | "sms" | "whatsapp") {
+    let Some(channel) = Channel::parse(&channel.trim().to_lowercase()) else {
         return Err(AppError::field("channel", "Choose email, SMS or WhatsApp."));
-    }
-    if !configured_channels(state).await?.contains(&channel) {
+    };
+    if !configured_channels(state)
+        .await?
+        .iter()
+        .any(|c| c == channel.as_str())
+    {
         return Err(AppError::Conflict(format!(
             "Sending by {channel} is not configured; an admin can add it on the Credentials page."
         )));
@@ -268,7 +272,7 @@ pub async fn send(
         )));
     }
     let link = row.link_url.clone().unwrap_or_default();
-    let (destination, masked) = if channel == "email" {
+    let (destination, masked) = if channel == Channel::Email {
         let email = row.email.clone().ok_or_else(|| {
             AppError::Conflict(
                 "This customer has no email address; use SMS, WhatsApp or copy the link.".into(),
@@ -286,7 +290,7 @@ pub async fn send(
     let delivery_id = {
         let mut tx = state.db.begin().await?;
         let id =
-            repo::insert_delivery(&mut tx, row.id, &channel, &masked, user.id, db::now()).await?;
+            repo::insert_delivery(&mut tx, row.id, channel, &masked, user.id, db::now()).await?;
         tx.commit().await?;
         id
     };
@@ -294,12 +298,12 @@ pub async fn send(
         .expires_at
         .map(db::format_time)
         .unwrap_or_else(|| "soon".into());
-    let result = if channel == "email" {
+    let result = if channel == Channel::Email {
         send_email(state, &destination, &row.customer_name, &link, &expires).await
     } else {
         send_sms(
             state,
-            &channel,
+            channel,
             &destination,
             &row.customer_name,
             &link,
@@ -307,11 +311,7 @@ pub async fn send(
         )
         .await
     };
-    let channel_label = match channel.as_str() {
-        "email" => "email",
-        "sms" => "SMS",
-        _ => "WhatsApp",
-    };
+    let channel_label = channel.label();
     let action = if already_sent {
         "link.resend"
     } else {

@@ -114,7 +114,7 @@ fn timeline_event(event: repo::EventRow) -> TimelineEvent {
 fn delivery_view(delivery: repo::DeliveryRow) -> DeliveryView {
     DeliveryView {
         id: delivery.id,
-        channel: delivery.channel,
+        channel: delivery.channel.to_string(),
         destination: delivery.destination_masked,
         outcome: delivery.outcome,
         error: delivery.error,
