@@ -60,6 +60,16 @@ pub async fn options(state: &AppState) -> Result<LinkFormOptions, AppError> {
     ))
 }
 
+/// A credential's settings, and whether it points at the built-in sandbox.
+fn settings_of(row: &CredentialRow, sandbox_prefix: &str) -> (BTreeMap<String, String>, bool) {
+    let settings: BTreeMap<String, String> =
+        serde_json::from_str(&row.settings).unwrap_or_default();
+    let sandbox = settings
+        .get("base_url")
+        .is_some_and(|u| u.starts_with(sandbox_prefix));
+    (settings, sandbox)
+}
+
 /// The form options the given active credentials allow, each with its credential.
 fn options_with_credentials<'a>(
     state: &AppState,
@@ -76,11 +86,7 @@ fn options_with_credentials<'a>(
         let Some(row) = find(CredentialKind::MessageCentralEkyc, environment) else {
             continue;
         };
-        let settings: BTreeMap<String, String> =
-            serde_json::from_str(&row.settings).unwrap_or_default();
-        let sandbox = settings
-            .get("base_url")
-            .is_some_and(|u| u.starts_with(&sandbox_prefix));
+        let (settings, sandbox) = settings_of(row, &sandbox_prefix);
         let trial = *environment == "trial";
         for (flow, field, name) in [
             ("basic", "basic_flow_id", "Basic"),
@@ -108,11 +114,7 @@ fn options_with_credentials<'a>(
         let Some(row) = find(CredentialKind::EkoDigilocker, environment) else {
             continue;
         };
-        let settings: BTreeMap<String, String> =
-            serde_json::from_str(&row.settings).unwrap_or_default();
-        let sandbox = settings
-            .get("base_url")
-            .is_some_and(|u| u.starts_with(&sandbox_prefix));
+        let (settings, sandbox) = settings_of(row, &sandbox_prefix);
         let mut documents: Vec<String> = settings
             .get("documents")
             .map(|d| {

@@ -306,12 +306,6 @@ pub async fn poll_session(state: &AppState, id: i64, owner: &str) -> Result<bool
         .await?
         .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
     let status = status_of(&current);
-    let next_poll = |delay: i64| {
-        current
-            .expires_at
-            .filter(|e| now + delay < *e)
-            .map(|_| now + delay)
-    };
     match finding {
         _ if !status.is_open() => {
             repo::add_event(
@@ -324,16 +318,6 @@ pub async fn poll_session(state: &AppState, id: i64, owner: &str) -> Result<bool
             )
             .await?;
             repo::release_poll(&mut tx, id, owner, None).await?;
-        }
-        Ok(PollFinding::Waiting(note)) => {
-            repo::add_event(&mut tx, id, "polled", "system", &note, db::now()).await?;
-            repo::release_poll(
-                &mut tx,
-                id,
-                owner,
-                next_poll(next_delay(current.poll_count + 1)),
-            )
-            .await?;
         }
         Ok(PollFinding::Completed(result, note)) => {
             let json = serde_json::to_string(&result).unwrap_or_else(|_| "[]".into());
@@ -363,20 +347,34 @@ pub async fn poll_session(state: &AppState, id: i64, owner: &str) -> Result<bool
             repo::release_poll(&mut tx, id, owner, None).await?;
             record_system_status(state, &mut tx, &current, KycStatus::Failed, &reason).await?;
         }
+        // Not over yet (or the query failed): noted on the timeline, polled again later.
+        Ok(PollFinding::Waiting(note)) => poll_again(&mut tx, &current, owner, now, &note).await?,
         Err(error) => {
             let note = format!("Eko status query failed: {}", error.operator_message());
-            repo::add_event(&mut tx, id, "polled", "system", &note, db::now()).await?;
-            repo::release_poll(
-                &mut tx,
-                id,
-                owner,
-                next_poll(next_delay(current.poll_count + 1)),
-            )
-            .await?;
+            poll_again(&mut tx, &current, owner, now, &note).await?;
         }
     }
     tx.commit().await?;
     Ok(true)
+}
+
+/// Notes an unfinished poll of `row` on its timeline and hands the session back for the
+/// next poll, a little later than the last (none once that would be past its expiry).
+async fn poll_again(
+    tx: &mut sqlx::AnyConnection,
+    row: &SessionRow,
+    owner: &str,
+    now: i64,
+    note: &str,
+) -> Result<(), AppError> {
+    let delay = next_delay(row.poll_count + 1);
+    let next = row
+        .expires_at
+        .filter(|expires| now + delay < *expires)
+        .map(|_| now + delay);
+    repo::add_event(&mut *tx, row.id, "polled", "system", note, db::now()).await?;
+    repo::release_poll(tx, row.id, owner, next).await?;
+    Ok(())
 }
 
 async fn record_system_status(
