@@ -822,14 +822,18 @@ impl PhaseTimer {
     /// Installs the timer as this process's only subscriber, seeing phase spans and nothing
     /// else, and returns a handle to what it collects.
     fn install() -> Self {
+        use tracing_subscriber::filter;
         use tracing_subscriber::layer::SubscriberExt as _;
         use tracing_subscriber::util::SubscriberInitExt as _;
-        use tracing_subscriber::{Layer as _, filter};
         let timer = PhaseTimer::default();
+        // A global filter, not a per-layer one: with the per-layer filter some phase spans
+        // (those created while another phase span was entered on the thread, and others) never
+        // reached the timer, and their phases were missing from the table.
         tracing_subscriber::registry()
-            .with(timer.clone().with_filter(filter::filter_fn(|metadata| {
+            .with(filter::filter_fn(|metadata| {
                 metadata.is_span() && metadata.name() == kyc_desk::server::timing::PHASE_SPAN
-            })))
+            }))
+            .with(timer.clone())
             .init();
         timer
     }
