@@ -60,6 +60,17 @@ pub async fn options(state: &AppState) -> Result<LinkFormOptions, AppError> {
     ))
 }
 
+/// The credential behind the chosen form option, if it is still offered.
+fn credential_of<'a>(
+    options: &[(LinkOption, &'a CredentialRow)],
+    chosen: &LinkOption,
+) -> Option<&'a CredentialRow> {
+    options
+        .iter()
+        .find(|(option, _)| option.id == chosen.id)
+        .map(|(_, credential)| *credential)
+}
+
 /// A credential's settings, and whether it points at the built-in sandbox.
 fn settings_of(row: &CredentialRow, sandbox_prefix: &str) -> (BTreeMap<String, String>, bool) {
     let settings: BTreeMap<String, String> =
@@ -377,16 +388,12 @@ pub async fn create(
             };
         }
     };
-    let credential = options
-        .iter()
-        .find(|(o, _)| o.id == checked.option.id)
-        .map(|(_, row)| *row)
-        .ok_or_else(|| {
-            AppError::field(
-                "option",
-                "This provider flow is not available any more. Choose again.",
-            )
-        })?;
+    let credential = credential_of(&options, &checked.option).ok_or_else(|| {
+        AppError::field(
+            "option",
+            "This provider flow is not available any more. Choose again.",
+        )
+    })?;
     start(
         state,
         meta,
@@ -888,13 +895,9 @@ pub async fn regenerate(
         ),
         other => other,
     })?;
-    let credential = options
-        .iter()
-        .find(|(o, _)| o.id == checked.option.id)
-        .map(|(_, credential)| *credential)
-        .ok_or_else(|| {
-            AppError::Conflict("This provider flow is not available any more.".into())
-        })?;
+    let credential = credential_of(&options, &checked.option).ok_or_else(|| {
+        AppError::Conflict("This provider flow is not available any more.".into())
+    })?;
     start(
         state,
         meta,
