@@ -195,7 +195,7 @@ pub async fn search(
         "SELECT {COLUMNS} FROM audit_log {clause} ORDER BY seq DESC LIMIT {}",
         limit.clamp(1, 1000)
     );
-    sqlx::query_as_with::<_, AuditRow, _>(&sql, super::arguments(binds))
+    sqlx::query_as_with::<_, AuditRow, _>(&sql, super::arguments(binds)?)
         .fetch_all(pool)
         .await
 }

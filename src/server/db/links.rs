@@ -785,7 +785,7 @@ pub async fn search(
     limit: i64,
 ) -> Result<Vec<SessionRow>, sqlx::Error> {
     let (sql, binds) = search_sql(pool, query, limit).await?;
-    sqlx::query_as_with::<_, SessionRow, _>(&sql, super::arguments(binds))
+    sqlx::query_as_with::<_, SessionRow, _>(&sql, super::arguments(binds)?)
         .fetch_all(pool)
         .await
 }
@@ -844,7 +844,7 @@ pub async fn explain_search(
         super::Backend::Sqlite => format!("EXPLAIN QUERY PLAN {sql}"),
         super::Backend::Postgres => format!("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) {sql}"),
     };
-    let rows = sqlx::query_with(&sql, super::arguments(binds))
+    let rows = sqlx::query_with(&sql, super::arguments(binds)?)
         .fetch_all(&db.pool)
         .await?;
     Ok(rows

@@ -382,18 +382,17 @@ pub(crate) fn where_clause(conditions: &[String]) -> String {
 }
 
 /// The arguments of a query assembled at run time, in placeholder order.
-pub(crate) fn arguments(binds: Vec<Bind>) -> sqlx::any::AnyArguments<'static> {
+pub(crate) fn arguments(binds: Vec<Bind>) -> Result<sqlx::any::AnyArguments<'static>, sqlx::Error> {
     use sqlx::Arguments as _;
     let mut arguments = sqlx::any::AnyArguments::default();
     for bind in binds {
-        // Adding an integer or a text to `Any` arguments cannot fail (no encoding can).
-        let added = match bind {
+        match bind {
             Bind::Int(value) => arguments.add(value),
             Bind::Text(value) => arguments.add(value),
-        };
-        debug_assert!(added.is_ok(), "binding a search value failed");
+        }
+        .map_err(sqlx::Error::Encode)?;
     }
-    arguments
+    Ok(arguments)
 }
 
 /// Takes the named application lock for the rest of the transaction. Writing the row makes
