@@ -51,6 +51,14 @@ pub struct Config {
     /// 503 (and logged with its request id), and an answer whose body stalls this long is cut
     /// off, so nothing waits forever on a request that stopped.
     pub request_deadline: Duration,
+    /// A request body must have arrived whole this long after the request's head, or the
+    /// request is answered 408: a client sending its body slowly holds a place for no longer.
+    pub request_body_timeout: Duration,
+    /// Requests served at once; one more is answered 503 with `Retry-After` at once.
+    pub max_concurrent_requests: usize,
+    /// Longest wait for a free argon2 run; a password check that cannot get one is answered
+    /// 429 with `Retry-After`.
+    pub password_check_wait: Duration,
 }
 
 /// A configuration problem, naming the variable.
@@ -73,6 +81,9 @@ fn problem(variable: &'static str, problem: impl Into<String>) -> ConfigError {
 /// Room the default request deadline leaves beyond one provider call (60 s with the default
 /// provider time limits).
 const DEADLINE_MARGIN: Duration = Duration::from_secs(35);
+
+/// Requests served at once unless `KYC_DESK_MAX_CONCURRENT_REQUESTS` says otherwise.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 256;
 
 /// Default database: an SQLite file under `data/`.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/kyc-desk.db";
@@ -273,6 +284,43 @@ impl Config {
             }
         };
 
+        let request_body_timeout = duration(&get, "KYC_DESK_REQUEST_BODY_TIMEOUT", "10s")?;
+        if request_body_timeout >= request_deadline {
+            return Err(problem(
+                "KYC_DESK_REQUEST_BODY_TIMEOUT",
+                format!(
+                    "{}s is not shorter than the request deadline ({}s, KYC_DESK_REQUEST_DEADLINE)",
+                    request_body_timeout.as_secs(),
+                    request_deadline.as_secs()
+                ),
+            ));
+        }
+        let max_concurrent_requests = match get("KYC_DESK_MAX_CONCURRENT_REQUESTS") {
+            None => DEFAULT_MAX_CONCURRENT_REQUESTS,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=100_000).contains(&n) => n,
+                _ => {
+                    return Err(problem(
+                        "KYC_DESK_MAX_CONCURRENT_REQUESTS",
+                        format!(
+                            "'{text}' is not a whole number from 1 to 100000 (for example 256)"
+                        ),
+                    ));
+                }
+            },
+        };
+        let password_check_wait = duration(&get, "KYC_DESK_PASSWORD_CHECK_WAIT", "5s")?;
+        if password_check_wait >= request_deadline {
+            return Err(problem(
+                "KYC_DESK_PASSWORD_CHECK_WAIT",
+                format!(
+                    "{}s is not shorter than the request deadline ({}s, KYC_DESK_REQUEST_DEADLINE)",
+                    password_check_wait.as_secs(),
+                    request_deadline.as_secs()
+                ),
+            ));
+        }
+
         Ok(Config {
             database_url,
             addr,
@@ -289,6 +337,9 @@ impl Config {
             provider_request_timeout,
             eko_link_lifetime,
             request_deadline,
+            request_body_timeout,
+            max_concurrent_requests,
+            password_check_wait,
         })
     }
 
@@ -364,6 +415,24 @@ mod tests {
         assert_eq!(config.provider_connect_timeout, Duration::from_secs(5));
         assert_eq!(config.provider_request_timeout, Duration::from_secs(20));
         assert_eq!(config.request_deadline, Duration::from_secs(60));
+        assert_eq!(config.request_body_timeout, Duration::from_secs(10));
+        assert_eq!(config.max_concurrent_requests, 256);
+        assert_eq!(config.password_check_wait, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn request_limits_are_checked_against_the_deadline() {
+        let error = load(&[("KYC_DESK_REQUEST_BODY_TIMEOUT", "2m")]).unwrap_err();
+        assert_eq!(error.variable, "KYC_DESK_REQUEST_BODY_TIMEOUT");
+        assert!(error.problem.contains("(60s"), "{}", error.problem);
+        let error = load(&[("KYC_DESK_PASSWORD_CHECK_WAIT", "60s")]).unwrap_err();
+        assert_eq!(error.variable, "KYC_DESK_PASSWORD_CHECK_WAIT");
+        for bad in ["0", "-3", "many", "1000001"] {
+            let error = load(&[("KYC_DESK_MAX_CONCURRENT_REQUESTS", bad)]).unwrap_err();
+            assert_eq!(error.variable, "KYC_DESK_MAX_CONCURRENT_REQUESTS", "{bad}");
+        }
+        let config = load(&[("KYC_DESK_MAX_CONCURRENT_REQUESTS", "8")]).unwrap();
+        assert_eq!(config.max_concurrent_requests, 8);
     }
 
     #[test]
@@ -407,6 +476,9 @@ mod tests {
             ("KYC_DESK_PROVIDER_TIMEOUT", "soon"),
             ("KYC_DESK_PROVIDER_CONNECT_TIMEOUT", "0s"),
             ("KYC_DESK_REQUEST_DEADLINE", "never"),
+            ("KYC_DESK_REQUEST_BODY_TIMEOUT", "slowly"),
+            ("KYC_DESK_MAX_CONCURRENT_REQUESTS", "lots"),
+            ("KYC_DESK_PASSWORD_CHECK_WAIT", "0s"),
         ];
         for (variable, value) in cases {
             let error = load(&[(variable, value), ("KYC_DESK_MASTER_KEY_FILE", "k")]).unwrap_err();

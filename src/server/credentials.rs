@@ -8,7 +8,6 @@ use crate::credential_kinds::{
 };
 use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
 use crate::server::auth::AuthUser;
-use crate::server::auth::password::Verified;
 use crate::server::db::{self, credentials as repo};
 use crate::server::providers::ProviderError;
 use crate::server::state::AppState;
@@ -599,15 +598,29 @@ pub async fn save_as(
     let has_secret = input.secrets.values().any(|v| !v.trim().is_empty());
     let mut reauthenticated = false;
     if has_secret && let Some(password) = reauth_password.filter(|p| !p.is_empty()) {
-        let record = db::users::find_by_id(&state.db.pool, admin.id)
-            .await?
-            .ok_or(AppError::Unauthorized)?;
-        let verified = state
-            .passwords
-            .verify(SecretString::from(password), Some(record.password_hash))
-            .await
-            .map_err(crate::server::auth::AuthError::from)?;
-        if verified == Verified::No {
+        // A counted attempt on the admin's account, like a sign-in: a stolen session cannot
+        // guess the password here faster than at the sign-in page.
+        let checked = crate::server::auth::check_own_password(
+            state,
+            meta,
+            admin,
+            SecretString::from(password),
+            "credential.rotate",
+        )
+        .await?;
+        let right = match checked {
+            Ok(right) => right,
+            Err(refusal) => {
+                let wait = crate::server::auth::throttle::human_wait(refusal.retry_after_secs);
+                return Err(AppError::TooManyRequests {
+                    message: format!(
+                        "Too many wrong passwords for this account. Try again in {wait}; the rotation was not made."
+                    ),
+                    retry_after_secs: refusal.retry_after_secs,
+                });
+            }
+        };
+        if !right {
             state
                 .audit
                 .record(

@@ -1,8 +1,9 @@
 //! The one shared state of the server.
 
 use crate::access::AccessTable;
-use crate::server::audit::AuditLog;
+use crate::server::audit::{AuditLog, Noise};
 use crate::server::auth::password::{HashError, Passwords};
+use crate::server::auth::throttle::InFlight;
 use crate::server::config::Config;
 use crate::server::credentials;
 use crate::server::db::{Db, DbError};
@@ -28,6 +29,10 @@ pub struct AppState {
     pub vault: Arc<Vault>,
     /// The tamper-evident audit log.
     pub audit: AuditLog,
+    /// Records refusals anyone can provoke, one row per client, kind and minute.
+    pub audit_noise: Noise,
+    /// Password checks in flight, per account and per client address.
+    pub sign_ins: Arc<InFlight>,
     /// The one HTTP client for provider calls.
     pub providers: ProviderHttp,
     /// Who may pass which door: the standard table ([`AccessTable::standard`]); tests swap in a
@@ -91,7 +96,8 @@ impl AppState {
         let audit = AuditLog::open(&db, &vault)
             .await
             .map_err(|e| StartError::MasterKey(e.to_string()))?;
-        let passwords = Passwords::new().await?;
+        let audit_noise = Noise::new(db.clone(), audit.clone());
+        let passwords = Passwords::with_max_wait(config.password_check_wait).await?;
         let providers = ProviderHttp::new(
             config.provider_connect_timeout,
             config.provider_request_timeout,
@@ -110,6 +116,8 @@ impl AppState {
             leptos_options,
             vault,
             audit,
+            audit_noise,
+            sign_ins: InFlight::new(),
             providers,
             access: Arc::new(AccessTable::standard()),
         })

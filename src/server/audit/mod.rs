@@ -10,10 +10,12 @@
 
 mod chain;
 mod log;
+mod noise;
 pub mod view;
 
 pub use chain::{Break, GENESIS_MAC, VerifyReport, canonical_encoding, row_mac};
 pub use log::{AuditLog, AuditLogError};
+pub use noise::{MAX_STORED_PATH_CHARS, Noise, short_path};
 
 use crate::types::Role;
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! Staff account management: first-run setup, creating users, roles, disabling, password
 //! resets and changes. Shared by the server functions and the command line.
 
-use super::{AuthError, AuthUser, password::Verified, start_session};
+use super::{AuthError, AuthUser, start_session};
 use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
 use crate::server::db::{self, auth_sessions, setup, users};
 use crate::server::state::AppState;
@@ -146,10 +146,8 @@ pub async fn create_first_admin(
         return Err(already_set_up());
     }
     if !setup::exists(&state.db.pool, &hash_token(token)).await? {
-        state
-            .audit
-            .record(&state.db, meta, &unknown_setup_token())
-            .await;
+        // Anyone can send this: repeats are counted, not each appended.
+        state.audit_noise.record(meta, &unknown_setup_token()).await;
         return Err(invalid_setup_link());
     }
     let hash = state
@@ -461,34 +459,24 @@ pub async fn change_own_password(
         );
     }
     // Guessing the current password from a stolen session is throttled like signing in (and
-    // locks signing in too: the same account counter).
-    if let Some(refusal) = super::throttle::check(&state.db.pool, meta.ip, &user.email).await? {
-        state
-            .audit
-            .record(
-                &state.db,
-                meta,
-                &AuditEvent::new(user.actor(), "auth.password_change", Outcome::Denied)
-                    .object("user", user.id)
-                    .reason("throttled after failed attempts"),
-            )
-            .await;
-        let wait = super::throttle::human_wait(refusal.retry_after_secs);
-        return Err(AppError::TooManyRequests {
-            message: format!("Too many wrong current passwords. Try again in {wait}."),
-            retry_after_secs: refusal.retry_after_secs,
-        });
-    }
-    let record = users::find_by_id(&state.db.pool, user.id)
+    // locks signing in too: the same account counter), counted before argon2 runs.
+    let right = match super::check_own_password(state, meta, user, current, "auth.password_change")
         .await?
-        .ok_or(AppError::Unauthorized)?;
-    let verified = state
-        .passwords
-        .verify(current, Some(record.password_hash.clone()))
-        .await
-        .map_err(AuthError::from)?;
-    if verified == Verified::No {
-        super::throttle::record_failure(&state.db.pool, meta.ip, &user.email).await?;
+    {
+        Ok(right) => right,
+        Err(refusal) => {
+            let wait = super::throttle::human_wait(refusal.retry_after_secs);
+            let message = match refusal.scope {
+                super::throttle::Scope::InFlight => refusal.message(),
+                _ => format!("Too many wrong current passwords. Try again in {wait}."),
+            };
+            return Err(AppError::TooManyRequests {
+                message,
+                retry_after_secs: refusal.retry_after_secs,
+            });
+        }
+    };
+    if !right {
         push(
             &mut fields,
             "current_password",
@@ -527,7 +515,6 @@ pub async fn change_own_password(
         )
         .await?;
     tx.commit().await?;
-    super::throttle::clear_account(&state.db.pool, &user.email).await?;
     start_session(session, user.id, epoch).await?;
     Ok(())
 }

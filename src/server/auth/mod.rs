@@ -198,7 +198,9 @@ impl<E: Into<AuthError>> From<E> for SignInError {
     }
 }
 
-/// Checks email and password, applies throttling, and on success signs the session in.
+/// Checks email and password, applies throttling, and on success signs the session in. The
+/// attempt is counted before argon2 runs (see [`throttle`]), so parallel guesses are held to
+/// the same limits as one-at-a-time ones.
 pub async fn sign_in(
     state: &AppState,
     session: &Session,
@@ -208,25 +210,27 @@ pub async fn sign_in(
 ) -> Result<AuthUser, SignInError> {
     let email = email_input.trim().to_lowercase();
     let pool = &state.db.pool;
-    if let Some(refusal) = throttle::check(pool, meta.ip, &email).await? {
-        state
-            .audit
-            .record(
-                &state.db,
-                meta,
-                &AuditEvent::new(Actor::Anonymous, "auth.sign_in", Outcome::Denied)
-                    .reason("throttled")
-                    .detail(serde_json::json!({
-                        "email": crate::validation::mask_email(&email),
-                        "scope": refusal.scope,
-                    })),
-            )
-            .await;
-        return Err(SignInError::Throttled {
-            retry_after_secs: refusal.retry_after_secs,
-            message: refusal.message(),
-        });
-    }
+    let attempt = match throttle::begin(pool, &state.sign_ins, meta.ip, &email).await? {
+        Ok(attempt) => attempt,
+        Err(refusal) => {
+            state
+                .audit_noise
+                .record(
+                    meta,
+                    &AuditEvent::new(Actor::Anonymous, "auth.sign_in", Outcome::Denied)
+                        .reason("throttled")
+                        .detail(serde_json::json!({
+                            "email": crate::validation::mask_email(&email),
+                            "scope": refusal.scope.as_str(),
+                        })),
+                )
+                .await;
+            return Err(SignInError::Throttled {
+                retry_after_secs: refusal.retry_after_secs,
+                message: refusal.message(),
+            });
+        }
+    };
 
     let user = db::users::find_by_email(pool, &email).await?;
     // Kept for a possible hash upgrade after a successful check.
@@ -235,20 +239,27 @@ pub async fn sign_in(
         .passwords
         .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
         .await?;
-    let (user, upgrade) =
-        match (user, verified) {
-            (Some(user), password::Verified::Yes { upgrade }) => (user, upgrade),
-            _ => {
-                throttle::record_failure(pool, meta.ip, &email).await?;
-                state.audit.record(&state.db,
-                meta,
-                &AuditEvent::new(Actor::Anonymous, "auth.sign_in", Outcome::Failure)
-                    .reason("wrong email or password")
-                    .detail(serde_json::json!({ "email": crate::validation::mask_email(&email) })),
-            ).await;
-                return Err(SignInError::Invalid);
-            }
-        };
+    let (user, upgrade) = match (user, verified) {
+        (Some(user), password::Verified::Yes { upgrade }) => (user, upgrade),
+        _ => {
+            // The attempt stays counted.
+            drop(attempt);
+            state
+                .audit
+                .record(
+                    &state.db,
+                    meta,
+                    &AuditEvent::new(Actor::Anonymous, "auth.sign_in", Outcome::Failure)
+                        .reason("wrong email or password")
+                        .detail(
+                            serde_json::json!({ "email": crate::validation::mask_email(&email) }),
+                        ),
+                )
+                .await;
+            return Err(SignInError::Invalid);
+        }
+    };
+    attempt.succeeded(pool).await?;
     if user.disabled != 0 {
         state
             .audit
@@ -262,7 +273,6 @@ pub async fn sign_in(
             .await;
         return Err(SignInError::Disabled);
     }
-    throttle::clear_account(pool, &email).await?;
     if upgrade {
         let stronger = state.passwords.hash(password_again).await?;
         db::users::upgrade_hash(pool, user.id, &stronger).await?;
@@ -281,6 +291,48 @@ pub async fn sign_in(
         )
         .await;
     Ok(signed_in)
+}
+
+/// Checks the signed-in `user`'s own password (to change it, or to re-authenticate for a
+/// sensitive change) as a counted attempt on their account, like a sign-in: `Ok(true)` when
+/// right, `Ok(false)` when wrong (the attempt stays counted), or the refusal when the account
+/// or address is throttled (recorded as `action` denied). Guessing from a stolen session
+/// locks signing in too: the same account counter.
+pub async fn check_own_password(
+    state: &AppState,
+    meta: &RequestMeta,
+    user: &AuthUser,
+    password: SecretString,
+    action: &'static str,
+) -> Result<Result<bool, throttle::Refusal>, AuthError> {
+    let pool = &state.db.pool;
+    let attempt = match throttle::begin(pool, &state.sign_ins, meta.ip, &user.email).await? {
+        Ok(attempt) => attempt,
+        Err(refusal) => {
+            state
+                .audit_noise
+                .record(
+                    meta,
+                    &AuditEvent::new(user.actor(), action, Outcome::Denied)
+                        .object("user", user.id)
+                        .reason("throttled after failed attempts")
+                        .detail(serde_json::json!({ "scope": refusal.scope.as_str() })),
+                )
+                .await;
+            return Ok(Err(refusal));
+        }
+    };
+    let record = db::users::find_by_id(pool, user.id).await?;
+    let verified = state
+        .passwords
+        .verify(password, record.map(|r| r.password_hash))
+        .await?;
+    if matches!(verified, password::Verified::Yes { .. }) {
+        attempt.succeeded(pool).await?;
+        Ok(Ok(true))
+    } else {
+        Ok(Ok(false))
+    }
 }
 
 /// Ends this session.

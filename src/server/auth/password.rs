@@ -1,13 +1,17 @@
 //! Password hashing: argon2id with the OWASP parameters (m = 19456 KiB, t = 2, p = 1), always
 //! off the async runtime and at most one run per core at once (verifications reuse their work
-//! memory), with a dummy hash so unknown accounts cost the same time as known ones.
+//! memory), with a dummy hash so unknown accounts cost the same time as known ones. The queue
+//! for a free run is bounded in length and in time: a caller that cannot get one soon is told
+//! to come back ([`HashError::Busy`], answered 429 with `Retry-After`) instead of waiting
+//! behind a flood of bogus sign-ins.
 
 use argon2::password_hash::{Output, PasswordHash, PasswordHasher as _, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::rngs::OsRng;
 use secrecy::{ExposeSecret, SecretString};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// Memory cost in KiB.
@@ -17,10 +21,26 @@ pub const ITERATIONS: u32 = 2;
 /// Parallelism.
 pub const PARALLELISM: u32 = 1;
 
-/// Hashing failed (only on a broken hash string or an exhausted thread pool).
+/// Default longest wait for a free argon2 run.
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(5);
+/// Callers that may queue for a free argon2 run, per run allowed at once; more are told to
+/// come back at once (a queue this long already takes seconds to drain).
+pub const QUEUE_PER_SLOT: usize = 32;
+
+/// Hashing could not be done.
 #[derive(Debug, thiserror::Error)]
-#[error("password hashing failed: {0}")]
-pub struct HashError(String);
+pub enum HashError {
+    /// Only on a broken hash string or an exhausted thread pool.
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+    /// Every argon2 run is taken and the queue is full, or no run came free within the wait:
+    /// the caller should try again after `retry_after_secs`.
+    #[error("every password check is busy; the caller was asked to retry")]
+    Busy {
+        /// Seconds after which a retry may find a free run.
+        retry_after_secs: u64,
+    },
+}
 
 /// The outcome of checking a password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +60,9 @@ pub struct Passwords {
     dummy_hash: Arc<str>,
     verifications: Arc<AtomicU64>,
     hashes: Arc<AtomicU64>,
-    /// One permit per argon2 run allowed at once (see [`argon2_slots`]).
-    slots: Arc<Semaphore>,
+    /// One permit per argon2 run allowed at once (see [`argon2_slots`]), and the bounded
+    /// queue for them.
+    slots: Arc<Slots>,
     /// Argon2 work memory for verifications, at most one buffer per slot, reused: allocating
     /// 19 MiB per sign-in left the allocator holding most of it afterwards (115 MB after 55
     /// sign-ins one at a time).
@@ -55,23 +76,65 @@ pub fn argon2_slots() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-/// Runs `work` off the runtime once an argon2 slot is free; the slot is held until `work`
-/// ends, even if the caller stops waiting.
+/// The argon2 runs allowed at once and the bounded queue in front of them.
+struct Slots {
+    permits: Arc<Semaphore>,
+    /// Callers waiting for a permit now.
+    waiting: AtomicUsize,
+    /// Most callers that may wait.
+    max_waiting: usize,
+    /// Longest wait.
+    max_wait: Duration,
+}
+
+impl Slots {
+    fn new(runs: usize, max_waiting: usize, max_wait: Duration) -> Self {
+        Slots {
+            permits: Arc::new(Semaphore::new(runs)),
+            waiting: AtomicUsize::new(0),
+            max_waiting,
+            max_wait,
+        }
+    }
+
+    fn busy(&self) -> HashError {
+        HashError::Busy {
+            retry_after_secs: self.max_wait.as_secs().max(1),
+        }
+    }
+
+    /// A permit at once, or after a wait in a queue of bounded length and time.
+    async fn acquire(&self) -> Result<tokio::sync::OwnedSemaphorePermit, HashError> {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(self.busy());
+        }
+        let waited =
+            tokio::time::timeout(self.max_wait, self.permits.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        match waited {
+            Ok(permit) => permit.map_err(|e| HashError::Failed(e.to_string())),
+            Err(_) => Err(self.busy()),
+        }
+    }
+}
+
+/// Runs `work` off the runtime once an argon2 slot is free (or refuses as busy, see
+/// [`Slots::acquire`]); the slot is held until `work` ends, even if the caller stops waiting.
 async fn run_limited<T: Send + 'static>(
-    slots: &Arc<Semaphore>,
+    slots: &Slots,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, HashError> {
-    let slot = slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|e| HashError(e.to_string()))?;
+    let slot = slots.acquire().await?;
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         work()
     })
     .await
-    .map_err(|e| HashError(e.to_string()))
+    .map_err(|e| HashError::Failed(e.to_string()))
 }
 
 fn hasher() -> Argon2<'static> {
@@ -85,7 +148,7 @@ fn hash_blocking(password: &SecretString) -> Result<String, HashError> {
     hasher()
         .hash_password(password.expose_secret().as_bytes(), &salt)
         .map(|hash| hash.to_string())
-        .map_err(|e| HashError(e.to_string()))
+        .map_err(|e| HashError::Failed(e.to_string()))
 }
 
 /// Whether `password` matches `hash`, computing argon2 (with the hash's own parameters) in
@@ -130,9 +193,16 @@ fn is_current(hash: &PasswordHash<'_>) -> bool {
 }
 
 impl Passwords {
-    /// Prepares the dummy hash (one argon2 run, off the runtime).
+    /// Prepares the dummy hash (one argon2 run, off the runtime); a caller waits at most
+    /// [`DEFAULT_MAX_WAIT`] for a free run.
     pub async fn new() -> Result<Self, HashError> {
-        let slots = Arc::new(Semaphore::new(argon2_slots()));
+        Self::with_max_wait(DEFAULT_MAX_WAIT).await
+    }
+
+    /// [`Passwords::new`] with callers waiting at most `max_wait` for a free run.
+    pub async fn with_max_wait(max_wait: Duration) -> Result<Self, HashError> {
+        let runs = argon2_slots();
+        let slots = Arc::new(Slots::new(runs, runs * QUEUE_PER_SLOT, max_wait));
         let dummy = SecretString::from(format!("dummy-{}", uuid::Uuid::new_v4()));
         let dummy_hash = run_limited(&slots, move || hash_blocking(&dummy)).await??;
         Ok(Passwords {
@@ -162,7 +232,7 @@ impl Passwords {
         self.verifications.fetch_add(1, Ordering::Relaxed);
         let memory = self.memory.clone();
         run_limited(&self.slots, move || {
-            let parsed = PasswordHash::new(&hash).map_err(|e| HashError(e.to_string()))?;
+            let parsed = PasswordHash::new(&hash).map_err(|e| HashError::Failed(e.to_string()))?;
             // At most one run per slot at once, so there are never more buffers than slots.
             let mut buffer = memory
                 .lock()
@@ -297,7 +367,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn argon2_runs_wait_for_a_free_slot() {
         use std::sync::atomic::AtomicUsize;
-        let slots = Arc::new(Semaphore::new(2));
+        let slots = Arc::new(Slots::new(2, 8, Duration::from_secs(60)));
         let running = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         let mut runs = Vec::new();
@@ -319,6 +389,31 @@ mod tests {
         }
         assert_eq!(most.load(Ordering::SeqCst), 2);
         assert!(argon2_slots() >= 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_queue_for_a_run_is_bounded_in_length_and_time() {
+        let slots = Arc::new(Slots::new(1, 1, Duration::from_millis(300)));
+        let held = slots.permits.clone().try_acquire_owned().unwrap();
+        let waiter = {
+            let slots = slots.clone();
+            tokio::spawn(async move { run_limited(&slots, || ()).await })
+        };
+        while slots.waiting.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // The queue is full: told at once to come back.
+        assert!(matches!(
+            run_limited(&slots, || ()).await,
+            Err(HashError::Busy {
+                retry_after_secs: 1
+            })
+        ));
+        // The one waiting gives up after the longest wait.
+        assert!(matches!(waiter.await.unwrap(), Err(HashError::Busy { .. })));
+        drop(held);
+        assert!(run_limited(&slots, || ()).await.is_ok());
+        assert_eq!(slots.waiting.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

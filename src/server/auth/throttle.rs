@@ -1,33 +1,71 @@
-//! Sign-in throttling, stored in the database so every app instance counts together.
+//! Sign-in throttling, stored in the database so every app instance counts together. Every
+//! password check (sign-in, change of one's own password, re-authentication) is an attempt,
+//! counted and judged BEFORE argon2 runs, each counter by one statement that increments and
+//! returns the count it made, so N guesses sent at once cannot all pass one check.
 //!
 //! - Per account (keyed by the typed email, whether or not such an account exists, so a lock
-//!   reveals nothing): after 5 failures within 15 minutes each further failure locks the
-//!   account for 30 s, doubling up to 15 minutes.
-//! - Per client address: 20 failures within 10 minutes block the address (HTTP 429) until the
-//!   window ends.
+//!   reveals nothing): from the 5th attempt within 15 minutes, each attempt let through locks
+//!   the account for 30 s, doubling up to 15 minutes; a correct password clears the count.
+//! - Per client address (an IPv6 address by its /64, which one subscriber usually holds
+//!   whole): 20 attempts within 10 minutes block the address (HTTP 429) until the window
+//!   ends; a correct password gives its attempt back.
+//! - In flight, per instance: at most [`ACCOUNT_MAX_IN_FLIGHT`] checks for one account and
+//!   [`ADDRESS_MAX_IN_FLIGHT`] from one address at once; more are refused at once, so one
+//!   client cannot fill the queue for argon2 that everybody's sign-in waits in.
 
 use crate::server::db::{self, throttle};
 use sqlx::AnyPool;
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 
-/// Failures an account may have before locks start.
+/// Attempts an account may have before locks start.
 pub const ACCOUNT_FREE_FAILURES: i64 = 5;
-/// Window over which account failures are counted.
+/// Window over which account attempts are counted.
 pub const ACCOUNT_WINDOW_SECS: i64 = 15 * 60;
-/// First lock length; doubles with each further failure.
+/// First lock length; doubles with each further attempt.
 pub const ACCOUNT_FIRST_LOCK_SECS: i64 = 30;
 /// Longest account lock.
 pub const ACCOUNT_MAX_LOCK_SECS: i64 = 15 * 60;
-/// Failures a client address may have within the window.
+/// Attempts a client address may have within the window.
 pub const ADDRESS_MAX_FAILURES: i64 = 20;
-/// Window over which address failures are counted.
+/// Window over which address attempts are counted.
 pub const ADDRESS_WINDOW_SECS: i64 = 10 * 60;
+/// Password checks for one account that may run (or wait for argon2) at once, per instance.
+pub const ACCOUNT_MAX_IN_FLIGHT: usize = 2;
+/// Password checks from one client address that may run (or wait for argon2) at once, per
+/// instance.
+pub const ADDRESS_MAX_IN_FLIGHT: usize = 8;
+/// What a client refused for too many checks in flight is told to wait.
+const IN_FLIGHT_RETRY_SECS: u64 = 1;
+
+/// Why an attempt was refused before any password was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The account is locked after too many attempts.
+    Account,
+    /// The client address used up its attempts.
+    Address,
+    /// Too many checks for this account or from this address are running right now.
+    InFlight,
+}
+
+impl Scope {
+    /// The stored spelling (audit detail).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Account => "account",
+            Scope::Address => "address",
+            Scope::InFlight => "in_flight",
+        }
+    }
+}
 
 /// A refused attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// `account` or `address`.
-    pub scope: &'static str,
+    /// Which limit refused it.
+    pub scope: Scope,
     /// Seconds until the next attempt may succeed.
     pub retry_after_secs: u64,
 }
@@ -37,17 +75,24 @@ impl Refusal {
     pub fn message(&self) -> String {
         let wait = human_wait(self.retry_after_secs);
         match self.scope {
-            "account" => {
+            Scope::Account => {
                 format!("Too many failed sign-ins for this email address. Try again in {wait}.")
             }
-            _ => format!("Too many failed sign-ins from your network. Try again in {wait}."),
+            Scope::Address => {
+                format!("Too many failed sign-ins from your network. Try again in {wait}.")
+            }
+            Scope::InFlight => format!(
+                "A sign-in for this email address or from your network is already being checked. Try again in {wait}."
+            ),
         }
     }
 }
 
 /// A wait in words ("12 seconds", "3 minutes").
 pub fn human_wait(secs: u64) -> String {
-    if secs < 60 {
+    if secs == 1 {
+        "1 second".into()
+    } else if secs < 60 {
         format!("{secs} seconds")
     } else {
         let minutes = secs.div_ceil(60);
@@ -59,59 +104,174 @@ pub fn human_wait(secs: u64) -> String {
     }
 }
 
+/// The client a limit applies to: an IPv4 address, or the /64 network of an IPv6 address
+/// (one subscriber's allocation: keying by the full address would give each of them 2^64
+/// fresh budgets). IPv4-mapped IPv6 addresses count as their IPv4 address.
+pub fn client_key(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+            format!("{net}/64")
+        }
+    }
+}
+
 fn account_key(email: &str) -> String {
     format!("account:{email}")
 }
 
 fn address_key(ip: IpAddr) -> String {
-    format!("address:{ip}")
+    format!("address:{}", client_key(ip))
 }
 
-/// Whether an attempt for `email` from `ip` must be refused now.
-pub async fn check(
+/// Password checks in flight on this instance, per account and per address key.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    running: Mutex<HashMap<String, usize>>,
+}
+
+/// One check in flight for `key`; ends when dropped.
+#[derive(Debug)]
+struct InFlightSlot {
+    owner: Arc<InFlight>,
+    key: String,
+}
+
+impl Drop for InFlightSlot {
+    fn drop(&mut self) {
+        let mut running = self
+            .owner
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = running.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                running.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl InFlight {
+    /// A new, empty register.
+    pub fn new() -> Arc<Self> {
+        Arc::new(InFlight::default())
+    }
+
+    /// Takes one place for every key, or none if any key already has `cap` checks running.
+    fn enter(self: &Arc<Self>, keys: &[(&str, usize)]) -> Option<Vec<InFlightSlot>> {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if keys
+            .iter()
+            .any(|(key, cap)| running.get(*key).is_some_and(|n| n >= cap))
+        {
+            return None;
+        }
+        Some(
+            keys.iter()
+                .map(|(key, _)| {
+                    *running.entry(key.to_string()).or_insert(0) += 1;
+                    InFlightSlot {
+                        owner: self.clone(),
+                        key: key.to_string(),
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// Checks in flight now (tests prove that every place is given back).
+    pub fn running(&self) -> usize {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .sum()
+    }
+}
+
+/// An attempt that was counted and let through: its password may be checked now. Dropping
+/// it leaves the attempt counted (a wrong password); [`Attempt::succeeded`] gives it back.
+#[derive(Debug)]
+pub struct Attempt {
+    account_key: String,
+    address_key: Option<String>,
+    _in_flight: Vec<InFlightSlot>,
+}
+
+impl Attempt {
+    /// The password was right: the account's count is cleared and the address gets this
+    /// attempt back.
+    pub async fn succeeded(self, pool: &AnyPool) -> Result<(), sqlx::Error> {
+        throttle::clear(pool, &self.account_key).await?;
+        if let Some(key) = &self.address_key {
+            throttle::refund(pool, key).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Counts an attempt to check a password of `email` from `ip`, before any argon2 run: the
+/// attempt to go on with, or why it is refused.
+pub async fn begin(
     pool: &AnyPool,
+    in_flight: &Arc<InFlight>,
     ip: Option<IpAddr>,
     email: &str,
-) -> Result<Option<Refusal>, sqlx::Error> {
+) -> Result<Result<Attempt, Refusal>, sqlx::Error> {
+    let account_key = account_key(email);
+    let address_key = ip.map(address_key);
+    let mut keys = vec![(account_key.as_str(), ACCOUNT_MAX_IN_FLIGHT)];
+    if let Some(key) = &address_key {
+        keys.push((key.as_str(), ADDRESS_MAX_IN_FLIGHT));
+    }
+    let Some(slots) = in_flight.enter(&keys) else {
+        return Ok(Err(Refusal {
+            scope: Scope::InFlight,
+            retry_after_secs: IN_FLIGHT_RETRY_SECS,
+        }));
+    };
     let now = db::now();
-    if let Some(ip) = ip
-        && let Some(counter) = throttle::get(pool, &address_key(ip)).await?
-    {
-        let window_end = counter.window_started_at + ADDRESS_WINDOW_SECS;
-        if counter.failures >= ADDRESS_MAX_FAILURES && window_end > now {
-            return Ok(Some(Refusal {
-                scope: "address",
-                retry_after_secs: (window_end - now) as u64,
+    if let Some(key) = &address_key {
+        let counter = throttle::count_attempt(pool, key, now, ADDRESS_WINDOW_SECS).await?;
+        if counter.failures > ADDRESS_MAX_FAILURES {
+            let window_end = counter.window_started_at + ADDRESS_WINDOW_SECS;
+            return Ok(Err(Refusal {
+                scope: Scope::Address,
+                retry_after_secs: (window_end - now).max(1) as u64,
             }));
         }
     }
-    if let Some(counter) = throttle::get(pool, &account_key(email)).await?
-        && counter.locked_until > now
-    {
-        return Ok(Some(Refusal {
-            scope: "account",
-            retry_after_secs: (counter.locked_until - now) as u64,
+    let counter = throttle::admit_account_attempt(
+        pool,
+        &account_key,
+        now,
+        throttle::LockRule {
+            free: ACCOUNT_FREE_FAILURES,
+            first: ACCOUNT_FIRST_LOCK_SECS,
+            max: ACCOUNT_MAX_LOCK_SECS,
+            window: ACCOUNT_WINDOW_SECS,
+        },
+    )
+    .await?;
+    if counter.admitted == 0 {
+        // Refused before any check: the address does not pay for a locked account.
+        if let Some(key) = &address_key {
+            throttle::refund(pool, key).await?;
+        }
+        return Ok(Err(Refusal {
+            scope: Scope::Account,
+            retry_after_secs: (counter.locked_until - now).max(1) as u64,
         }));
     }
-    Ok(None)
-}
-
-/// Counts one failed attempt for `email` and `ip`, locking the account when due.
-pub async fn record_failure(
-    pool: &AnyPool,
-    ip: Option<IpAddr>,
-    email: &str,
-) -> Result<(), sqlx::Error> {
-    let now = db::now();
-    if let Some(ip) = ip {
-        throttle::add_failure(pool, &address_key(ip), now, ADDRESS_WINDOW_SECS).await?;
-    }
-    let key = account_key(email);
-    let counter = throttle::add_failure(pool, &key, now, ACCOUNT_WINDOW_SECS).await?;
-    if let Some(lock) = account_lock_secs(counter.failures) {
-        throttle::lock_until(pool, &key, now + lock).await?;
-    }
-    Ok(())
+    Ok(Ok(Attempt {
+        account_key,
+        address_key,
+        _in_flight: slots,
+    }))
 }
 
 /// How long the account is locked after its `failures`-th failure, if at all.
@@ -121,11 +281,6 @@ pub fn account_lock_secs(failures: i64) -> Option<i64> {
     }
     let doublings = (failures - ACCOUNT_FREE_FAILURES).min(10) as u32;
     Some((ACCOUNT_FIRST_LOCK_SECS << doublings).min(ACCOUNT_MAX_LOCK_SECS))
-}
-
-/// Forgets an account's failures after a successful sign-in.
-pub async fn clear_account(pool: &AnyPool, email: &str) -> Result<(), sqlx::Error> {
-    throttle::clear(pool, &account_key(email)).await
 }
 
 /// Drops counters that no longer matter.
@@ -152,7 +307,31 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_clients_are_keyed_by_their_64() {
+        let key = |text: &str| client_key(text.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:ffff:1:2:3"), "2001:db8:1:2::/64");
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+        assert_eq!(key("198.51.100.7"), "198.51.100.7");
+        assert_eq!(key("::ffff:198.51.100.7"), "198.51.100.7");
+    }
+
+    #[test]
+    fn in_flight_places_are_capped_and_given_back() {
+        let register = InFlight::new();
+        let first = register.enter(&[("a", 2), ("x", 8)]).unwrap();
+        let second = register.enter(&[("a", 2), ("y", 8)]).unwrap();
+        assert!(register.enter(&[("a", 2), ("z", 8)]).is_none());
+        assert_eq!(register.running(), 4, "a refusal takes no place");
+        drop(first);
+        assert!(register.enter(&[("a", 2)]).is_some());
+        drop(second);
+        assert_eq!(register.running(), 0);
+    }
+
+    #[test]
     fn waits_read_naturally() {
+        assert_eq!(human_wait(1), "1 second");
         assert_eq!(human_wait(12), "12 seconds");
         assert_eq!(human_wait(60), "1 minute");
         assert_eq!(human_wait(61), "2 minutes");

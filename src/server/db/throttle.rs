@@ -1,63 +1,130 @@
-//! The `sign_in_throttle` table: failure counters per account and per client address,
-//! shared by every app instance on the same database.
+//! The `sign_in_throttle` table: attempt counters per account and per client address,
+//! shared by every app instance on the same database. Each attempt is counted, and its fate
+//! decided, by one statement (`INSERT … ON CONFLICT … DO UPDATE … RETURNING`), so attempts
+//! arriving together cannot all read the same count and all pass.
 
 use sqlx::AnyPool;
 
 /// One counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
 pub struct Counter {
-    /// Failures in the current window.
+    /// Attempts counted in the current window.
     pub failures: i64,
     /// Start of the current window (Unix seconds).
     pub window_started_at: i64,
     /// Refuse attempts until this time (Unix seconds); 0 when not locked.
     pub locked_until: i64,
+    /// Whether the attempt this statement counted was let through (1) or refused by a
+    /// running lock (0).
+    pub admitted: i64,
 }
 
-/// The counter for `key`, if any failure was recorded.
-pub async fn get(pool: &AnyPool, key: &str) -> Result<Option<Counter>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT failures, window_started_at, locked_until FROM sign_in_throttle WHERE key = $1",
-    )
-    .bind(key)
-    .fetch_optional(pool)
-    .await
-}
+const RETURNING: &str = "RETURNING failures, window_started_at, locked_until, admitted";
 
-/// Adds one failure to `key` atomically, starting a new window when the old one is older than
-/// `window_secs`; returns the counter after the update.
-pub async fn add_failure(
+/// Counts one attempt on `key`, starting a new window when the old one is older than
+/// `window_secs`; returns the counter after the update (the caller compares the count with
+/// its limit: the count it gets is its own, whatever runs at the same time).
+pub async fn count_attempt(
     pool: &AnyPool,
     key: &str,
     now: i64,
     window_secs: i64,
 ) -> Result<Counter, sqlx::Error> {
-    sqlx::query_as(
-        "INSERT INTO sign_in_throttle (key, failures, window_started_at, locked_until) \
-         VALUES ($1, 1, $2, 0) \
+    let sql = format!(
+        "INSERT INTO sign_in_throttle (key, failures, window_started_at, locked_until, admitted) \
+         VALUES ($1, 1, $2, 0, 1) \
          ON CONFLICT (key) DO UPDATE SET \
            failures = CASE WHEN sign_in_throttle.window_started_at <= $3 THEN 1 ELSE sign_in_throttle.failures + 1 END, \
-           window_started_at = CASE WHEN sign_in_throttle.window_started_at <= $3 THEN $2 ELSE sign_in_throttle.window_started_at END \
-         RETURNING failures, window_started_at, locked_until",
-    )
-    .bind(key)
-    .bind(now)
-    .bind(now - window_secs)
-    .fetch_one(pool)
-    .await
+           window_started_at = CASE WHEN sign_in_throttle.window_started_at <= $3 THEN $2 ELSE sign_in_throttle.window_started_at END, \
+           admitted = 1 \
+         {RETURNING}"
+    );
+    sqlx::query_as(&sql)
+        .bind(key)
+        .bind(now)
+        .bind(now - window_secs)
+        .fetch_one(pool)
+        .await
 }
 
-/// Locks `key` until `until`.
-pub async fn lock_until(pool: &AnyPool, key: &str, until: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE sign_in_throttle SET locked_until = $1 WHERE key = $2")
-        .bind(until)
+/// The account lock rule the statement applies: after the `free`-th attempt within a window,
+/// each attempt let through locks the account for `first` seconds, doubling per attempt up
+/// to `max`.
+#[derive(Debug, Clone, Copy)]
+pub struct LockRule {
+    /// Attempts before locks start.
+    pub free: i64,
+    /// First lock length (seconds).
+    pub first: i64,
+    /// Longest lock (seconds).
+    pub max: i64,
+    /// Window over which attempts are counted (seconds).
+    pub window: i64,
+}
+
+/// Counts one attempt on account `key` unless a lock is running, in one statement: a locked
+/// account's attempt is refused (`admitted` 0) and not counted; an attempt let through is
+/// counted and, from the `free`-th on, locks the account at once, before its password is
+/// checked (a correct password then clears the counter).
+pub async fn admit_account_attempt(
+    pool: &AnyPool,
+    key: &str,
+    now: i64,
+    rule: LockRule,
+) -> Result<Counter, sqlx::Error> {
+    // The count this attempt makes, computed from the row as it was.
+    let expired = "sign_in_throttle.window_started_at <= $3";
+    let locked = "sign_in_throttle.locked_until > $2";
+    let count = format!("(CASE WHEN {expired} THEN 1 ELSE sign_in_throttle.failures + 1 END)");
+    // first << min(count - free, 10), capped at max; no lock below `free`. `<<` and CASE
+    // read the same on SQLite and PostgreSQL (LEAST/MIN do not).
+    let doublings =
+        format!("CAST(CASE WHEN {count} - $4 > 10 THEN 10 ELSE {count} - $4 END AS INTEGER)");
+    let lock = format!(
+        "(CASE WHEN {count} < $4 THEN 0 \
+          WHEN ($5 << {doublings}) > $6 THEN $2 + $6 \
+          ELSE $2 + ($5 << {doublings}) END)"
+    );
+    let sql = format!(
+        "INSERT INTO sign_in_throttle (key, failures, window_started_at, locked_until, admitted) \
+         VALUES ($1, 1, $2, $7, 1) \
+         ON CONFLICT (key) DO UPDATE SET \
+           failures = CASE WHEN {locked} THEN sign_in_throttle.failures ELSE {count} END, \
+           window_started_at = CASE WHEN NOT ({locked}) AND {expired} THEN $2 ELSE sign_in_throttle.window_started_at END, \
+           locked_until = CASE WHEN {locked} THEN sign_in_throttle.locked_until ELSE {lock} END, \
+           admitted = CASE WHEN {locked} THEN 0 ELSE 1 END \
+         {RETURNING}"
+    );
+    let first_lock = if rule.free <= 1 {
+        now + rule.first.min(rule.max)
+    } else {
+        0
+    };
+    sqlx::query_as(&sql)
         .bind(key)
-        .execute(pool)
-        .await?;
+        .bind(now)
+        .bind(now - rule.window)
+        .bind(rule.free)
+        .bind(rule.first)
+        .bind(rule.max)
+        .bind(first_lock)
+        .fetch_one(pool)
+        .await
+}
+
+/// Takes back one counted attempt of `key` (one that turned out not to count against it: a
+/// correct password, or an attempt another rule refused before any password was checked).
+pub async fn refund(pool: &AnyPool, key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE sign_in_throttle SET failures = failures - 1 WHERE key = $1 AND failures > 0",
+    )
+    .bind(key)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
-/// Forgets the failures of `key` (after a successful sign-in).
+/// Forgets the attempts of `key` (after a successful sign-in).
 pub async fn clear(pool: &AnyPool, key: &str) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM sign_in_throttle WHERE key = $1")
         .bind(key)

@@ -2,10 +2,13 @@
 //! a message, and what each failure reads as.
 
 use super::first_line;
-use crate::server::providers::ProviderHttp;
+use crate::server::providers::{CappedReadError, ProviderHttp, read_capped};
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::BTreeMap;
+
+/// Largest answer of the SMS API that is read (its answers are a few hundred bytes).
+pub const MAX_SMS_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// Why Message Central issued no SMS sending token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +21,18 @@ pub enum SmsTokenError {
     Refused,
     /// Any other answer (its HTTP status).
     Unexpected(u16),
+    /// An answer larger than [`MAX_SMS_ANSWER_BYTES`] (not read further).
+    TooLarge,
+}
+
+/// The JSON of an SMS API answer, read through [`read_capped`]; a body that is not JSON
+/// reads as `null` (the callers then go by the status).
+async fn answer_json(response: reqwest::Response) -> Result<serde_json::Value, SmsTokenError> {
+    match read_capped(response, MAX_SMS_ANSWER_BYTES).await {
+        Ok(body) => Ok(serde_json::from_slice(&body).unwrap_or_default()),
+        Err(CappedReadError::TooLarge { .. }) => Err(SmsTokenError::TooLarge),
+        Err(CappedReadError::Read(error)) => Err(SmsTokenError::of_transport(&error)),
+    }
 }
 
 /// Asks Message Central for a sending token with the stored SMS settings and password.
@@ -50,7 +65,7 @@ pub async fn sms_token(
         .await
         .map_err(|e| SmsTokenError::of_transport(&e))?;
     let status = response.status();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let body = answer_json(response).await?;
     match body.get("token").and_then(|t| t.as_str()) {
         Some(token) if status.is_success() && !token.is_empty() => {
             Ok(SecretString::from(token.to_string()))
@@ -83,6 +98,10 @@ impl SmsTokenError {
             SmsTokenError::Unexpected(status) => format!(
                 "Message Central's SMS service answered unexpectedly (HTTP {status})."
             ),
+            SmsTokenError::TooLarge => format!(
+                "Message Central's SMS service sent an answer larger than {} MiB, which KYC Desk does not read (check the base URL).",
+                MAX_SMS_ANSWER_BYTES / (1024 * 1024)
+            ),
         }
     }
 
@@ -99,6 +118,10 @@ impl SmsTokenError {
             SmsTokenError::Unexpected(status) => {
                 format!("Message Central did not issue a sending token (HTTP {status})")
             }
+            SmsTokenError::TooLarge => format!(
+                "Message Central sent an answer larger than {} MiB, which KYC Desk does not read",
+                MAX_SMS_ANSWER_BYTES / (1024 * 1024)
+            ),
         }
     }
 }
@@ -161,7 +184,9 @@ pub async fn send(
         .await
         .map_err(|e| SmsTokenError::of_transport(&e).send_reason())?;
     let status = answer.status();
-    let body: serde_json::Value = answer.json().await.unwrap_or_default();
+    let body = answer_json(answer)
+        .await
+        .map_err(SmsTokenError::send_reason)?;
     let code = body.get("responseCode").and_then(|c| c.as_i64());
     if status.is_success() && matches!(code, Some(200) | None) {
         Ok(body

@@ -515,20 +515,57 @@ pub(crate) struct Answer {
     pub(crate) body: Vec<u8>,
 }
 
-/// Sends `request` and reads the whole answer, mapping transport failures to typed errors.
+/// Sends `request` and reads the whole answer (at most [`MAX_ANSWER_BYTES`]), mapping
+/// transport failures to typed errors.
 pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<Answer, ProviderError> {
-    let mut response = request.send().await.map_err(transport_error)?;
+    let response = request.send().await.map_err(transport_error)?;
     let status = response.status().as_u16();
+    let body = read_capped(response, MAX_ANSWER_BYTES)
+        .await
+        .map_err(|error| match error {
+            CappedReadError::TooLarge { limit } => {
+                ProviderError::Malformed(format!("the answer is larger than {limit} bytes"))
+            }
+            CappedReadError::Read(error) => body_error(error),
+        })?;
+    Ok(Answer { status, body })
+}
+
+/// Why [`read_capped`] returned no body.
+#[derive(Debug)]
+pub enum CappedReadError {
+    /// The answer is (or announced itself as) larger than `limit` bytes; reading stopped there.
+    TooLarge {
+        /// The limit that was passed.
+        limit: usize,
+    },
+    /// The body could not be read (time limit, broken connection).
+    Read(reqwest::Error),
+}
+
+/// Reads the body of an outbound call's answer, never more than `limit` bytes: an answer that
+/// announces a larger `Content-Length` is refused before reading, and one without a length
+/// is cut off as soon as it passes the limit. Every outbound HTTP answer (provider APIs, the
+/// SMS API) is read through here before it is parsed, so a faulty or hostile endpoint cannot
+/// make KYC Desk buffer an answer of any size.
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, CappedReadError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(CappedReadError::TooLarge { limit });
+    }
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(body_error)? {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(ProviderError::Malformed(format!(
-                "the answer is larger than {MAX_ANSWER_BYTES} bytes"
-            )));
+    while let Some(chunk) = response.chunk().await.map_err(CappedReadError::Read)? {
+        if body.len() + chunk.len() > limit {
+            return Err(CappedReadError::TooLarge { limit });
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(Answer { status, body })
+    Ok(body)
 }
 
 fn transport_error(error: reqwest::Error) -> ProviderError {

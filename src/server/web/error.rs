@@ -1,6 +1,8 @@
 //! The one place a failure becomes a response: internals are logged with the request id and
 //! never shown raw; an outage is answered 503 "try again in a moment", anything else 500 with
-//! the reference; server functions get their error as JSON, other routes as plain text.
+//! the reference; a limit that a retry will pass (throttling, a full argon2 queue, too many
+//! requests at once) carries `Retry-After`; server functions get their error as JSON, other
+//! routes as plain text.
 
 use super::request::current_request_id;
 use crate::server::auth::AuthError;
@@ -33,8 +35,28 @@ pub fn internal_error(error: &dyn std::fmt::Display, unavailable: bool) -> AppEr
     app_error
 }
 
+/// What a caller is told when every password check is taken and the queue for one is full.
+fn passwords_busy(retry_after_secs: u64) -> AppError {
+    AppError::TooManyRequests {
+        message: format!(
+            "KYC Desk is checking many passwords right now. Try again in {}.",
+            crate::server::auth::throttle::human_wait(retry_after_secs)
+        ),
+        retry_after_secs,
+    }
+}
+
 impl From<AuthError> for AppError {
     fn from(error: AuthError) -> Self {
+        if let AuthError::Hash(crate::server::auth::password::HashError::Busy {
+            retry_after_secs,
+        }) = error
+        {
+            tracing::warn!(request_id = %current_request_id(), "no argon2 run free in time; answered 429");
+            let app_error = passwords_busy(retry_after_secs);
+            set_error_status(&app_error);
+            return app_error;
+        }
         let unavailable = error.is_unavailable();
         internal_error(&error, unavailable)
     }
@@ -75,8 +97,22 @@ pub async fn respond<T>(
 }
 
 /// `error` as the answer to a request for `path`: JSON for server functions (their clients
-/// decode it as the function's error), plain text otherwise.
+/// decode it as the function's error), plain text otherwise; a 429 carries `Retry-After`.
 pub fn error_response(path: &str, error: AppError) -> Response {
+    let retry_after = match &error {
+        AppError::TooManyRequests {
+            retry_after_secs, ..
+        } => Some(*retry_after_secs),
+        _ => None,
+    };
+    let mut response = plain_error_response(path, error);
+    if let Some(secs) = retry_after {
+        set_retry_after(&mut response, secs);
+    }
+    response
+}
+
+fn plain_error_response(path: &str, error: AppError) -> Response {
     let status =
         StatusCode::from_u16(error.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if path.starts_with("/api/") {
@@ -90,6 +126,37 @@ pub fn error_response(path: &str, error: AppError) -> Response {
         )
             .into_response()
     }
+}
+
+fn set_retry_after(response: &mut Response, secs: u64) {
+    if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+}
+
+/// The answer when the server is serving as many requests as it may: 503 with `Retry-After`.
+pub fn overloaded_response(path: &str, retry_after_secs: u64) -> Response {
+    let mut response = error_response(
+        path,
+        AppError::Unavailable(
+            "KYC Desk is busy with many requests right now. Please try again in a moment.".into(),
+        ),
+    );
+    set_retry_after(&mut response, retry_after_secs);
+    response
+}
+
+/// The answer when a request body did not arrive in time: 408.
+pub fn body_timeout_response(path: &str) -> Response {
+    let mut response = error_response(
+        path,
+        AppError::Request(
+            "The request body did not arrive in time. Please check your connection and try again."
+                .into(),
+        ),
+    );
+    *response.status_mut() = StatusCode::REQUEST_TIMEOUT;
+    response
 }
 
 /// The answer of a file handler whose query failed (see [`failure`]).

@@ -1,11 +1,11 @@
-//! The layers every request passes before any door: security headers (CSP with a nonce), the
-//! request deadline, the origin (CSRF) check, the body-size limit and the refusal of NUL
-//! characters in arguments.
+//! The layers every request passes before any door: the limit on requests served at once,
+//! security headers (CSP with a nonce), the request deadline, the origin (CSRF) check, the
+//! body-size and body-time limits and the refusal of NUL characters in arguments.
 
 use super::MAX_BODY_BYTES;
-use super::error::error_response;
+use super::error::{body_timeout_response, error_response, overloaded_response};
 use super::request::{REQUEST_ID, is_static, meta_from};
-use crate::server::audit::{Actor, AuditEvent, Outcome};
+use crate::server::audit::{Actor, AuditEvent, Outcome, short_path};
 use crate::server::state::AppState;
 use crate::types::AppError;
 use axum::body::Body;
@@ -15,6 +15,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use base64::Engine as _;
 use rand::RngCore as _;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 
 /// The per-request CSP nonce, shared between the header and the hydration scripts.
 #[derive(Clone, Debug)]
@@ -71,6 +73,41 @@ pub async fn security_headers(
         );
     }
     response
+}
+
+/// How long a client refused by [`concurrency_limit`] is asked to wait.
+const OVERLOADED_RETRY_SECS: u64 = 1;
+
+/// The requests served at once (`KYC_DESK_MAX_CONCURRENT_REQUESTS`).
+#[derive(Clone)]
+pub struct ConcurrencyLimit(Arc<Semaphore>);
+
+impl ConcurrencyLimit {
+    /// Room for `requests` at once.
+    pub fn new(requests: usize) -> Self {
+        ConcurrencyLimit(Arc::new(Semaphore::new(requests)))
+    }
+}
+
+/// Serves at most the configured number of requests at once; one more is answered 503 with
+/// `Retry-After` at once rather than queued (a queue would only add to every wait). A place
+/// is held until the answer's head is ready; the deadline and the body-time limit below make
+/// sure that is bounded. The liveness probe is always answered.
+pub async fn concurrency_limit(
+    State(limit): State<ConcurrencyLimit>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.uri().path() == "/healthz" {
+        return next.run(request).await;
+    }
+    match limit.0.clone().try_acquire_owned() {
+        Ok(_place) => next.run(request).await,
+        Err(_) => {
+            tracing::warn!(path = %short_path(request.uri().path()), "too many requests at once; answered 503");
+            overloaded_response(request.uri().path(), OVERLOADED_RETRY_SECS)
+        }
+    }
 }
 
 /// The last line of defence against a request that stops: no answer head within the
@@ -143,14 +180,14 @@ pub async fn origin_check(State(state): State<AppState>, request: Request, next:
     {
         let meta = meta_from(&state, request.extensions(), request.headers());
         let path = request.uri().path().to_string();
+        // Anyone can send these: one row per client and minute, with a count.
         state
-            .audit
+            .audit_noise
             .record(
-                &state.db,
                 &meta,
                 &AuditEvent::new(Actor::Anonymous, "access.denied", Outcome::Denied)
                     .reason("cross-origin request refused")
-                    .detail(serde_json::json!({ "path": path })),
+                    .detail(serde_json::json!({ "path": short_path(&path) })),
             )
             .await;
         return error_response(
@@ -170,7 +207,15 @@ fn too_large(path: &str) -> Response {
     response
 }
 
-pub async fn body_size_check(request: Request, next: Next) -> Response {
+/// Reads the request body whole, up to the size limit (413 beyond it) and within the body
+/// time limit (408 after it), before any door runs: a declared length is checked first, a
+/// chunked body is counted as it comes, and a client trickling its body holds its place only
+/// for `KYC_DESK_REQUEST_BODY_TIMEOUT`, not for the whole request deadline.
+pub async fn body_size_check(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -181,26 +226,33 @@ pub async fn body_size_check(request: Request, next: Next) -> Response {
     }
     let (parts, body) = request.into_parts();
     let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
-    if declared.is_some() {
-        // The length is checked; the limit stays as a backstop while the body is read.
-        return next
-            .run(Request::from_parts(parts, Body::new(limited)))
-            .await;
-    }
-    // A body without a length (chunked) is read here, up to the limit, so that too much of
-    // it is answered 413 like a declared length is (not as unreadable arguments later).
-    match http_body_util::BodyExt::collect(limited).await {
-        Ok(collected) => {
+    let read = tokio::time::timeout(
+        state.config.request_body_timeout,
+        http_body_util::BodyExt::collect(limited),
+    )
+    .await;
+    match read {
+        Ok(Ok(collected)) => {
             let body = Body::from(collected.to_bytes());
             next.run(Request::from_parts(parts, body)).await
         }
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => too_large(parts.uri.path()),
-        Err(error) => {
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            too_large(parts.uri.path())
+        }
+        Ok(Err(error)) => {
             tracing::debug!(%error, "request body could not be read");
             error_response(
                 parts.uri.path(),
                 AppError::Request("The request body could not be read.".into()),
             )
+        }
+        Err(_) => {
+            tracing::info!(
+                path = %short_path(parts.uri.path()),
+                limit_secs = state.config.request_body_timeout.as_secs(),
+                "request body did not arrive in time; answered 408"
+            );
+            body_timeout_response(parts.uri.path())
         }
     }
 }

@@ -1,6 +1,7 @@
 //! HTTP plumbing: the router and how the server runs (serve, graceful shutdown, housekeeping,
 //! health endpoints). Its rooms: `request` (client address, request id, path classes),
-//! `middleware` (security headers, deadline, origin check, body limit, NUL refusal), `doors`
+//! `middleware` (concurrency limit, security headers, deadline, origin check, body size and
+//! time limits, NUL refusal), `doors`
 //! (the page, server-function and file doors of the one gate), `error` (the one place a failure
 //! becomes a response), `files` (CSV exports, QR image), `returns` (customers' return pages).
 
@@ -74,6 +75,7 @@ pub fn router(state: AppState) -> Router {
                 ),
             ));
 
+    let concurrency = middleware::ConcurrencyLimit::new(state.config.max_concurrent_requests);
     let mut router = Router::new();
     if state.config.sandbox {
         let sandbox = crate::server::sandbox::seed::sandbox_for(state.config.public_url.as_str());
@@ -118,6 +120,10 @@ pub fn router(state: AppState) -> Router {
                     middleware::security_headers,
                 ))
                 .layer(axum::middleware::from_fn_with_state(
+                    concurrency,
+                    middleware::concurrency_limit,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
                     state.clone(),
                     middleware::deadline,
                 ))
@@ -125,7 +131,10 @@ pub fn router(state: AppState) -> Router {
                     state.clone(),
                     middleware::origin_check,
                 ))
-                .layer(axum::middleware::from_fn(middleware::body_size_check))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    middleware::body_size_check,
+                ))
                 .layer(sessions)
                 .layer(axum::middleware::from_fn_with_state(
                     state.clone(),
