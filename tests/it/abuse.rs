@@ -675,6 +675,8 @@ both_backends!(
                         );
                     }
                 } else {
+                    // Counts of earlier refusals written out, so this one gets its own row.
+                    app.state.audit_noise.flush().await;
                     let before = access_denied_rows(&app).await.len();
                     let (status, body) = invoke(&app, client, spec, &no_args).await;
                     assert_eq!(
@@ -781,6 +783,8 @@ both_backends!(
                 ("origin", "null"),
                 ("sec-fetch-site", "cross-site"),
             ] {
+                // Counts of earlier refusals written out, so this one gets its own row.
+                app.state.audit_noise.flush().await;
                 let denied = access_denied_rows(&app).await.len();
                 let request = staff.admin.post(&url).header(header, value);
                 let request = if spec.json {
@@ -1477,12 +1481,17 @@ both_backends!(
             assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
         }
         assert_eq!(app.state.passwords.hashes(), hashes, "no argon2 run");
-        let denied = all_rows(&app.state.db)
+        app.state.audit_noise.flush().await;
+        let denied: Vec<_> = all_rows(&app.state.db)
             .await
             .into_iter()
             .filter(|r| r.action == "setup.first_admin" && r.outcome == "denied")
-            .count();
-        assert_eq!(denied, 3, "each refusal is recorded");
+            .collect();
+        assert_eq!(
+            crate::audit::events_counted(&denied),
+            3,
+            "each refusal is counted: {denied:#?}"
+        );
 
         let (status, body) = setup(token.clone(), "asha@example.com").await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -1674,5 +1683,92 @@ both_backends!(
                 );
             }
         }
+    }
+);
+
+both_backends!(
+    a_foreign_origin_flood_adds_a_few_audit_rows,
+    |backend| async move {
+        let app = common::sandbox_app(backend, &[]).await;
+        app.user("olga@example.com", Role::Operator).await;
+        let operator = app.signed_in("olga@example.com").await;
+        let before = access_denied_rows(&app).await.len();
+        const POSTS: usize = 10_000;
+        let sent = std::sync::Arc::new(AtomicU64::new(0));
+        // 16 senders from one address, the first post with a 5,000-character path.
+        let flood = (0..16).map(|sender| {
+            let base = app.base.clone();
+            let sent = sent.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut refused = 0;
+                loop {
+                    let n = sent.fetch_add(1, Ordering::SeqCst) as usize;
+                    if n >= POSTS {
+                        return refused;
+                    }
+                    let path = if n == 0 {
+                        format!("/api/{}", "x".repeat(5000))
+                    } else {
+                        format!("/api/logout?n={n}&s={sender}")
+                    };
+                    let response = client
+                        .post(format!("{base}{path}"))
+                        .header("origin", "https://evil.example")
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+                    refused += 1;
+                }
+            })
+        });
+        let flood: Vec<_> = flood.collect();
+        // Link creation goes on during the flood.
+        let (status, body) = app
+            .call(
+                &operator,
+                "create_link",
+                &common::forms::link_form(
+                    "eko:uat:digilocker",
+                    "Asha Rao",
+                    None,
+                    &common::forms::form_key(),
+                )
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect::<Vec<_>>(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["summary"]["status"], "created", "{body}");
+        let mut refused = 0;
+        for sender in flood {
+            refused += sender.await.unwrap();
+        }
+        assert_eq!(refused, POSTS);
+
+        app.state.audit_noise.flush().await;
+        let rows = access_denied_rows(&app).await;
+        let added = &rows[before..];
+        assert!(
+            added.len() <= 24,
+            "{} rows for {POSTS} refusals",
+            added.len()
+        );
+        assert_eq!(
+            crate::audit::events_counted(added),
+            POSTS as u64,
+            "every refusal is counted"
+        );
+        for row in added {
+            assert!(
+                row.detail.len() < 400,
+                "stored detail: {} bytes",
+                row.detail.len()
+            );
+        }
+        let report = app.state.audit.verify(&app.state.db).await.unwrap();
+        assert!(report.broken.is_none(), "{}", report.summary());
     }
 );

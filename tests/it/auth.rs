@@ -1165,3 +1165,242 @@ async fn sqlite_session_writes_wait_for_the_write_turn() {
         .unwrap();
     assert!(store.load(&id).await.unwrap().is_some());
 }
+
+/// One sign-in attempt from client address `from` (the test server trusts the loopback proxy's
+/// `X-Forwarded-For`): status, `Retry-After` and the JSON body.
+async fn sign_in_from(
+    app: &TestApp,
+    email: &str,
+    password: &str,
+    from: &str,
+) -> (StatusCode, Option<u64>, Value) {
+    let response = app
+        .client()
+        .post(format!("{}/api/login", app.base))
+        .header("origin", &app.base)
+        .header("x-forwarded-for", from)
+        .form(&[("email", email), ("password", password)])
+        .send()
+        .await
+        .expect("an answer");
+    let status = response.status();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, retry, body)
+}
+
+/// Every answer of a flood is a refusal of the guess: 401, or 429 with `Retry-After`.
+fn assert_refused(answers: &[(StatusCode, Option<u64>, Value)]) -> usize {
+    let mut throttled = 0;
+    for (status, retry, body) in answers {
+        match *status {
+            StatusCode::UNAUTHORIZED => {}
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert!(retry.is_some_and(|secs| secs >= 1), "{body}");
+                throttled += 1;
+            }
+            other => panic!("unexpected answer {other}: {body}"),
+        }
+    }
+    throttled
+}
+
+both_backends!(
+    parallel_guesses_for_one_account_are_held_to_its_limit,
+    |backend| async move {
+        let app = TestApp::start_with(backend, &[("KYC_DESK_TRUSTED_PROXIES", "127.0.0.1")]).await;
+        app.user("op@example.com", Role::Operator).await;
+        app.user("real@example.com", Role::Operator).await;
+        let before = app.state.passwords.verifications();
+        let guesses = (0..200).map(|i| {
+            let app = &app;
+            async move {
+                sign_in_from(
+                    app,
+                    "op@example.com",
+                    &format!("wrong guess {i}!"),
+                    "203.0.113.5",
+                )
+                .await
+            }
+        });
+        let answers = futures::future::join_all(guesses).await;
+        let hashed = app.state.passwords.verifications() - before;
+        assert!(
+            hashed <= kyc_desk::server::auth::throttle::ACCOUNT_FREE_FAILURES as u64,
+            "{hashed} of 200 parallel guesses were checked with argon2"
+        );
+        let throttled = assert_refused(&answers);
+        assert_eq!(
+            throttled as u64,
+            200 - hashed,
+            "every other guess is refused unchecked"
+        );
+        assert_eq!(
+            app.state.sign_ins.running(),
+            0,
+            "every in-flight place was given back"
+        );
+
+        // Someone else signs in from elsewhere as usual.
+        let (status, _, body) =
+            sign_in_from(&app, "real@example.com", PASSWORD, "198.51.100.20").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+
+        // The flood left a few audit rows, not 200: the refusals are counted per minute.
+        app.state.audit_noise.flush().await;
+        let rows = crate::audit::rows_of(&app, "auth.sign_in").await;
+        assert!(rows.len() <= 12, "{} rows", rows.len());
+        let denied: Vec<_> = rows
+            .iter()
+            .filter(|r| r.outcome == "denied")
+            .cloned()
+            .collect();
+        assert_eq!(crate::audit::events_counted(&denied), throttled as u64);
+    }
+);
+
+both_backends!(
+    parallel_guesses_from_one_ipv6_network_are_held_to_its_limit,
+    |backend| async move {
+        let app = TestApp::start_with(backend, &[("KYC_DESK_TRUSTED_PROXIES", "127.0.0.1")]).await;
+        let before = app.state.passwords.verifications();
+        // 200 accounts, 200 addresses, all in one /64.
+        let guesses = (0..200).map(|i| {
+            let app = &app;
+            async move {
+                sign_in_from(
+                    app,
+                    &format!("user{i}@example.com"),
+                    "wrong guess!!",
+                    &format!("2001:db8:7:9:{i:x}::1"),
+                )
+                .await
+            }
+        });
+        let answers = futures::future::join_all(guesses).await;
+        let hashed = app.state.passwords.verifications() - before;
+        assert!(
+            hashed <= kyc_desk::server::auth::throttle::ADDRESS_MAX_FAILURES as u64,
+            "{hashed} of 200 parallel guesses from one /64 were checked with argon2"
+        );
+        assert!(assert_refused(&answers) >= 180);
+        // The next /64 is another client.
+        let (status, _, body) = sign_in_from(
+            &app,
+            "user1@example.com",
+            "wrong guess!!",
+            "2001:db8:7:a::1",
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
+);
+
+both_backends!(
+    a_full_queue_for_password_checks_answers_429,
+    |backend| async move {
+        let app = TestApp::start_with(
+            backend,
+            &[
+                ("KYC_DESK_TRUSTED_PROXIES", "127.0.0.1"),
+                ("KYC_DESK_PASSWORD_CHECK_WAIT", "1s"),
+                // The queue for argon2 is the limit under test, not the request limit.
+                ("KYC_DESK_MAX_CONCURRENT_REQUESTS", "1000"),
+            ],
+        )
+        .await;
+        // 400 different accounts from 400 different addresses: no throttle applies, but only
+        // so many checks may queue for argon2; the rest are told to come back.
+        let guesses = (0..400).map(|i| {
+            let app = &app;
+            async move {
+                sign_in_from(
+                    app,
+                    &format!("user{i}@example.com"),
+                    "wrong guess!!",
+                    &format!("198.18.{}.{}", i / 200, i % 200 + 1),
+                )
+                .await
+            }
+        });
+        let answers = futures::future::join_all(guesses).await;
+        let busy: Vec<_> = answers
+            .iter()
+            .filter(|(status, _, _)| *status == StatusCode::TOO_MANY_REQUESTS)
+            .collect();
+        assert!(!busy.is_empty(), "no check was refused for a full queue");
+        assert_refused(&answers);
+        for (_, retry, body) in busy {
+            assert!(retry.is_some(), "{body}");
+            assert!(
+                body.to_string().contains("checking many passwords"),
+                "{body}"
+            );
+        }
+        // Once the flood is over, a sign-in goes through.
+        app.user("op@example.com", Role::Operator).await;
+        app.signed_in("op@example.com").await;
+    }
+);
+
+both_backends!(
+    one_statement_counts_and_locks_like_the_rule,
+    |backend| async move {
+        use kyc_desk::server::auth::throttle::{
+            ACCOUNT_FIRST_LOCK_SECS, ACCOUNT_FREE_FAILURES, ACCOUNT_MAX_LOCK_SECS,
+            account_lock_secs,
+        };
+        use kyc_desk::server::db::throttle::{LockRule, admit_account_attempt, count_attempt};
+        let app = TestApp::start(backend).await;
+        let pool = &app.state.db.pool;
+        let rule = LockRule {
+            free: ACCOUNT_FREE_FAILURES,
+            first: ACCOUNT_FIRST_LOCK_SECS,
+            max: ACCOUNT_MAX_LOCK_SECS,
+            // Long enough for the locks to reach their cap within one window.
+            window: 100_000,
+        };
+        let mut now = 1_000_000;
+        for n in 1..=12_i64 {
+            let counter = admit_account_attempt(pool, "account:x", now, rule)
+                .await
+                .unwrap();
+            assert_eq!(counter.admitted, 1, "attempt {n}");
+            assert_eq!(counter.failures, n);
+            let lock = account_lock_secs(n).map_or(0, |secs| now + secs);
+            assert_eq!(counter.locked_until, lock, "attempt {n}");
+            if lock > 0 {
+                // Refused and not counted while the lock runs.
+                let refused = admit_account_attempt(pool, "account:x", lock - 1, rule)
+                    .await
+                    .unwrap();
+                assert_eq!((refused.admitted, refused.failures), (0, n));
+                assert_eq!(refused.locked_until, lock);
+                now = lock;
+            }
+        }
+        // A new window starts the count again.
+        let counter = admit_account_attempt(pool, "account:x", now + rule.window + 1, rule)
+            .await
+            .unwrap();
+        assert_eq!(
+            (counter.admitted, counter.failures, counter.locked_until),
+            (1, 1, 0)
+        );
+        for n in 1..=3 {
+            let counter = count_attempt(pool, "address:y", now, 600).await.unwrap();
+            assert_eq!(counter.failures, n);
+        }
+        assert_eq!(
+            count_attempt(pool, "address:y", now + 601, 600)
+                .await
+                .unwrap()
+                .failures,
+            1
+        );
+    }
+);
