@@ -284,7 +284,16 @@ impl Config {
             }
         };
 
-        let request_body_timeout = duration(&get, "KYC_DESK_REQUEST_BODY_TIMEOUT", "10s")?;
+        // Unset, these limits stay inside a short configured deadline (half of it at most).
+        let within_deadline = |default: Duration| {
+            default
+                .min(request_deadline / 2)
+                .max(Duration::from_secs(1))
+        };
+        let request_body_timeout = match get("KYC_DESK_REQUEST_BODY_TIMEOUT") {
+            None => within_deadline(Duration::from_secs(10)),
+            Some(_) => duration(&get, "KYC_DESK_REQUEST_BODY_TIMEOUT", "10s")?,
+        };
         if request_body_timeout >= request_deadline {
             return Err(problem(
                 "KYC_DESK_REQUEST_BODY_TIMEOUT",
@@ -309,7 +318,10 @@ impl Config {
                 }
             },
         };
-        let password_check_wait = duration(&get, "KYC_DESK_PASSWORD_CHECK_WAIT", "5s")?;
+        let password_check_wait = match get("KYC_DESK_PASSWORD_CHECK_WAIT") {
+            None => within_deadline(Duration::from_secs(5)),
+            Some(_) => duration(&get, "KYC_DESK_PASSWORD_CHECK_WAIT", "5s")?,
+        };
         if password_check_wait >= request_deadline {
             return Err(problem(
                 "KYC_DESK_PASSWORD_CHECK_WAIT",
@@ -433,6 +445,15 @@ mod tests {
         }
         let config = load(&[("KYC_DESK_MAX_CONCURRENT_REQUESTS", "8")]).unwrap();
         assert_eq!(config.max_concurrent_requests, 8);
+        // Unset, they fit inside a short deadline.
+        let config = load(&[
+            ("KYC_DESK_PROVIDER_CONNECT_TIMEOUT", "1s"),
+            ("KYC_DESK_PROVIDER_TIMEOUT", "1s"),
+            ("KYC_DESK_REQUEST_DEADLINE", "3s"),
+        ])
+        .unwrap();
+        assert_eq!(config.request_body_timeout, Duration::from_millis(1500));
+        assert_eq!(config.password_check_wait, Duration::from_millis(1500));
     }
 
     #[test]

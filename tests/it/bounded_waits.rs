@@ -117,3 +117,102 @@ both_backends!(
         assert_eq!(status, StatusCode::OK, "{html}");
     }
 );
+
+/// A request whose body arrives a trickle at a time: its head and a first chunk are sent, the
+/// rest never is. Returns the connection (kept open while held) and a task reading the answer.
+async fn trickling_request(
+    app: &TestApp,
+) -> (
+    tokio::net::tcp::OwnedWriteHalf,
+    tokio::task::JoinHandle<String>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = app.base.strip_prefix("http://").unwrap().to_string();
+    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let head = format!(
+        "POST /api/login HTTP/1.1\r\nhost: {addr}\r\norigin: {}\r\ncontent-type: application/x-www-form-urlencoded\r\ntransfer-encoding: chunked\r\n\r\n5\r\nemail\r\n",
+        app.base
+    );
+    writer.write_all(head.as_bytes()).await.unwrap();
+    writer.flush().await.unwrap();
+    let answer = tokio::spawn(async move {
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match reader.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&chunk[..n]);
+                    if answer.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            }
+        }
+        String::from_utf8_lossy(&answer).to_string()
+    });
+    (writer, answer)
+}
+
+both_backends!(
+    a_trickled_body_is_cut_off_at_the_body_time_limit,
+    |backend| async move {
+        let app = TestApp::start_with(backend, &[("KYC_DESK_REQUEST_BODY_TIMEOUT", "2s")]).await;
+        let (_held, answer) = trickling_request(&app).await;
+        // Answered by the body limit (2 s), not left to the request deadline (60 s).
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(30), answer)
+            .await
+            .expect("an answer well before the request deadline")
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+);
+
+both_backends!(
+    requests_beyond_the_concurrency_limit_get_503_with_retry_after,
+    |backend| async move {
+        let app = TestApp::start_with(
+            backend,
+            &[
+                ("KYC_DESK_MAX_CONCURRENT_REQUESTS", "2"),
+                ("KYC_DESK_REQUEST_BODY_TIMEOUT", "5s"),
+            ],
+        )
+        .await;
+        let client = app.client();
+        // Two requests in progress (their bodies still arriving) take both places.
+        let first = trickling_request(&app).await;
+        let second = trickling_request(&app).await;
+        let mut refused = None;
+        for _ in 0..100 {
+            let response = client
+                .get(format!("{}/login", app.base))
+                .send()
+                .await
+                .unwrap();
+            if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+                refused = Some(response);
+                break;
+            }
+            // The two may not have reached the server yet.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let refused = refused.expect("a third request at once is refused");
+        assert_eq!(refused.headers()["retry-after"], "1");
+        assert!(refused.text().await.unwrap().contains("try again"));
+        // The liveness probe is always answered.
+        let health = client
+            .get(format!("{}/healthz", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(health.status(), StatusCode::OK);
+        // Once the two are over (408 at their body limit), requests are served again.
+        for (_held, answer) in [first, second] {
+            assert!(answer.await.unwrap().starts_with("HTTP/1.1 408"));
+        }
+        let (status, _, _) = app.get(&client, "/login").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+);

@@ -158,3 +158,35 @@ both_backends!(
         provider_fault(backend, ProviderFault::DroppedMidAnswer).await;
     }
 );
+
+/// The SMS API answering with more than the cap (and no length): the check stops reading at
+/// 1 MiB and says so, instead of buffering the whole answer and calling it "unexpected".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sms_answer_larger_than_the_cap_is_refused_unread() {
+    use kyc_desk::server::notify::sms;
+    let fake = FakeProvider::start(vec![Reply::Huge(20 * 1024 * 1024)]).await;
+    let http = kyc_desk::server::providers::ProviderHttp::with_default_timeouts().unwrap();
+    let settings = std::collections::BTreeMap::from([
+        ("base_url".to_string(), fake.base.clone()),
+        ("customer_id".to_string(), "C-1".to_string()),
+    ]);
+    let told = sms::check_sms(&http, &settings, Some(secrecy::SecretString::from("pw")))
+        .await
+        .unwrap_err();
+    assert!(told.contains("larger than 1 MiB"), "{told}");
+    let sent = sms::send(
+        &http,
+        &settings,
+        Some(secrecy::SecretString::from("pw")),
+        sms::Sms {
+            flow: "SMS",
+            national_number: "9876543210",
+            text: "hello".into(),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(sent.contains("larger than 1 MiB"), "{sent}");
+    // Never reached the send itself: the token answer was already refused.
+    assert_eq!(fake.requests().len(), 2);
+}

@@ -20,6 +20,8 @@ pub enum Reply {
     Dropped,
     /// Reads the request and never answers (keeps the connection open).
     Silent,
+    /// Answers 200 with this many bytes of JSON whitespace and no length (read until close).
+    Huge(usize),
 }
 
 /// An HTTP server on a raw socket that plays a script: the n-th request gets the n-th reply
@@ -139,6 +141,22 @@ pub async fn play(mut stream: TcpStream, reply: Reply) {
         }
         Reply::Silent => {
             std::future::pending::<()>().await;
+        }
+        Reply::Huge(bytes) => {
+            let head =
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n";
+            if stream.write_all(head.as_bytes()).await.is_ok() {
+                let block = vec![b' '; 64 * 1024];
+                let mut left = bytes;
+                while left > 0 {
+                    let n = left.min(block.len());
+                    // The client may stop reading and hang up: that is the point.
+                    if stream.write_all(&block[..n]).await.is_err() {
+                        break;
+                    }
+                    left -= n;
+                }
+            }
         }
     }
     let _ = stream.shutdown().await;
