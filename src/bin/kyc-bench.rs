@@ -4,6 +4,7 @@
 //! cargo run --release --features ssr --bin kyc-bench -- audit-append --database-url URL
 //! cargo run --release --features ssr --bin kyc-bench -- audit-verify --database-url URL --rows 1000000
 //! cargo run --release --features ssr --bin kyc-bench -- links --database-url URL --seconds 30
+//! cargo run --release --features ssr --bin kyc-bench -- sign-in-flood --database-url URL
 //! ```
 //! Each run creates its own fresh database (a SQLite file, or a new PostgreSQL database next
 //! to the one in the URL) and drops nothing the app uses.
@@ -63,6 +64,19 @@ enum Command {
         /// Requests per measured page.
         #[arg(long, default_value_t = 40)]
         requests: usize,
+    },
+    /// A real user's sign-in time, idle and while waves of parallel wrong-password sign-ins
+    /// for another account pour in from another address.
+    SignInFlood {
+        /// sqlite://path or postgres://...
+        #[arg(long)]
+        database_url: String,
+        /// Parallel wrong-password sign-ins per wave.
+        #[arg(long, default_value_t = 200)]
+        parallel: usize,
+        /// The real user's sign-ins measured in each phase.
+        #[arg(long, default_value_t = 20)]
+        samples: usize,
     },
     /// Time to verify a chain of N rows.
     AuditVerify {
@@ -785,7 +799,153 @@ async fn main() {
             rows,
             requests,
         } => sessions(&database_url, rows, requests).await,
+        Command::SignInFlood {
+            database_url,
+            parallel,
+            samples,
+        } => sign_in_flood(&database_url, parallel, samples).await,
     }
+}
+
+/// One sign-in from client address `from` (through the trusted loopback proxy): its status
+/// and how long it took.
+async fn timed_sign_in(
+    client: &reqwest::Client,
+    base: &str,
+    email: &str,
+    password: &str,
+    from: &str,
+) -> (u16, Duration) {
+    let started = Instant::now();
+    let status = client
+        .post(format!("{base}/api/login"))
+        .header("origin", base)
+        .header("x-forwarded-for", from)
+        .form(&[("email", email), ("password", password)])
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0);
+    (status, started.elapsed())
+}
+
+/// The real user's `samples` sign-ins one after another; their times, sorted.
+async fn real_user_sign_ins(base: &str, samples: usize) -> Vec<Duration> {
+    let mut times = Vec::new();
+    for _ in 0..samples {
+        let client = reqwest::Client::new();
+        let (status, took) = timed_sign_in(
+            &client,
+            base,
+            "real@bench.example",
+            BENCH_PASSWORD,
+            "198.51.100.20",
+        )
+        .await;
+        assert_eq!(status, 200, "the real user's sign-in failed");
+        times.push(took);
+    }
+    times.sort();
+    times
+}
+
+async fn sign_in_flood(url: &str, parallel: usize, samples: usize) {
+    use kyc_desk::server::startup;
+    let url = fresh(url).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = startup::config_from([
+        ("DATABASE_URL", url.clone()),
+        ("KYC_DESK_ADDR", addr.to_string()),
+        ("KYC_DESK_TRUSTED_PROXIES", "127.0.0.1".into()),
+        (
+            "KYC_DESK_MASTER_KEY",
+            kyc_desk::server::vault::MasterKey::generate()
+                .to_base64()
+                .to_string(),
+        ),
+    ])
+    .expect("config");
+    let state = startup::open(config).await.expect("open");
+    startup::serve_in_background(listener, state.clone());
+    let base = format!("http://{addr}");
+    for email in ["real@bench.example", "target@bench.example"] {
+        kyc_desk::server::auth::accounts::create_user(
+            &state,
+            &RequestMeta::cli(),
+            Actor::Cli,
+            kyc_desk::server::auth::accounts::NewAccount {
+                email: email.into(),
+                display_name: "Bench".into(),
+                role: "operator".into(),
+                password: secrecy::SecretString::from(BENCH_PASSWORD),
+                password_confirm: None,
+            },
+            false,
+        )
+        .await
+        .expect("user");
+    }
+    // Warm up (connections, argon2 memory), then the idle figure.
+    real_user_sign_ins(&base, 3).await;
+    let idle = real_user_sign_ins(&base, samples).await;
+
+    let hashed_before = state.passwords.verifications();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
+        u16,
+        u64,
+    >::new()));
+    let flood = {
+        let (stop, answers, base) = (stop.clone(), answers.clone(), base.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let wave = (0..parallel).map(|i| {
+                    let client = client.clone();
+                    let base = base.clone();
+                    async move {
+                        timed_sign_in(
+                            &client,
+                            &base,
+                            "target@bench.example",
+                            &format!("wrong guess {i}"),
+                            "203.0.113.5",
+                        )
+                        .await
+                        .0
+                    }
+                });
+                for status in futures::future::join_all(wave).await {
+                    *answers.lock().unwrap().entry(status).or_default() += 1;
+                }
+            }
+        })
+    };
+    // Let the first wave arrive before measuring.
+    while answers.lock().unwrap().values().sum::<u64>() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let flooded = real_user_sign_ins(&base, samples).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    flood.await.unwrap();
+    let hashed = state.passwords.verifications() - hashed_before;
+
+    let median = |times: &[Duration]| times[times.len() / 2].as_secs_f64() * 1000.0;
+    let worst = |times: &[Duration]| times[times.len() - 1].as_secs_f64() * 1000.0;
+    let answers = answers.lock().unwrap().clone();
+    let total: u64 = answers.values().sum();
+    println!(
+        "sign-in-flood idle_median_ms={:.1} idle_max_ms={:.1} flood_median_ms={:.1} flood_max_ms={:.1} ratio_median={:.2}",
+        median(&idle),
+        worst(&idle),
+        median(&flooded),
+        worst(&flooded),
+        median(&flooded) / median(&idle)
+    );
+    println!(
+        "sign-in-flood guesses={total} answers={answers:?} argon2_runs_during_flood={hashed} (the real user's {samples} included)"
+    );
 }
 
 /// Times the spans the server opens around each phase of a link creation
