@@ -892,10 +892,9 @@ async fn sign_in_flood(url: &str, parallel: usize, samples: usize) {
 
     let hashed_before = state.passwords.verifications();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let answers = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
-        u16,
-        u64,
-    >::new()));
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(
+        std::collections::BTreeMap::<u16, u64>::new(),
+    ));
     let flood = {
         let (stop, answers, base) = (stop.clone(), answers.clone(), base.clone());
         tokio::spawn(async move {

@@ -1341,6 +1341,17 @@ both_backends!(
                 "{body}"
             );
         }
+        // A check that never ran used up no attempt: only the 401s count (account + address).
+        let wrong = answers
+            .iter()
+            .filter(|(status, _, _)| *status == StatusCode::UNAUTHORIZED)
+            .count() as i64;
+        let counted: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM sign_in_throttle WHERE failures > 0")
+                .fetch_one(&app.state.db.pool)
+                .await
+                .unwrap();
+        assert_eq!(counted, 2 * wrong);
         // Once the flood is over, a sign-in goes through.
         app.user("op@example.com", Role::Operator).await;
         app.signed_in("op@example.com").await;

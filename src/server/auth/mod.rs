@@ -235,10 +235,17 @@ pub async fn sign_in(
     let user = db::users::find_by_email(pool, &email).await?;
     // Kept for a possible hash upgrade after a successful check.
     let password_again = SecretString::from(password.expose_secret().to_owned());
-    let verified = state
+    let verified = match state
         .passwords
         .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
-        .await?;
+        .await
+    {
+        Ok(verified) => verified,
+        Err(error) => {
+            attempt.unchecked(pool).await?;
+            return Err(error.into());
+        }
+    };
     let (user, upgrade) = match (user, verified) {
         (Some(user), password::Verified::Yes { upgrade }) => (user, upgrade),
         _ => {
@@ -323,10 +330,17 @@ pub async fn check_own_password(
         }
     };
     let record = db::users::find_by_id(pool, user.id).await?;
-    let verified = state
+    let verified = match state
         .passwords
         .verify(password, record.map(|r| r.password_hash))
-        .await?;
+        .await
+    {
+        Ok(verified) => verified,
+        Err(error) => {
+            attempt.unchecked(pool).await?;
+            return Err(error.into());
+        }
+    };
     if matches!(verified, password::Verified::Yes { .. }) {
         attempt.succeeded(pool).await?;
         Ok(Ok(true))

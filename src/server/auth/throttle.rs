@@ -212,6 +212,17 @@ impl Attempt {
         }
         Ok(())
     }
+
+    /// No password was checked after all (no argon2 run came free in time): the attempt is
+    /// given back to the account and the address, so a flood that fills the queue does not
+    /// also use up a real user's attempts.
+    pub async fn unchecked(self, pool: &AnyPool) -> Result<(), sqlx::Error> {
+        throttle::refund(pool, &self.account_key).await?;
+        if let Some(key) = &self.address_key {
+            throttle::refund(pool, key).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Counts an attempt to check a password of `email` from `ip`, before any argon2 run: the
