@@ -18,5 +18,6 @@ mod faults;
 mod links;
 mod page_stress;
 mod providers;
+mod reads_recorded_once;
 mod sandbox;
 mod scaleout;
