@@ -45,7 +45,21 @@ fn summary_of(row: &SessionRow) -> SessionSummary {
             _ => "—".into(),
         },
         sandbox: row.sandbox != 0,
+        provider_alert: provider_alert(row, status),
     }
+}
+
+/// "provider not answering since …" while an open session's last
+/// [`jobs::FAILING_AFTER`](super::jobs::FAILING_AFTER) polls or more all failed.
+fn provider_alert(row: &SessionRow, status: KycStatus) -> Option<String> {
+    let since = row.poll_failing_since?;
+    (status.is_open() && row.poll_failures >= super::jobs::FAILING_AFTER).then(|| {
+        format!(
+            "provider not answering since {} ({} failed polls in a row)",
+            db::format_time(since),
+            row.poll_failures
+        )
+    })
 }
 
 /// An SVG QR code of `text` (our own markup). Served as an image by
@@ -169,6 +183,7 @@ pub(super) fn detail_from(
             .collect(),
         consent_note: row.consent_note.clone(),
         provider_ids,
+        result_partial: row.result_partial != 0 && !result.is_empty(),
         result,
         last_error: row.last_error.clone(),
         supersedes: related.supersedes,
@@ -369,11 +384,17 @@ pub async fn dashboard(state: &AppState) -> Result<crate::types::DashboardStats,
         .iter()
         .map(summary_of)
         .collect();
+    let not_answering = repo::failing_polls(&state.db.pool, super::jobs::FAILING_AFTER)
+        .await?
+        .iter()
+        .map(summary_of)
+        .collect();
     Ok(crate::types::DashboardStats {
         periods,
         funnel,
         per_day,
         expiring,
+        not_answering,
     })
 }
 
