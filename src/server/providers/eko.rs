@@ -1,6 +1,10 @@
 //! Eko DigiLocker (PROVIDERS.md §2): create a consent URL, poll its status, fetch the
 //! document. Eko pushes nothing, so the poller drives the last two.
 //!
+//! The document call has two documented shapes ([`DocumentShape`]); [`fetch_document`] tries
+//! the one that last worked and falls back to the other on 404/405, and a failure names each
+//! address form tried ([`failure_note`]).
+//!
 //! Every request is signed afresh ([`secret_key`] over the current time in milliseconds).
 //! Creating a URL is never retried (it may have made a live link); the status poll and the
 //! document fetch are reads and are retried on transient failures, see
