@@ -311,18 +311,17 @@ async fn poll_provider(state: &AppState, row: &SessionRow) -> PollFinding {
         }
     };
     let document = fetched.document;
-    let shape_note = match &fetched.fell_back_from {
-        Some(failed) => format!(
-            " (document read with {} after {} answered {})",
-            fetched.shape.form(&document_type),
-            failed.form,
-            match &failed.error {
-                ProviderError::Http { status, .. } => format!("HTTP {status}"),
-                other => other.to_string(),
-            }
-        ),
-        None => String::new(),
-    };
+    let shape_note = fetched
+        .fell_back_from
+        .as_ref()
+        .map(|failed| {
+            format!(
+                " (document read with {} after {})",
+                fetched.shape.form(&document_type),
+                failed.summary()
+            )
+        })
+        .unwrap_or_default();
     if document.is_verified() {
         let result = result_pairs(&[
             ("Document", Some(document.document_type.clone())),

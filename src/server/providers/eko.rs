@@ -387,7 +387,7 @@ pub struct FailedCall {
 
 impl FailedCall {
     /// `GET …/document/AADHAAR answered HTTP 404`, in a few plain words.
-    fn brief(&self) -> String {
+    pub fn summary(&self) -> String {
         let what = match &self.error {
             ProviderError::Http { status, .. } => format!("answered HTTP {status}"),
             ProviderError::Unauthorized { .. } => "answered HTTP 401".into(),
@@ -410,7 +410,7 @@ impl FailedCall {
 pub fn failure_note(call: &str, attempts: &[FailedCall]) -> String {
     let tried = attempts
         .iter()
-        .map(FailedCall::brief)
+        .map(FailedCall::summary)
         .collect::<Vec<_>>()
         .join(", then ");
     match attempts.last() {
