@@ -185,6 +185,36 @@ pub fn scrub(text: &str) -> String {
     out
 }
 
+/// Free text fit for an audit row, a delivery or a timeline when it may hold a customer's
+/// contact details (a server's refusal, a search typed by staff): e-mail addresses are
+/// masked like destinations (`m***@example.com`), then [`scrub`] masks long numbers.
+pub fn mask_contacts(text: &str) -> String {
+    let is_break = |c: char| c.is_whitespace() || "<>()[],;:\"'".contains(c);
+    let mut masked = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let address = word
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty());
+        if address {
+            out.push_str(&crate::validation::mask_email(word));
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if is_break(c) {
+            flush(&mut word, &mut masked);
+            masked.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut masked);
+    scrub(&masked)
+}
+
 /// A piece of text as [`scrub`] reads it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Token<'a> {
@@ -374,6 +404,20 @@ mod tests {
             scrub(r#"{"filter":{"q":"1234 5678 9012"}}"#),
             r#"{"filter":{"q":"**** **** 9012"}}"#
         );
+    }
+
+    #[test]
+    fn mask_contacts_masks_addresses_and_numbers() {
+        assert_eq!(
+            mask_contacts("rejected (550 <meera@example.com>: unknown)"),
+            "rejected (550 <m***@example.com>: unknown)"
+        );
+        assert_eq!(
+            mask_contacts("number 98765 43210 is not on the DLT list"),
+            "number ***** *3210 is not on the DLT list"
+        );
+        assert_eq!(mask_contacts("meera@example.com"), "m***@example.com");
+        assert_eq!(mask_contacts("@ and a@ and @b"), "@ and a@ and @b");
     }
 
     #[test]

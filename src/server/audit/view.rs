@@ -140,9 +140,10 @@ pub fn entry(row: &AuditRow) -> AuditEntry {
     }
 }
 
-/// The filters that are set, as typed (not URL-encoded): the audit row is scrubbed on
-/// the text a person reads, so a number searched for is masked however it was written.
-fn recorded_filter(filter: &AuditFilter) -> serde_json::Map<String, serde_json::Value> {
+/// The filters that are set, as typed (not URL-encoded), for an audit row: the row is
+/// scrubbed on the text a person reads, so a number searched for is masked however it was
+/// written; an address searched for is masked too.
+pub fn recorded_filter(filter: &AuditFilter) -> serde_json::Map<String, serde_json::Value> {
     [
         ("from", &filter.from),
         ("to", &filter.to),
@@ -154,7 +155,14 @@ fn recorded_filter(filter: &AuditFilter) -> serde_json::Map<String, serde_json::
     ]
     .into_iter()
     .filter(|(_, value)| !value.trim().is_empty())
-    .map(|(name, value)| (name.to_string(), serde_json::json!(value.trim())))
+    .map(|(name, value)| {
+        let value = if name == "q" {
+            super::mask_contacts(value.trim())
+        } else {
+            value.trim().to_string()
+        };
+        (name.to_string(), serde_json::json!(value))
+    })
     .collect()
 }
 

@@ -311,7 +311,7 @@ pub async fn send(
         )
         .await
     }
-    .map_err(|reason| safe_reason(&reason));
+    .map_err(|reason| crate::server::audit::mask_contacts(&reason));
     let channel_label = channel.label();
     let action = if already_sent {
         "link.resend"
@@ -378,36 +378,6 @@ pub async fn send(
         .await?
         .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
     super::view::detail_of(state, &row, true).await
-}
-
-/// A failure reason fit for the delivery, the timeline and the audit row: a server's words
-/// may quote the customer's address or number, so addresses are masked like the
-/// destination and long numbers keep only their last four digits.
-fn safe_reason(reason: &str) -> String {
-    let is_break = |c: char| c.is_whitespace() || "<>()[],;:\"'".contains(c);
-    let mut masked = String::with_capacity(reason.len());
-    let mut word = String::new();
-    let flush = |word: &mut String, out: &mut String| {
-        let address = word
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty());
-        if address {
-            out.push_str(&validation::mask_email(word));
-        } else {
-            out.push_str(word);
-        }
-        word.clear();
-    };
-    for c in reason.chars() {
-        if is_break(c) {
-            flush(&mut word, &mut masked);
-            masked.push(c);
-        } else {
-            word.push(c);
-        }
-    }
-    flush(&mut word, &mut masked);
-    crate::server::audit::scrub(&masked)
 }
 
 /// The email template admins edit: (subject, body).
@@ -497,21 +467,5 @@ mod tests {
         );
         assert!(html.contains("Dear &lt;b&gt;Asha&lt;/b&gt;"));
         assert!(html.contains("href=\"https://x/y?a=1&amp;b=2\""));
-    }
-
-    #[test]
-    fn failure_reasons_lose_addresses_and_numbers() {
-        assert_eq!(
-            safe_reason("rejected (550 <meera@example.com>: unknown)"),
-            "rejected (550 <m***@example.com>: unknown)"
-        );
-        assert_eq!(
-            safe_reason("number 98765 43210 is not on the DLT list"),
-            "number ***** *3210 is not on the DLT list"
-        );
-        assert_eq!(
-            safe_reason("the mail server is busy; try again (SMTP reply 451, temporary failure)"),
-            "the mail server is busy; try again (SMTP reply 451, temporary failure)"
-        );
     }
 }

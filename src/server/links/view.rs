@@ -295,6 +295,31 @@ pub fn parse_filter(
     }
 }
 
+/// The list filters that are set, as typed (not URL-encoded), for an audit row; a search
+/// (which may be a customer's name, phone number or address) is masked like free text.
+pub fn recorded_filter(filter: &SessionFilter) -> serde_json::Map<String, serde_json::Value> {
+    [
+        ("status", &filter.status),
+        ("provider", &filter.provider),
+        ("flow", &filter.flow),
+        ("staff", &filter.staff),
+        ("from", &filter.from),
+        ("to", &filter.to),
+        ("q", &filter.q),
+    ]
+    .into_iter()
+    .filter(|(_, value)| !value.trim().is_empty())
+    .map(|(name, value)| {
+        let value = if name == "q" {
+            crate::server::audit::mask_contacts(value.trim())
+        } else {
+            value.trim().to_string()
+        };
+        (name.to_string(), serde_json::json!(value))
+    })
+    .collect()
+}
+
 async fn staff_list(state: &AppState) -> Result<Vec<(i64, String)>, AppError> {
     Ok(db::users::list(&state.db.pool)
         .await?
