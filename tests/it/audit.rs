@@ -901,3 +901,40 @@ both_backends!(
         }
     }
 );
+
+// Issue 18 §4: an audit search for a phone or Aadhaar number, however it is written
+// (spaces, dashes, dots), is recorded in the `audit.view` row with the number masked; the
+// row holds the filter as typed, not URL-encoded (`98765%2043210` escaped the old scrub).
+both_backends!(
+    audit_searches_for_numbers_are_recorded_masked,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        app.user("ada@example.com", Role::Auditor).await;
+        let auditor = app.signed_in("ada@example.com").await;
+        let searches = [
+            ("98765 43210", "***** *3210"),
+            ("98765-43210", "*****-*3210"),
+            ("987.654.3210", "***.***.3210"),
+            ("+91 98765 43210", "+** ***** *3210"),
+            ("1234 5678 9012", "**** **** 9012"),
+            ("1234-5678-9012", "****-****-9012"),
+        ];
+        for (q, _) in searches {
+            let args = audit_args(&[("q", q)]);
+            let args: Vec<(&str, &str)> =
+                args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let (status, page) = app.call(&auditor, "list_audit", &args).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+        }
+        let views = rows_of(&app, "audit.view").await;
+        assert_eq!(views.len(), searches.len());
+        for (row, (typed, masked)) in views.iter().zip(searches) {
+            let detail: Value = serde_json::from_str(&row.detail).unwrap();
+            assert_eq!(detail["filter"]["q"], masked, "{typed}: {}", row.detail);
+            let digits: String = row.detail.chars().filter(char::is_ascii_digit).collect();
+            for full in ["9876543210", "123456789012", "98765", "12345678"] {
+                assert!(!digits.contains(full), "{typed}: {}", row.detail);
+            }
+        }
+    }
+);
