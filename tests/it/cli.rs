@@ -22,6 +22,10 @@ fn kyc_desk_with(
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATABASE_URL", database_url)
+        .envs(
+            kyc_desk::server::fresh_database::anchor_file_for(database_url)
+                .map(|anchor| ("KYC_DESK_AUDIT_ANCHOR_FILE", anchor)),
+        )
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
