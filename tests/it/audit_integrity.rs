@@ -455,3 +455,65 @@ async fn postgres_app_role_can_add_to_the_audit_log_but_not_erase_it() {
         let _ = sqlx::query(&sql).execute(&owner.pool).await;
     }
 }
+
+both_backends!(
+    serve_writes_a_checkpoint_at_start_and_at_shutdown,
+    |backend| async move {
+        let (url, _dir) = common::fresh_database(backend).await;
+        let logs = tempfile::tempdir().unwrap();
+        let mut server = common::process::ServerProcess::spawn(&url, logs.path(), "anchor", &[]);
+        server.wait_ready().await;
+        let mut vars = vec![
+            ("DATABASE_URL".to_string(), url.clone()),
+            ("KYC_DESK_MASTER_KEY".to_string(), common::test_master_key()),
+        ];
+        if let Some(anchor) = kyc_desk::server::fresh_database::anchor_file_for(&url) {
+            vars.push(("KYC_DESK_AUDIT_ANCHOR_FILE".to_string(), anchor));
+        }
+        let path = kyc_desk::server::startup::config_from(vars)
+            .unwrap()
+            .audit_anchor_file;
+        // The first checkpoint is written as the server starts.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let first = loop {
+            if let Some(first) = kyc_desk::server::audit::anchor::last(&path).unwrap() {
+                break first;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint at start:\n{}",
+                server.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        // A new row (a refused sign-in), then a graceful stop.
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/login", server.base))
+            .header("origin", &server.base)
+            .form(&[
+                ("email", "nobody@example.com"),
+                ("password", "wrong password 123"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_client_error(), "{}", response.status());
+        let pid = server.child.id().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = server.0.child.wait().unwrap();
+        assert!(exit.success(), "{exit}:\n{}", server.log());
+
+        let db = Db::connect(&url).await.unwrap();
+        let (seq, mac) = head(&db).await;
+        assert!(seq > first.seq, "the sign-in left no row");
+        let last = kyc_desk::server::audit::anchor::last(&path)
+            .unwrap()
+            .unwrap();
+        assert_eq!((last.seq, last.mac), (seq, mac), "{}", server.log());
+        db.pool.close().await;
+    }
+);

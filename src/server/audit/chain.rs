@@ -622,4 +622,123 @@ mod tests {
             Some((1, Break::MacMismatch))
         );
     }
+
+    /// Rows 1..=n: 1..first_2 in epoch 1 under `a`, the rest in epoch 2 under `b`.
+    fn two_epochs(n: i64, first_2: i64, a: &[u8; 32], b: &[u8; 32]) -> Vec<AuditRow> {
+        let mut rows = Vec::new();
+        let mut prev = GENESIS_MAC.to_string();
+        for seq in 1..=n {
+            let mut r = row(seq, &prev, a);
+            if seq >= first_2 {
+                r.key_epoch = 2;
+                r.mac = row_mac(b, &prev, &r);
+            }
+            prev = r.mac.clone();
+            rows.push(r);
+        }
+        rows
+    }
+
+    fn walk_epochs(
+        rows: &[AuditRow],
+        epochs: Vec<EpochKey>,
+        waypoints: Vec<Waypoint>,
+    ) -> VerifyReport {
+        let mut walker = ChainWalker::with(epochs.into(), waypoints.into(), 1, GENESIS_MAC);
+        for r in rows {
+            if !walker.push(r) {
+                break;
+            }
+        }
+        walker.finish()
+    }
+
+    #[test]
+    fn rows_verify_under_the_epoch_of_their_seq_only() {
+        let (a, b) = ([7u8; 32], [9u8; 32]);
+        let epochs = || vec![EpochKey::new(1, 1, &a), EpochKey::new(2, 4, &b)];
+        let rows = two_epochs(6, 4, &a, &b);
+        let report = walk_epochs(&rows, epochs(), Vec::new());
+        assert!(report.broken.is_none(), "{}", report.summary());
+        assert_eq!(report.rows, 6);
+
+        // A row relabelled with an epoch other than its seq's is named.
+        let mut relabelled = rows.clone();
+        relabelled[4].key_epoch = 3;
+        assert_eq!(
+            walk_epochs(&relabelled, epochs(), Vec::new()).broken,
+            Some((
+                5,
+                Break::WrongEpoch {
+                    claimed: 3,
+                    expected: 2
+                }
+            ))
+        );
+
+        // Signed with the retired key of epoch 1 after epoch 2 began.
+        let mut forged = rows.clone();
+        forged[5].key_epoch = 1;
+        forged[5].mac = row_mac(&a, &forged[5].prev_mac, &forged[5]);
+        assert_eq!(
+            walk_epochs(&forged, epochs(), Vec::new()).broken,
+            Some((
+                6,
+                Break::WrongEpoch {
+                    claimed: 1,
+                    expected: 2
+                }
+            ))
+        );
+        let mut forged = rows.clone();
+        forged[5].mac = row_mac(&a, &forged[5].prev_mac, &forged[5]);
+        assert_eq!(
+            walk_epochs(&forged, epochs(), Vec::new()).broken,
+            Some((6, Break::MacMismatch))
+        );
+    }
+
+    #[test]
+    fn a_row_other_than_the_checkpointed_one_is_named() {
+        let key = [7u8; 32];
+        let rows = chain(5, &key);
+        let pin = |seq: i64, mac: &str| Waypoint {
+            seq,
+            mac: mac.to_string(),
+            line: 2,
+        };
+        let epochs = || vec![EpochKey::new(1, 1, &key)];
+        let report = walk_epochs(&rows, epochs(), vec![pin(3, &rows[2].mac), pin(9, "x")]);
+        assert!(report.broken.is_none(), "{}", report.summary());
+        let report = walk_epochs(&rows, epochs(), vec![pin(3, &rows[1].mac)]);
+        assert_eq!(
+            report.broken,
+            Some((3, Break::CheckpointMismatch { line: 2 }))
+        );
+        assert_eq!(report.rows, 2);
+    }
+
+    #[test]
+    fn a_truncated_chain_names_the_last_row_left() {
+        let report = VerifyReport {
+            rows: 7,
+            head_seq: 7,
+            head_mac: GENESIS_MAC.into(),
+            broken: Some((
+                8,
+                Break::Truncated {
+                    after: 7,
+                    checkpoint_seq: 10,
+                    time: "2026-11-28T14:05:00.000Z".into(),
+                },
+            )),
+            checkpoint: None,
+        };
+        assert_eq!(
+            report.summary(),
+            "Verification FAILED: rows after seq 7 are missing: the checkpoint of \
+             2026-11-28T14:05:00.000Z records the chain up to seq 10; rows were deleted. 7 rows \
+             verified (head seq 7)."
+        );
+    }
 }
