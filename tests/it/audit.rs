@@ -711,6 +711,7 @@ both_backends!(
         let csv = response.text().await.unwrap();
         let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
         assert!(lines[0].starts_with("\"seq\",\"time_utc\""));
+        assert!(lines[0].ends_with("\"mac\",\"key_epoch\""), "{}", lines[0]);
         assert_eq!(
             lines.len(),
             1 + 63 + 1,

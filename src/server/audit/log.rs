@@ -36,6 +36,9 @@ pub enum AuditLogError {
     /// A row or checkpoint names an epoch whose key is not stored.
     #[error("the audit key of epoch {0} is not stored")]
     EpochMissing(i64),
+    /// A log over a given key (tests, tools) has no master key to seal a new epoch under.
+    #[error("this audit log has no master key to seal a new audit key epoch under")]
+    Unsealed,
 }
 
 impl From<AuditLogError> for sqlx::Error {
@@ -368,7 +371,13 @@ impl AuditLog {
             path: path.display().to_string(),
             source,
         };
-        if anchor::create(path).map_err(io)? {
+        anchor::create(path).map_err(io)?;
+        // Announced once per file, in the chain itself (also after a failed first attempt).
+        if anchor::last(path).map_err(io)?.is_none()
+            && repo::first_anchor_start(&db.pool, &path.display().to_string())
+                .await?
+                .is_none()
+        {
             self.try_record(
                 db,
                 &RequestMeta::system(),
