@@ -517,3 +517,120 @@ both_backends!(
         db.pool.close().await;
     }
 );
+
+both_backends!(
+    a_log_written_before_epochs_keeps_verifying_as_epoch_1,
+    |backend| async move {
+        use kyc_desk::server::vault::{SecretSlot, Vault};
+        use secrecy::SecretString;
+        let (url, dir) = common::fresh_database(backend).await;
+        // The schema as it was before key epochs (every migration before 0009).
+        let folder = match backend {
+            common::Backend::Sqlite => "sqlite",
+            common::Backend::Postgres => "postgres",
+        };
+        let source = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(folder);
+        let before = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(&source).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if name[..4].parse::<u32>().unwrap() < 9 {
+                std::fs::copy(&path, before.path().join(&name)).unwrap();
+            }
+        }
+        let db = Db::connect(&url).await.unwrap();
+        sqlx::migrate::Migrator::new(before.path())
+            .await
+            .unwrap()
+            .run(&db.pool)
+            .await
+            .unwrap();
+        // As the earlier release kept it: the key derived from the master key, sealed under it
+        // in `audit_key`, and rows signed with it.
+        let master = MasterKey::from_base64(&common::test_master_key(), "test").unwrap();
+        let derived = master.derive("audit");
+        let vault = Vault::new(master, 1);
+        let sealed = vault.seal(
+            SecretSlot {
+                credential_id: 0,
+                field: "audit-key",
+                version: 0,
+            },
+            &SecretString::from(base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                derived.as_ref(),
+            )),
+        );
+        let b64 = |bytes: &[u8]| {
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
+        };
+        sqlx::query(
+            "INSERT INTO audit_key (id, ciphertext, nonce, key_version, created_at) VALUES (1, $1, $2, 1, 0)",
+        )
+        .bind(b64(&sealed.ciphertext))
+        .bind(b64(&sealed.nonce))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        let mut prev = kyc_desk::server::audit::GENESIS_MAC.to_string();
+        for seq in 1..=3i64 {
+            let mut row = AuditRow {
+                seq,
+                at_ms: 1_700_000_000_000 + seq,
+                actor_id: None,
+                actor_email: String::new(),
+                actor_role: "system".into(),
+                ip: String::new(),
+                request_id: format!("old-{seq}"),
+                action: "test.old".into(),
+                object_type: String::new(),
+                object_id: String::new(),
+                outcome: "success".into(),
+                reason: String::new(),
+                detail: "{}".into(),
+                prev_mac: prev.clone(),
+                mac: String::new(),
+                key_epoch: 1,
+            };
+            row.mac = row_mac(&derived, &row.prev_mac, &row);
+            sqlx::query(
+                "INSERT INTO audit_log (seq, at_ms, actor_id, actor_email, actor_role, ip, request_id, \
+                 action, object_type, object_id, outcome, reason, detail, prev_mac, mac) \
+                 VALUES ($1, $2, NULL, '', 'system', '', $3, 'test.old', '', '', 'success', '', '{}', $4, $5)",
+            )
+            .bind(row.seq)
+            .bind(row.at_ms)
+            .bind(&row.request_id)
+            .bind(&row.prev_mac)
+            .bind(&row.mac)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+            prev = row.mac;
+        }
+        db.pool.close().await;
+
+        // The new release migrates: the key becomes epoch 1, the rows keep verifying, and new
+        // rows chain on in epoch 1 until a rotation.
+        let app = TestApp::start_on(&url, dir, &[]).await;
+        let stored = epochs(&app.state.db).await;
+        assert_eq!(stored.len(), 1);
+        assert_eq!((stored[0].epoch, stored[0].first_seq), (1, 1));
+        assert_eq!(
+            *open_epoch_key(&app.state.vault, &stored[0]).unwrap(),
+            *derived
+        );
+        append_events(&app, 2).await;
+        let report = verify(&app).await;
+        assert!(report.broken.is_none(), "{}", report.summary());
+        assert_eq!(report.rows, 5);
+        assert!(
+            crate::audit::all_rows(&app.state.db)
+                .await
+                .iter()
+                .all(|r| r.key_epoch == 1)
+        );
+    }
+);
