@@ -14,7 +14,7 @@ use serde_json::Value;
 pub async fn all_rows(db: &Db) -> Vec<AuditRow> {
     sqlx::query_as::<_, AuditRow>(
         "SELECT seq, at_ms, actor_id, actor_email, actor_role, ip, request_id, action, \
-         object_type, object_id, outcome, reason, detail, prev_mac, mac FROM audit_log ORDER BY seq",
+         object_type, object_id, outcome, reason, detail, prev_mac, mac, key_epoch FROM audit_log ORDER BY seq",
     )
     .fetch_all(&db.pool)
     .await
@@ -58,7 +58,8 @@ async fn verify(app: &TestApp) -> kyc_desk::server::audit::VerifyReport {
     app.state.audit.verify(&app.state.db).await.unwrap()
 }
 
-async fn drop_triggers(db: &Db) {
+/// Drops the append-only triggers, as someone with the owner's rights could.
+pub async fn drop_triggers(db: &Db) {
     match db.backend {
         db::Backend::Sqlite => {
             sqlx::query("DROP TRIGGER audit_log_no_update")
@@ -79,7 +80,8 @@ async fn drop_triggers(db: &Db) {
     }
 }
 
-async fn append_events(app: &TestApp, n: usize) {
+/// Records `n` system events.
+pub async fn append_events(app: &TestApp, n: usize) {
     for i in 0..n {
         app.state
             .audit
@@ -709,6 +711,7 @@ both_backends!(
         let csv = response.text().await.unwrap();
         let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
         assert!(lines[0].starts_with("\"seq\",\"time_utc\""));
+        assert!(lines[0].ends_with("\"mac\",\"key_epoch\""), "{}", lines[0]);
         assert_eq!(
             lines.len(),
             1 + 63 + 1,

@@ -8,6 +8,7 @@ mod common;
 
 mod abuse;
 mod audit;
+mod audit_integrity;
 mod audit_scan;
 mod auth;
 mod bounded_waits;

@@ -1,19 +1,23 @@
 //! The one place where security-relevant staff actions are recorded: the tamper-evident,
 //! append-only `audit_log` table.
 //!
-//! Every row carries `prev_mac` and `mac = HMAC-SHA256(audit key, prev_mac ‖ canonical
-//! encoding of the row)`. The audit key is derived from the first master key and kept sealed
-//! under the current one, so whoever can edit the database still cannot forge a chain, and
-//! master-key rotation does not change what old rows verify with. Appends are serialised by
+//! Every row carries `prev_mac` and `mac = HMAC-SHA256(key of its epoch, prev_mac ‖ canonical
+//! encoding of the row)`. Audit keys come in epochs: a random key per epoch, a new epoch on
+//! master-key rotation and on `rotate-audit-key`, every epoch's key sealed under the current
+//! master key, so whoever can edit the database still cannot forge a chain, old rows keep
+//! verifying, and a leaked old master key signs nothing after the rotation. Checkpoints of the
+//! chain's head go to an append-only file outside the database (`anchor`), so deleting the
+//! newest rows is found too. Appends are serialised by
 //! the `audit` row of `app_locks` (a row lock on PostgreSQL, the write lock on SQLite), so
 //! many tasks and several instances produce one gap-free chain.
 
+pub mod anchor;
 mod chain;
 mod log;
 pub mod view;
 
 pub use chain::{Break, GENESIS_MAC, VerifyReport, canonical_encoding, row_mac};
-pub use log::{AuditLog, AuditLogError};
+pub use log::{AnchorError, AuditLog, AuditLogError, open_epoch_key};
 
 use crate::types::Role;
 use serde_json::Value;

@@ -198,8 +198,8 @@ pub async fn page(
     })
 }
 
-/// The CSV header line.
-pub const CSV_HEADER: [&str; 15] = [
+/// The CSV header line (with each row's key epoch, so an archive can be verified on its own).
+pub const CSV_HEADER: [&str; 16] = [
     "seq",
     "time_utc",
     "actor_id",
@@ -215,6 +215,7 @@ pub const CSV_HEADER: [&str; 15] = [
     "detail",
     "prev_mac",
     "mac",
+    "key_epoch",
 ];
 
 /// One CSV line of a row.
@@ -235,6 +236,7 @@ pub fn csv_line(row: &AuditRow) -> String {
         row.detail.clone(),
         row.prev_mac.clone(),
         row.mac.clone(),
+        row.key_epoch.to_string(),
     ])
 }
 
