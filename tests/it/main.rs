@@ -8,6 +8,7 @@ mod common;
 
 mod abuse;
 mod audit;
+mod audit_integrity;
 mod audit_scan;
 mod auth;
 mod bounded_waits;
@@ -18,5 +19,6 @@ mod faults;
 mod links;
 mod page_stress;
 mod providers;
+mod reads_recorded_once;
 mod sandbox;
 mod scaleout;
