@@ -18,5 +18,6 @@ mod faults;
 mod links;
 mod page_stress;
 mod providers;
+mod returns;
 mod sandbox;
 mod scaleout;

@@ -5,6 +5,10 @@
 //!   account for 30 s, doubling up to 15 minutes.
 //! - Per client address: 20 failures within 10 minutes block the address (HTTP 429) until the
 //!   window ends.
+//! - Customer returns per client address: anyone can call the return address without an
+//!   account, so [`RETURNS_PER_ADDRESS`] returns within [`RETURN_WINDOW_SECS`] are answered
+//!   and further ones refused (HTTP 429) until the window ends. Generous, because many
+//!   customers can share one mobile network address.
 
 use crate::server::db::{self, throttle};
 use sqlx::AnyPool;
@@ -23,6 +27,11 @@ pub const ADDRESS_MAX_FAILURES: i64 = 20;
 /// Window over which address failures are counted.
 pub const ADDRESS_WINDOW_SECS: i64 = 10 * 60;
 
+/// Customer returns one client address may make within the window.
+pub const RETURNS_PER_ADDRESS: i64 = 60;
+/// Window over which customer returns are counted.
+pub const RETURN_WINDOW_SECS: i64 = 10 * 60;
+
 /// A refused attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
@@ -40,6 +49,7 @@ impl Refusal {
             "account" => {
                 format!("Too many failed sign-ins for this email address. Try again in {wait}.")
             }
+            "return" => format!("Too many requests from your network. Try again in {wait}."),
             _ => format!("Too many failed sign-ins from your network. Try again in {wait}."),
         }
     }
@@ -65,6 +75,30 @@ fn account_key(email: &str) -> String {
 
 fn address_key(ip: IpAddr) -> String {
     format!("address:{ip}")
+}
+
+fn return_key(ip: IpAddr) -> String {
+    format!("return:{ip}")
+}
+
+/// Counts one customer return from `ip`; refused once the address made more than
+/// [`RETURNS_PER_ADDRESS`] within the window. A request without a known address is not
+/// counted (there is nothing to count it against).
+pub async fn count_return(
+    pool: &AnyPool,
+    ip: Option<IpAddr>,
+) -> Result<Option<Refusal>, sqlx::Error> {
+    let Some(ip) = ip else { return Ok(None) };
+    let now = db::now();
+    let counter = throttle::add_failure(pool, &return_key(ip), now, RETURN_WINDOW_SECS).await?;
+    if counter.failures > RETURNS_PER_ADDRESS {
+        let window_end = counter.window_started_at + RETURN_WINDOW_SECS;
+        return Ok(Some(Refusal {
+            scope: "return",
+            retry_after_secs: (window_end - now).max(1) as u64,
+        }));
+    }
+    Ok(None)
 }
 
 /// Whether an attempt for `email` from `ip` must be refused now.
@@ -133,7 +167,9 @@ pub async fn prune(pool: &AnyPool) -> Result<u64, sqlx::Error> {
     throttle::delete_stale(
         pool,
         db::now(),
-        ACCOUNT_WINDOW_SECS.max(ADDRESS_WINDOW_SECS),
+        ACCOUNT_WINDOW_SECS
+            .max(ADDRESS_WINDOW_SECS)
+            .max(RETURN_WINDOW_SECS),
     )
     .await
 }
