@@ -337,16 +337,18 @@ both_backends!(
             "returned"
         );
         assert!(rows_of(&app, "link.outcome_recorded").await.is_empty());
-        // Eko's own answer ends it.
+        // Only Eko's own answer can end it: the customer never consented in DigiLocker, so
+        // Eko's status API says not finished and the session stays open.
         assert_eq!(
             kyc_desk::server::links::jobs::poll_due(&app.state, "test-poller")
                 .await
                 .unwrap(),
             1
         );
-        let done = detail(&app, &operator, &public_id).await;
-        assert_eq!(done["summary"]["status"], "completed", "{done}");
-        assert!(done["recorded_outcome"].is_null());
+        let polled = detail(&app, &operator, &public_id).await;
+        assert_eq!(polled["summary"]["status"], "returned", "{polled}");
+        assert_eq!(kinds(&polled).last().unwrap(), "polled");
+        assert!(polled["recorded_outcome"].is_null());
     }
 );
 
