@@ -15,5 +15,9 @@ if [ -z "${KYC_DESK_MASTER_KEY:-}" ] && [ -z "${KYC_DESK_MASTER_KEY_FILE:-}" ]; 
   export KYC_DESK_MASTER_KEY_FILE=data/master.key
   export KYC_DESK_DEV_GENERATE_MASTER_KEY=true
 fi
+# Checkpoints of the audit chain: beside the SQLite file by default; PostgreSQL needs a path.
+if [[ "$DATABASE_URL" == postgres* ]] && [ -z "${KYC_DESK_AUDIT_ANCHOR_FILE:-}" ]; then
+  export KYC_DESK_AUDIT_ANCHOR_FILE=data/audit-anchors.jsonl
+fi
 say "building and starting KYC Desk on http://$KYC_DESK_ADDR (database: $DATABASE_URL)"
 exec cargo leptos serve

@@ -1,7 +1,7 @@
 //! The HTML shell, the router and the signed-in layout with its role-filtered navigation.
 
 use crate::access::AREAS;
-use crate::api::auth::{Logout, whoami};
+use crate::api::auth::Logout;
 use crate::pages::account::{ChangePasswordPage, LoginPage, SetupPage};
 use crate::pages::audit::AuditLogPage;
 use crate::pages::credentials::CredentialsPage;
@@ -9,8 +9,8 @@ use crate::pages::dashboard::Dashboard;
 use crate::pages::links::LinksPage;
 use crate::pages::sessions::{SessionDetailPage, SessionsPage};
 use crate::pages::users::UsersPage;
-use crate::pages::{ErrorBanner, Guarded, NotFound, go_to};
-use crate::types::{AppError, CurrentUser};
+use crate::pages::{Guarded, NotFound, go_to};
+use crate::types::CurrentUser;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Outlet, ParentRoute, Redirect, Route, Router, Routes};
@@ -44,9 +44,6 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
         </html>
     }
 }
-
-/// The signed-in user as loaded for this page.
-pub type UserResource = Resource<Result<Option<CurrentUser>, AppError>>;
 
 /// The application: routes and the sign-in check of the console pages.
 #[component]
@@ -89,26 +86,40 @@ fn AccountPage() -> impl IntoView {
     }
 }
 
-/// Pages that need a signed-in user: loads the user, then renders the layout.
+/// Pages that need a signed-in user: renders the layout for the user the page door admitted.
+///
+/// The user is not a resource awaited inside a `Suspense`: a `Suspense` re-runs its children
+/// to find every resource they read, and each run would build the page below it again — with
+/// its resources, so a page's data was fetched (and a read of personal data recorded) two or
+/// three times per load, and a page whose data changed between those fetches (the audit log,
+/// which records its own reading) failed to hydrate. The page door has already authenticated
+/// the request; its user travels to the browser with the page as a shared value.
 #[component]
 fn Console() -> impl IntoView {
-    // Created here, not in App: a page that never reads a resource must not create one (an
-    // unread resource could hold the server-rendered response open).
-    let user: UserResource = Resource::new(|| (), |_| whoami());
-    view! {
-        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match user.await {
-                    Ok(Some(me)) => view! { <Layout me=me /> }.into_any(),
-                    Ok(None) => view! { <Redirect path="/login" /> }.into_any(),
-                    Err(error) => view! {
-                        <main class="standalone">
-                            <ErrorBanner message=Signal::derive(move || Some(error.to_string())) />
-                        </main>
-                    }.into_any(),
-                }
-            })}
-        </Suspense>
+    match SharedValue::new(admitted_user).into_inner() {
+        Some(me) => view! { <Layout me=me /> }.into_any(),
+        None => {
+            // In the browser after the first load (a move into the console from a page outside
+            // it): load the address in full, so the server's page door decides.
+            #[cfg(feature = "hydrate")]
+            if let Ok(href) = window().location().href() {
+                go_to(&href);
+            }
+            view! { <Redirect path="/login" /> }.into_any()
+        }
+    }
+}
+
+/// The user the page door admitted for this request (on the server); `None` in the browser,
+/// where the value only ever comes from the server-rendered page.
+fn admitted_user() -> Option<CurrentUser> {
+    #[cfg(feature = "ssr")]
+    {
+        crate::server::auth::guard::admitted_user().map(|user| user.current_user())
+    }
+    #[cfg(not(feature = "ssr"))]
+    {
+        None
     }
 }
 

@@ -24,6 +24,7 @@ async fn main() -> ExitCode {
             CredentialsAction::Test(args) => cli::credentials::test::run(&state, args).await,
         },
         Command::RotateMasterKey(args) => cli::rotate_master_key::run(&state, args).await,
+        Command::RotateAuditKey => cli::rotate_audit_key::run(&state).await,
         Command::VerifyAudit(args) => cli::verify_audit::run(&state, args).await,
     }
 }

@@ -573,6 +573,9 @@ pub struct SessionSummary {
     pub expires_or_ended: String,
     /// Whether it ran against the sandbox.
     pub sandbox: bool,
+    /// "provider not answering since …" while the polls of an open session keep failing.
+    #[serde(default)]
+    pub provider_alert: Option<String>,
 }
 
 /// One event on a session's timeline.
@@ -628,6 +631,9 @@ pub struct SessionDetail {
     pub provider_ids: Vec<(String, String)>,
     /// Masked result fields (name, date of birth, gender, masked Aadhaar, city, state, ...).
     pub result: Vec<(String, String)>,
+    /// The result holds only what the status call reported (no document could be fetched).
+    #[serde(default)]
+    pub result_partial: bool,
     /// Last failure in plain words.
     pub last_error: Option<String>,
     /// The session this one replaced.
@@ -748,6 +754,9 @@ pub struct DashboardStats {
     pub per_day: Vec<(String, i64)>,
     /// Open links expiring within 10 minutes.
     pub expiring: Vec<SessionSummary>,
+    /// Open sessions whose provider polls keep failing, longest failing first.
+    #[serde(default)]
+    pub not_answering: Vec<SessionSummary>,
 }
 
 #[cfg(test)]

@@ -189,6 +189,7 @@ async fn audit_verify(url: &str, rows: i64, existing: bool) {
                 ),
                 prev_mac: prev.clone(),
                 mac: String::new(),
+                key_epoch: 1,
             };
             row.mac = row_mac(&key, &row.prev_mac, &row);
             prev = row.mac.clone();
@@ -266,12 +267,18 @@ async fn start_app(url: &str) -> (kyc_desk::server::state::AppState, String) {
     let master_key = kyc_desk::server::vault::MasterKey::generate()
         .to_base64()
         .to_string();
-    let config = startup::config_from([
-        ("DATABASE_URL", url.to_string()),
-        ("KYC_DESK_ADDR", addr.to_string()),
-        ("KYC_DESK_SANDBOX", "true".into()),
-        ("KYC_DESK_MASTER_KEY", master_key),
-    ])
+    let anchor = kyc_desk::server::fresh_database::anchor_file_for(url)
+        .map(|anchor| ("KYC_DESK_AUDIT_ANCHOR_FILE", anchor));
+    let config = startup::config_from(
+        [
+            ("DATABASE_URL", url.to_string()),
+            ("KYC_DESK_ADDR", addr.to_string()),
+            ("KYC_DESK_SANDBOX", "true".into()),
+            ("KYC_DESK_MASTER_KEY", master_key),
+        ]
+        .into_iter()
+        .chain(anchor),
+    )
     .expect("config");
     let state = startup::open(config).await.expect("open");
     kyc_desk::server::sandbox::seed::seed(&state)

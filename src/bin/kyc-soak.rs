@@ -77,6 +77,8 @@ struct Cli {
 }
 
 fn server_env(database_url: &str, master_key: &str, port: u16) -> Vec<(String, String)> {
+    let anchor = kyc_desk::server::fresh_database::anchor_file_for(database_url)
+        .map(|anchor| ("KYC_DESK_AUDIT_ANCHOR_FILE", anchor));
     [
         ("DATABASE_URL", database_url.to_string()),
         ("KYC_DESK_ADDR", format!("127.0.0.1:{port}")),
@@ -85,6 +87,7 @@ fn server_env(database_url: &str, master_key: &str, port: u16) -> Vec<(String, S
         ("RUST_LOG", "warn".into()),
     ]
     .into_iter()
+    .chain(anchor)
     .map(|(name, value)| (name.to_string(), value))
     .collect()
 }

@@ -25,6 +25,7 @@ macro_rules! out {
 
 pub mod create_user;
 pub mod credentials;
+pub mod rotate_audit_key;
 pub mod rotate_master_key;
 pub mod serve;
 pub mod verify_audit;
@@ -58,8 +59,12 @@ pub enum Command {
     /// is read from the file (created with a fresh random key, mode 0600, if it does not exist).
     /// Afterwards restart KYC Desk with the new key.
     RotateMasterKey(rotate_master_key::Args),
-    /// Check the audit log's MAC chain; prints "N rows verified" or the first broken seq and
-    /// why, and exits 1 when the chain is broken.
+    /// Start a new audit key epoch: rows from now on are signed with a fresh random key (older
+    /// epochs stay sealed under the master key, so earlier rows keep verifying).
+    RotateAuditKey,
+    /// Check the audit log's MAC chain and that it reaches the newest checkpoint of the anchor
+    /// file; prints "N rows verified" or the first break and why ("rows after seq N are
+    /// missing" when the newest rows were deleted), and exits 1 when the chain is broken.
     VerifyAudit(verify_audit::Args),
 }
 

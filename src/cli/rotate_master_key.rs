@@ -1,5 +1,5 @@
-//! `kyc-desk rotate-master-key`: every stored secret re-encrypted under a new master key, in
-//! one transaction.
+//! `kyc-desk rotate-master-key`: every stored secret and audit key epoch re-encrypted under a
+//! new master key, and a new audit key epoch begun, in one transaction.
 
 use kyc_desk::server::credentials;
 use kyc_desk::server::state::AppState;

@@ -88,7 +88,7 @@ fn AuditWorkspace() -> impl IntoView {
         <section class="panel">
             <h1>"Audit log"</h1>
             <p class="muted">
-                "Every staff and system action, append-only and chained with an HMAC keyed from the master key: a changed, removed or reordered row is found by verification. Times are UTC."
+                "Every staff and system action, append-only and chained with an HMAC under audit keys sealed by the master key, and anchored by signed checkpoints outside the database: a changed, removed or reordered row, and rows deleted from the end, are found by verification. Times are UTC."
             </p>
             <div class="toolbar">
                 <a class="button" href=export_href data-testid="audit-export" rel="external">

@@ -132,6 +132,7 @@ fn FiguresView(stats: DashboardStats, channel: Option<String>, acts: bool) -> im
     };
     let per_day = per_day_svg(&stats.per_day);
     let expiring = stats.expiring;
+    let not_answering = stats.not_answering;
     view! {
         <section class="panel">
             <h2>"KYC sessions"</h2>
@@ -171,7 +172,37 @@ fn FiguresView(stats: DashboardStats, channel: Option<String>, acts: bool) -> im
             <h2>"Expiring in the next 10 minutes"</h2>
             <ExpiringList sessions=expiring channel=channel acts=acts />
         </section>
+        <NotAnsweringList sessions=not_answering />
     }
+}
+
+/// Open sessions whose provider polls keep failing (shown only when there are some).
+#[component]
+fn NotAnsweringList(sessions: Vec<SessionSummary>) -> impl IntoView {
+    if sessions.is_empty() {
+        return ().into_any();
+    }
+    let items = sessions
+        .into_iter()
+        .map(|s| {
+            view! {
+                <li class="expiring-item" data-testid="not-answering-item">
+                    <div class="expiring-head">
+                        <a href=format!("/sessions/{}", s.public_id)>{s.customer_name.clone()}</a>
+                        <StatusBadge status=s.status />
+                        <span class="tag">{s.provider_alert.clone().unwrap_or_default()}</span>
+                    </div>
+                </li>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="panel" data-testid="not-answering">
+            <h2>"Provider not answering"</h2>
+            <ul class="expiring-list">{items}</ul>
+        </section>
+    }
+    .into_any()
 }
 
 #[component]

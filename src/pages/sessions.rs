@@ -246,7 +246,12 @@ fn SessionsTable(sessions: Vec<SessionSummary>) -> impl IntoView {
                             {s.sandbox.then(|| view! { " " <span class="tag sandbox">"sandbox"</span> })}
                         </span>
                     </td>
-                    <td data-label="Status"><StatusBadge status=s.status /></td>
+                    <td data-label="Status">
+                        <StatusBadge status=s.status />
+                        {s.provider_alert.clone().map(|text| view! {
+                            " " <span class="tag" data-testid="session-provider-alert">{text}</span>
+                        })}
+                    </td>
                     <td data-label="Created by">{s.created_by.clone()}</td>
                     <td data-label="Created" class="nowrap">{s.created_at.clone()}</td>
                     <td data-label=split_when(&s.expires_or_ended).0 class="nowrap">
@@ -332,6 +337,9 @@ fn SessionView(initial: SessionDetail) -> impl IntoView {
             })}
             {move || detail.with(|d| d.last_error.clone()).map(|text| view! {
                 <p class="banner error" data-testid="session-error">{text}</p>
+            })}
+            {move || detail.with(|d| d.summary.provider_alert.clone()).map(|text| view! {
+                <p class="banner error" data-testid="session-provider-alert">{text}</p>
             })}
             {move || {
                 let d = detail.get();
@@ -535,7 +543,15 @@ fn SessionRecords(detail: SessionDetail) -> impl IntoView {
         }
         .into_any()
     } else {
+        let partial = detail.result_partial.then(|| {
+            view! {
+                <p class="muted" data-testid="session-result-partial">
+                    "Partial result: what the provider's status call reported. The document could not be fetched yet."
+                </p>
+            }
+        });
         view! {
+            {partial}
             <div class="table-wrap">
                 <table class="data result" data-testid="session-result">
                     <tbody>

@@ -21,6 +21,13 @@ pub enum LogFormat {
 pub struct Config {
     /// sqlx URL: `sqlite://...` or `postgres://...`.
     pub database_url: String,
+    /// PostgreSQL only: the URL migrations run through (the tables' owner), when the app's
+    /// own role (`database_url`) may not change the schema. `None`: migrate through
+    /// `database_url`.
+    pub migrate_database_url: Option<String>,
+    /// The append-only file checkpoints of the audit chain are written to and checked
+    /// against. Beside the database file on SQLite; required on PostgreSQL.
+    pub audit_anchor_file: PathBuf,
     /// Address the HTTP server binds to.
     pub addr: SocketAddr,
     /// The address users reach the console at (links, cookies, origin checks).
@@ -107,6 +114,37 @@ impl Config {
                 "must start with sqlite:, postgres:// or postgresql:// (for example sqlite://data/kyc-desk.db)",
             ));
         }
+
+        let migrate_database_url = get("KYC_DESK_MIGRATE_DATABASE_URL");
+        if let Some(url) = &migrate_database_url
+            && !(database_url.starts_with("postgres")
+                && (url.starts_with("postgres://") || url.starts_with("postgresql://")))
+        {
+            return Err(problem(
+                "KYC_DESK_MIGRATE_DATABASE_URL",
+                "is for PostgreSQL only: a postgres:// URL of the role that owns the tables, with DATABASE_URL a postgres:// URL of the role KYC Desk runs as",
+            ));
+        }
+
+        let audit_anchor_file = match get("KYC_DESK_AUDIT_ANCHOR_FILE") {
+            Some(path) => PathBuf::from(path),
+            None if database_url.starts_with("sqlite:") => {
+                let file = crate::server::db::sqlite_path(&database_url);
+                if file.is_empty() || file.contains(":memory:") {
+                    return Err(problem(
+                        "KYC_DESK_AUDIT_ANCHOR_FILE",
+                        "must be set when the SQLite database is not a file",
+                    ));
+                }
+                PathBuf::from(format!("{file}-audit-anchors.jsonl"))
+            }
+            None => {
+                return Err(problem(
+                    "KYC_DESK_AUDIT_ANCHOR_FILE",
+                    "must be set on PostgreSQL: the file (on this machine, shipped off it) that checkpoints of the audit chain are appended to, for example /var/lib/kyc-desk/audit-anchors.jsonl",
+                ));
+            }
+        };
 
         // cargo-leptos passes the address it was configured with as LEPTOS_SITE_ADDR.
         let addr_text = get("KYC_DESK_ADDR")
@@ -275,6 +313,8 @@ impl Config {
 
         Ok(Config {
             database_url,
+            migrate_database_url,
+            audit_anchor_file,
             addr,
             public_url,
             session_idle_timeout,
@@ -375,6 +415,40 @@ mod tests {
         let error = load(&[("KYC_DESK_REQUEST_DEADLINE", "25s")]).unwrap_err();
         assert_eq!(error.variable, "KYC_DESK_REQUEST_DEADLINE");
         assert!(error.problem.contains("(25s)"), "{}", error.problem);
+    }
+
+    #[test]
+    fn the_anchor_file_sits_beside_sqlite_and_is_required_on_postgres() {
+        let config = load(&[]).unwrap();
+        assert_eq!(
+            config.audit_anchor_file,
+            PathBuf::from("data/kyc-desk.db-audit-anchors.jsonl")
+        );
+        assert_eq!(config.migrate_database_url, None);
+        let error = load(&[("DATABASE_URL", "postgres://app@db/kyc")]).unwrap_err();
+        assert_eq!(error.variable, "KYC_DESK_AUDIT_ANCHOR_FILE");
+        let config = load(&[
+            ("DATABASE_URL", "postgres://app@db/kyc"),
+            (
+                "KYC_DESK_AUDIT_ANCHOR_FILE",
+                "/var/lib/kyc-desk/anchors.jsonl",
+            ),
+            ("KYC_DESK_MIGRATE_DATABASE_URL", "postgres://owner@db/kyc"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.audit_anchor_file,
+            PathBuf::from("/var/lib/kyc-desk/anchors.jsonl")
+        );
+        assert_eq!(
+            config.migrate_database_url.as_deref(),
+            Some("postgres://owner@db/kyc")
+        );
+        let error =
+            load(&[("KYC_DESK_MIGRATE_DATABASE_URL", "postgres://owner@db/kyc")]).unwrap_err();
+        assert_eq!(error.variable, "KYC_DESK_MIGRATE_DATABASE_URL");
+        let error = load(&[("DATABASE_URL", "sqlite::memory:")]).unwrap_err();
+        assert_eq!(error.variable, "KYC_DESK_AUDIT_ANCHOR_FILE");
     }
 
     #[test]

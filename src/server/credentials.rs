@@ -388,6 +388,9 @@ pub enum RotationError {
     /// Database failure (the transaction was rolled back: nothing changed).
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+    /// The audit keys could not be moved to the new master key (nothing changed).
+    #[error(transparent)]
+    Audit(#[from] crate::server::audit::AuditLogError),
 }
 
 /// Re-encrypts every stored secret under `new_key` in one transaction and records the new key
@@ -405,18 +408,18 @@ pub async fn rotate_master_key(
     db::lock(&mut tx, "credentials").await?;
     let new_version = old.key_version() + 1;
     repo::insert_master_key(&mut tx, new_version, &new_key.check_value()).await?;
-    let new = Vault::new(new_key, new_version);
+    let new = std::sync::Arc::new(Vault::new(new_key, new_version));
     let sealed = repo::all_sealed(&mut tx).await?;
     for (row, version) in &sealed {
         let value = open_row(old, row, *version)?;
         let resealed = secret_row(&new, row.credential_id, *version, &row.field, &value);
         repo::put_secret(&mut tx, &resealed).await?;
     }
-    // The audit key moves to the new master key in the same transaction, so old rows keep
-    // verifying after the old key is gone.
-    state.audit.reseal(&mut tx, &new).await?;
-    state
-        .audit
+    // Every audit key epoch moves to the new master key in the same transaction, so old rows
+    // keep verifying after the old key is gone, and a new epoch begins whose key the old
+    // master key never sealed: a leaked old key (with an old backup) cannot sign new rows.
+    let audit = state.audit.start_epoch(&mut tx, &new).await?;
+    audit
         .append(
             &mut tx,
             &RequestMeta::cli(),

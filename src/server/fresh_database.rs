@@ -28,3 +28,24 @@ pub async fn next_to(url: &str, label: &str) -> Result<String, sqlx::Error> {
         create_postgres(url, label).await
     }
 }
+
+/// The audit anchor file a tool or test run uses with `database_url`: `None` on SQLite (the
+/// default beside the database file serves), on PostgreSQL a file named after the database in
+/// the temporary folder, so every process on one test database shares one anchor file.
+pub fn anchor_file_for(database_url: &str) -> Option<String> {
+    if database_url.starts_with("sqlite:") {
+        return None;
+    }
+    let name = url::Url::parse(database_url)
+        .ok()
+        .map(|url| url.path().trim_start_matches('/').to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "postgres".into());
+    Some(
+        std::env::temp_dir()
+            .join("kyc-desk-anchors")
+            .join(format!("{name}.jsonl"))
+            .display()
+            .to_string(),
+    )
+}

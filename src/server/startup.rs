@@ -141,7 +141,9 @@ pub fn start_hint(error: &(dyn std::error::Error + 'static), sqlite: bool) -> Op
                     ),
                     "42501" => Some(
                         "The PostgreSQL user lacks a privilege KYC Desk needs: it must be able to \
-                         create and change tables in the database.",
+                         create and change tables in the database, or KYC_DESK_MIGRATE_DATABASE_URL \
+                         must name the role that owns them (it migrates and grants the app role \
+                         what it needs).",
                     ),
                     _ => None,
                 }

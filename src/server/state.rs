@@ -62,7 +62,19 @@ impl AppState {
     /// Opens and migrates the database and prepares the services.
     pub async fn open(config: Config) -> Result<Self, StartError> {
         let db = Db::connect(&config.database_url).await?;
-        db.migrate().await?;
+        match &config.migrate_database_url {
+            // The least-privilege layout: the tables' owner migrates, then goes away; the
+            // role KYC Desk runs as cannot change the schema (nor drop audit_log's triggers).
+            Some(owner_url) => {
+                let owner = Db::connect(owner_url).await?;
+                owner.migrate().await?;
+                crate::server::db::app_role::grant(&owner, &db)
+                    .await
+                    .map_err(DbError::from)?;
+                owner.pool.close().await;
+            }
+            None => db.migrate().await?,
+        }
         let indexed = crate::server::db::links::backfill_search_terms(&db)
             .await
             .map_err(DbError::from)?;
@@ -90,7 +102,8 @@ impl AppState {
             .ok_or_else(|| StartError::MasterKey("the master key could not be opened".into()))?;
         let audit = AuditLog::open(&db, &vault)
             .await
-            .map_err(|e| StartError::MasterKey(e.to_string()))?;
+            .map_err(|e| StartError::MasterKey(e.to_string()))?
+            .anchored(Some(config.audit_anchor_file.clone()));
         let passwords = Passwords::new().await?;
         let providers = ProviderHttp::new(
             config.provider_connect_timeout,

@@ -37,6 +37,111 @@ fn has_twelve_digits(text: &str) -> bool {
     false
 }
 
+/// `text` as a person reads it: percent escapes decoded, `+` read as a space (URL queries
+/// are recorded too).
+fn decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
+        match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `text` with single spaces, dashes and dots between digits removed, so a number written
+/// in groups (`98765 43210`, `1234-5678-9012`) reads as one.
+fn collapsed(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    chars
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| {
+            let joins = matches!(c, ' ' | '-' | '.')
+                && *i > 0
+                && chars[i - 1].is_ascii_digit()
+                && chars.get(i + 1).is_some_and(char::is_ascii_digit);
+            !joins
+        })
+        .map(|(_, c)| *c)
+        .collect()
+}
+
+/// Whether `text` holds an Aadhaar number written in three groups of four digits.
+fn has_grouped_aadhaar(text: &str) -> bool {
+    let chars: Vec<char> = text.chars().collect();
+    let digits_at =
+        |at: usize| (at..at + 4).all(|i| chars.get(i).is_some_and(char::is_ascii_digit));
+    let separator_at = |at: usize| matches!(chars.get(at), Some(' ' | '-' | '.'));
+    (0..chars.len()).any(|start| {
+        (start == 0 || !chars[start - 1].is_ascii_digit())
+            && digits_at(start)
+            && separator_at(start + 4)
+            && digits_at(start + 5)
+            && separator_at(start + 9)
+            && digits_at(start + 10)
+            && !chars.get(start + 14).is_some_and(char::is_ascii_digit)
+    })
+}
+
+/// What is wrong with one stored text: forbidden values however written, and Aadhaar-length
+/// numbers (plain, grouped or percent-encoded).
+fn problems_in(text: &str, with_numbers: bool) -> Vec<String> {
+    let readable = decoded(text);
+    let joined = collapsed(&readable);
+    let mut found: Vec<String> = FORBIDDEN
+        .iter()
+        .filter(|needle| {
+            [text, readable.as_str(), joined.as_str()]
+                .iter()
+                .any(|t| t.contains(*needle))
+        })
+        .map(|needle| format!("contains {needle:?}"))
+        .collect();
+    if with_numbers && (has_twelve_digits(&readable) || has_grouped_aadhaar(&readable)) {
+        found.push(format!("has an Aadhaar-length number: {text}"));
+    }
+    found
+}
+
+#[test]
+fn the_scan_catches_numbers_written_in_groups_or_encoded() {
+    for leak in [
+        r#"{"filter":"q=98765%2043210"}"#,
+        r#"{"filter":{"q":"98765 43210"}}"#,
+        "q=98765+43210",
+        "987.654.3210",
+        "1234 5678 9012",
+        "1234-5678-9012",
+        "q=1234%205678%209012",
+        "to meera%40example.com",
+    ] {
+        assert!(!problems_in(leak, true).is_empty(), "{leak}");
+    }
+    for clean in [
+        r#"{"filter":{"q":"***** *3210"}}"#,
+        "**** **** 9012",
+        "2026-11-22 14:30:00.123 UTC",
+        "m***@example.com",
+    ] {
+        assert_eq!(problems_in(clean, true), Vec::<String>::new(), "{clean}");
+    }
+}
+
 #[tokio::test]
 #[ignore = "run by the test command after the whole suite (it reads the suite's databases)"]
 async fn every_audit_row_of_the_suite_is_clean() {
@@ -71,17 +176,14 @@ async fn every_audit_row_of_the_suite_is_clean() {
         }
         for (seq, actor_email, action, object_id, reason, detail, request_id) in rows {
             rows_scanned += 1;
-            let all = format!("{actor_email} {action} {object_id} {reason} {detail} {request_id}");
-            for needle in FORBIDDEN {
-                if all.contains(needle) {
-                    problems.push(format!("{name} seq {seq} ({action}) contains {needle:?}"));
-                }
-            }
+            // Who and what may hold numbers of their own (request ids); the content may not.
+            let who = format!("{actor_email} {action} {request_id}");
             let content = format!("{object_id} {reason} {detail}");
-            if has_twelve_digits(&content) {
-                problems.push(format!(
-                    "{name} seq {seq} ({action}) has a 12-digit number: {content}"
-                ));
+            for problem in problems_in(&who, false)
+                .into_iter()
+                .chain(problems_in(&content, true))
+            {
+                problems.push(format!("{name} seq {seq} ({action}) {problem}"));
             }
         }
     }

@@ -22,6 +22,10 @@ fn kyc_desk_with(
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATABASE_URL", database_url)
+        .envs(
+            kyc_desk::server::fresh_database::anchor_file_for(database_url)
+                .map(|anchor| ("KYC_DESK_AUDIT_ANCHOR_FILE", anchor)),
+        )
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
@@ -305,3 +309,114 @@ async fn a_closed_output_pipe_ends_the_command_quietly() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// The key epoch of every audit row of the database at `url`, in seq order.
+async fn row_epochs(url: &str) -> Vec<(String, i64)> {
+    let db = kyc_desk::server::db::Db::connect(url).await.unwrap();
+    let rows = sqlx::query_as("SELECT action, key_epoch FROM audit_log ORDER BY seq")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    db.pool.close().await;
+    rows
+}
+
+both_backends!(
+    verify_audit_reports_rows_deleted_after_the_newest_checkpoint,
+    |backend| async move {
+        let (url, _dir) = fresh_database(backend).await;
+        let app = common::TestApp::start_on(&url, None, &[]).await;
+        crate::audit::append_events(&app, 6).await;
+        let checkpoint = app
+            .state
+            .audit
+            .checkpoint(&app.state.db)
+            .await
+            .unwrap()
+            .unwrap();
+        let (code, stdout, stderr) = kyc_desk(&url, &["verify-audit"], "");
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stdout.contains(&format!("(seq {})", checkpoint.seq)),
+            "{stdout}"
+        );
+
+        crate::audit::drop_triggers(&app.state.db).await;
+        sqlx::query("DELETE FROM audit_log WHERE seq > $1")
+            .bind(checkpoint.seq - 2)
+            .execute(&app.state.db.pool)
+            .await
+            .unwrap();
+        let (code, stdout, _) = kyc_desk(&url, &["verify-audit"], "");
+        assert_eq!(code, 1, "{stdout}");
+        assert!(
+            stdout.contains(&format!(
+                "rows after seq {} are missing: the checkpoint of {} records the chain up to seq {}",
+                checkpoint.seq - 2,
+                checkpoint.time,
+                checkpoint.seq
+            )),
+            "{stdout}"
+        );
+    }
+);
+
+both_backends!(
+    rotate_audit_key_and_rotate_master_key_start_new_epochs,
+    |backend| async move {
+        let (url, _dir) = fresh_database(backend).await;
+        let create = |email: &str| {
+            let (code, _, stderr) = kyc_desk(
+                &url,
+                &["create-user", "--email", email, "--role", "admin"],
+                "a long admin passphrase\n",
+            );
+            assert_eq!(code, 0, "{stderr}");
+        };
+        create("one@example.com");
+        let (code, stdout, stderr) = kyc_desk(&url, &["rotate-audit-key"], "");
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains("Started audit key epoch 2"), "{stdout}");
+        create("two@example.com");
+        assert_eq!(
+            row_epochs(&url).await,
+            [
+                ("user.create".to_string(), 1),
+                ("audit.key_rotate".to_string(), 2),
+                ("user.create".to_string(), 2),
+            ]
+        );
+
+        let keys = tempfile::tempdir().unwrap();
+        let new_key = keys.path().join("new-master.key");
+        let (code, _, stderr) = kyc_desk(
+            &url,
+            &[
+                "rotate-master-key",
+                "--new-key-file",
+                new_key.to_str().unwrap(),
+            ],
+            "",
+        );
+        assert_eq!(code, 0, "{stderr}");
+        let with_new_key = [("KYC_DESK_MASTER_KEY_FILE", new_key.to_str().unwrap())];
+        let (code, _, stderr) = kyc_desk_with(
+            &url,
+            &with_new_key,
+            &[
+                "create-user",
+                "--email",
+                "three@example.com",
+                "--role",
+                "admin",
+            ],
+            "a long admin passphrase\n",
+        );
+        assert_eq!(code, 0, "{stderr}");
+        let epochs: Vec<i64> = row_epochs(&url).await.into_iter().map(|(_, e)| e).collect();
+        assert_eq!(epochs, [1, 2, 2, 3, 3]);
+        let (code, stdout, stderr) = kyc_desk_with(&url, &with_new_key, &["verify-audit"], "");
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains("5 rows verified"), "{stdout}");
+    }
+);

@@ -44,7 +44,11 @@ async fn start_with_key(backend: common::Backend, key: &str) -> TestApp {
 }
 
 async fn reopen(database_url: &str, key: Option<&str>) -> Result<AppState, String> {
+    let anchor = kyc_desk::server::fresh_database::anchor_file_for(database_url);
     let mut vars = vec![("DATABASE_URL", database_url)];
+    if let Some(anchor) = &anchor {
+        vars.push(("KYC_DESK_AUDIT_ANCHOR_FILE", anchor));
+    }
     if let Some(key) = key {
         vars.push(("KYC_DESK_MASTER_KEY", key));
     }

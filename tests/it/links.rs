@@ -1482,3 +1482,54 @@ both_backends!(
         );
     }
 );
+
+// Issue 18 §4: an export filtered by a customer's address or phone number records the
+// filter as typed with the address and number masked (it was recorded URL-encoded, as
+// `meera%40example.com` and `98765%2043210`, which no scrub read).
+both_backends!(
+    exports_filtered_by_contact_details_are_recorded_masked,
+    |backend| async move {
+        let (app, operator, _) = sandbox_app(backend).await;
+        app.user("ada@example.com", Role::Auditor).await;
+        let auditor = app.signed_in("ada@example.com").await;
+        for q in ["meera@example.com", "98765 43210"] {
+            let response = operator
+                .get(format!("{}/sessions/export.csv", app.base))
+                .query(&[("q", q)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+        let response = auditor
+            .get(format!("{}/audit/export.csv", app.base))
+            .query(&[("q", "1234 5678 9012")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut recorded: Vec<String> = rows_of(&app, "session.export")
+            .await
+            .iter()
+            .map(|row| {
+                let detail: Value = serde_json::from_str(&row.detail).unwrap();
+                detail["filter"]["q"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        let audit_export = rows_of(&app, "audit.export").await;
+        let detail: Value = serde_json::from_str(&audit_export[0].detail).unwrap();
+        recorded.push(
+            detail["filter"]["q"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+        assert_eq!(
+            recorded,
+            ["m***@example.com", "***** *3210", "**** **** 9012"]
+        );
+    }
+);

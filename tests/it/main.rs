@@ -8,6 +8,7 @@ mod common;
 
 mod abuse;
 mod audit;
+mod audit_integrity;
 mod audit_scan;
 mod auth;
 mod bounded_waits;
@@ -18,6 +19,7 @@ mod faults;
 mod links;
 mod page_stress;
 mod providers;
+mod reads_recorded_once;
 mod returns;
 mod sandbox;
 mod scaleout;

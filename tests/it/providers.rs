@@ -920,3 +920,108 @@ async fn errors_never_show_credentials() {
         assert!(!text.contains(EKO_ACCESS_KEY), "{text}");
     }
 }
+
+fn older_document_answer() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "status": 0,
+        "data": {
+            "care_of": "S/O Mohan Rao", "dob": "1990-02-01", "gender": "M", "name": "Ravi Rao",
+            "uid": FULL_AADHAAR, "split_address": {"dist": "Pune", "state": "Maharashtra"},
+            "reference_id": 1234567
+        }
+    }))
+}
+
+#[tokio::test]
+async fn eko_document_falls_back_to_the_older_get_shape_and_remembers_it() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(EKO_DOCUMENT))
+        .respond_with(ResponseTemplate::new(404))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("{EKO_DOCUMENT}/AADHAAR")))
+        .respond_with(older_document_answer())
+        .expect(2)
+        .mount(&server)
+        .await;
+    let http = http();
+    let creds = eko_creds(&server);
+    let fetched = eko::fetch_document(&http, &creds, "1234567", Some(CLIENT_REF), None, "AADHAAR")
+        .await
+        .unwrap();
+    assert_eq!(fetched.shape, eko::DocumentShape::GetByType);
+    assert_eq!(fetched.document.name.as_deref(), Some("Ravi Rao"));
+    assert_eq!(
+        fetched.document.masked_aadhaar.as_deref(),
+        Some("XXXX-XXXX-2345")
+    );
+    let first = fetched.fell_back_from.unwrap();
+    assert_eq!(first.form, "POST …/tools/kyc/digilocker/document");
+    assert!(matches!(
+        first.error,
+        ProviderError::Http { status: 404, .. }
+    ));
+
+    // The older call as documented: GET …/document/{type}?initiator_id&client_ref_id&reference_id.
+    let requests = server.received_requests().await.unwrap();
+    let get = &requests[1];
+    assert_eq!(get.method.as_str(), "GET");
+    let query: Vec<(String, String)> = get.url.query_pairs().into_owned().collect();
+    assert_eq!(
+        query,
+        vec![
+            ("initiator_id".to_string(), EKO_INITIATOR.to_string()),
+            ("client_ref_id".to_string(), CLIENT_REF.to_string()),
+            ("reference_id".to_string(), "1234567".to_string()),
+        ]
+    );
+    assert_eq!(header_names(get), eko_get_headers());
+    assert_signed(get);
+    assert!(get.body.is_empty());
+
+    // The next fetch goes straight to the shape that worked.
+    let again = eko::fetch_document(&http, &creds, "1234567", None, None, "AADHAAR")
+        .await
+        .unwrap();
+    assert_eq!(again.shape, eko::DocumentShape::GetByType);
+    assert!(again.fell_back_from.is_none());
+}
+
+#[tokio::test]
+async fn eko_document_failures_name_every_form_tried_and_only_404_405_fall_back() {
+    // Neither shape known: both forms named, in order.
+    let server = MockServer::start().await;
+    let attempts = eko::fetch_document(&http(), &eko_creds(&server), "1234567", None, None, "")
+        .await
+        .unwrap_err();
+    let forms: Vec<&str> = attempts.iter().map(|a| a.form.as_str()).collect();
+    assert_eq!(
+        forms,
+        [
+            "POST …/tools/kyc/digilocker/document",
+            "GET …/tools/kyc/digilocker/document/AADHAAR"
+        ]
+    );
+    let note = eko::failure_note("document", &attempts);
+    assert!(
+        note.starts_with(
+            "Eko document call failed (POST …/tools/kyc/digilocker/document answered HTTP 404, \
+             then GET …/tools/kyc/digilocker/document/AADHAAR answered HTTP 404). "
+        ),
+        "{note}"
+    );
+
+    // A server error is not an unknown address: retried, but no other shape is tried.
+    let server = eko_server("POST", EKO_DOCUMENT, ResponseTemplate::new(503), 3).await;
+    let attempts = eko::fetch_document(&http(), &eko_creds(&server), "1234567", None, None, "")
+        .await
+        .unwrap_err();
+    assert_eq!(attempts.len(), 1);
+    assert!(matches!(
+        attempts[0].error,
+        ProviderError::Http { status: 503, .. }
+    ));
+}

@@ -65,7 +65,8 @@ fn free_ports() -> (u16, u16) {
 
 /// The environment both processes (and the command line) share: one database, one master key.
 fn shared_env(database_url: &str) -> Vec<(&'static str, String)> {
-    vec![
+    let anchor = kyc_desk::server::fresh_database::anchor_file_for(database_url);
+    let mut env = vec![
         ("DATABASE_URL", database_url.to_string()),
         ("KYC_DESK_MASTER_KEY", common::test_master_key()),
         ("KYC_DESK_SITE_ROOT", "target/site".into()),
@@ -73,7 +74,11 @@ fn shared_env(database_url: &str) -> Vec<(&'static str, String)> {
         // The test client stands in for a load balancer on this machine.
         ("KYC_DESK_TRUSTED_PROXIES", "127.0.0.1".into()),
         ("RUST_LOG", "warn".into()),
-    ]
+    ];
+    if let Some(anchor) = anchor {
+        env.push(("KYC_DESK_AUDIT_ANCHOR_FILE", anchor));
+    }
+    env
 }
 
 fn kyc_desk_command(env: &[(&'static str, String)]) -> Command {

@@ -1,44 +1,82 @@
-//! Appending to the chain, the audit key, and verification.
+//! Appending to the chain, the audit key epochs, checkpoints, and verification.
 
-use super::chain::{Break, ChainWalker, GENESIS_MAC, VerifyReport, parse_packed, row_mac};
-use super::{AuditEvent, RequestMeta, scrub};
-use crate::server::db::{self, Db, audit as repo, audit::AuditRow};
+use super::anchor::{self, Checkpoint};
+use super::chain::{
+    Break, ChainWalker, EpochKey, GENESIS_MAC, VerifyReport, Waypoint, parse_packed, row_mac,
+};
+use super::{Actor, AuditEvent, Outcome, RequestMeta, scrub};
+use crate::server::db::{self, Db, audit as repo, audit::AuditRow, audit::EpochRow};
 use crate::server::vault::{Sealed, SecretSlot, Vault};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use rand::RngCore as _;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::AnyConnection;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use zeroize::Zeroizing;
 
-/// Why the audit log could not be opened.
+/// Why the audit log could not be opened, or its keys used.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditLogError {
     /// A query failed.
     #[error("audit log: {0}")]
     Db(#[from] sqlx::Error),
-    /// The stored audit key does not open with the configured master key.
+    /// A stored audit key does not open with the configured master key.
     #[error(
-        "the stored audit key cannot be opened with the configured master key (the key or its row was changed)"
+        "the stored audit key of epoch {0} cannot be opened with the configured master key (the key, or its row, was changed; after a master-key rotation restart with the new key)"
     )]
-    Key,
-    /// Rows exist but their key is gone.
+    Key(i64),
+    /// Rows exist but their keys are gone.
     #[error(
-        "the audit log has rows but its key row is missing; restore the audit_key row from a backup"
+        "the audit log has rows but its key rows are missing; restore the audit_key_epochs table from a backup"
     )]
     KeyMissing,
+    /// A row or checkpoint names an epoch whose key is not stored.
+    #[error("the audit key of epoch {0} is not stored")]
+    EpochMissing(i64),
+    /// A log over a given key (tests, tools) has no master key to seal a new epoch under.
+    #[error("this audit log has no master key to seal a new audit key epoch under")]
+    Unsealed,
 }
 
-const KEY_SLOT: SecretSlot<'static> = SecretSlot {
-    credential_id: 0,
-    field: "audit-key",
-    version: 0,
-};
+impl From<AuditLogError> for sqlx::Error {
+    fn from(error: AuditLogError) -> Self {
+        match error {
+            AuditLogError::Db(error) => error,
+            other => sqlx::Error::Configuration(Box::new(other)),
+        }
+    }
+}
 
-/// The audit log: appends rows to the chain and verifies it. Cheap to clone.
+/// Why a checkpoint could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum AnchorError {
+    /// Reading the head or writing the anchor_start row failed.
+    #[error("audit checkpoint: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The anchor file could not be written.
+    #[error("audit checkpoint: cannot write the anchor file {path}: {source}")]
+    Io {
+        /// The anchor file.
+        path: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+}
+
+type Key = Arc<Zeroizing<[u8; 32]>>;
+
+/// The audit log: appends rows to the chain, writes checkpoints and verifies. Cheap to clone.
 #[derive(Clone)]
 pub struct AuditLog {
-    key: Arc<Zeroizing<[u8; 32]>>,
+    /// Opens the stored epoch keys (`None` for a log over one given key).
+    vault: Option<Arc<Vault>>,
+    /// Epoch keys opened so far, shared by clones.
+    keys: Arc<RwLock<BTreeMap<i64, Key>>>,
+    /// Where checkpoints go and are checked against.
+    anchor: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -57,68 +95,189 @@ fn decode_key(text: &str) -> Option<Zeroizing<[u8; 32]>> {
     Some(key)
 }
 
+/// The associated data an epoch key is sealed with: it binds the epoch and its first seq, so
+/// a seal moved to another epoch, or a changed `first_seq`, does not open. Epoch 1 from seq 1
+/// keeps the slot of the single audit key before epochs, so that key moved over unchanged.
+fn epoch_field(epoch: i64, first_seq: i64) -> String {
+    if epoch == 1 && first_seq == 1 {
+        "audit-key".into()
+    } else {
+        format!("audit-key/epoch/{epoch}/from/{first_seq}")
+    }
+}
+
+fn slot(field: &str) -> SecretSlot<'_> {
+    SecretSlot {
+        credential_id: 0,
+        field,
+        version: 0,
+    }
+}
+
+/// Opens one stored epoch key with `vault`.
+pub fn open_epoch_key(vault: &Vault, row: &EpochRow) -> Result<Zeroizing<[u8; 32]>, AuditLogError> {
+    let bad = || AuditLogError::Key(row.epoch);
+    let sealed = Sealed {
+        ciphertext: STANDARD.decode(&row.ciphertext).map_err(|_| bad())?,
+        nonce: STANDARD.decode(&row.nonce).map_err(|_| bad())?,
+        key_version: row.key_version,
+    };
+    let field = epoch_field(row.epoch, row.first_seq);
+    let text = vault.open(slot(&field), &sealed).map_err(|_| bad())?;
+    decode_key(text.expose_secret()).ok_or_else(bad)
+}
+
+fn seal_epoch_key(vault: &Vault, epoch: i64, first_seq: i64, key: &[u8; 32]) -> EpochRow {
+    let text = SecretString::from(STANDARD.encode(key));
+    let field = epoch_field(epoch, first_seq);
+    let sealed = vault.seal(slot(&field), &text);
+    EpochRow {
+        epoch,
+        first_seq,
+        ciphertext: STANDARD.encode(&sealed.ciphertext),
+        nonce: STANDARD.encode(&sealed.nonce),
+        key_version: sealed.key_version,
+    }
+}
+
+fn random_key() -> Zeroizing<[u8; 32]> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(key.as_mut());
+    key
+}
+
 impl AuditLog {
-    /// Opens the audit key (creating it from the master key on first start).
-    pub async fn open(db: &Db, vault: &Vault) -> Result<AuditLog, AuditLogError> {
+    /// Opens every audit key epoch (creating epoch 1 with a random key on first start).
+    pub async fn open(db: &Db, vault: &Arc<Vault>) -> Result<AuditLog, AuditLogError> {
         let mut tx = db.begin().await?;
         db::lock(&mut tx, "audit").await?;
-        let key = match repo::sealed_key(&mut tx).await? {
-            Some((ciphertext, nonce, key_version)) => {
-                let sealed = Sealed {
-                    ciphertext: STANDARD
-                        .decode(ciphertext)
-                        .map_err(|_| AuditLogError::Key)?,
-                    nonce: STANDARD.decode(nonce).map_err(|_| AuditLogError::Key)?,
-                    key_version,
-                };
-                let text = vault
-                    .open(KEY_SLOT, &sealed)
-                    .map_err(|_| AuditLogError::Key)?;
-                decode_key(text.expose_secret()).ok_or(AuditLogError::Key)?
+        let stored = repo::epochs(&mut tx).await?;
+        let mut keys = BTreeMap::new();
+        if stored.is_empty() {
+            if repo::head(&mut tx).await?.is_some() {
+                return Err(AuditLogError::KeyMissing);
             }
-            None => {
-                if repo::head(&mut tx).await?.is_some() {
-                    return Err(AuditLogError::KeyMissing);
-                }
-                let key = vault.master_key().derive("audit");
-                Self::store_key(&mut tx, vault, &key).await?;
-                key
-            }
-        };
+            let key = random_key();
+            repo::insert_epoch(&mut tx, &seal_epoch_key(vault, 1, 1, &key)).await?;
+            keys.insert(1, Arc::new(key));
+        }
+        for row in &stored {
+            keys.insert(row.epoch, Arc::new(open_epoch_key(vault, row)?));
+        }
         tx.commit().await?;
-        Ok(AuditLog { key: Arc::new(key) })
+        Ok(AuditLog {
+            vault: Some(Arc::clone(vault)),
+            keys: Arc::new(RwLock::new(keys)),
+            anchor: None,
+        })
     }
 
-    /// An audit log over a given key (tests and tools).
+    /// An audit log over one given key, as epoch 1 (tests and tools).
     pub fn with_key(key: [u8; 32]) -> AuditLog {
         AuditLog {
-            key: Arc::new(Zeroizing::new(key)),
+            vault: None,
+            keys: Arc::new(RwLock::new(BTreeMap::from([(
+                1,
+                Arc::new(Zeroizing::new(key)),
+            )]))),
+            anchor: None,
         }
     }
 
-    async fn store_key(
-        conn: &mut AnyConnection,
-        vault: &Vault,
-        key: &[u8; 32],
-    ) -> Result<(), sqlx::Error> {
-        let text = SecretString::from(STANDARD.encode(key));
-        let sealed = vault.seal(KEY_SLOT, &text);
-        repo::put_sealed_key(
-            conn,
-            &STANDARD.encode(&sealed.ciphertext),
-            &STANDARD.encode(&sealed.nonce),
-            sealed.key_version,
-        )
-        .await
+    /// The same log, writing checkpoints to and checking against the anchor file `path`.
+    pub fn anchored(mut self, path: Option<PathBuf>) -> AuditLog {
+        self.anchor = path;
+        self
     }
 
-    /// Seals the audit key under a new master key, inside the rotation's transaction.
-    pub async fn reseal(&self, conn: &mut AnyConnection, new: &Vault) -> Result<(), sqlx::Error> {
-        Self::store_key(conn, new, &self.key).await
+    /// The anchor file, if checkpoints are kept.
+    pub fn anchor_file(&self) -> Option<&Path> {
+        self.anchor.as_deref()
+    }
+
+    fn cached(&self, epoch: i64) -> Option<Key> {
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&epoch)
+            .cloned()
+    }
+
+    /// The key of `epoch`: opened before, or read and opened now (an epoch another process
+    /// started, by `rotate-audit-key` for instance).
+    async fn key_for(&self, conn: &mut AnyConnection, epoch: i64) -> Result<Key, AuditLogError> {
+        if let Some(key) = self.cached(epoch) {
+            return Ok(key);
+        }
+        let vault = self
+            .vault
+            .as_ref()
+            .ok_or(AuditLogError::EpochMissing(epoch))?;
+        let row = repo::epoch(conn, epoch)
+            .await?
+            .ok_or(AuditLogError::EpochMissing(epoch))?;
+        let key = Arc::new(open_epoch_key(vault, &row)?);
+        self.keys
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(epoch, Arc::clone(&key));
+        Ok(key)
+    }
+
+    /// Starts a new key epoch inside the caller's transaction, whose keys are sealed under
+    /// `vault` (the new one on master-key rotation, when every older epoch is re-sealed under
+    /// it too). Returns the log to append the rotation's own row with: it signs in the new
+    /// epoch. This log is left as it was, so a rolled-back rotation leaves nothing behind.
+    pub async fn start_epoch(
+        &self,
+        conn: &mut AnyConnection,
+        vault: &Arc<Vault>,
+    ) -> Result<AuditLog, AuditLogError> {
+        db::lock(conn, "audit").await?;
+        let (head, newest) = repo::append_point(conn).await?;
+        let mut keys = BTreeMap::new();
+        for row in repo::epochs(conn).await? {
+            let key = self.key_for(conn, row.epoch).await?;
+            if row.key_version != vault.key_version() {
+                repo::reseal_epoch(conn, &seal_epoch_key(vault, row.epoch, row.first_seq, &key))
+                    .await?;
+            }
+            keys.insert(row.epoch, key);
+        }
+        let epoch = newest.unwrap_or(0) + 1;
+        let first_seq = head.map_or(1, |(seq, _)| seq + 1);
+        let key = random_key();
+        repo::insert_epoch(conn, &seal_epoch_key(vault, epoch, first_seq, &key)).await?;
+        keys.insert(epoch, Arc::new(key));
+        Ok(AuditLog {
+            vault: Some(Arc::clone(vault)),
+            keys: Arc::new(RwLock::new(keys)),
+            anchor: self.anchor.clone(),
+        })
+    }
+
+    /// `rotate-audit-key`: a new epoch with a fresh random key, recorded in its first row.
+    /// Returns the new epoch.
+    pub async fn rotate_key(&self, db: &Db, meta: &RequestMeta) -> Result<i64, AuditLogError> {
+        let vault = self.vault.clone().ok_or(AuditLogError::EpochMissing(0))?;
+        let mut tx = db.begin().await?;
+        let rotated = self.start_epoch(&mut tx, &vault).await?;
+        let epoch = repo::append_point(&mut tx).await?.1.unwrap_or(1);
+        rotated
+            .append(
+                &mut tx,
+                meta,
+                &AuditEvent::new(Actor::Cli, "audit.key_rotate", Outcome::Success)
+                    .detail(serde_json::json!({ "from_epoch": epoch - 1, "to_epoch": epoch })),
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(epoch)
     }
 
     /// Appends `event` inside the caller's transaction (so the change and its row commit
-    /// together); takes the chain lock, which is held until that transaction ends.
+    /// together); takes the chain lock, which is held until that transaction ends. The row is
+    /// signed in the newest key epoch.
     pub async fn append(
         &self,
         conn: &mut AnyConnection,
@@ -126,9 +285,10 @@ impl AuditLog {
         event: &AuditEvent,
     ) -> Result<i64, sqlx::Error> {
         db::lock(conn, "audit").await?;
-        let (prev_seq, prev_mac) = repo::head(conn)
-            .await?
-            .unwrap_or((0, GENESIS_MAC.to_string()));
+        let (head, newest) = repo::append_point(conn).await?;
+        let (prev_seq, prev_mac) = head.unwrap_or((0, GENESIS_MAC.to_string()));
+        let key_epoch = newest.unwrap_or(1);
+        let key = self.key_for(conn, key_epoch).await?;
         let (actor_id, actor_email, actor_role) = event.actor.stored();
         let (object_type, object_id) = event
             .object
@@ -156,8 +316,9 @@ impl AuditLog {
             detail,
             prev_mac,
             mac: String::new(),
+            key_epoch,
         };
-        row.mac = row_mac(&self.key, &row.prev_mac, &row);
+        row.mac = row_mac(&key, &row.prev_mac, &row);
         repo::insert(conn, &row).await?;
         tracing::info!(
             target: "audit",
@@ -198,13 +359,92 @@ impl AuditLog {
         }
     }
 
+    /// Writes a checkpoint of the chain's head to the anchor file and the log, unless there is
+    /// no anchor file, no row, or nothing new since the last checkpoint. The file's first
+    /// checkpoint is preceded by an `audit.anchor_start` row, so that the chain itself says a
+    /// checkpoint is expected from then on. Returns the checkpoint written.
+    pub async fn checkpoint(&self, db: &Db) -> Result<Option<Checkpoint>, AnchorError> {
+        let Some(path) = &self.anchor else {
+            return Ok(None);
+        };
+        let io = |source| AnchorError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        anchor::create(path).map_err(io)?;
+        // Announced once per file, in the chain itself (also after a failed first attempt).
+        if anchor::last(path).map_err(io)?.is_none()
+            && repo::first_anchor_start(&db.pool, &path.display().to_string())
+                .await?
+                .is_none()
+        {
+            self.try_record(
+                db,
+                &RequestMeta::system(),
+                &AuditEvent::new(Actor::System, "audit.anchor_start", Outcome::Success)
+                    .object("anchor_file", path.display())
+                    .reason("checkpoints of the audit chain are written to this file from now on"),
+            )
+            .await?;
+        }
+        let Some((seq, mac, epoch)) = repo::head_with_epoch(&db.pool).await? else {
+            return Ok(None);
+        };
+        if anchor::last(path)
+            .map_err(io)?
+            .is_some_and(|last| last.seq == seq && last.mac == mac)
+        {
+            return Ok(None);
+        }
+        let mut conn = db.pool.acquire().await?;
+        let key = self
+            .key_for(&mut conn, epoch)
+            .await
+            .map_err(sqlx::Error::from)?;
+        drop(conn);
+        let checkpoint = Checkpoint::sign(EpochKey::new(epoch, 0, &key).keyed(), seq, &mac, epoch);
+        anchor::append(path, &checkpoint).map_err(io)?;
+        tracing::info!(
+            target: "audit_anchor",
+            seq = checkpoint.seq,
+            mac = %checkpoint.mac,
+            time = %checkpoint.time,
+            epoch = checkpoint.epoch,
+            hmac = %checkpoint.hmac,
+            file = %path.display(),
+            "audit checkpoint"
+        );
+        Ok(Some(checkpoint))
+    }
+
     /// Walks the whole chain from genesis.
     pub async fn verify(&self, db: &Db) -> Result<VerifyReport, sqlx::Error> {
         self.verify_from(db, 1, GENESIS_MAC).await
     }
 
+    /// Every stored epoch with its key, oldest first.
+    async fn epoch_keys(&self, db: &Db) -> Result<Arc<[EpochKey]>, sqlx::Error> {
+        let mut conn = db.pool.acquire().await?;
+        let mut stored: Vec<(i64, i64)> = repo::epochs(&mut conn)
+            .await?
+            .into_iter()
+            .map(|row| (row.epoch, row.first_seq))
+            .collect();
+        if stored.is_empty() && self.vault.is_none() {
+            // A log over a given key, on a database whose epochs were never stored.
+            stored.push((1, 1));
+        }
+        let mut epochs = Vec::with_capacity(stored.len());
+        for (epoch, first_seq) in stored {
+            let key = self.key_for(&mut conn, epoch).await?;
+            epochs.push(EpochKey::new(epoch, first_seq, &key));
+        }
+        Ok(epochs.into())
+    }
+
     /// Walks the chain from `first_seq`, whose `prev_mac` must be `prev_mac` (an archive
-    /// checkpoint: the MAC of row `first_seq - 1`, kept with the archived export).
+    /// checkpoint: the MAC of row `first_seq - 1`, kept with the archived export), checking
+    /// each row against the key epoch of its seq and the chain against the anchor file.
     ///
     /// Ranges of rows are read and checked on all cores at once: each range is checked on its
     /// own, starting from its first row's stored `prev_mac`, and the seams are checked when the
@@ -213,6 +453,105 @@ impl AuditLog {
     pub async fn verify_from(
         &self,
         db: &Db,
+        first_seq: i64,
+        prev_mac: &str,
+    ) -> Result<VerifyReport, sqlx::Error> {
+        let epochs = self.epoch_keys(db).await?;
+        let anchors = self.read_anchors(db, &epochs).await?;
+        let waypoints: Arc<[Waypoint]> = anchors.waypoints.into();
+        let mut report = self
+            .walk(db, &epochs, &waypoints, first_seq, prev_mac)
+            .await?;
+        report.checkpoint = anchors.newest.as_ref().map(Checkpoint::describe);
+        if report.broken.is_some() {
+            return Ok(report);
+        }
+        report.broken = anchors.problem;
+        if report.broken.is_none()
+            && let Some(newest) = anchors.newest
+            && newest.seq > report.head_seq
+        {
+            report.broken = Some((
+                report.head_seq + 1,
+                Break::Truncated {
+                    after: report.head_seq,
+                    checkpoint_seq: newest.seq,
+                    time: newest.time,
+                },
+            ));
+        }
+        Ok(report)
+    }
+
+    /// The anchor file read and each line's signature checked.
+    async fn read_anchors(&self, db: &Db, epochs: &[EpochKey]) -> Result<Anchors, sqlx::Error> {
+        let mut anchors = Anchors::default();
+        let Some(path) = &self.anchor else {
+            return Ok(anchors);
+        };
+        let shown = path.display().to_string();
+        let lines = match anchor::read_all(path) {
+            Ok(lines) => lines.unwrap_or_default(),
+            Err(error) => {
+                anchors.problem = Some((
+                    0,
+                    Break::AnchorUnreadable {
+                        path: shown,
+                        reason: error.to_string(),
+                    },
+                ));
+                return Ok(anchors);
+            }
+        };
+        if lines.is_empty() {
+            if let Some(since_seq) = repo::first_anchor_start(&db.pool, &shown).await? {
+                anchors.problem = Some((
+                    since_seq,
+                    Break::AnchorMissing {
+                        path: shown,
+                        since_seq,
+                    },
+                ));
+            }
+            return Ok(anchors);
+        }
+        for (line, checkpoint) in lines {
+            let signed = checkpoint.filter(|c| {
+                epochs
+                    .iter()
+                    .find(|e| e.epoch == c.epoch)
+                    .is_some_and(|e| c.verifies(e.keyed()))
+            });
+            match signed {
+                Some(checkpoint) => {
+                    anchors.waypoints.push(Waypoint {
+                        seq: checkpoint.seq,
+                        mac: checkpoint.mac.clone(),
+                        line,
+                    });
+                    if anchors
+                        .newest
+                        .as_ref()
+                        .is_none_or(|newest| checkpoint.seq >= newest.seq)
+                    {
+                        anchors.newest = Some(checkpoint);
+                    }
+                }
+                None if anchors.problem.is_none() => {
+                    anchors.problem = Some((0, Break::ForgedCheckpoint { line }));
+                }
+                None => {}
+            }
+        }
+        anchors.waypoints.sort_by_key(|w| (w.seq, w.line));
+        Ok(anchors)
+    }
+
+    async fn walk(
+        &self,
+        db: &Db,
+        epochs: &Arc<[EpochKey]>,
+        waypoints: &Arc<[Waypoint]>,
         first_seq: i64,
         prev_mac: &str,
     ) -> Result<VerifyReport, sqlx::Error> {
@@ -225,10 +564,11 @@ impl AuditLog {
             + 1;
         let ranges = futures::stream::iter((first_seq..=last).step_by(RANGE as usize))
             .map(|from| {
-                let key = Arc::clone(&self.key);
+                let epochs = Arc::clone(epochs);
+                let waypoints = Arc::clone(waypoints);
                 async move {
                     let text = repo::packed_range(db, from, from + RANGE).await?;
-                    tokio::task::spawn_blocking(move || check_range(&key, &text))
+                    tokio::task::spawn_blocking(move || check_range(epochs, waypoints, &text))
                         .await
                         .map_err(|e| sqlx::Error::Protocol(format!("verification task: {e}")))?
                 }
@@ -250,8 +590,20 @@ impl AuditLog {
             head_seq: joined.expected_seq - 1,
             head_mac: joined.prev_mac,
             broken: None,
+            checkpoint: None,
         })
     }
+}
+
+/// What the anchor file says.
+#[derive(Default)]
+struct Anchors {
+    /// Every signed checkpoint's pin, by seq.
+    waypoints: Vec<Waypoint>,
+    /// The signed checkpoint of the highest seq.
+    newest: Option<Checkpoint>,
+    /// The first problem with the file itself.
+    problem: Option<(i64, Break)>,
 }
 
 /// One range checked on its own: where it starts and what a walk from there found.
@@ -261,18 +613,22 @@ struct CheckedRange {
     report: VerifyReport,
 }
 
-fn check_range(key: &[u8; 32], text: &str) -> Result<CheckedRange, sqlx::Error> {
+fn check_range(
+    epochs: Arc<[EpochKey]>,
+    waypoints: Arc<[Waypoint]>,
+    text: &str,
+) -> Result<CheckedRange, sqlx::Error> {
     let rows = parse_packed(text).map_err(|problem| sqlx::Error::Decode(problem.into()))?;
     let Some(first) = rows.first() else {
         return Ok(CheckedRange {
             first: None,
-            report: ChainWalker::new(key, 0, GENESIS_MAC).finish(),
+            report: ChainWalker::with(epochs, waypoints, 0, GENESIS_MAC).finish(),
         });
     };
     let Ok(first_seq) = first[0].parse::<i64>() else {
         return Err(sqlx::Error::Decode("audit seq is not a number".into()));
     };
-    let mut walker = ChainWalker::new(key, first_seq, first[13]);
+    let mut walker = ChainWalker::with(epochs, waypoints, first_seq, first[13]);
     for row in &rows {
         if !walker.push_packed(row) {
             break;
@@ -310,6 +666,7 @@ impl JoinedChain {
             head_seq: self.expected_seq - 1,
             head_mac: self.prev_mac.clone(),
             broken: Some(broken),
+            checkpoint: None,
         })
     }
 }

@@ -140,6 +140,32 @@ pub fn entry(row: &AuditRow) -> AuditEntry {
     }
 }
 
+/// The filters that are set, as typed (not URL-encoded), for an audit row: the row is
+/// scrubbed on the text a person reads, so a number searched for is masked however it was
+/// written; an address searched for is masked too.
+pub fn recorded_filter(filter: &AuditFilter) -> serde_json::Map<String, serde_json::Value> {
+    [
+        ("from", &filter.from),
+        ("to", &filter.to),
+        ("actor", &filter.actor),
+        ("action", &filter.action),
+        ("object", &filter.object),
+        ("outcome", &filter.outcome),
+        ("q", &filter.q),
+    ]
+    .into_iter()
+    .filter(|(_, value)| !value.trim().is_empty())
+    .map(|(name, value)| {
+        let value = if name == "q" {
+            super::mask_contacts(value.trim())
+        } else {
+            value.trim().to_string()
+        };
+        (name.to_string(), serde_json::json!(value))
+    })
+    .collect()
+}
+
 /// One page of rows matching `filter`; opening it is itself recorded.
 pub async fn page(
     state: &AppState,
@@ -155,7 +181,7 @@ pub async fn page(
             &state.db,
             meta,
             &AuditEvent::new(actor, "audit.view", Outcome::Success).detail(
-                serde_json::json!({ "filter": filter.to_query(), "before": filter.before }),
+                serde_json::json!({ "filter": recorded_filter(filter), "before": filter.before }),
             ),
         )
         .await?;
@@ -172,8 +198,8 @@ pub async fn page(
     })
 }
 
-/// The CSV header line.
-pub const CSV_HEADER: [&str; 15] = [
+/// The CSV header line (with each row's key epoch, so an archive can be verified on its own).
+pub const CSV_HEADER: [&str; 16] = [
     "seq",
     "time_utc",
     "actor_id",
@@ -189,6 +215,7 @@ pub const CSV_HEADER: [&str; 15] = [
     "detail",
     "prev_mac",
     "mac",
+    "key_epoch",
 ];
 
 /// One CSV line of a row.
@@ -209,6 +236,7 @@ pub fn csv_line(row: &AuditRow) -> String {
         row.detail.clone(),
         row.prev_mac.clone(),
         row.mac.clone(),
+        row.key_epoch.to_string(),
     ])
 }
 

@@ -34,8 +34,9 @@ pub enum Refusal {
     SignIn,
     /// The user must first replace an initial password (403, or the password page).
     ChangePassword(AppError),
-    /// The role may not pass this door; recorded as `access.denied` (403).
-    Forbidden(AppError),
+    /// The role may not pass this door; recorded as `access.denied` (403). Carries the
+    /// signed-in user, whom a page door still shows the console to (with its "no access" panel).
+    Forbidden(AppError, Box<AuthUser>),
     /// The door is not in the access table (404 for a server function).
     NoSuchDoor(AppError),
     /// The check itself failed (the database, most often): 503 or 500 with the request id.
@@ -47,7 +48,7 @@ impl From<Refusal> for AppError {
         match refusal {
             Refusal::SignIn => AppError::Unauthorized,
             Refusal::ChangePassword(error)
-            | Refusal::Forbidden(error)
+            | Refusal::Forbidden(error, _)
             | Refusal::NoSuchDoor(error)
             | Refusal::Failure(error) => error,
         }
@@ -154,7 +155,7 @@ pub async fn admit(
             if !roles.contains(&user.role) {
                 let (event, error) = door.forbidden(&user);
                 state.audit.record(&state.db, meta, &event).await;
-                return Err(Refusal::Forbidden(error));
+                return Err(Refusal::Forbidden(error, Box::new(user)));
             }
             Ok(Some(user))
         }
@@ -196,13 +197,10 @@ pub async fn enter(endpoint: &'static str) -> Result<Caller, AppError> {
         .await
         .map_err(|e| internal_error(&e, false))?;
     let meta = request_meta(&state);
-    let known = use_context::<axum::http::request::Parts>()
-        .and_then(|parts| parts.extensions.get::<Authenticated>().cloned())
-        .map(|Authenticated(user)| user);
     let user = admit(
         &state,
         Some(&session),
-        known,
+        admitted_user(),
         &meta,
         Door::ServerFn(endpoint),
     )
@@ -222,6 +220,14 @@ pub async fn require(endpoint: &'static str) -> Result<(Caller, AuthUser), AppEr
     let caller = enter(endpoint).await?;
     let user = caller.user.clone().ok_or(AppError::Unauthorized)?;
     Ok((caller, user))
+}
+
+/// The user a door already admitted for the request being served (the page door for a page
+/// render, the server-function door for a call over HTTP), if any.
+pub fn admitted_user() -> Option<AuthUser> {
+    use_context::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Authenticated>().cloned())
+        .map(|Authenticated(user)| user)
 }
 
 /// The endpoint of the server function this request calls over HTTP, if it is one.

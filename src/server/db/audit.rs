@@ -1,4 +1,4 @@
-//! The `audit_log` and `audit_key` tables.
+//! The `audit_log` and `audit_key_epochs` tables.
 
 use super::Bind;
 use sqlx::{AnyConnection, AnyPool};
@@ -36,16 +36,51 @@ pub struct AuditRow {
     pub prev_mac: String,
     /// HMAC-SHA256 over `prev_mac` and the row's canonical encoding, hex.
     pub mac: String,
+    /// The audit key epoch whose key signed the row.
+    pub key_epoch: i64,
 }
 
 const COLUMNS: &str = "seq, at_ms, actor_id, actor_email, actor_role, ip, request_id, action, \
-                       object_type, object_id, outcome, reason, detail, prev_mac, mac";
+                       object_type, object_id, outcome, reason, detail, prev_mac, mac, key_epoch";
 
 /// The last row's seq and MAC, or `None` for an empty log. Call under the `audit` lock.
 pub async fn head(conn: &mut AnyConnection) -> Result<Option<(i64, String)>, sqlx::Error> {
     sqlx::query_as("SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1")
         .fetch_optional(conn)
         .await
+}
+
+/// Where the next row goes: the last row's seq and MAC (`None` for an empty log) and the
+/// newest key epoch (`None` before the first epoch exists), in one round trip. Call under the
+/// `audit` lock.
+pub async fn append_point(
+    conn: &mut AnyConnection,
+) -> Result<(Option<(i64, String)>, Option<i64>), sqlx::Error> {
+    let (seq, mac, epoch): (Option<i64>, Option<String>, Option<i64>) = sqlx::query_as(
+        "SELECT (SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1), \
+         (SELECT mac FROM audit_log ORDER BY seq DESC LIMIT 1), \
+         (SELECT MAX(epoch) FROM audit_key_epochs)",
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok((seq.zip(mac), epoch))
+}
+
+/// The last row's seq, MAC and key epoch, read from the pool (what a checkpoint records).
+pub async fn head_with_epoch(pool: &AnyPool) -> Result<Option<(i64, String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT seq, mac, key_epoch FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(pool)
+        .await
+}
+
+/// The first row recording that checkpoints began in the anchor file `path`, if any.
+pub async fn first_anchor_start(pool: &AnyPool, path: &str) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT MIN(seq) FROM audit_log WHERE action = 'audit.anchor_start' AND object_id = $1",
+    )
+    .bind(path)
+    .fetch_one(pool)
+    .await
 }
 
 /// The last row's seq and MAC, read from the pool.
@@ -58,7 +93,7 @@ pub async fn head_of(pool: &AnyPool) -> Result<Option<(i64, String)>, sqlx::Erro
 /// Appends one row.
 pub async fn insert(conn: &mut AnyConnection, row: &AuditRow) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
-        "INSERT INTO audit_log ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        "INSERT INTO audit_log ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
     ))
     .bind(row.seq)
     .bind(row.at_ms)
@@ -75,6 +110,7 @@ pub async fn insert(conn: &mut AnyConnection, row: &AuditRow) -> Result<(), sqlx
     .bind(&row.detail)
     .bind(&row.prev_mac)
     .bind(&row.mac)
+    .bind(row.key_epoch)
     .execute(conn)
     .await?;
     Ok(())
@@ -200,31 +236,78 @@ pub async fn search(
         .await
 }
 
-/// The sealed audit key: (ciphertext base64, nonce base64, master-key version).
-pub async fn sealed_key(
-    conn: &mut AnyConnection,
-) -> Result<Option<(String, String, i64)>, sqlx::Error> {
-    sqlx::query_as("SELECT ciphertext, nonce, key_version FROM audit_key WHERE id = 1")
-        .fetch_optional(conn)
-        .await
+/// One audit key epoch as stored: its key sealed under the master key.
+#[derive(sqlx::FromRow, Clone)]
+pub struct EpochRow {
+    /// The epoch number, from 1.
+    pub epoch: i64,
+    /// The first seq signed in this epoch.
+    pub first_seq: i64,
+    /// Sealed key, base64.
+    pub ciphertext: String,
+    /// GCM nonce, base64.
+    pub nonce: String,
+    /// Version of the master key it is sealed under.
+    pub key_version: i64,
 }
 
-/// Stores the sealed audit key (first start) or replaces it (master-key rotation).
-pub async fn put_sealed_key(
-    conn: &mut AnyConnection,
-    ciphertext: &str,
-    nonce: &str,
-    key_version: i64,
-) -> Result<(), sqlx::Error> {
+impl std::fmt::Debug for EpochRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "EpochRow(epoch {}, from seq {}, key v{})",
+            self.epoch, self.first_seq, self.key_version
+        )
+    }
+}
+
+const EPOCH_COLUMNS: &str = "epoch, first_seq, ciphertext, nonce, key_version";
+
+/// Every epoch, oldest first.
+pub async fn epochs(conn: &mut AnyConnection) -> Result<Vec<EpochRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {EPOCH_COLUMNS} FROM audit_key_epochs ORDER BY epoch"
+    ))
+    .fetch_all(conn)
+    .await
+}
+
+/// One epoch.
+pub async fn epoch(conn: &mut AnyConnection, epoch: i64) -> Result<Option<EpochRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {EPOCH_COLUMNS} FROM audit_key_epochs WHERE epoch = $1"
+    ))
+    .bind(epoch)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Stores a new epoch (first start, key rotation). Call under the `audit` lock.
+pub async fn insert_epoch(conn: &mut AnyConnection, row: &EpochRow) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO audit_key (id, ciphertext, nonce, key_version, created_at) VALUES (1, $1, $2, $3, $4) \
-         ON CONFLICT (id) DO UPDATE SET ciphertext = excluded.ciphertext, nonce = excluded.nonce, \
-         key_version = excluded.key_version",
+        "INSERT INTO audit_key_epochs (epoch, first_seq, ciphertext, nonce, key_version, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
-    .bind(ciphertext)
-    .bind(nonce)
-    .bind(key_version)
+    .bind(row.epoch)
+    .bind(row.first_seq)
+    .bind(&row.ciphertext)
+    .bind(&row.nonce)
+    .bind(row.key_version)
     .bind(super::now())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Replaces an epoch's seal (master-key rotation re-seals every epoch under the new key).
+pub async fn reseal_epoch(conn: &mut AnyConnection, row: &EpochRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE audit_key_epochs SET ciphertext = $1, nonce = $2, key_version = $3 WHERE epoch = $4",
+    )
+    .bind(&row.ciphertext)
+    .bind(&row.nonce)
+    .bind(row.key_version)
+    .bind(row.epoch)
     .execute(conn)
     .await?;
     Ok(())
@@ -250,6 +333,7 @@ pub async fn packed_range(db: &super::Db, from: i64, to: i64) -> Result<String, 
         "detail",
         "prev_mac",
         "mac",
+        "CAST(key_epoch AS TEXT)",
     ];
     let packed = columns
         .iter()

@@ -86,6 +86,12 @@ pub struct SessionRow {
     pub outcome_at: Option<i64>,
     /// Their note (scrubbed).
     pub outcome_note: Option<String>,
+    /// When the current run of failed Eko polls began (`None` while polls work).
+    pub poll_failing_since: Option<i64>,
+    /// Failed Eko polls in a row.
+    pub poll_failures: i64,
+    /// 1 when `result` holds only the status call's details (no document fetched).
+    pub result_partial: i64,
     /// Creator's email (joined).
     pub creator_email: String,
 }
@@ -95,8 +101,9 @@ pub const SESSION_SELECT: &str = "SELECT s.id, s.public_id, s.idempotency_key, s
      s.credential_id, s.sandbox, s.customer_name, s.phone, s.email, s.internal_ref, s.documents, s.consent_note, \
      s.status, s.link_url, s.expires_at, s.provider_token, s.journey_id, s.reference_id, s.client_ref_id, \
      s.verification_id, s.result, s.last_error, s.created_by, s.created_at, s.updated_at, s.ended_at, \
-     s.supersedes, s.superseded_by, s.next_poll_at, s.poll_count, s.return_claim, s.return_count, \
-     s.last_return_at, s.outcome_by, s.outcome_at, s.outcome_note, u.email AS creator_email \
+     s.supersedes, s.superseded_by, s.next_poll_at, s.poll_count, s.poll_failing_since, s.poll_failures, \
+     s.result_partial, s.return_claim, s.return_count, s.last_return_at, s.outcome_by, s.outcome_at, \
+     s.outcome_note, u.email AS creator_email \
      FROM kyc_sessions s JOIN users u ON u.id = s.created_by";
 
 impl SessionRow {
@@ -148,6 +155,9 @@ impl SessionRow {
             outcome_by: None,
             outcome_at: None,
             outcome_note: None,
+            poll_failing_since: None,
+            poll_failures: 0,
+            result_partial: 0,
             creator_email: creator_email.to_string(),
         }
     }
@@ -1005,6 +1015,62 @@ pub async fn release_poll(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Notes a failed Eko poll: one more in a row, and when the run began (kept if it had).
+pub async fn note_poll_failure(
+    conn: &mut AnyConnection,
+    id: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE kyc_sessions SET poll_failures = poll_failures + 1, \
+         poll_failing_since = COALESCE(poll_failing_since, $1) WHERE id = $2",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ends a run of failed Eko polls (the provider answered).
+pub async fn clear_poll_failures(conn: &mut AnyConnection, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE kyc_sessions SET poll_failures = 0, poll_failing_since = NULL \
+         WHERE id = $1 AND (poll_failures <> 0 OR poll_failing_since IS NOT NULL)",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Stores a masked result; `partial` when it holds only the status call's details.
+pub async fn store_result(
+    conn: &mut AnyConnection,
+    id: i64,
+    result: &str,
+    partial: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE kyc_sessions SET result = $1, result_partial = $2 WHERE id = $3")
+        .bind(result)
+        .bind(i64::from(partial))
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Open sessions whose last `at_least` Eko polls or more all failed, longest failing first.
+pub async fn failing_polls(pool: &AnyPool, at_least: i64) -> Result<Vec<SessionRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "{SESSION_SELECT} WHERE s.poll_failing_since IS NOT NULL AND s.poll_failures >= $1 \
+         AND s.status IN ('created', 'sent', 'returned') ORDER BY s.poll_failing_since LIMIT 20"
+    ))
+    .bind(at_least)
+    .fetch_all(pool)
+    .await
 }
 
 /// Sessions per status created since `since`.

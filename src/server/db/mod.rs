@@ -4,6 +4,7 @@
 //! All SQL is written once, in the dialect both backends accept (`$n` placeholders, integer
 //! timestamps in seconds, 0/1 flags), so no business logic is duplicated per backend.
 
+pub mod app_role;
 pub mod audit;
 pub mod auth_sessions;
 pub mod credentials;
@@ -406,7 +407,8 @@ pub async fn lock(conn: &mut sqlx::AnyConnection, name: &str) -> Result<(), sqlx
     Ok(())
 }
 
-fn sqlite_path(url: &str) -> String {
+/// The file path of an `sqlite:` URL (without its query).
+pub(crate) fn sqlite_path(url: &str) -> String {
     let rest = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");

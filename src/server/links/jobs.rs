@@ -221,6 +221,9 @@ pub(super) async fn eko_credentials(
     Ok(eko::EkoCredentials::from_stored(&settings, &mut secrets))
 }
 
+/// Failed polls in a row after which a session shows "provider not answering".
+pub const FAILING_AFTER: i64 = 3;
+
 /// What one poll found.
 enum PollFinding {
     /// Not finished yet.
@@ -229,44 +232,81 @@ enum PollFinding {
     Completed(Vec<(String, String)>, String),
     /// The customer refused consent, or the provider failed the request.
     Failed(String),
+    /// A call failed (the note names which call and the address form tried). `partial` holds
+    /// the masked details the status call gave when only the document call failed.
+    CallFailed {
+        note: String,
+        partial: Option<Vec<(String, String)>>,
+    },
 }
 
-async fn poll_provider(state: &AppState, row: &SessionRow) -> Result<PollFinding, ProviderError> {
-    let creds = eko_credentials(state, &row.environment).await?;
+/// `(label, value)` pairs of the values present, each scrubbed once more.
+fn result_pairs(fields: &[(&str, Option<String>)]) -> Vec<(String, String)> {
+    fields
+        .iter()
+        .filter_map(|(label, value)| {
+            value
+                .as_deref()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| (label.to_string(), crate::server::audit::scrub(v)))
+        })
+        .collect()
+}
+
+async fn poll_provider(state: &AppState, row: &SessionRow) -> PollFinding {
+    let creds = match eko_credentials(state, &row.environment).await {
+        Ok(creds) => creds,
+        Err(error) => {
+            return PollFinding::CallFailed {
+                note: format!("Eko status call not made: {}", error.operator_message()),
+                partial: None,
+            };
+        }
+    };
     let reference_id = row.reference_id.clone().unwrap_or_default();
-    let status = eko::get_status(
+    let status = match eko::get_status(
         &state.providers,
         &creds,
         &reference_id,
         row.client_ref_id.as_deref(),
     )
-    .await?;
-    if status.document_consent.as_deref() == Some("N") {
-        return Ok(PollFinding::Failed(
-            "The customer refused consent in DigiLocker.".into(),
-        ));
-    }
-    if !status.completed {
-        return Ok(PollFinding::Waiting(
-            "Eko: the customer has not finished yet.".into(),
-        ));
-    }
-    let mut result = Vec::new();
-    let mut push = |label: &str, value: Option<String>| {
-        if let Some(value) = value.filter(|v| !v.trim().is_empty()) {
-            result.push((label.to_string(), crate::server::audit::scrub(&value)));
+    .await
+    {
+        Ok(status) => status,
+        Err(error) => {
+            let failed = eko::FailedCall {
+                form: eko::STATUS_FORM.to_string(),
+                error,
+            };
+            return PollFinding::CallFailed {
+                note: eko::failure_note("status", &[failed]),
+                partial: None,
+            };
         }
     };
-    if let Some(user) = &status.user {
-        push("Name", user.name.clone());
-        push("Date of birth", user.dob.clone());
-        push("Gender", user.gender.clone());
-        push("Aadhaar", user.masked_aadhaar.clone());
-        push(
-            "Mobile",
-            user.mobile_last4.clone().map(|l| format!("******{l}")),
-        );
+    if status.document_consent.as_deref() == Some("N") {
+        return PollFinding::Failed("The customer refused consent in DigiLocker.".into());
     }
+    if !status.completed {
+        return PollFinding::Waiting("Eko: the customer has not finished yet.".into());
+    }
+    // What the status call told us, kept as a partial result if no document comes.
+    let from_status = status
+        .user
+        .as_ref()
+        .map(|user| {
+            result_pairs(&[
+                ("Name", user.name.clone()),
+                ("Date of birth", user.dob.clone()),
+                ("Gender", user.gender.clone()),
+                ("Aadhaar", user.masked_aadhaar.clone()),
+                (
+                    "Mobile",
+                    user.mobile_last4.clone().map(|l| format!("******{l}")),
+                ),
+            ])
+        })
+        .unwrap_or_default();
     let document_type = row
         .documents
         .split(',')
@@ -274,7 +314,7 @@ async fn poll_provider(state: &AppState, row: &SessionRow) -> Result<PollFinding
         .filter(|d| !d.is_empty())
         .unwrap_or("AADHAAR")
         .to_string();
-    match eko::get_document(
+    let fetched = match eko::fetch_document(
         &state.providers,
         &creds,
         &reference_id,
@@ -284,33 +324,54 @@ async fn poll_provider(state: &AppState, row: &SessionRow) -> Result<PollFinding
     )
     .await
     {
-        Ok(document) if document.is_verified() => {
-            result.clear();
-            let mut push = |label: &str, value: Option<String>| {
-                if let Some(value) = value.filter(|v| !v.trim().is_empty()) {
-                    result.push((label.to_string(), crate::server::audit::scrub(&value)));
-                }
+        Ok(fetched) => fetched,
+        Err(attempts) => {
+            let kept = if from_status.is_empty() {
+                String::new()
+            } else {
+                " The details from the status call are kept as a partial result.".to_string()
             };
-            push("Document", Some(document.document_type.clone()));
-            push("Name", document.name.clone());
-            push("Date of birth", document.dob.clone());
-            push("Gender", document.gender.clone());
-            push("Aadhaar", document.masked_aadhaar.clone());
-            push("City", document.city.clone());
-            push("State", document.state.clone());
-            Ok(PollFinding::Completed(
-                result,
-                format!("Eko: consent given; {document_type} verified."),
-            ))
+            return PollFinding::CallFailed {
+                note: format!("{}{kept}", eko::failure_note("document", &attempts)),
+                partial: (!from_status.is_empty()).then_some(from_status),
+            };
         }
-        Ok(document) if document.verification_status == "PENDING" => Ok(PollFinding::Waiting(
-            format!("Eko: consent given; the {document_type} document is not ready yet."),
-        )),
-        Ok(document) => Ok(PollFinding::Failed(format!(
+    };
+    let document = fetched.document;
+    let shape_note = fetched
+        .fell_back_from
+        .as_ref()
+        .map(|failed| {
+            format!(
+                " (document read with {} after {})",
+                fetched.shape.form(&document_type),
+                failed.summary()
+            )
+        })
+        .unwrap_or_default();
+    if document.is_verified() {
+        let result = result_pairs(&[
+            ("Document", Some(document.document_type.clone())),
+            ("Name", document.name.clone()),
+            ("Date of birth", document.dob.clone()),
+            ("Gender", document.gender.clone()),
+            ("Aadhaar", document.masked_aadhaar.clone()),
+            ("City", document.city.clone()),
+            ("State", document.state.clone()),
+        ]);
+        PollFinding::Completed(
+            result,
+            format!("Eko: consent given; {document_type} verified{shape_note}."),
+        )
+    } else if document.verification_status == "PENDING" {
+        PollFinding::Waiting(format!(
+            "Eko: consent given; the {document_type} document is not ready yet{shape_note}."
+        ))
+    } else {
+        PollFinding::Failed(format!(
             "Eko reported the {document_type} document as {}.",
             document.verification_status.to_lowercase()
-        ))),
-        Err(error) => Err(error),
+        ))
     }
 }
 
@@ -346,9 +407,10 @@ pub async fn poll_session(state: &AppState, id: i64, owner: &str) -> Result<bool
             .await?;
             repo::release_poll(&mut tx, id, owner, None).await?;
         }
-        Ok(PollFinding::Completed(result, note)) => {
+        PollFinding::Completed(result, note) => {
             let json = serde_json::to_string(&result).unwrap_or_else(|_| "[]".into());
-            repo::set_result(&mut tx, id, Some(&json), None).await?;
+            repo::store_result(&mut tx, id, &json, false).await?;
+            repo::clear_poll_failures(&mut tx, id).await?;
             move_to(
                 &mut tx,
                 &current,
@@ -361,7 +423,8 @@ pub async fn poll_session(state: &AppState, id: i64, owner: &str) -> Result<bool
             repo::release_poll(&mut tx, id, owner, None).await?;
             record_system_status(state, &mut tx, &current, KycStatus::Completed, &note).await?;
         }
-        Ok(PollFinding::Failed(reason)) => {
+        PollFinding::Failed(reason) => {
+            repo::clear_poll_failures(&mut tx, id).await?;
             move_to(
                 &mut tx,
                 &current,
@@ -374,10 +437,19 @@ pub async fn poll_session(state: &AppState, id: i64, owner: &str) -> Result<bool
             repo::release_poll(&mut tx, id, owner, None).await?;
             record_system_status(state, &mut tx, &current, KycStatus::Failed, &reason).await?;
         }
-        // Not over yet (or the query failed): noted on the timeline, polled again later.
-        Ok(PollFinding::Waiting(note)) => poll_again(&mut tx, &current, owner, now, &note).await?,
-        Err(error) => {
-            let note = format!("Eko status query failed: {}", error.operator_message());
+        // Not over yet: noted on the timeline, polled again later.
+        PollFinding::Waiting(note) => {
+            repo::clear_poll_failures(&mut tx, id).await?;
+            poll_again(&mut tx, &current, owner, now, &note).await?;
+        }
+        // A call failed: noted (naming the call), counted, polled again later; what the
+        // status call gave is kept meanwhile.
+        PollFinding::CallFailed { note, partial } => {
+            if let Some(partial) = partial {
+                let json = serde_json::to_string(&partial).unwrap_or_else(|_| "[]".into());
+                repo::store_result(&mut tx, id, &json, true).await?;
+            }
+            repo::note_poll_failure(&mut tx, id, now).await?;
             poll_again(&mut tx, &current, owner, now, &note).await?;
         }
     }

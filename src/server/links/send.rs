@@ -310,7 +310,8 @@ pub async fn send(
             &expires,
         )
         .await
-    };
+    }
+    .map_err(|reason| crate::server::audit::mask_contacts(&reason));
     let channel_label = channel.label();
     let action = if already_sent {
         "link.resend"

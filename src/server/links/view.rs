@@ -45,7 +45,21 @@ fn summary_of(row: &SessionRow) -> SessionSummary {
             _ => "—".into(),
         },
         sandbox: row.sandbox != 0,
+        provider_alert: provider_alert(row, status),
     }
+}
+
+/// "provider not answering since …" while an open session's last
+/// [`jobs::FAILING_AFTER`](super::jobs::FAILING_AFTER) polls or more all failed.
+fn provider_alert(row: &SessionRow, status: KycStatus) -> Option<String> {
+    let since = row.poll_failing_since?;
+    (status.is_open() && row.poll_failures >= super::jobs::FAILING_AFTER).then(|| {
+        format!(
+            "provider not answering since {} ({} failed polls in a row)",
+            db::format_time(since),
+            row.poll_failures
+        )
+    })
 }
 
 /// An SVG QR code of `text` (our own markup). Served as an image by
@@ -169,6 +183,7 @@ pub(super) fn detail_from(
             .collect(),
         consent_note: row.consent_note.clone(),
         provider_ids,
+        result_partial: row.result_partial != 0 && !result.is_empty(),
         result,
         last_error: row.last_error.clone(),
         supersedes: related.supersedes,
@@ -295,6 +310,31 @@ pub fn parse_filter(
     }
 }
 
+/// The list filters that are set, as typed (not URL-encoded), for an audit row; a search
+/// (which may be a customer's name, phone number or address) is masked like free text.
+pub fn recorded_filter(filter: &SessionFilter) -> serde_json::Map<String, serde_json::Value> {
+    [
+        ("status", &filter.status),
+        ("provider", &filter.provider),
+        ("flow", &filter.flow),
+        ("staff", &filter.staff),
+        ("from", &filter.from),
+        ("to", &filter.to),
+        ("q", &filter.q),
+    ]
+    .into_iter()
+    .filter(|(_, value)| !value.trim().is_empty())
+    .map(|(name, value)| {
+        let value = if name == "q" {
+            crate::server::audit::mask_contacts(value.trim())
+        } else {
+            value.trim().to_string()
+        };
+        (name.to_string(), serde_json::json!(value))
+    })
+    .collect()
+}
+
 async fn staff_list(state: &AppState) -> Result<Vec<(i64, String)>, AppError> {
     Ok(db::users::list(&state.db.pool)
         .await?
@@ -389,12 +429,18 @@ pub async fn dashboard(state: &AppState) -> Result<crate::types::DashboardStats,
         .iter()
         .map(summary_of)
         .collect();
+    let not_answering = repo::failing_polls(&state.db.pool, super::jobs::FAILING_AFTER)
+        .await?
+        .iter()
+        .map(summary_of)
+        .collect();
     Ok(crate::types::DashboardStats {
         periods,
         funnel,
         awaiting_confirmation,
         per_day,
         expiring,
+        not_answering,
     })
 }
 

@@ -111,10 +111,11 @@ enum SmtpFailure {
     Timeout,
     /// The TLS handshake failed.
     Tls,
-    /// A permanent refusal (5xx) other than the sign-in.
-    Permanent(String),
-    /// A transient refusal (4xx).
-    Transient(String),
+    /// A permanent refusal (5xx) other than the sign-in, by its reply code. The server's
+    /// text is never kept: it often quotes the recipient's address.
+    Permanent(Option<String>),
+    /// A transient refusal (4xx), by its reply code.
+    Transient(Option<String>),
     /// No connection, or it broke off.
     Unreachable,
 }
@@ -129,11 +130,25 @@ impl SmtpFailure {
         } else if error.is_tls() {
             SmtpFailure::Tls
         } else if error.is_permanent() {
-            SmtpFailure::Permanent(text)
+            SmtpFailure::Permanent(error.status().map(|code| code.to_string()))
         } else if error.is_transient() {
-            SmtpFailure::Transient(text)
+            SmtpFailure::Transient(error.status().map(|code| code.to_string()))
         } else {
             SmtpFailure::Unreachable
+        }
+    }
+
+    /// A refusal's reply code and class, e.g. `SMTP reply 550, permanent failure`: all that
+    /// is kept of it (the server's own words may quote the recipient's address).
+    fn reply(&self) -> String {
+        let (code, class) = match self {
+            SmtpFailure::Permanent(code) => (code, "permanent failure"),
+            SmtpFailure::Transient(code) => (code, "temporary failure"),
+            _ => return String::new(),
+        };
+        match code {
+            Some(code) => format!("SMTP reply {code}, {class}"),
+            None => format!("SMTP {class}"),
         }
     }
 
@@ -150,8 +165,8 @@ impl SmtpFailure {
             SmtpFailure::Tls => format!(
                 "The TLS handshake with {host}:{port} failed; check the TLS mode and port (STARTTLS is usually 587, TLS 465)."
             ),
-            SmtpFailure::Permanent(text) | SmtpFailure::Transient(text) => {
-                format!("{host}:{port} refused the session: {text}.")
+            SmtpFailure::Permanent(_) | SmtpFailure::Transient(_) => {
+                format!("{host}:{port} refused the session ({}).", self.reply())
             }
             SmtpFailure::Unreachable => format!(
                 "KYC Desk could not connect to {host}:{port} (it may be down, or the host or port may be wrong)."
@@ -167,12 +182,11 @@ impl SmtpFailure {
             SmtpFailure::Tls => {
                 "the secure connection to the mail server failed (check the TLS mode and port)".into()
             }
-            SmtpFailure::Permanent(text) => format!(
-                "the mail server refused the message ({})",
-                first_line(text)
-            ),
-            SmtpFailure::Transient(text) => {
-                format!("the mail server is busy; try again ({})", first_line(text))
+            SmtpFailure::Permanent(_) => {
+                format!("the mail server refused the message ({})", self.reply())
+            }
+            SmtpFailure::Transient(_) => {
+                format!("the mail server is busy; try again ({})", self.reply())
             }
             SmtpFailure::Unreachable => "KYC Desk could not connect to the mail server, or the connection broke off (it may be down)".into(),
         }

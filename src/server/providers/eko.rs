@@ -1,6 +1,10 @@
 //! Eko DigiLocker (PROVIDERS.md §2): create a consent URL, poll its status, fetch the
 //! document. Eko pushes nothing, so the poller drives the last two.
 //!
+//! The document call has two documented shapes ([`DocumentShape`]); [`fetch_document`] tries
+//! the one that last worked and falls back to the other on 404/405, and a failure names each
+//! address form tried ([`failure_note`]).
+//!
 //! Every request is signed afresh ([`secret_key`] over the current time in milliseconds).
 //! Creating a URL is never retried (it may have made a live link); the status poll and the
 //! document fetch are reads and are retried on transient failures, see
@@ -341,6 +345,156 @@ pub async fn get_status(
     .await
 }
 
+/// The two documented shapes of Eko's document call (PROVIDERS.md §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentShape {
+    /// Newer: `POST {base}/tools/kyc/digilocker/document` with a JSON body.
+    Post,
+    /// Older: `GET {base}/tools/kyc/digilocker/document/{document_type}` with a query.
+    GetByType,
+}
+
+impl DocumentShape {
+    /// The other shape (the one to fall back to).
+    pub fn other(self) -> Self {
+        match self {
+            DocumentShape::Post => DocumentShape::GetByType,
+            DocumentShape::GetByType => DocumentShape::Post,
+        }
+    }
+
+    /// The address form, for messages: `POST …/tools/kyc/digilocker/document` or
+    /// `GET …/tools/kyc/digilocker/document/AADHAAR`.
+    pub fn form(self, document_type: &str) -> String {
+        match self {
+            DocumentShape::Post => format!("POST …{DOCUMENT_PATH}"),
+            DocumentShape::GetByType => format!("GET …{DOCUMENT_PATH}/{document_type}"),
+        }
+    }
+}
+
+/// The address form of the status call, for messages.
+pub const STATUS_FORM: &str = "GET …/tools/kyc/digilocker/status";
+
+/// One Eko call that failed: the address form tried and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedCall {
+    /// `POST …/tools/kyc/digilocker/document`, [`STATUS_FORM`], ...
+    pub form: String,
+    /// Why it failed.
+    pub error: ProviderError,
+}
+
+impl FailedCall {
+    /// `GET …/document/AADHAAR answered HTTP 404`, in a few plain words.
+    pub fn summary(&self) -> String {
+        let what = match &self.error {
+            ProviderError::Http { status, .. } => format!("answered HTTP {status}"),
+            ProviderError::Unauthorized { .. } => "answered HTTP 401".into(),
+            ProviderError::SignatureRejected => "answered HTTP 403".into(),
+            ProviderError::RateLimited => "answered HTTP 429".into(),
+            ProviderError::Business { code, .. } => format!("answered with business error {code}"),
+            ProviderError::Validation { .. } => "refused some request fields".into(),
+            ProviderError::Timeout => "did not answer in time".into(),
+            ProviderError::Connect(_) => "could not be reached".into(),
+            ProviderError::Interrupted(_) => "broke off mid-answer".into(),
+            ProviderError::Malformed(_) => "sent an unreadable answer".into(),
+            ProviderError::Config(_) => "was not sent (settings unusable)".into(),
+        };
+        format!("{} {what}", self.form)
+    }
+}
+
+/// The timeline's words for a failed Eko call: which call (`status`, `document`), each
+/// address form tried and how it failed, then what to do about the last failure.
+pub fn failure_note(call: &str, attempts: &[FailedCall]) -> String {
+    let tried = attempts
+        .iter()
+        .map(FailedCall::summary)
+        .collect::<Vec<_>>()
+        .join(", then ");
+    match attempts.last() {
+        Some(last) => format!(
+            "Eko {call} call failed ({tried}). {}",
+            last.error.operator_message()
+        ),
+        None => format!("Eko {call} call failed."),
+    }
+}
+
+/// A document fetched by [`fetch_document`], and the shape that gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchedDocument {
+    /// The document.
+    pub document: EkoDocument,
+    /// The shape that answered.
+    pub shape: DocumentShape,
+    /// The shape tried first, when it failed and the other one answered.
+    pub fell_back_from: Option<FailedCall>,
+}
+
+/// Fetches the shared document in whichever documented shape the provider answers: first
+/// the shape that last worked against this base URL (the newer `POST` one at first), then,
+/// when that answers 404 or 405 (address or method unknown), the other. The shape that
+/// answers is remembered, so later polls do not waste a call. `Err` lists every attempt.
+pub async fn fetch_document(
+    http: &ProviderHttp,
+    creds: &EkoCredentials,
+    reference_id: &str,
+    client_ref_id: Option<&str>,
+    verification_id: Option<&str>,
+    document_type: &str,
+) -> Result<FetchedDocument, Vec<FailedCall>> {
+    let document_type = match document_type.trim() {
+        "" => DEFAULT_DOCUMENT,
+        other => other,
+    };
+    let base = creds.base_url.trim().trim_end_matches('/').to_string();
+    let first = http
+        .eko_document_shape(&base)
+        .unwrap_or(DocumentShape::Post);
+    let mut failed: Vec<FailedCall> = Vec::new();
+    for shape in [first, first.other()] {
+        let outcome = get_document_in(
+            http,
+            creds,
+            shape,
+            reference_id,
+            client_ref_id,
+            verification_id,
+            document_type,
+        )
+        .await;
+        match outcome {
+            Ok(document) => {
+                http.remember_eko_document_shape(&base, shape);
+                return Ok(FetchedDocument {
+                    document,
+                    shape,
+                    fell_back_from: failed.pop(),
+                });
+            }
+            Err(error) => {
+                let unknown_form = matches!(
+                    error,
+                    ProviderError::Http {
+                        status: 404 | 405,
+                        ..
+                    }
+                );
+                failed.push(FailedCall {
+                    form: shape.form(document_type),
+                    error,
+                });
+                if !unknown_form {
+                    break;
+                }
+            }
+        }
+    }
+    Err(failed)
+}
+
 /// Fetches the shared document with the newer `POST .../document` call, reading either
 /// answer shape. A document not yet available comes back with `verification_status`
 /// `PENDING`, not an error. Retried on transient failures.
@@ -352,7 +506,29 @@ pub async fn get_document(
     verification_id: Option<&str>,
     document_type: &str,
 ) -> Result<EkoDocument, ProviderError> {
-    let url = endpoint(&creds.base_url, DOCUMENT_PATH, "Eko")?;
+    get_document_in(
+        http,
+        creds,
+        DocumentShape::Post,
+        reference_id,
+        client_ref_id,
+        verification_id,
+        document_type,
+    )
+    .await
+}
+
+/// Fetches the shared document with the call of `shape`, reading either answer shape.
+/// Retried on transient failures.
+pub async fn get_document_in(
+    http: &ProviderHttp,
+    creds: &EkoCredentials,
+    shape: DocumentShape,
+    reference_id: &str,
+    client_ref_id: Option<&str>,
+    verification_id: Option<&str>,
+    document_type: &str,
+) -> Result<EkoDocument, ProviderError> {
     let initiator_id = required(&creds.initiator_id, "initiator ID")?;
     let user_code = required(&creds.user_code, "user code")?;
     let reference_id = required(reference_id, "reference ID")?;
@@ -360,34 +536,66 @@ pub async fn get_document(
         "" => DEFAULT_DOCUMENT,
         other => other,
     };
-    let mut body = Map::new();
-    body.insert("initiator_id".into(), json!(initiator_id));
-    body.insert("user_code".into(), json!(user_code));
-    if let Some(client_ref_id) = client_ref_id.map(str::trim).filter(|c| !c.is_empty()) {
-        body.insert("client_ref_id".into(), json!(client_ref_id));
-    }
-    body.insert("document_type".into(), json!([document_type]));
-    if let Some(verification_id) = verification_id.map(str::trim).filter(|v| !v.is_empty()) {
-        body.insert("verification_id".into(), json!(verification_id));
-    }
-    // Sent back with the type Eko gave it in: a number when it is one.
-    let reference = reference_id
-        .parse::<i64>()
-        .map_or_else(|_| json!(reference_id), |n| json!(n));
-    body.insert("reference_id".into(), reference);
-    let body = Value::Object(body);
+    let client_ref_id = client_ref_id.map(str::trim).filter(|c| !c.is_empty());
+    match shape {
+        DocumentShape::Post => {
+            let url = endpoint(&creds.base_url, DOCUMENT_PATH, "Eko")?;
+            let mut body = Map::new();
+            body.insert("initiator_id".into(), json!(initiator_id));
+            body.insert("user_code".into(), json!(user_code));
+            if let Some(client_ref_id) = client_ref_id {
+                body.insert("client_ref_id".into(), json!(client_ref_id));
+            }
+            body.insert("document_type".into(), json!([document_type]));
+            if let Some(verification_id) = verification_id.map(str::trim).filter(|v| !v.is_empty())
+            {
+                body.insert("verification_id".into(), json!(verification_id));
+            }
+            // Sent back with the type Eko gave it in: a number when it is one.
+            let reference = reference_id
+                .parse::<i64>()
+                .map_or_else(|_| json!(reference_id), |n| json!(n));
+            body.insert("reference_id".into(), reference);
+            let body = Value::Object(body);
 
-    let (url, body) = (&url, &body);
-    retry_reads(http, "eko.document", move || async move {
-        let request = http
-            .client()
-            .post(url.clone())
-            .headers(signed_headers(creds)?)
-            .json(body);
-        let json = call("document", request).await?;
-        parse_document(&json, document_type)
-    })
-    .await
+            let (url, body) = (&url, &body);
+            retry_reads(http, "eko.document", move || async move {
+                let request = http
+                    .client()
+                    .post(url.clone())
+                    .headers(signed_headers(creds)?)
+                    .json(body);
+                let json = call("document", request).await?;
+                parse_document(&json, document_type)
+            })
+            .await
+        }
+        DocumentShape::GetByType => {
+            let mut url = endpoint(&creds.base_url, DOCUMENT_PATH, "Eko")?;
+            url.path_segments_mut()
+                .map_err(|_| ProviderError::Config("the Eko base URL cannot take a path".into()))?
+                .push(document_type);
+            {
+                let mut query = url.query_pairs_mut();
+                query.append_pair("initiator_id", initiator_id);
+                if let Some(client_ref_id) = client_ref_id {
+                    query.append_pair("client_ref_id", client_ref_id);
+                }
+                query.append_pair("reference_id", reference_id);
+            }
+            let url = &url;
+            retry_reads(http, "eko.document", move || async move {
+                // GET without a body: no content-type, only the signature headers.
+                let request = http
+                    .client()
+                    .get(url.clone())
+                    .headers(signed_headers(creds)?);
+                let json = call("document", request).await?;
+                parse_document(&json, document_type)
+            })
+            .await
+        }
+    }
 }
 
 /// Sends one signed call and returns its JSON answer when HTTP says success; business

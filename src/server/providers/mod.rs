@@ -56,6 +56,9 @@ const MAX_DETAIL_CHARS: usize = 300;
 pub struct ProviderHttp {
     client: reqwest::Client,
     poll_retry_delays: Arc<[Duration]>,
+    /// The Eko document call shape that last worked, per base URL (tried first next time).
+    eko_document_shapes:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, eko::DocumentShape>>>,
 }
 
 impl ProviderHttp {
@@ -83,6 +86,7 @@ impl ProviderHttp {
         Ok(ProviderHttp {
             client,
             poll_retry_delays: Arc::from(DEFAULT_POLL_RETRY_DELAYS.as_slice()),
+            eko_document_shapes: Arc::default(),
         })
     }
 
@@ -101,6 +105,21 @@ impl ProviderHttp {
     /// The pauses between attempts of read-only calls.
     pub fn poll_retry_delays(&self) -> &[Duration] {
         &self.poll_retry_delays
+    }
+
+    /// The Eko document shape that last worked against `base_url`, if any.
+    pub(crate) fn eko_document_shape(&self, base_url: &str) -> Option<eko::DocumentShape> {
+        self.eko_document_shapes
+            .lock()
+            .ok()
+            .and_then(|shapes| shapes.get(base_url).copied())
+    }
+
+    /// Remembers that `shape` worked against `base_url`.
+    pub(crate) fn remember_eko_document_shape(&self, base_url: &str, shape: eko::DocumentShape) {
+        if let Ok(mut shapes) = self.eko_document_shapes.lock() {
+            shapes.insert(base_url.to_string(), shape);
+        }
     }
 
     /// The shared reqwest client, for other outbound calls (SMS, e-mail APIs) that should use
@@ -332,7 +351,7 @@ fn eko_business_message(code: i64, message: &str) -> String {
 /// Replaces every Aadhaar-shaped number in `text` with `XXXX-XXXX-` and its last four digits.
 ///
 /// Aadhaar-shaped means a run of exactly 12 ASCII digits, or three groups of four digits
-/// separated by single spaces or hyphens, not touching other digits. Longer digit runs
+/// separated by single spaces, hyphens or dots, not touching other digits. Longer digit runs
 /// (13-digit millisecond timestamps, 16-digit ids) are left alone. A 12-digit phone number
 /// with country code is masked too: hiding too much is the safe mistake.
 pub fn mask_aadhaar(text: &str) -> String {
@@ -379,7 +398,7 @@ fn digit_run(chars: &[char], start: usize) -> usize {
 fn grouped_end(chars: &[char], start: usize) -> Option<usize> {
     let mut pos = start + 4;
     for _ in 0..2 {
-        if !matches!(chars.get(pos), Some(' ' | '-')) {
+        if !matches!(chars.get(pos), Some(' ' | '-' | '.')) {
             return None;
         }
         pos += 1;
@@ -670,6 +689,7 @@ mod tests {
         assert_eq!(mask_aadhaar("uid 1234 5678 2345."), "uid XXXX-XXXX-2345.");
         assert_eq!(mask_aadhaar("a1234-5678-2345b"), "aXXXX-XXXX-2345b");
         assert_eq!(mask_aadhaar("1234 5678-2345"), "XXXX-XXXX-2345");
+        assert_eq!(mask_aadhaar("uid 1234.5678.2345."), "uid XXXX-XXXX-2345.");
         assert_eq!(
             mask_aadhaar("two: 111122223333 and 444455556666"),
             "two: XXXX-XXXX-3333 and XXXX-XXXX-6666"

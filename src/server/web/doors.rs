@@ -33,7 +33,11 @@ fn login_redirect(path_and_query: &str) -> Response {
 /// without one they redirect to the sign-in page; a user who must change their password is
 /// sent there; a page the role may not open is answered 403 (and renders the "no access"
 /// panel). The sign-in page sends a signed-in user to the dashboard.
-pub async fn page_guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn page_guard(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     // Nested services (the sandbox) see their path with the prefix stripped; judge the
     // address the client actually asked for.
     let original = request
@@ -55,7 +59,13 @@ pub async fn page_guard(State(state): State<AppState>, request: Request, next: N
     tracing::debug!(request_id = %meta.request_id, %path, admitted = admitted.is_ok(), "page door passed; rendering");
     match (path.as_str(), admitted) {
         ("/login", Ok(Some(_))) => Redirect::to("/").into_response(),
-        (_, Ok(_)) => next.run(request).await,
+        (_, Ok(user)) => {
+            // The console renders for this user without asking the session again.
+            if let Some(user) = user {
+                request.extensions_mut().insert(Authenticated(user));
+            }
+            next.run(request).await
+        }
         (_, Err(Refusal::SignIn)) => login_redirect(
             original
                 .path_and_query()
@@ -63,8 +73,9 @@ pub async fn page_guard(State(state): State<AppState>, request: Request, next: N
                 .unwrap_or("/"),
         ),
         (_, Err(Refusal::ChangePassword(_))) => Redirect::to(PASSWORD_PAGE).into_response(),
-        (_, Err(Refusal::Forbidden(_))) => {
+        (_, Err(Refusal::Forbidden(_, user))) => {
             // The page renders its own "no access" panel; the status says so too.
+            request.extensions_mut().insert(Authenticated(*user));
             let mut response = next.run(request).await;
             *response.status_mut() = StatusCode::FORBIDDEN;
             response

@@ -45,8 +45,9 @@ pub async fn audit_export(
             .before_seq
             .map_or(head_seq + 1, |b| b.min(head_seq + 1)),
     );
-    let event = AuditEvent::new(user.actor(), "audit.export", Outcome::Success)
-        .detail(serde_json::json!({ "filter": filter.to_query(), "head_seq": head_seq }));
+    let event = AuditEvent::new(user.actor(), "audit.export", Outcome::Success).detail(
+        serde_json::json!({ "filter": view::recorded_filter(&filter), "head_seq": head_seq }),
+    );
     if let Err(refused) = record_export(&state, &meta, &event, PATH).await {
         return refused;
     }
@@ -171,8 +172,12 @@ pub async fn sessions_export(
         Ok(query) => query,
         Err(error) => return error_response(PATH, error),
     };
-    let event = AuditEvent::new(user.actor(), "session.export", Outcome::Success)
-        .detail(serde_json::json!({ "filter": filter.to_query(), "contacts": contacts }));
+    let event = AuditEvent::new(user.actor(), "session.export", Outcome::Success).detail(
+        serde_json::json!({
+            "filter": crate::server::links::view::recorded_filter(&filter),
+            "contacts": contacts,
+        }),
+    );
     if let Err(refused) = record_export(&state, &meta, &event, PATH).await {
         return refused;
     }

@@ -177,9 +177,30 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
-/// Periodic clean-up of expired sessions and stale throttle counters.
+/// How often a checkpoint of the audit chain is written (when rows were added since).
+pub const AUDIT_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Writes a checkpoint of the audit chain to the anchor file and the log; a failure is logged
+/// loudly (the chain is unaffected, but deletions of the newest rows go unanchored meanwhile).
+pub async fn audit_checkpoint(state: &AppState) {
+    if let Err(error) = state.audit.checkpoint(&state.db).await {
+        tracing::error!(%error, "could not write the audit checkpoint");
+    }
+}
+
+/// Periodic clean-up of expired sessions and stale throttle counters, and checkpoints of the
+/// audit chain (the first one at start).
 pub fn spawn_housekeeping(state: AppState) {
     crate::server::links::jobs::spawn(state.clone());
+    let anchoring = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(AUDIT_CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            audit_checkpoint(&anchoring).await;
+        }
+    });
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
         loop {
@@ -208,17 +229,20 @@ pub fn no_delay(
     listener.tap_io(set_no_delay as fn(&mut tokio::net::TcpStream))
 }
 
-/// Binds and serves until shutdown.
+/// Binds and serves until shutdown; the last checkpoint of the audit chain is written once
+/// the requests in flight have finished.
 pub async fn serve(state: AppState) -> std::io::Result<()> {
     let addr = state.config.addr;
     let app = router(state.clone());
-    spawn_housekeeping(state);
+    spawn_housekeeping(state.clone());
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!("KYC Desk listening on http://{addr}");
-    axum::serve(
+    let served = axum::serve(
         no_delay(listener),
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
-    .await
+    .await;
+    audit_checkpoint(&state).await;
+    served
 }

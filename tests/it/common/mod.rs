@@ -108,6 +108,9 @@ impl TestApp {
         vars.insert("DATABASE_URL".into(), database_url.into());
         vars.insert("KYC_DESK_ADDR".into(), addr.to_string());
         vars.insert("KYC_DESK_SITE_ROOT".into(), "target/site".into());
+        if let Some(anchor) = kyc_desk::server::fresh_database::anchor_file_for(database_url) {
+            vars.insert("KYC_DESK_AUDIT_ANCHOR_FILE".into(), anchor);
+        }
         for (k, v) in extra {
             vars.insert(k.to_string(), v.to_string());
         }

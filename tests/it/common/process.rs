@@ -35,6 +35,9 @@ impl ServerProcess {
             ("KYC_DESK_SITE_ROOT", "target/site".into()),
             ("RUST_LOG", "warn".into()),
         ];
+        if let Some(anchor) = kyc_desk::server::fresh_database::anchor_file_for(database_url) {
+            env.push(("KYC_DESK_AUDIT_ANCHOR_FILE", anchor));
+        }
         env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
         let command = serve_process::command(
             Path::new(env!("CARGO_BIN_EXE_kyc-desk")),

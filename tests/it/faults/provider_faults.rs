@@ -158,3 +158,338 @@ both_backends!(
         provider_fault(backend, ProviderFault::DroppedMidAnswer).await;
     }
 );
+
+/// Eko's status answer once the customer finished: masked details in `user_details`.
+fn eko_status_with_user() -> String {
+    json!({
+        "status": 0,
+        "response_status_id": 0,
+        "message": "Success",
+        "data": {
+            "user_details": {
+                "name": "Asha Rao",
+                "dob": "01-02-1990",
+                "gender": "F",
+                "eaadhaar": "987654322345",
+                "mobile": "9876543210"
+            },
+            "document_requested": ["AADHAAR"],
+            "document_consent": ["AADHAAR"]
+        }
+    })
+    .to_string()
+}
+
+/// The newer document answer (`data.documents[]`).
+fn eko_document_newer() -> String {
+    json!({
+        "status": 0,
+        "data": {
+            "verification_status": "SUCCESS",
+            "documents": [{
+                "document_type": "AADHAAR", "name": "Asha Rao", "dob": "01-02-1990",
+                "gender": "F", "masked_aadhaar": "XXXX-XXXX-2345",
+                "address": {"city": "Pune", "state": "Maharashtra"}
+            }]
+        }
+    })
+    .to_string()
+}
+
+/// The older document answer (the document's fields in `data`).
+fn eko_document_older() -> String {
+    json!({
+        "status": 0,
+        "data": {
+            "care_of": "S/O Mohan Rao", "dob": "01-02-1990", "gender": "M", "name": "Ravi Rao",
+            "uid": "987654322345", "split_address": {"dist": "Pune", "state": "Maharashtra"},
+            "reference_id": 4242424
+        }
+    })
+    .to_string()
+}
+
+/// A server whose Eko credential points at a strict Eko stand-in that makes links and
+/// answers the status call with the customer's details (document calls: none yet).
+async fn strict_eko_app(backend: Backend) -> (TestApp, reqwest::Client, FakeEko) {
+    let app = TestApp::start_with(backend, &[]).await;
+    app.user("olga@example.com", Role::Operator).await;
+    let operator = app.signed_in("olga@example.com").await;
+    let fake = FakeEko::start().await;
+    fake.route(
+        "POST",
+        FakeEko::CREATE,
+        Reply::Answer(200, Provider::Eko.success()),
+    );
+    fake.route(
+        "GET",
+        FakeEko::STATUS,
+        Reply::Answer(200, eko_status_with_user()),
+    );
+    Provider::Eko.point_at(&app.state, &fake.base).await;
+    (app, operator, fake)
+}
+
+async fn create_eko_link(app: &TestApp, operator: &reqwest::Client) -> String {
+    let (status, body) = call_at(
+        &app.base,
+        operator,
+        "create_link",
+        &link_form(Provider::Eko.option(), "Asha Rao", None, &form_key()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["summary"]["status"], "created", "{body}");
+    body["summary"]["public_id"].as_str().unwrap().to_string()
+}
+
+/// Makes the session due and runs one poll round, which must poll it.
+async fn poll_now(app: &TestApp, public_id: &str) {
+    sqlx::query("UPDATE kyc_sessions SET next_poll_at = 0 WHERE public_id = $1")
+        .bind(public_id)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+    let polled = kyc_desk::server::links::jobs::poll_due(&app.state, "test-poller")
+        .await
+        .unwrap();
+    assert_eq!(polled, 1);
+}
+
+async fn session_detail(
+    app: &TestApp,
+    operator: &reqwest::Client,
+    public_id: &str,
+) -> serde_json::Value {
+    let (status, body) = call_at(
+        &app.base,
+        operator,
+        "session_detail",
+        &[("public_id".into(), public_id.into())],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+fn last_event(detail: &serde_json::Value) -> (String, String) {
+    let event = detail["timeline"].as_array().unwrap().last().unwrap();
+    (
+        event["kind"].as_str().unwrap().to_string(),
+        event["detail"].as_str().unwrap().to_string(),
+    )
+}
+
+fn result_of(detail: &serde_json::Value) -> Vec<(String, String)> {
+    serde_json::from_value(detail["result"].clone()).unwrap()
+}
+
+// Issue 18 §2: against a strict Eko whose status call answers with the customer's details
+// and whose document call answers 404 in both shapes, the timeline names the document call
+// and each address form tried (not "status"), the status details are kept as a partial
+// result, and after repeated failures the session shows "provider not answering since …"
+// on the list and detail and is listed on the dashboard, until a poll gets through.
+both_backends!(
+    eko_polls_name_the_failing_call_and_keep_the_status_details,
+    |backend| async move {
+        let (app, operator, fake) = strict_eko_app(backend).await;
+        let public_id = create_eko_link(&app, &operator).await;
+        fake.take_requests();
+
+        poll_now(&app, &public_id).await;
+        assert_eq!(
+            fake.take_requests(),
+            [
+                format!("GET {}", FakeEko::STATUS),
+                format!("POST {}", FakeEko::DOCUMENT),
+                format!("GET {}", FakeEko::DOCUMENT_AADHAAR),
+            ]
+        );
+        let detail = session_detail(&app, &operator, &public_id).await;
+        assert_eq!(detail["summary"]["status"], "created", "{detail}");
+        let (kind, note) = last_event(&detail);
+        assert_eq!(kind, "polled");
+        assert!(
+            note.contains(
+                "Eko document call failed (POST …/tools/kyc/digilocker/document answered HTTP 404, \
+                 then GET …/tools/kyc/digilocker/document/AADHAAR answered HTTP 404)"
+            ),
+            "{note}"
+        );
+        assert!(!note.contains("status call failed"), "{note}");
+        assert_plain(&note);
+        let result = result_of(&detail);
+        for (label, value) in [
+            ("Name", "Asha Rao"),
+            ("Date of birth", "01-02-1990"),
+            ("Gender", "F"),
+            ("Aadhaar", "XXXX-XXXX-2345"),
+        ] {
+            assert!(
+                result.contains(&(label.to_string(), value.to_string())),
+                "{label}: {result:?}"
+            );
+        }
+        assert_eq!(detail["result_partial"], true);
+        assert!(
+            detail["summary"]["provider_alert"].is_null(),
+            "one failure is not a pattern"
+        );
+
+        // Failing again and again: the list, the detail and the dashboard say so.
+        poll_now(&app, &public_id).await;
+        poll_now(&app, &public_id).await;
+        let detail = session_detail(&app, &operator, &public_id).await;
+        let alert = detail["summary"]["provider_alert"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            alert.starts_with("provider not answering since 20"),
+            "{detail}"
+        );
+        let (status, list) = call_at(&app.base, &operator, "list_sessions", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        let listed = list["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["public_id"] == public_id.as_str())
+            .unwrap();
+        assert_eq!(listed["provider_alert"], alert.as_str());
+        let (status, stats) = call_at(&app.base, &operator, "dashboard_stats", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{stats}");
+        let silent: Vec<&str> = stats["not_answering"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["public_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(silent, [public_id.as_str()]);
+
+        // The status call fails too: the note names it, and the partial result stays.
+        fake.unroute("GET", FakeEko::STATUS);
+        poll_now(&app, &public_id).await;
+        let detail = session_detail(&app, &operator, &public_id).await;
+        let (_, note) = last_event(&detail);
+        assert!(
+            note.contains(
+                "Eko status call failed (GET …/tools/kyc/digilocker/status answered HTTP 404)"
+            ),
+            "{note}"
+        );
+        assert!(!note.contains("document"), "{note}");
+        assert_eq!(detail["result_partial"], true);
+        assert_eq!(result_of(&detail)[0], ("Name".into(), "Asha Rao".into()));
+
+        // The provider answers again (the older document shape): completed, alert gone.
+        fake.route(
+            "GET",
+            FakeEko::STATUS,
+            Reply::Answer(200, eko_status_with_user()),
+        );
+        fake.route(
+            "GET",
+            FakeEko::DOCUMENT_AADHAAR,
+            Reply::Answer(200, eko_document_older()),
+        );
+        poll_now(&app, &public_id).await;
+        let detail = session_detail(&app, &operator, &public_id).await;
+        assert_eq!(detail["summary"]["status"], "completed", "{detail}");
+        assert_eq!(detail["result_partial"], false);
+        assert!(detail["summary"]["provider_alert"].is_null());
+        assert!(result_of(&detail).contains(&("Name".into(), "Ravi Rao".into())));
+        let (_, stats) = call_at(&app.base, &operator, "dashboard_stats", &[]).await;
+        assert_eq!(stats["not_answering"], json!([]));
+        assert_audit_chain_intact(&app.state).await;
+    }
+);
+
+// Issue 18 §2: the document call falls back from the newer `POST …/document` to the older
+// `GET …/document/{type}` on 405, and back on 404 once the provider moves again; the shape
+// that worked is tried first next time.
+both_backends!(
+    eko_document_call_falls_back_between_the_two_shapes,
+    |backend| async move {
+        let (app, operator, fake) = strict_eko_app(backend).await;
+        fake.route(
+            "POST",
+            FakeEko::DOCUMENT,
+            Reply::Answer(405, r#"{"message":"Method Not Allowed"}"#.into()),
+        );
+        fake.route(
+            "GET",
+            FakeEko::DOCUMENT_AADHAAR,
+            Reply::Answer(200, eko_document_older()),
+        );
+        let first = create_eko_link(&app, &operator).await;
+        fake.take_requests();
+        poll_now(&app, &first).await;
+        assert_eq!(
+            fake.take_requests(),
+            [
+                format!("GET {}", FakeEko::STATUS),
+                format!("POST {}", FakeEko::DOCUMENT),
+                format!("GET {}", FakeEko::DOCUMENT_AADHAAR),
+            ]
+        );
+        let detail = session_detail(&app, &operator, &first).await;
+        assert_eq!(detail["summary"]["status"], "completed", "{detail}");
+        assert_eq!(detail["result_partial"], false);
+        assert!(result_of(&detail).contains(&("Name".into(), "Ravi Rao".into())));
+        let (kind, note) = last_event(&detail);
+        assert_eq!(kind, "completed");
+        assert!(
+            note.contains(
+                "read with GET …/tools/kyc/digilocker/document/AADHAAR after POST …/tools/kyc/digilocker/document answered HTTP 405"
+            ),
+            "{note}"
+        );
+
+        // The provider moves back to the newer shape: the remembered GET is tried first,
+        // answers 404, and POST gives the document.
+        fake.unroute("GET", FakeEko::DOCUMENT_AADHAAR);
+        fake.route(
+            "POST",
+            FakeEko::DOCUMENT,
+            Reply::Answer(200, eko_document_newer()),
+        );
+        let second = create_eko_link(&app, &operator).await;
+        fake.take_requests();
+        poll_now(&app, &second).await;
+        assert_eq!(
+            fake.take_requests(),
+            [
+                format!("GET {}", FakeEko::STATUS),
+                format!("GET {}", FakeEko::DOCUMENT_AADHAAR),
+                format!("POST {}", FakeEko::DOCUMENT),
+            ]
+        );
+        let detail = session_detail(&app, &operator, &second).await;
+        assert_eq!(detail["summary"]["status"], "completed", "{detail}");
+        let result = result_of(&detail);
+        assert!(
+            result.contains(&("City".into(), "Pune".into())),
+            "{result:?}"
+        );
+        let (_, note) = last_event(&detail);
+        assert!(
+            note.contains(
+                "read with POST …/tools/kyc/digilocker/document after GET …/tools/kyc/digilocker/document/AADHAAR answered HTTP 404"
+            ),
+            "{note}"
+        );
+
+        // Next time the shape that worked goes first: one document call.
+        let third = create_eko_link(&app, &operator).await;
+        fake.take_requests();
+        poll_now(&app, &third).await;
+        assert_eq!(
+            fake.take_requests(),
+            [
+                format!("GET {}", FakeEko::STATUS),
+                format!("POST {}", FakeEko::DOCUMENT),
+            ]
+        );
+    }
+);

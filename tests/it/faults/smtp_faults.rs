@@ -1,4 +1,5 @@
-//! A mail server that is down, refuses the sign-in or hangs up while a link is emailed.
+//! A mail server that is down, refuses the sign-in, rejects the recipient or hangs up while a
+//! link is emailed.
 
 use super::*;
 
@@ -30,6 +31,8 @@ enum SmtpFault {
     RefusesSignIn,
     /// The server hangs up in the middle of the dialogue.
     HangsUp,
+    /// The server rejects the recipient with a 550 quoting the customer's address.
+    RejectsRecipient,
 }
 
 /// An email hand-over meets a mail-server fault: the operator is told in plain words, the
@@ -55,6 +58,10 @@ async fn smtp_fault(backend: Backend, fault: SmtpFault) {
         SmtpFault::HangsUp => {
             point_smtp_at(&app.state, port, None).await;
             Some(FakeSmtp::start(port, SmtpMode::HangUpAfterMailFrom, RIGHT_PASSWORD).await)
+        }
+        SmtpFault::RejectsRecipient => {
+            point_smtp_at(&app.state, port, None).await;
+            Some(FakeSmtp::start(port, SmtpMode::RejectRecipient, RIGHT_PASSWORD).await)
         }
     };
     let (status, created) = call_at(
@@ -95,6 +102,9 @@ async fn smtp_fault(backend: Backend, fault: SmtpFault) {
     let expected = match fault {
         SmtpFault::Down | SmtpFault::HangsUp => "could not connect to the mail server",
         SmtpFault::RefusesSignIn => "the mail server refused KYC Desk's username or password",
+        SmtpFault::RejectsRecipient => {
+            "the mail server refused the message (SMTP reply 550, permanent failure)"
+        }
     };
     assert!(told.contains(expected), "{context}: {refused}");
     assert!(
@@ -120,6 +130,28 @@ async fn smtp_fault(backend: Backend, fault: SmtpFault) {
     assert_eq!(audit.len(), 1, "{context}: {audit:#?}");
     assert_eq!(audit[0].outcome, "error");
     assert_eq!(audit[0].reason, reason);
+    // The server's words (which quote the recipient's address) are kept nowhere: not in
+    // the delivery, the timeline, the audit row or what the operator was told.
+    let timeline = format!("{:?}", kept.events);
+    for text in [
+        &told,
+        &reason,
+        &timeline,
+        &audit[0].reason,
+        &audit[0].detail,
+    ] {
+        for quoted in [
+            "meera@example.com",
+            "Recipient address",
+            "5.1.1",
+            "User unknown",
+        ] {
+            assert!(
+                !text.contains(quoted),
+                "{context}: {quoted:?} kept in {text}"
+            );
+        }
+    }
     // The operator still sees the open session with its link.
     let (status, shown) = call_at(
         &app.base,
@@ -147,7 +179,7 @@ async fn smtp_fault(backend: Backend, fault: SmtpFault) {
             point_smtp_at(&app.state, port, Some(("kyc-desk", RIGHT_PASSWORD))).await;
             server.unwrap()
         }
-        SmtpFault::HangsUp => {
+        SmtpFault::HangsUp | SmtpFault::RejectsRecipient => {
             let server = server.unwrap();
             server.set_mode(SmtpMode::Working);
             server
@@ -204,5 +236,12 @@ both_backends!(
     a_mail_server_hanging_up_mid_dialogue,
     |backend| async move {
         smtp_fault(backend, SmtpFault::HangsUp).await;
+    }
+);
+
+both_backends!(
+    a_mail_server_rejecting_the_recipient,
+    |backend| async move {
+        smtp_fault(backend, SmtpFault::RejectsRecipient).await;
     }
 );

@@ -77,6 +77,10 @@ fn failing_start_of(program: &Path, database_url: &str, cwd: &Path) -> Command {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATABASE_URL", database_url)
+        .envs(
+            kyc_desk::server::fresh_database::anchor_file_for(database_url)
+                .map(|anchor| ("KYC_DESK_AUDIT_ANCHOR_FILE", anchor)),
+        )
         .env("KYC_DESK_ADDR", format!("127.0.0.1:{}", free_port()))
         .env("KYC_DESK_MASTER_KEY", test_master_key())
         .env("RUST_LOG", "warn")

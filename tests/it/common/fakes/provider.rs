@@ -143,3 +143,94 @@ pub async fn play(mut stream: TcpStream, reply: Reply) {
     }
     let _ = stream.shutdown().await;
 }
+
+/// A strict stand-in for Eko: answers by method and exact path (the query is ignored),
+/// 405 for a known path asked with another method, 404 for any path it does not know. The
+/// routes can be changed while it runs (a provider that moves its document call).
+pub struct FakeEko {
+    /// Base URL (without `/eko`; credentials add it as [`FakeEko::PREFIX`]).
+    pub base: String,
+    /// (method, path, reply) of every known call.
+    pub routes: Arc<Mutex<Vec<(String, String, Reply)>>>,
+    /// Every request, as `METHOD /path` (without the query).
+    pub requests: Arc<Mutex<Vec<String>>>,
+    pub _task: AbortOnDrop,
+}
+
+impl FakeEko {
+    /// Where the credential's base URL points under [`FakeEko::base`].
+    pub const PREFIX: &'static str = "/eko";
+    /// The create-URL call.
+    pub const CREATE: &'static str = "/eko/tools/kyc/digilocker";
+    /// The status call.
+    pub const STATUS: &'static str = "/eko/tools/kyc/digilocker/status";
+    /// The newer document call (POST).
+    pub const DOCUMENT: &'static str = "/eko/tools/kyc/digilocker/document";
+    /// The older document call for Aadhaar (GET).
+    pub const DOCUMENT_AADHAAR: &'static str = "/eko/tools/kyc/digilocker/document/AADHAAR";
+
+    pub async fn start() -> FakeEko {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let routes: Arc<Mutex<Vec<(String, String, Reply)>>> = Arc::default();
+        let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+        let task = {
+            let (routes, requests) = (routes.clone(), requests.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Ok((mut stream, _)) = listener.accept().await else {
+                        return;
+                    };
+                    let (routes, requests) = (routes.clone(), requests.clone());
+                    tokio::spawn(async move {
+                        let Some(request_line) = read_http_request(&mut stream).await else {
+                            return;
+                        };
+                        let mut parts = request_line.split(' ');
+                        let method = parts.next().unwrap_or_default().to_string();
+                        let target = parts.next().unwrap_or_default();
+                        let path = target.split('?').next().unwrap_or_default().to_string();
+                        requests.lock().unwrap().push(format!("{method} {path}"));
+                        let reply = {
+                            let routes = routes.lock().unwrap();
+                            match routes.iter().find(|(m, p, _)| *m == method && *p == path) {
+                                Some((_, _, reply)) => reply.clone(),
+                                None if routes.iter().any(|(_, p, _)| *p == path) => {
+                                    Reply::Answer(405, r#"{"message":"Method Not Allowed"}"#.into())
+                                }
+                                None => Reply::Answer(404, r#"{"message":"Not Found"}"#.into()),
+                            }
+                        };
+                        play(stream, reply).await;
+                    });
+                }
+            })
+        };
+        FakeEko {
+            base,
+            routes,
+            requests,
+            _task: AbortOnDrop(task),
+        }
+    }
+
+    /// Answers `method path` with `reply` from now on (replacing an earlier route).
+    pub fn route(&self, method: &str, path: &str, reply: Reply) {
+        let mut routes = self.routes.lock().unwrap();
+        routes.retain(|(m, p, _)| !(m == method && p == path));
+        routes.push((method.to_string(), path.to_string(), reply));
+    }
+
+    /// Forgets `method path` (it answers 404, or 405 if the path is known otherwise).
+    pub fn unroute(&self, method: &str, path: &str) {
+        self.routes
+            .lock()
+            .unwrap()
+            .retain(|(m, p, _)| !(m == method && p == path));
+    }
+
+    /// The requests so far, and forgets them.
+    pub fn take_requests(&self) -> Vec<String> {
+        std::mem::take(&mut *self.requests.lock().unwrap())
+    }
+}

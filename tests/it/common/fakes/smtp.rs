@@ -1,4 +1,5 @@
-//! A fake mail server that accepts, refuses the sign-in or hangs up mid-dialogue.
+//! A fake mail server that accepts, refuses the sign-in, rejects the recipient (quoting the
+//! address, as real servers do) or hangs up mid-dialogue.
 
 use super::AbortOnDrop;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,6 +14,8 @@ pub enum SmtpMode {
     Working,
     /// Hangs up right after `MAIL FROM`.
     HangUpAfterMailFrom,
+    /// Answers `RCPT TO` with a 550 that quotes the recipient's address.
+    RejectRecipient,
 }
 
 /// A small SMTP server on a raw socket: EHLO advertises AUTH PLAIN/LOGIN, AUTH succeeds only
@@ -113,7 +116,14 @@ pub async fn smtp_dialogue(
             }
             "250 2.1.0 OK\r\n".into()
         } else if upper.starts_with("RCPT TO") {
-            "250 2.1.5 OK\r\n".into()
+            if mode == SmtpMode::RejectRecipient {
+                let address = command["RCPT TO:".len().min(command.len())..].trim();
+                format!(
+                    "550 5.1.1 {address}: Recipient address rejected: User unknown in local recipient table\r\n"
+                )
+            } else {
+                "250 2.1.5 OK\r\n".into()
+            }
         } else if upper == "DATA" {
             write
                 .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
