@@ -16,11 +16,14 @@ use crate::types::{AppError, FieldError, KycStatus, SessionDetail};
 /// Longest note, in characters (shared with the form).
 pub use crate::types::MAX_OUTCOME_NOTE_CHARS as MAX_NOTE_CHARS;
 
-/// Whether staff may record an outcome for `row` now: a Message Central session that is
-/// still open after its customer's browser came back. Eko sessions end only on what Eko's
-/// status and document APIs answer.
+/// Whether staff may record an outcome for `row` now: a Message Central session in `returned`
+/// (sessions that returned before claims were counted included), or still open after its
+/// customer's browser came back. Eko sessions end only on what Eko's status and document APIs
+/// answer.
 pub fn recordable(row: &SessionRow) -> bool {
-    row.provider == Provider::MessageCentral && status_of(row).is_open() && row.return_count > 0
+    let status = status_of(row);
+    row.provider == Provider::MessageCentral
+        && (status == KycStatus::Returned || (status.is_open() && row.return_count > 0))
 }
 
 /// Checks the form: the outcome (`completed` or `failed`) and a note of at most
