@@ -513,6 +513,19 @@ pub async fn set_result(
     Ok(())
 }
 
+/// Makes a session that is being polled due for its next poll at `now` (a session not polled
+/// stays so).
+pub async fn poll_now(conn: &mut AnyConnection, id: i64, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE kyc_sessions SET next_poll_at = $1 WHERE id = $2 AND next_poll_at IS NOT NULL",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Appends a timeline event.
 pub async fn add_event(
     conn: &mut AnyConnection,

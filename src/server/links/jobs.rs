@@ -168,13 +168,7 @@ pub async fn handle_return(
             // Poll at once: the customer has just given (or refused) consent.
             let verification_id = param(&params, "verification_id");
             repo::set_result(&mut tx, row.id, None, verification_id).await?;
-            sqlx::query(
-                "UPDATE kyc_sessions SET next_poll_at = $1 WHERE id = $2 AND next_poll_at IS NOT NULL",
-            )
-            .bind(db::now())
-            .bind(row.id)
-            .execute(&mut *tx)
-            .await?;
+            repo::poll_now(&mut tx, row.id, db::now()).await?;
         }
     }
     let after = if status.is_open() {
