@@ -160,6 +160,7 @@ pub const SERVER_FN_ACCESS: &[(&str, Access)] = &[
     ("list_sessions", Access::Roles(READERS)),
     ("send_link", Access::Roles(ACTORS)),
     ("cancel_link", Access::Roles(ACTORS)),
+    ("record_outcome", Access::Roles(ACTORS)),
     ("regenerate_link", Access::Roles(ACTORS)),
     ("dashboard_stats", Access::Roles(READERS)),
     ("email_template", Access::Roles(ADMINS)),

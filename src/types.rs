@@ -390,7 +390,8 @@ pub enum KycStatus {
     Created,
     /// The link was handed over (email, SMS, WhatsApp).
     Sent,
-    /// The customer came back from the provider's journey.
+    /// The customer's browser came back from the provider's journey: a claim, awaiting a
+    /// verdict from the provider's API or a named staff member.
     Returned,
     /// Verification finished successfully.
     Completed,
@@ -444,7 +445,7 @@ impl KycStatus {
             KycStatus::Creating => "Creating",
             KycStatus::Created => "Created",
             KycStatus::Sent => "Sent",
-            KycStatus::Returned => "Customer returned",
+            KycStatus::Returned => "Returned, awaiting confirmation",
             KycStatus::Completed => "Completed",
             KycStatus::Failed => "Failed",
             KycStatus::Expired => "Expired",
@@ -647,6 +648,41 @@ pub struct SessionDetail {
     pub channels: Vec<String>,
     /// Whether the customer gave an email (so the email channel can be used).
     pub has_email: bool,
+    /// What the customer's browser reported on coming back, if it came back.
+    pub return_claim: Option<ReturnClaim>,
+    /// The outcome a staff member recorded by hand, if one did.
+    pub recorded_outcome: Option<RecordedOutcome>,
+    /// Whether staff may record an outcome now (a Message Central session still open after
+    /// its customer came back).
+    pub outcome_recordable: bool,
+}
+
+/// Longest note a staff member may give when recording an outcome, in characters.
+pub const MAX_OUTCOME_NOTE_CHARS: usize = 500;
+
+/// What a customer's browser reported on coming back from the provider: a claim anyone can
+/// edit in the address bar, shown as such and never taken as a verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReturnClaim {
+    /// The `status` it carried (sanitised), if any.
+    pub reported: Option<String>,
+    /// How many times it came back.
+    pub count: i64,
+    /// When it last came back (UTC text).
+    pub last_at: String,
+}
+
+/// A verdict a named staff member recorded after checking the provider's console.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedOutcome {
+    /// `completed` or `failed`.
+    pub outcome: KycStatus,
+    /// Who recorded it (staff email).
+    pub by: String,
+    /// When (UTC text).
+    pub at: String,
+    /// Their note.
+    pub note: String,
 }
 
 /// Filters of the sessions list, as they appear in its URL.
@@ -711,6 +747,9 @@ pub struct DashboardStats {
     pub periods: Vec<(String, Vec<i64>)>,
     /// Funnel over 30 days: created, sent, returned, completed.
     pub funnel: Vec<(String, i64)>,
+    /// Sessions of the last 30 days whose customer came back and that still wait for a
+    /// verdict (from the provider's API or a staff member): not counted as completed.
+    pub awaiting_confirmation: i64,
     /// Links per day over the last 14 days: (`MM-DD`, count).
     pub per_day: Vec<(String, i64)>,
     /// Open links expiring within 10 minutes.

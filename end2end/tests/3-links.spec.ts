@@ -39,6 +39,14 @@ async function customerDecides(page: Page, link: string, decision: 'Approve' | '
   await expect(page.getByTestId('kyc-return')).toContainText('Thank you');
 }
 
+/** On a session's page: chooses `outcome` and writes `note` in the record-outcome form, submits. */
+async function recordOutcome(page: Page, outcome: 'completed' | 'failed', note: string) {
+  const form = page.getByTestId('record-outcome');
+  await form.getByTestId('record-outcome-choice').selectOption(outcome);
+  await form.getByTestId('record-outcome-note').fill(note);
+  await form.getByTestId('record-outcome-submit').click();
+}
+
 async function sessionStatus(page: Page, name: string) {
   await page.goto('/sessions');
   const row = page.getByTestId('session-row').filter({ hasText: name });
@@ -101,13 +109,24 @@ test('an operator issues links, copies, sends by email, and follows them to thei
   const customer = await context.newPage();
   await customerDecides(customer, mailed!, 'Approve');
 
-  // The session reached `completed`, on the list and in its timeline.
-  expect(await sessionStatus(page, 'Asha Rao')).toContain('completed');
+  // Message Central reports no result to KYC Desk: the return is the customer's claim, so
+  // the session is returned and awaits confirmation, shown as a claim on its page.
+  expect(await sessionStatus(page, 'Asha Rao')).toContain('returned, awaiting confirmation');
   await page.getByTestId('session-row').filter({ hasText: 'Asha Rao' }).getByRole('link', { name: 'Asha Rao' }).click();
   await hydrated(page);
+  await expect(page.getByTestId('return-claim')).toContainText("Customer's browser reported: approved — not confirmed");
   const timeline = page.getByTestId('timeline');
   await expect(timeline).toContainText('Sent by email to a***@example.com');
+
+  // The operator checks Message Central's console and records the outcome: the note is required.
+  await recordOutcome(page, 'completed', '');
+  await expect(page.getByTestId('record-outcome').locator('.field-error')).toContainText(/console/i);
+  await recordOutcome(page, 'completed', 'Console shows the journey verified.');
+  await expect(page.getByTestId('session-notice')).toContainText('recorded');
+  await expect(page.getByTestId('recorded-outcome')).toContainText(OPERATOR.email);
+  await expect(page.getByTestId('status-badge').first()).toHaveText('Completed');
   await expect(timeline).toContainText('completed');
+  expect(await sessionStatus(page, 'Asha Rao')).toContain('completed');
 
   // An Eko DigiLocker link: consent, then the poller fetches the masked document.
   const eko = await newLink(page, 'eko:uat:digilocker', 'Meera Iyer', '9123456780');
@@ -118,9 +137,15 @@ test('an operator issues links, copies, sends by email, and follows them to thei
   await page.getByTestId('session-row').filter({ hasText: 'Meera Iyer' }).getByRole('link', { name: 'Meera Iyer' }).click();
   await expect(page.getByTestId('session-result')).toContainText('XXXX-XXXX-');
 
-  // A denied journey ends failed.
+  // A denied journey is also only a claim; it ends failed once the operator records it.
   const denied = await newLink(page, 'message_central:trial:premium', 'Ravi Kumar', '+91 91234 56789');
   await customerDecides(customer, denied, 'Deny');
+  expect(await sessionStatus(page, 'Ravi Kumar')).toContain('returned, awaiting confirmation');
+  await page.getByTestId('session-row').filter({ hasText: 'Ravi Kumar' }).getByRole('link', { name: 'Ravi Kumar' }).click();
+  await hydrated(page);
+  await expect(page.getByTestId('return-claim')).toContainText('denied — not confirmed');
+  await recordOutcome(page, 'failed', 'Console shows the customer declined.');
+  await expect(page.getByTestId('session-notice')).toContainText('recorded');
   expect(await sessionStatus(page, 'Ravi Kumar')).toContain('failed');
 
   // Filters and search find sessions; they live in the URL.

@@ -1,5 +1,6 @@
 //! KYC links and sessions: the new-link form, creating, sending, cancelling and
-//! regenerating links, the sessions list and detail, and the dashboard.
+//! regenerating links, recording a Message Central outcome, the sessions list and detail, and
+//! the dashboard.
 
 use crate::types::{
     AppError, DashboardStats, LinkFormOptions, NewLinkInput, SessionDetail, SessionFilter,
@@ -69,6 +70,30 @@ pub async fn cancel_link(public_id: String) -> Result<SessionDetail, AppError> {
     respond(async move {
         let (caller, user) = guard::require("cancel_link").await?;
         links::cancel(&caller.state, &caller.meta, &user, &public_id).await
+    })
+    .await
+}
+
+/// Records the outcome (`completed` or `failed`) of a Message Central session whose customer
+/// came back, as the staff member found it in Message Central's console, with a required
+/// note (operators and admins).
+#[server(endpoint = "record_outcome")]
+pub async fn record_outcome(
+    public_id: String,
+    outcome: String,
+    note: String,
+) -> Result<SessionDetail, AppError> {
+    respond(async move {
+        let (caller, user) = guard::require("record_outcome").await?;
+        links::outcome::record(
+            &caller.state,
+            &caller.meta,
+            &user,
+            &public_id,
+            &outcome,
+            &note,
+        )
+        .await
     })
     .await
 }

@@ -124,6 +124,12 @@ fn FiguresView(stats: DashboardStats, channel: Option<String>, acts: bool) -> im
         .map(|(_, counts)| view! { <td class="num"><strong>{counts.iter().sum::<i64>()}</strong></td> })
         .collect_view();
     let funnel = funnel_svg(&stats.funnel);
+    // A return is the customer's claim: those still waiting for a verdict are not completed.
+    let awaiting_text = match stats.awaiting_confirmation {
+        0 => "No returned session is awaiting confirmation.".to_string(),
+        1 => "1 returned session is awaiting confirmation (not counted as completed).".to_string(),
+        n => format!("{n} returned sessions are awaiting confirmation (not counted as completed)."),
+    };
     let per_day = per_day_svg(&stats.per_day);
     let expiring = stats.expiring;
     let not_answering = stats.not_answering;
@@ -152,6 +158,9 @@ fn FiguresView(stats: DashboardStats, channel: Option<String>, acts: bool) -> im
                 <figure class="chart" data-testid="funnel-chart">
                     <figcaption>"Completion funnel, last 30 days"</figcaption>
                     <div class="chart-box" inner_html=funnel></div>
+                    <p class="muted" data-testid="awaiting-confirmation">
+                        {awaiting_text}
+                    </p>
                 </figure>
                 <figure class="chart wide" data-testid="per-day-chart">
                     <figcaption>"Links created per day, last 14 days (UTC)"</figcaption>

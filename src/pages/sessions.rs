@@ -3,7 +3,9 @@
 
 use super::links::{HandOver, channel_label};
 use super::{Guarded, StatusBadge, may_act, new_idempotency_key, result_of, split_when};
-use crate::api::links::{CancelLink, RegenerateLink, get_session_detail, list_sessions};
+use crate::api::links::{
+    CancelLink, RecordOutcome, RegenerateLink, get_session_detail, list_sessions,
+};
 use crate::provider::Provider;
 use crate::types::{
     AppError, CurrentUser, KycStatus, SessionDetail, SessionFilter, SessionSummary, field_error,
@@ -341,14 +343,134 @@ fn SessionView(initial: SessionDetail) -> impl IntoView {
             })}
             {move || {
                 let d = detail.get();
+                view! { <ReturnClaimView detail=d /> }
+            }}
+            {move || {
+                let d = detail.get();
                 view! { <SessionFacts detail=d /> }
             }}
         </section>
+        {move || (acts && detail.with(|d| d.outcome_recordable)).then(|| view! {
+            <RecordOutcomeForm detail=detail notice=notice />
+        })}
         {acts.then(|| view! { <SessionActions detail=detail status=status notice=notice /> })}
         {move || {
             let d = detail.get();
             view! { <SessionRecords detail=d /> }
         }}
+    }
+}
+
+/// What the customer's browser reported on coming back (a claim, shown as one) and the
+/// outcome a staff member recorded, with who and when: everyone who reads the session,
+/// auditors included, sees both.
+#[component]
+fn ReturnClaimView(detail: SessionDetail) -> impl IntoView {
+    let claim = detail.return_claim.map(|claim| {
+        let reported = match claim.reported {
+            Some(reported) => format!("Customer's browser reported: {reported} — not confirmed"),
+            None => "Customer's browser came back without a status — not confirmed".into(),
+        };
+        let times = if claim.count == 1 {
+            format!("Came back once, at {}.", claim.last_at)
+        } else {
+            format!(
+                "Came back {} times, last at {}.",
+                claim.count, claim.last_at
+            )
+        };
+        view! {
+            <div class="banner claim" data-testid="return-claim">
+                <strong>{reported}</strong>
+                " "
+                <span class="muted">{times}</span>
+            </div>
+        }
+    });
+    let recorded = detail.recorded_outcome.map(|recorded| {
+        view! {
+            <div class="banner info" data-testid="recorded-outcome">
+                <strong>{format!("Outcome recorded: {}", recorded.outcome.label().to_lowercase())}</strong>
+                {format!(" by {} at {}, after checking the provider's console.", recorded.by, recorded.at)}
+                <p class="note">{format!("Note: {}", recorded.note)}</p>
+            </div>
+        }
+    });
+    view! { {claim} {recorded} }
+}
+
+/// The form that records a Message Central outcome by hand (operators and admins, while the
+/// session is open after its customer came back): the outcome and a required note, each
+/// with its error under the field.
+#[component]
+fn RecordOutcomeForm(
+    detail: RwSignal<SessionDetail>,
+    notice: RwSignal<Option<String>>,
+) -> impl IntoView {
+    let record = ServerAction::<RecordOutcome>::new();
+    let value = result_of(record);
+    let outcome_error = Signal::derive(move || field_error(&value.get(), "outcome"));
+    let note_error = Signal::derive(move || field_error(&value.get(), "note"));
+    let form_error = Signal::derive(move || match value.get() {
+        Some(Err(AppError::Validation { .. })) | None | Some(Ok(_)) => None,
+        Some(Err(error)) => Some(error.to_string()),
+    });
+    Effect::new(move |_| {
+        if let Some(Ok(recorded)) = record.value().get() {
+            let outcome = recorded.summary.status.label().to_lowercase();
+            detail.set(recorded);
+            notice.set(Some(format!("The outcome was recorded: {outcome}.")));
+        }
+    });
+    let public_id = detail.with_untracked(|d| d.summary.public_id.clone());
+    let max = crate::types::MAX_OUTCOME_NOTE_CHARS;
+    view! {
+        <section class="panel" data-testid="record-outcome">
+            <h2>"Record the outcome"</h2>
+            <p class="muted">
+                "Message Central reports no result to KYC Desk. Check the verification in Message Central's console, then record what it shows."
+            </p>
+            {move || form_error.get().map(|text| view! {
+                <div class="banner error" role="alert" data-testid="record-outcome-error">{text}</div>
+            })}
+            <ActionForm action=record attr:novalidate=true attr:data-testid="record-outcome-form">
+                <input type="hidden" name="public_id" value=public_id />
+                <div class="field" class:invalid=move || outcome_error.get().is_some()>
+                    <label for="ro-outcome">"Outcome in Message Central's console"</label>
+                    <select
+                        id="ro-outcome"
+                        name="outcome"
+                        data-testid="record-outcome-choice"
+                        aria-describedby="ro-outcome-error"
+                        aria-invalid=move || if outcome_error.get().is_some() { "true" } else { "false" }
+                    >
+                        <option value="">"Choose…"</option>
+                        <option value="completed">"Completed (verified)"</option>
+                        <option value="failed">"Failed (not verified)"</option>
+                    </select>
+                    {move || outcome_error.get().map(|m| view! { <p class="field-error" id="ro-outcome-error">{m}</p> })}
+                </div>
+                <div class="field" class:invalid=move || note_error.get().is_some()>
+                    <label for="ro-note">"Note"</label>
+                    <p class="hint" id="ro-note-hint">
+                        {format!("What you checked, for example the console's reference (at most {max} characters).")}
+                    </p>
+                    <textarea
+                        id="ro-note"
+                        name="note"
+                        rows="3"
+                        maxlength=max.to_string()
+                        data-testid="record-outcome-note"
+                        aria-describedby="ro-note-hint ro-note-error"
+                        aria-invalid=move || if note_error.get().is_some() { "true" } else { "false" }
+                    ></textarea>
+                    {move || note_error.get().map(|m| view! { <p class="field-error" id="ro-note-error">{m}</p> })}
+                </div>
+                <button type="submit" class="primary" data-testid="record-outcome-submit" disabled=move || record.pending().get()>
+                    {move || if record.pending().get() { "Recording…" } else { "Record outcome" }}
+                </button>
+            </ActionForm>
+        </section>
     }
 }
 

@@ -238,6 +238,20 @@ const SPECS: &[Spec] = &[
         &["public_id"],
     ),
     spec(
+        "record_outcome",
+        &[
+            ("public_id", "no-such-session"),
+            ("outcome", "completed"),
+            ("note", "Checked in the console."),
+        ],
+        &[
+            ("public_id", "{session}"),
+            ("outcome", "completed"),
+            ("note", "Console shows the journey verified."),
+        ],
+        &["public_id", "outcome", "note"],
+    ),
+    spec(
         "regenerate_link",
         &[
             ("public_id", "no-such-session"),

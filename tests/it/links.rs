@@ -194,20 +194,45 @@ both_backends!(
         let (_, options) = app.call(&operator, "link_options", &[]).await;
         assert_eq!(options["options"][0]["trial_links_left"], 3);
 
-        // The customer approves; the return page thanks them and the session completes.
+        // The customer approves; the return page thanks them. Message Central reports no
+        // result to KYC Desk, so the return is the customer's claim: the session is
+        // `returned`, awaiting confirmation, until an operator records the outcome.
         let public_id = first["summary"]["public_id"].as_str().unwrap();
         let page = journey(&app, &link, "approve").await;
         assert!(page.contains("Thank you"));
-        let done = detail(&app, &operator, public_id).await;
-        assert_eq!(done["summary"]["status"], "completed");
-        assert!(done["link_url"].is_null(), "an ended session shows no link");
-        assert_eq!(timeline_kinds(&done), ["creating", "created", "completed"]);
+        let returned = detail(&app, &operator, public_id).await;
+        assert_eq!(returned["summary"]["status"], "returned");
+        assert_eq!(returned["return_claim"]["reported"], "approved");
+        assert_eq!(returned["outcome_recordable"], true);
+        assert_eq!(
+            timeline_kinds(&returned),
+            ["creating", "created", "returned"]
+        );
         assert!(
-            done["timeline"][2]["detail"]
+            returned["timeline"][2]["detail"]
                 .as_str()
                 .unwrap()
                 .contains("status=approved")
         );
+        let (status, done) = app
+            .call(
+                &operator,
+                "record_outcome",
+                &[
+                    ("public_id", public_id),
+                    ("outcome", "completed"),
+                    ("note", "Message Central console: verified."),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{done}");
+        assert_eq!(done["summary"]["status"], "completed");
+        assert!(done["link_url"].is_null(), "an ended session shows no link");
+        assert_eq!(
+            timeline_kinds(&done),
+            ["creating", "created", "returned", "completed"]
+        );
+        assert_eq!(done["timeline"][3]["actor"], "olga@example.com");
 
         // A second return after the end is recorded and changes nothing.
         let client = app.client();
@@ -220,27 +245,47 @@ both_backends!(
         assert_eq!(after["summary"]["status"], "completed");
         assert_eq!(timeline_kinds(&after).last().unwrap(), "late_answer");
 
-        // The other session's customer declines: it ends failed.
+        // The other session's customer declines: still only a claim; the operator records the
+        // failure they see in the console.
         let second = a.1;
         journey(&app, second["link_url"].as_str().unwrap(), "deny").await;
-        let failed = detail(
-            &app,
-            &operator,
-            second["summary"]["public_id"].as_str().unwrap(),
-        )
-        .await;
+        let second_id = second["summary"]["public_id"].as_str().unwrap();
+        let claimed = detail(&app, &operator, second_id).await;
+        assert_eq!(claimed["summary"]["status"], "returned");
+        assert_eq!(claimed["return_claim"]["reported"], "denied");
+        let (status, failed) = app
+            .call(
+                &operator,
+                "record_outcome",
+                &[
+                    ("public_id", second_id),
+                    ("outcome", "failed"),
+                    ("note", "Message Central console: customer declined."),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{failed}");
         assert_eq!(failed["summary"]["status"], "failed");
 
-        // Audit: two creations by the operator, status changes by the system, detail reads.
+        // Audit: two creations by the operator, three returns from the customer's browser,
+        // two outcomes recorded by the operator, detail reads.
         let creations = rows_of(&app, "link.create").await;
         assert_eq!(creations.len(), 2);
         assert!(creations.iter().all(|r| r.actor_email == "olga@example.com"
             && r.outcome == "success"
             && r.object_type == "kyc_session"));
         assert!(creations.iter().all(|r| r.detail.contains("+91******")));
-        let statuses = rows_of(&app, "link.status").await;
-        assert_eq!(statuses.len(), 2);
-        assert!(statuses.iter().all(|r| r.actor_role == "system"));
+        assert!(rows_of(&app, "link.status").await.is_empty());
+        let returns = rows_of(&app, "link.return").await;
+        assert_eq!(returns.len(), 3);
+        assert!(
+            returns
+                .iter()
+                .all(|r| r.actor_role == "anonymous" && !r.ip.is_empty())
+        );
+        let outcomes = rows_of(&app, "link.outcome_recorded").await;
+        assert_eq!(outcomes.len(), 2);
+        assert!(outcomes.iter().all(|r| r.actor_email == "olga@example.com"));
         // Three reads by the test's steps, one by the check that the result card is the
         // stored session.
         assert_eq!(rows_of(&app, "session.view").await.len(), 4);
@@ -1281,8 +1326,10 @@ both_backends!(
             .await
             .unwrap();
         assert!(page.contains("Thank you"), "{page}");
-        let done = detail(&app, &operator, &public_id).await;
-        assert_eq!(done["summary"]["status"], "completed");
+        // The customer's claim only: the session waits for an operator's confirmation.
+        let returned = detail(&app, &operator, &public_id).await;
+        assert_eq!(returned["summary"]["status"], "returned");
+        assert_eq!(returned["return_claim"]["reported"], "approved");
         // An unknown journey id changes nothing and still thanks the customer.
         let page = app
             .client()
@@ -1316,7 +1363,7 @@ both_backends!(
         let now = kyc_desk::server::db::now();
         let today = now - now.rem_euclid(86_400);
         // (name, created at, status, expires at, events reached)
-        let sessions: [(&str, i64, &str, i64, &[&str]); 6] = [
+        let sessions: [(&str, i64, &str, i64, &[&str]); 7] = [
             (
                 "A",
                 today,
@@ -1329,6 +1376,8 @@ both_backends!(
             ("D", today - 3 * 86_400 + 10, "failed", now, &[]),
             ("E", today - 20 * 86_400, "completed", now, &["completed"]),
             ("F", today - 40 * 86_400, "completed", now, &["completed"]),
+            // The customer came back; no verdict yet: returned, not completed.
+            ("G", today, "returned", now + 3600, &["sent", "returned"]),
         ];
         let mut conn = app.state.db.pool.acquire().await.unwrap();
         for (name, created_at, status, expires_at, events) in sessions {
@@ -1393,22 +1442,25 @@ both_backends!(
         assert_eq!(count(1, "failed"), 1, "7 days include D");
         assert_eq!(count(1, "completed"), 1);
         assert_eq!(count(2, "completed"), 2, "30 days include E, not F");
-        // Created 5; E completed without a recorded send or return, so it counts for both.
+        assert_eq!(count(0, "returned"), 1, "G awaits confirmation");
+        // Created 6; E completed without a recorded send or return, so it counts for both.
+        // G came back but is not completed: awaiting confirmation, counted apart.
         assert_eq!(
             stats["funnel"],
             serde_json::json!([
-                ["Created", 5],
-                ["Sent", 2],
+                ["Created", 6],
+                ["Sent", 3],
                 ["Returned", 2],
                 ["Completed", 2]
             ])
         );
+        assert_eq!(stats["awaiting_confirmation"], 1);
         let per_day = stats["per_day"].as_array().unwrap();
         assert_eq!(per_day.len(), 14);
-        assert_eq!(per_day[13][1], 3, "today");
+        assert_eq!(per_day[13][1], 4, "today");
         assert_eq!(per_day[10][1], 1, "three days ago");
         let total: i64 = per_day.iter().map(|d| d[1].as_i64().unwrap()).sum();
-        assert_eq!(total, 4, "older sessions are outside the chart");
+        assert_eq!(total, 5, "older sessions are outside the chart");
         let expiring = stats["expiring"].as_array().unwrap();
         assert_eq!(expiring.len(), 1);
         assert_eq!(expiring[0]["public_id"], "dashboardB");
@@ -1424,6 +1476,10 @@ both_backends!(
             .unwrap();
         assert!(page.matches("<svg").count() >= 2, "{page}");
         assert!(page.contains("dashboardB"), "the expiring link is listed");
+        assert!(
+            page.contains("1 returned session is awaiting confirmation"),
+            "{page}"
+        );
     }
 );
 

@@ -20,5 +20,6 @@ mod links;
 mod page_stress;
 mod providers;
 mod reads_recorded_once;
+mod returns;
 mod sandbox;
 mod scaleout;

@@ -12,6 +12,10 @@
 //! - In flight, per instance: at most [`ACCOUNT_MAX_IN_FLIGHT`] checks for one account and
 //!   [`ADDRESS_MAX_IN_FLIGHT`] from one address at once; more are refused at once, so one
 //!   client cannot fill the queue for argon2 that everybody's sign-in waits in.
+//! - Customer returns per client address: anyone can call the return address without an
+//!   account, so [`RETURNS_PER_ADDRESS`] returns within [`RETURN_WINDOW_SECS`] are answered
+//!   and further ones refused (HTTP 429) until the window ends. Generous, because many
+//!   customers can share one mobile network address.
 
 use crate::server::db::{self, throttle};
 use sqlx::AnyPool;
@@ -38,6 +42,10 @@ pub const ACCOUNT_MAX_IN_FLIGHT: usize = 2;
 pub const ADDRESS_MAX_IN_FLIGHT: usize = 8;
 /// What a client refused for too many checks in flight is told to wait.
 const IN_FLIGHT_RETRY_SECS: u64 = 1;
+/// Customer returns one client address may make within the window.
+pub const RETURNS_PER_ADDRESS: i64 = 60;
+/// Window over which customer returns are counted.
+pub const RETURN_WINDOW_SECS: i64 = 10 * 60;
 
 /// Why an attempt was refused before any password was checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +56,8 @@ pub enum Scope {
     Address,
     /// Too many checks for this account or from this address are running right now.
     InFlight,
+    /// The client address made too many customer returns.
+    Return,
 }
 
 impl Scope {
@@ -57,6 +67,7 @@ impl Scope {
             Scope::Account => "account",
             Scope::Address => "address",
             Scope::InFlight => "in_flight",
+            Scope::Return => "return",
         }
     }
 }
@@ -81,6 +92,7 @@ impl Refusal {
             Scope::Address => {
                 format!("Too many failed sign-ins from your network. Try again in {wait}.")
             }
+            Scope::Return => format!("Too many requests from your network. Try again in {wait}."),
             Scope::InFlight => format!(
                 "A sign-in for this email address or from your network is already being checked. Try again in {wait}."
             ),
@@ -124,6 +136,30 @@ fn account_key(email: &str) -> String {
 
 fn address_key(ip: IpAddr) -> String {
     format!("address:{}", client_key(ip))
+}
+
+fn return_key(ip: IpAddr) -> String {
+    format!("return:{}", client_key(ip))
+}
+
+/// Counts one customer return from `ip`; refused once the address made more than
+/// [`RETURNS_PER_ADDRESS`] within the window. A request without a known address is not
+/// counted (there is nothing to count it against).
+pub async fn count_return(
+    pool: &AnyPool,
+    ip: Option<IpAddr>,
+) -> Result<Option<Refusal>, sqlx::Error> {
+    let Some(ip) = ip else { return Ok(None) };
+    let now = db::now();
+    let counter = throttle::count_attempt(pool, &return_key(ip), now, RETURN_WINDOW_SECS).await?;
+    if counter.failures > RETURNS_PER_ADDRESS {
+        let window_end = counter.window_started_at + RETURN_WINDOW_SECS;
+        return Ok(Some(Refusal {
+            scope: Scope::Return,
+            retry_after_secs: (window_end - now).max(1) as u64,
+        }));
+    }
+    Ok(None)
 }
 
 /// Password checks in flight on this instance, per account and per address key.
@@ -299,7 +335,9 @@ pub async fn prune(pool: &AnyPool) -> Result<u64, sqlx::Error> {
     throttle::delete_stale(
         pool,
         db::now(),
-        ACCOUNT_WINDOW_SECS.max(ADDRESS_WINDOW_SECS),
+        ACCOUNT_WINDOW_SECS
+            .max(ADDRESS_WINDOW_SECS)
+            .max(RETURN_WINDOW_SECS),
     )
     .await
 }

@@ -73,6 +73,19 @@ pub struct SessionRow {
     pub next_poll_at: Option<i64>,
     /// Polls so far.
     pub poll_count: i64,
+    /// What the customer's browser last reported on coming back (sanitised `status`), if
+    /// anything: a claim, never a verdict.
+    pub return_claim: Option<String>,
+    /// How often the customer's browser came back.
+    pub return_count: i64,
+    /// When it last came back.
+    pub last_return_at: Option<i64>,
+    /// The staff member (email) who recorded a Message Central outcome by hand.
+    pub outcome_by: Option<String>,
+    /// When they recorded it.
+    pub outcome_at: Option<i64>,
+    /// Their note (scrubbed).
+    pub outcome_note: Option<String>,
     /// When the current run of failed Eko polls began (`None` while polls work).
     pub poll_failing_since: Option<i64>,
     /// Failed Eko polls in a row.
@@ -89,7 +102,8 @@ pub const SESSION_SELECT: &str = "SELECT s.id, s.public_id, s.idempotency_key, s
      s.status, s.link_url, s.expires_at, s.provider_token, s.journey_id, s.reference_id, s.client_ref_id, \
      s.verification_id, s.result, s.last_error, s.created_by, s.created_at, s.updated_at, s.ended_at, \
      s.supersedes, s.superseded_by, s.next_poll_at, s.poll_count, s.poll_failing_since, s.poll_failures, \
-     s.result_partial, u.email AS creator_email \
+     s.result_partial, s.return_claim, s.return_count, s.last_return_at, s.outcome_by, s.outcome_at, \
+     s.outcome_note, u.email AS creator_email \
      FROM kyc_sessions s JOIN users u ON u.id = s.created_by";
 
 impl SessionRow {
@@ -135,6 +149,12 @@ impl SessionRow {
             superseded_by: None,
             next_poll_at: None,
             poll_count: 0,
+            return_claim: None,
+            return_count: 0,
+            last_return_at: None,
+            outcome_by: None,
+            outcome_at: None,
+            outcome_note: None,
             poll_failing_since: None,
             poll_failures: 0,
             result_partial: 0,
@@ -493,6 +513,19 @@ pub async fn set_result(
     Ok(())
 }
 
+/// Makes a session that is being polled due for its next poll at `now` (a session not polled
+/// stays so).
+pub async fn poll_now(conn: &mut AnyConnection, id: i64, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE kyc_sessions SET next_poll_at = $1 WHERE id = $2 AND next_poll_at IS NOT NULL",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Appends a timeline event.
 pub async fn add_event(
     conn: &mut AnyConnection,
@@ -510,6 +543,65 @@ pub async fn add_event(
     .bind(kind)
     .bind(actor)
     .bind(detail)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Counts one return of the customer's browser on the session and keeps what it reported
+/// (`claim`, already sanitised); returns how many times it has come back now.
+pub async fn count_return(
+    conn: &mut AnyConnection,
+    id: i64,
+    claim: Option<&str>,
+    now: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE kyc_sessions SET return_claim = $1, return_count = return_count + 1, last_return_at = $2 \
+         WHERE id = $3 RETURNING return_count",
+    )
+    .bind(claim)
+    .bind(now)
+    .bind(id)
+    .fetch_one(conn)
+    .await
+}
+
+/// Rewrites the customer's latest event of `kind` on a session's timeline with `detail` (one
+/// event counts every repeated return); false when there is no such event yet.
+pub async fn rewrite_customer_event(
+    conn: &mut AnyConnection,
+    session_id: i64,
+    kind: &str,
+    detail: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE kyc_events SET detail = $1 WHERE id = (SELECT MAX(id) FROM kyc_events \
+         WHERE session_id = $2 AND kind = $3 AND actor = 'customer')",
+    )
+    .bind(detail)
+    .bind(session_id)
+    .bind(kind)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Stores who recorded a session's outcome by hand, when, and their (scrubbed) note.
+pub async fn set_recorded_outcome(
+    conn: &mut AnyConnection,
+    id: i64,
+    by: &str,
+    note: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE kyc_sessions SET outcome_by = $1, outcome_note = $2, outcome_at = $3 WHERE id = $4",
+    )
+    .bind(by)
+    .bind(note)
+    .bind(now)
+    .bind(id)
     .execute(conn)
     .await?;
     Ok(())

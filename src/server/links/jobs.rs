@@ -68,12 +68,21 @@ fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-/// Records a customer's return from a provider journey and moves the session on. `public_id`
-/// is `None` for the fixed Message Central return address (matched by journey id or token).
-/// Unknown sessions and ended sessions are answered the same way (the customer sees a
-/// thank-you page either way); a return after the end is recorded but changes nothing.
+/// Longest recorded claim (the `status` a return carried), in characters.
+pub const MAX_CLAIM_CHARS: usize = 40;
+
+/// Records a customer's return from a provider journey. A return is the customer's *claim*:
+/// anyone can edit the address their browser lands on, so it moves an open session to
+/// `returned` at most, keeps what it reported on the session, and counts repeated returns on
+/// one timeline event. The verdict comes from Eko's APIs (the poller is made due at once) or,
+/// for Message Central, from a staff member ([`super::outcome`]). `public_id` is `None` for
+/// the fixed Message Central return address (matched by journey id or token). Unknown and
+/// ended sessions are answered the same way (the customer sees a thank-you page either way);
+/// a return after the end is counted but changes nothing. The audit row carries `meta`, the
+/// real request's client address and request id.
 pub async fn handle_return(
     state: &AppState,
+    meta: &RequestMeta,
     public_id: Option<&str>,
     raw: &[(String, String)],
 ) -> Result<(), AppError> {
@@ -88,8 +97,8 @@ pub async fn handle_return(
             .await?
         }
     };
-    let Some(row) = row else {
-        tracing::info!("return for an unknown KYC session ignored");
+    let Some(found) = row else {
+        tracing::info!(request_id = %meta.request_id, "return for an unknown KYC session ignored");
         return Ok(());
     };
     let params = sanitize_return_params(raw);
@@ -102,71 +111,83 @@ pub async fn handle_return(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let status = status_of(&row);
+    let claim: Option<String> =
+        param(&params, "status").map(|c| c.chars().take(MAX_CLAIM_CHARS).collect());
+    let now = db::now();
     let mut tx = state.db.begin().await?;
-    if !status.is_open() {
-        repo::add_event(
-            &mut tx,
-            row.id,
-            "late_answer",
-            "customer",
-            &format!(
-                "The customer came back after the session had ended ({}); nothing changed. Parameters: {shown}.",
-                status.label().to_lowercase()
-            ),
-            db::now(),
-        )
-        .await?;
-        tx.commit().await?;
+    repo::touch(&mut tx, found.id, now).await?;
+    // Re-read under the transaction: concurrent returns of one session count one by one.
+    let Some(row) = repo::find(&mut tx, found.id).await? else {
         return Ok(());
-    }
-    let outcome = param(raw, "status").map(str::to_lowercase);
-    let (next, detail, error) = if row.provider == Provider::MessageCentral {
-        match outcome.as_deref() {
-            Some("approved" | "success" | "completed" | "verified") => (
-                KycStatus::Completed,
-                format!("The customer finished the journey: approved. Parameters: {shown}."),
-                None,
-            ),
-            Some("denied" | "rejected" | "failed" | "declined") => (
-                KycStatus::Failed,
-                format!("The customer's journey ended unsuccessfully. Parameters: {shown}."),
-                Some("The provider reported the verification as not successful."),
-            ),
-            _ => (
-                KycStatus::Returned,
-                format!("The customer came back from the journey. Parameters: {shown}."),
-                None,
-            ),
-        }
+    };
+    let status = status_of(&row);
+    let count = repo::count_return(&mut tx, row.id, claim.as_deref(), now).await?;
+    let reported = match &claim {
+        Some(claim) => format!("{claim} — not confirmed"),
+        None => "no status".to_string(),
+    };
+    let times = if count == 1 {
+        String::new()
     } else {
-        (
-            KycStatus::Returned,
-            format!("The customer came back from DigiLocker. Parameters: {shown}."),
-            None,
+        format!(
+            " (came back {count} times, last at {})",
+            db::format_time(now)
         )
     };
-    if status == KycStatus::Returned && next == KycStatus::Returned {
-        repo::add_event(&mut tx, row.id, "returned", "customer", &detail, db::now()).await?;
+    if !status.is_open() {
+        let detail = format!(
+            "The customer's browser came back after the session had ended ({}); nothing changed{times}. Customer's browser reported: {reported}. Parameters: {shown}.",
+            status.label().to_lowercase()
+        );
+        if !repo::rewrite_customer_event(&mut tx, row.id, "late_answer", &detail).await? {
+            repo::add_event(&mut tx, row.id, "late_answer", "customer", &detail, now).await?;
+        }
     } else {
-        move_to(&mut tx, &row, next, "customer", &detail, error).await?;
+        let verdict_from = if row.provider == Provider::MessageCentral {
+            "a staff member records the outcome after checking Message Central's console"
+        } else {
+            "Eko's status API decides"
+        };
+        let detail = format!(
+            "The customer's browser came back from the journey{times}. Customer's browser reported: {reported}; {verdict_from}. Parameters: {shown}."
+        );
+        if status != KycStatus::Returned {
+            move_to(
+                &mut tx,
+                &row,
+                KycStatus::Returned,
+                "customer",
+                &detail,
+                None,
+            )
+            .await?;
+        } else if !repo::rewrite_customer_event(&mut tx, row.id, "returned", &detail).await? {
+            repo::add_event(&mut tx, row.id, "returned", "customer", &detail, now).await?;
+        }
+        if row.provider == Provider::Eko {
+            // Poll at once: the customer has just given (or refused) consent.
+            let verification_id = param(&params, "verification_id");
+            repo::set_result(&mut tx, row.id, None, verification_id).await?;
+            repo::poll_now(&mut tx, row.id, db::now()).await?;
+        }
     }
-    if row.provider == Provider::Eko {
-        // Poll at once: the customer has just given (or refused) consent.
-        let verification_id = param(&params, "verification_id");
-        repo::set_result(&mut tx, row.id, None, verification_id).await?;
-        sqlx::query(
-            "UPDATE kyc_sessions SET next_poll_at = $1 WHERE id = $2 AND next_poll_at IS NOT NULL",
-        )
-        .bind(db::now())
-        .bind(row.id)
-        .execute(&mut *tx)
-        .await?;
-    }
-    if next != KycStatus::Returned {
-        let note = format!("{} → {} (customer return)", status.as_str(), next.as_str());
-        audit_system_status(state, &mut tx, &row, next, note).await?;
-    }
+    let after = if status.is_open() {
+        KycStatus::Returned
+    } else {
+        status
+    };
+    let event = AuditEvent::new(Actor::Anonymous, "link.return", Outcome::Success)
+        .object("kyc_session", &row.public_id)
+        .reason(format!(
+            "the customer's browser came back; reported: {reported}"
+        ))
+        .detail(serde_json::json!({
+            "claim": claim,
+            "returns": count,
+            "from": status.as_str(),
+            "status": after.as_str(),
+        }));
+    state.audit.append(&mut tx, meta, &event).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -1,10 +1,11 @@
 //! KYC sessions: the one table of legal status moves every change goes through, and
 //! cancelling. Creating links (and regenerating them) lives in [`create`], what the pages read
 //! in [`view`], returns, the Eko poller and expiry in [`jobs`], handing a link over in
-//! [`send`].
+//! [`send`], a Message Central verdict recorded by staff in [`outcome`].
 
 pub mod create;
 pub mod jobs;
+pub mod outcome;
 pub mod send;
 pub mod view;
 

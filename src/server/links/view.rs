@@ -9,8 +9,8 @@ use crate::server::db::links::{self as repo, SessionRow};
 use crate::server::db::{self};
 use crate::server::state::AppState;
 use crate::types::{
-    AppError, DeliveryView, FieldError, KycStatus, SessionDetail, SessionFilter, SessionPage,
-    SessionSummary, TimelineEvent,
+    AppError, DeliveryView, FieldError, KycStatus, RecordedOutcome, ReturnClaim, SessionDetail,
+    SessionFilter, SessionPage, SessionSummary, TimelineEvent,
 };
 use crate::validation;
 
@@ -192,6 +192,21 @@ pub(super) fn detail_from(
         deliveries,
         channels,
         has_email: row.email.is_some(),
+        return_claim: (row.return_count > 0).then(|| ReturnClaim {
+            reported: row.return_claim.clone().filter(|c| !c.is_empty()),
+            count: row.return_count,
+            last_at: row.last_return_at.map(db::format_time).unwrap_or_default(),
+        }),
+        recorded_outcome: match (&row.outcome_by, row.outcome_at) {
+            (Some(by), Some(at)) if status.is_final() => Some(RecordedOutcome {
+                outcome: status,
+                by: by.clone(),
+                at: db::format_time(at),
+                note: row.outcome_note.clone().unwrap_or_default(),
+            }),
+            _ => None,
+        },
+        outcome_recordable: super::outcome::recordable(row),
     }
 }
 
@@ -372,6 +387,11 @@ pub async fn dashboard(state: &AppState) -> Result<crate::types::DashboardStats,
     }
     let since = today - 29 * 86_400;
     let created: i64 = periods[2].1.iter().sum();
+    let returned_index = KycStatus::ALL
+        .iter()
+        .position(|s| *s == KycStatus::Returned)
+        .unwrap_or_default();
+    let awaiting_confirmation = periods[2].1[returned_index];
     let mut funnel = vec![("Created".to_string(), created)];
     for (label, kind) in [
         ("Sent", "sent"),
@@ -417,6 +437,7 @@ pub async fn dashboard(state: &AppState) -> Result<crate::types::DashboardStats,
     Ok(crate::types::DashboardStats {
         periods,
         funnel,
+        awaiting_confirmation,
         per_day,
         expiring,
         not_answering,
