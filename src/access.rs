@@ -176,7 +176,9 @@ pub const SERVER_FN_ACCESS: &[(&str, Access)] = &[
 pub const FILE_ACCESS: &[(&str, Access)] = &[
     ("/audit/export.csv", Access::Roles(AUDIT_READERS)),
     ("/sessions/export.csv", Access::Roles(READERS)),
-    ("/sessions/{public_id}/qr.svg", Access::Roles(READERS)),
+    ("/sessions/{public_id}/qr.svg", Access::Roles(ACTORS)),
+    // Every text the sandbox "sent", with customers' names and live links.
+    ("/sandbox/messages", Access::Roles(ADMINS)),
 ];
 
 /// Every customer-facing route and who may open it: customers have no account, so these are

@@ -550,6 +550,10 @@ pub struct CredentialView {
     pub trial_links_used: i64,
     /// Result of the last connection test, if any.
     pub last_test: Option<String>,
+    /// Why this credential is not used now (a sandbox credential with the sandbox off, or a
+    /// destination the rules refuse); `None` when it is in use.
+    #[serde(default)]
+    pub switched_off: Option<String>,
 }
 
 /// Trial links Message Central grants per account.

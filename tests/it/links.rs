@@ -1203,7 +1203,7 @@ both_backends!(
 both_backends!(
     whatsapp_sending_and_returns_found_by_journey_id,
     |backend| async move {
-        let (app, operator, _) = sandbox_app(backend).await;
+        let (app, operator, admin) = sandbox_app(backend).await;
         let created = create(
             &app,
             &operator,
@@ -1237,8 +1237,16 @@ both_backends!(
                 .any(|e| e["detail"] == "Sent by WhatsApp to +91******6780."),
             "{sent}"
         );
-        let outbox = app
-            .client()
+        // The outbox holds customers' names and live links: signed-in admins only.
+        for (client, refused) in [
+            (app.client(), StatusCode::UNAUTHORIZED),
+            (operator.clone(), StatusCode::FORBIDDEN),
+        ] {
+            let (status, _, body) = app.get(&client, "/sandbox/messages").await;
+            assert_eq!(status, refused);
+            assert!(!body.contains("Asha") && !body.contains(&link), "{body}");
+        }
+        let outbox = admin
             .get(format!("{}/sandbox/messages", app.base))
             .send()
             .await

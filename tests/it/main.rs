@@ -21,3 +21,4 @@ mod providers;
 mod reads_recorded_once;
 mod sandbox;
 mod scaleout;
+mod secret_destinations;
