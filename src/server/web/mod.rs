@@ -115,7 +115,7 @@ pub fn router(state: AppState) -> Router {
                         tracing::info_span!(
                             "request",
                             method = %request.method(),
-                            path = %request.uri().path(),
+                            path = %request::loggable_path(request.uri().path()),
                             request_id = %request_id,
                         )
                     }),
