@@ -154,6 +154,22 @@ both_backends!(
         assert!(qr.text().await.unwrap().contains("<svg"));
         let anonymous = app.client().get(&qr_path).send().await.unwrap();
         assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+        // Auditors review: they see that a link exists and its status, never the usable link
+        // or its QR code.
+        app.user("audra@example.com", Role::Auditor).await;
+        let auditor = app.signed_in("audra@example.com").await;
+        let qr = auditor.get(&qr_path).send().await.unwrap();
+        assert_eq!(qr.status(), StatusCode::FORBIDDEN);
+        let reviewed = detail(
+            &app,
+            &auditor,
+            first["summary"]["public_id"].as_str().unwrap(),
+        )
+        .await;
+        assert!(reviewed["link_url"].is_null(), "{reviewed}");
+        assert_eq!(reviewed["link_withheld"], true);
+        assert_eq!(reviewed["summary"]["status"], "created");
+        assert!(!reviewed.to_string().contains(&link), "{reviewed}");
         for unknown in ["nosuchsession", "a%00b", "%27%20OR%201%3D1", "ABC"] {
             let unknown = operator
                 .get(format!("{}/sessions/{unknown}/qr.svg", app.base))
@@ -786,7 +802,9 @@ async fn save_settings(
             settings,
             secrets: BTreeMap::new(),
         },
-        false,
+        // The command line runs with the operator's own access to the server: it counts as
+        // re-authenticated (a destination change is a rotation there too).
+        true,
     )
     .await
     .unwrap_or_else(|error| panic!("save {kind}/{environment}: {error:?}"));

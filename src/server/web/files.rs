@@ -91,8 +91,8 @@ pub async fn sandbox_outbox(
     }
 }
 
-/// `GET /sessions/{public_id}/qr.svg`: the QR code of an open session's link, for any signed-in
-/// staff member (it is the link itself, which everyone who may open the session sees). Drawn
+/// `GET /sessions/{public_id}/qr.svg`: the QR code of an open session's link, for operators and
+/// admins (it is the link itself; auditors see only that a link exists). Drawn
 /// on the server on request rather than inside the call that creates the link, so creating a
 /// link never waits for it. Like every page, it is not stored by the browser (`no-store`).
 pub async fn session_qr(
