@@ -660,7 +660,11 @@ pub async fn save_as(
     reauth_password: Option<String>,
 ) -> Result<SaveOutcome, AppError> {
     let mut reauthenticated = false;
-    if let Some(password) = reauth_password.filter(|p| !p.is_empty()) {
+    // The password is checked only when the change needs it: a password typed into a plain
+    // edit is ignored, not counted as a guess.
+    let needs_password =
+        input.secrets.values().any(|v| !v.trim().is_empty()) || moves_secrets(state, input).await?;
+    if needs_password && let Some(password) = reauth_password.filter(|p| !p.is_empty()) {
         let refused = |reason: &'static str| {
             AuditEvent::new(admin.actor(), "credential.rotate", Outcome::Denied)
                 .object(
@@ -713,6 +717,24 @@ pub async fn save_as(
         reauthenticated,
     )
     .await
+}
+
+/// Whether saving `input` would change where or how the active credential's secrets are sent
+/// (false for a first save or an input that does not pass its checks: [`save`] says why).
+async fn moves_secrets(state: &AppState, input: &CredentialInput) -> Result<bool, AppError> {
+    let Ok(checked) = check_credential(input, false) else {
+        return Ok(false);
+    };
+    let mut conn = state.db.pool.acquire().await?;
+    let Some(active) = repo::active(&mut conn, checked.kind.as_str(), &checked.environment).await?
+    else {
+        return Ok(false);
+    };
+    Ok(destination::changes_destination(
+        checked.kind,
+        &serde_json::from_str(&active.settings).unwrap_or_default(),
+        &checked.settings,
+    ))
 }
 
 /// Runs [`test_connection`] for `actor` and records its outcome in the audit log (a test that

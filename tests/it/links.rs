@@ -258,8 +258,8 @@ both_backends!(
         assert_eq!(statuses.len(), 2);
         assert!(statuses.iter().all(|r| r.actor_role == "system"));
         // Three reads by the test's steps, one by the check that the result card is the
-        // stored session.
-        assert_eq!(rows_of(&app, "session.view").await.len(), 4);
+        // stored session, one by the auditor.
+        assert_eq!(rows_of(&app, "session.view").await.len(), 5);
         assert!(
             app.state
                 .audit

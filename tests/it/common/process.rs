@@ -34,6 +34,11 @@ impl ServerProcess {
             ("KYC_DESK_MASTER_KEY", test_master_key()),
             ("KYC_DESK_SITE_ROOT", "target/site".into()),
             ("RUST_LOG", "warn".into()),
+            // The fake providers listen on this machine (see `TestApp`).
+            (
+                "KYC_DESK_EXTRA_PROVIDER_HOSTS",
+                "127.0.0.1,localhost".into(),
+            ),
         ];
         env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
         let command = serve_process::command(
