@@ -328,12 +328,22 @@ mod tests {
             public,
             &headers(&[("origin", "https://kyc.example.com")])
         ));
-        assert!(same_origin(
+        // The request's own Host is whatever its sender chose: matching it proves nothing.
+        assert!(!same_origin(
             public,
             &headers(&[
                 ("origin", "http://127.0.0.1:3000"),
                 ("host", "127.0.0.1:3000")
             ])
+        ));
+        // The default port may be spelled out.
+        assert!(same_origin(
+            public,
+            &headers(&[("origin", "https://kyc.example.com:443")])
+        ));
+        assert!(!same_origin(
+            public,
+            &headers(&[("origin", "http://kyc.example.com")])
         ));
         assert!(!same_origin(
             public,
