@@ -177,7 +177,10 @@ pub const SERVER_FN_ACCESS: &[(&str, Access)] = &[
 pub const FILE_ACCESS: &[(&str, Access)] = &[
     ("/audit/export.csv", Access::Roles(AUDIT_READERS)),
     ("/sessions/export.csv", Access::Roles(READERS)),
-    ("/sessions/{public_id}/qr.svg", Access::Roles(READERS)),
+    // The QR code is the live link: those who hand links over (`LIVE_LINKS`).
+    ("/sessions/{public_id}/qr.svg", LIVE_LINKS),
+    // Every text the sandbox "sent", with customers' names and live links.
+    ("/sandbox/messages", Access::Roles(ADMINS)),
 ];
 
 /// Every customer-facing route and who may open it: customers have no account, so these are
@@ -186,6 +189,10 @@ pub const CUSTOMER_ACCESS: &[(&str, Access)] = &[
     ("/kyc/return", Access::Public),
     ("/kyc/return/{public_id}", Access::Public),
 ];
+
+/// Who may see a session's live link (and its QR code): those who hand links over. Auditors
+/// see that a link exists and its status only.
+pub const LIVE_LINKS: Access = Access::Roles(ACTORS);
 
 /// Who may export sessions with phone numbers and email addresses unmasked.
 pub const CONTACTS_EXPORT: Access = Access::Roles(ADMINS);

@@ -260,8 +260,9 @@ impl CredentialKind {
 /// Documents Eko DigiLocker can be asked for.
 pub const EKO_DOCUMENTS: &[&str] = &["AADHAAR", "PAN", "DRIVING_LICENSE", "VOTER_ID", "PASSPORT"];
 
-/// One credential set as submitted (page form or `credentials import` JSON).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// One credential set as submitted (page form or `credentials import` JSON). Its `Debug` names
+/// the secret fields given, never their values.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CredentialInput {
     /// Kind (stored spelling).
     pub kind: String,
@@ -275,8 +276,9 @@ pub struct CredentialInput {
     pub secrets: BTreeMap<String, String>,
 }
 
-/// A checked credential: normalised values, plus notices about what was changed.
-#[derive(Debug, Clone, PartialEq)]
+/// A checked credential: normalised values, plus notices about what was changed. Its `Debug`
+/// names the secret fields, never their values.
+#[derive(Clone, PartialEq)]
 pub struct CheckedCredential {
     /// Kind.
     pub kind: CredentialKind,
@@ -288,6 +290,34 @@ pub struct CheckedCredential {
     pub secrets: BTreeMap<String, String>,
     /// Corrections made on the operator's behalf (e.g. a stripped `Bearer ` prefix).
     pub notices: Vec<String>,
+}
+
+/// Secret values as `Debug` shows them: the field names only.
+fn secret_names(secrets: &BTreeMap<String, String>) -> Vec<&str> {
+    secrets.keys().map(String::as_str).collect()
+}
+
+impl std::fmt::Debug for CredentialInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialInput")
+            .field("kind", &self.kind)
+            .field("environment", &self.environment)
+            .field("settings", &self.settings)
+            .field("secrets (values hidden)", &secret_names(&self.secrets))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for CheckedCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckedCredential")
+            .field("kind", &self.kind)
+            .field("environment", &self.environment)
+            .field("settings", &self.settings)
+            .field("secrets (values hidden)", &secret_names(&self.secrets))
+            .field("notices", &self.notices)
+            .finish()
+    }
 }
 
 fn is_loopback_host(host: &str) -> bool {
@@ -550,6 +580,10 @@ pub struct CredentialView {
     pub trial_links_used: i64,
     /// Result of the last connection test, if any.
     pub last_test: Option<String>,
+    /// Why this credential is not used now (a sandbox credential with the sandbox off, or a
+    /// destination the rules refuse); `None` when it is in use.
+    #[serde(default)]
+    pub switched_off: Option<String>,
 }
 
 /// Trial links Message Central grants per account.
@@ -562,6 +596,29 @@ pub fn trial_links_used_up() -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn debug_shows_no_secret_value() {
+        let mut input = CredentialInput {
+            kind: "smtp".into(),
+            environment: "default".into(),
+            ..Default::default()
+        };
+        input
+            .secrets
+            .insert("password".into(), "debug-canary-pass".into());
+        let checked = CheckedCredential {
+            kind: CredentialKind::Smtp,
+            environment: "default".into(),
+            settings: BTreeMap::new(),
+            secrets: input.secrets.clone(),
+            notices: Vec::new(),
+        };
+        for shown in [format!("{input:?}"), format!("{checked:?}")] {
+            assert!(!shown.contains("debug-canary-pass"), "{shown}");
+            assert!(shown.contains("password"), "{shown}");
+        }
+    }
+
     use super::*;
 
     fn input(

@@ -615,8 +615,12 @@ pub struct DeliveryView {
 pub struct SessionDetail {
     /// The list fields.
     pub summary: SessionSummary,
-    /// The link (while it exists).
+    /// The link (while it exists and the viewer may hand it over).
     pub link_url: Option<String>,
+    /// An open link exists but is withheld from this viewer (auditors review, they do not
+    /// hand links over).
+    #[serde(default)]
+    pub link_withheld: bool,
     /// Expiry as Unix seconds, for the live countdown.
     pub expires_at_unix: Option<i64>,
     /// Customer email, masked unless the viewer may see contacts.

@@ -70,12 +70,12 @@ test('admin saves Eko and Message Central credentials, sees only masked values, 
   await mc.locator('details').evaluate((d) => { (d as HTMLDetailsElement).open = true; });
   const rotate = mc.getByTestId('editor-message_central_ekyc-production');
   await rotate.getByLabel('API key').fill(CANARY_MC_ROTATED);
-  await rotate.getByLabel('Your password (to rotate a secret)').fill('not my password at all');
+  await rotate.getByLabel(/^Your password \(to rotate a secret/).fill('not my password at all');
   await rotate.getByRole('button', { name: 'Save' }).click();
   await expect(rotate.locator('.field-error')).toContainText('not your password');
   await expect(mc.getByTestId('masked-api_key')).toContainText('•••• 9001');
   await rotate.getByLabel('API key').fill(CANARY_MC_ROTATED);
-  await rotate.getByLabel('Your password (to rotate a secret)').fill(ADMIN.password);
+  await rotate.getByLabel(/^Your password \(to rotate a secret/).fill(ADMIN.password);
   await rotate.getByRole('button', { name: 'Save' }).click();
   await expect(page.getByTestId('credential-saved')).toContainText('rotated (version 2)');
   await expect(mc.getByTestId('credential-meta')).toContainText('Version 2');

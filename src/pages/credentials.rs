@@ -197,15 +197,21 @@ fn CredentialCard(
                 }).collect_view()}
             </dl>
             {view.last_test.clone().map(|text| view! { <p class="muted">{format!("Last test: {text}")}</p> })}
+            {view.switched_off.clone().map(|text| view! { <p class="banner error" data-testid="credential-switched-off">{text}</p> })}
         }
     });
+    let switched_off = existing
+        .as_ref()
+        .is_some_and(|view| view.switched_off.is_some());
     let has_existing = existing.is_some();
     view! {
         <article class="card credential" data-testid=testid>
             <h3>
                 {environment}
                 {is_sandbox.then(|| view! { <span class="badge status-pending">"Sandbox"</span> })}
-                {if has_existing {
+                {if switched_off {
+                    view! { <span class="badge status-disabled">"Switched off"</span> }.into_any()
+                } else if has_existing {
                     view! { <span class="badge status-active">"Active"</span> }.into_any()
                 } else {
                     view! { <span class="badge status-disabled">"Not set"</span> }.into_any()
@@ -340,8 +346,12 @@ fn CredentialEditor(
             {fields}
             {has_existing.then(|| view! {
                 <div class="field" class:invalid=move || reauth_error.get().is_some()>
-                    <label for=reauth_id.clone()>"Your password (to rotate a secret)"</label>
-                    <p class="hint">"Needed only when you enter a new secret value."</p>
+                    <label for=reauth_id.clone()>"Your password (to rotate a secret or change where it is sent)"</label>
+                    <p class="hint">{if kind == CredentialKind::Smtp {
+                        "Needed when you enter a new secret value or change the host, port, TLS mode or username."
+                    } else {
+                        "Needed when you enter a new secret value or change the base URL."
+                    }}</p>
                     <input id=reauth_id.clone() type="password" autocomplete="current-password"
                         prop:value=move || reauth.get() on:input=move |ev| reauth.set(event_target_value(&ev)) />
                     {move || reauth_error.get().map(|m| view! { <p class="field-error">{m}</p> })}

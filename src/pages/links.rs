@@ -567,6 +567,9 @@ pub fn HandOver(detail: SessionDetail, on_sent: Callback<SessionDetail>) -> impl
     });
     view! {
         <div class="hand-over">
+            {detail.link_withheld.then(|| view! {
+                <p class="muted" data-testid="link-withheld">"A link exists and is open; only operators and admins see it."</p>
+            })}
             {detail.link_url.clone().map(|url| view! { <CopyLink url=url /> })}
             <div class="hand-over-grid">
                 {qr}

@@ -16,8 +16,9 @@ pub enum LogFormat {
     Json,
 }
 
-/// Everything the server needs to know about its environment.
-#[derive(Debug, Clone)]
+/// Everything the server needs to know about its environment. Its `Debug` hides the database
+/// password and the master key.
+#[derive(Clone)]
 pub struct Config {
     /// sqlx URL: `sqlite://...` or `postgres://...`.
     pub database_url: String,
@@ -46,8 +47,12 @@ pub struct Config {
     pub site_root: PathBuf,
     /// Where the master key of the credential vault comes from.
     pub master_key: crate::server::vault::KeySource,
-    /// Serve the built-in provider sandbox under `/sandbox/` and seed its credentials.
+    /// Serve the built-in provider sandbox under `/sandbox/` and seed its credentials. Only
+    /// ever true with a loopback public URL: the sandbox can never face the internet.
     pub sandbox: bool,
+    /// Hosts (names or IP addresses) a provider credential may send its secrets to besides
+    /// the kind's documented domains: a company proxy, or a test's fake provider.
+    pub extra_provider_hosts: Vec<url::Host>,
     /// Longest wait for a provider connection.
     pub provider_connect_timeout: Duration,
     /// Longest wait for a whole provider request.
@@ -66,6 +71,42 @@ pub struct Config {
     /// Longest wait for a free argon2 run; a password check that cannot get one is answered
     /// 429 with `Retry-After`.
     pub password_check_wait: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redacted_url(&self.database_url))
+            .field("addr", &self.addr)
+            .field("public_url", &self.public_url.as_str())
+            .field("session_idle_timeout", &self.session_idle_timeout)
+            .field("session_absolute_timeout", &self.session_absolute_timeout)
+            .field("cookie_secure", &self.cookie_secure)
+            .field("log_format", &self.log_format)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("site_root", &self.site_root)
+            .field("master_key", &self.master_key)
+            .field("sandbox", &self.sandbox)
+            .field("extra_provider_hosts", &self.extra_provider_hosts)
+            .field("provider_connect_timeout", &self.provider_connect_timeout)
+            .field("provider_request_timeout", &self.provider_request_timeout)
+            .field("eko_link_lifetime", &self.eko_link_lifetime)
+            .field("request_deadline", &self.request_deadline)
+            .finish()
+    }
+}
+
+/// A database URL with any password replaced, fit for a log line.
+fn redacted_url(text: &str) -> String {
+    match Url::parse(text) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("[redacted]"));
+            url.to_string()
+        }
+        Ok(_) => text.to_string(),
+        // Not parseable: it could hold anything, so only its scheme is shown.
+        Err(_) => format!("{}:[unparsed]", text.split(':').next().unwrap_or_default()),
+    }
 }
 
 /// A configuration problem, naming the variable.
@@ -99,11 +140,7 @@ const DEFAULT_ADDR: &str = "127.0.0.1:3000";
 impl Config {
     /// Reads the configuration from the process environment, after loading `.env` if present.
     pub fn from_env() -> Result<Self, ConfigError> {
-        if let Err(error) = dotenvy::dotenv()
-            && !error.not_found()
-        {
-            return Err(problem(".env", format!("could not be read: {error}")));
-        }
+        load_dotenv(std::path::Path::new("."))?;
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
@@ -270,7 +307,9 @@ impl Config {
                     "set either KYC_DESK_MASTER_KEY or KYC_DESK_MASTER_KEY_FILE, not both",
                 ));
             }
-            (Some(inline), None) => crate::server::vault::KeySource::Inline(inline),
+            (Some(inline), None) => {
+                crate::server::vault::KeySource::Inline(secrecy::SecretString::from(inline))
+            }
             (None, Some(path)) => crate::server::vault::KeySource::File {
                 path: PathBuf::from(path),
                 generate: match get("KYC_DESK_DEV_GENERATE_MASTER_KEY").as_deref() {
@@ -296,6 +335,44 @@ impl Config {
                     format!("'{other}' is not one of true, false"),
                 ));
             }
+        };
+        // The sandbox answers without credentials of its own: its outbox, its journeys and its
+        // seeded keys must never be reachable from outside this machine.
+        if sandbox && !is_loopback(public_url.host()) {
+            return Err(problem(
+                "KYC_DESK_SANDBOX",
+                format!(
+                    "the sandbox runs only on this machine, but KYC_DESK_PUBLIC_URL is {public_text}; \
+                     set KYC_DESK_SANDBOX=false, or use a loopback KYC_DESK_PUBLIC_URL such as http://127.0.0.1:3000"
+                ),
+            ));
+        }
+
+        let extra_provider_hosts = match get("KYC_DESK_EXTRA_PROVIDER_HOSTS") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|item| {
+                    let bare = item.trim_start_matches('[').trim_end_matches(']');
+                    match bare.parse::<IpAddr>() {
+                        Ok(IpAddr::V4(ip)) => Ok(url::Host::Ipv4(ip)),
+                        Ok(IpAddr::V6(ip)) => Ok(url::Host::Ipv6(ip)),
+                        Err(_) => match url::Host::parse(bare) {
+                            Ok(url::Host::Domain(name))
+                                if !name.contains(['/', ':', '@', '*']) =>
+                            {
+                                Ok(url::Host::Domain(name))
+                            }
+                            _ => Err(problem(
+                                "KYC_DESK_EXTRA_PROVIDER_HOSTS",
+                                format!("'{item}' is not a host name or IP address (for example proxy.example.com, 10.0.0.5)"),
+                            )),
+                        },
+                    }
+                })
+                .collect::<Result<_, _>>()?,
         };
 
         let provider_connect_timeout = duration(&get, "KYC_DESK_PROVIDER_CONNECT_TIMEOUT", "5s")?;
@@ -385,6 +462,7 @@ impl Config {
             site_root,
             master_key,
             sandbox,
+            extra_provider_hosts,
             provider_connect_timeout,
             provider_request_timeout,
             eko_link_lifetime,
@@ -424,14 +502,34 @@ fn duration(
     Ok(value)
 }
 
-fn is_plain_http_localhost(url: &Url) -> bool {
-    url.scheme() == "http"
-        && match url.host() {
-            Some(url::Host::Domain(d)) => d == "localhost",
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            None => false,
+/// Loads `dir/.env` if it exists. Only the working directory counts: a `.env` in a parent
+/// directory (another project's, say) is never read.
+pub fn load_dotenv(dir: &std::path::Path) -> Result<(), ConfigError> {
+    match dotenvy::from_path(dir.join(".env")) {
+        Err(error) if !error.not_found() => {
+            Err(problem(".env", format!("could not be read: {error}")))
         }
+        _ => Ok(()),
+    }
+}
+
+/// Whether `host` is this machine: `localhost` or a loopback address (IPv4-mapped included).
+pub fn is_loopback<S: AsRef<str>>(host: Option<url::Host<S>>) -> bool {
+    match host {
+        Some(url::Host::Domain(d)) => {
+            let d = d.as_ref().trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        None => false,
+    }
+}
+
+fn is_plain_http_localhost(url: &Url) -> bool {
+    url.scheme() == "http" && is_loopback(url.host())
 }
 
 #[cfg(test)]
@@ -568,6 +666,10 @@ mod tests {
             ("KYC_DESK_TRUSTED_PROXIES", "10.0.0.0/8, nonsense"),
             ("KYC_DESK_DEV_GENERATE_MASTER_KEY", "yes"),
             ("KYC_DESK_SANDBOX", "on"),
+            (
+                "KYC_DESK_EXTRA_PROVIDER_HOSTS",
+                "proxy.example.com, http://x/",
+            ),
             ("KYC_DESK_PROVIDER_TIMEOUT", "soon"),
             ("KYC_DESK_PROVIDER_CONNECT_TIMEOUT", "0s"),
             ("KYC_DESK_REQUEST_DEADLINE", "never"),
@@ -607,5 +709,100 @@ mod tests {
         let config = load(&[("KYC_DESK_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")]).unwrap();
         assert_eq!(config.trusted_proxies.len(), 2);
         assert!(config.trusted_proxies[1].contains(&"127.0.0.1".parse::<IpAddr>().unwrap()));
+    }
+
+    #[test]
+    fn the_sandbox_is_refused_off_loopback() {
+        for public in [
+            "https://kyc.example.com",
+            "http://10.0.0.5:3000",
+            "http://0.0.0.0:3000",
+            "http://localhost.example.com",
+        ] {
+            let error = load(&[
+                ("KYC_DESK_SANDBOX", "true"),
+                ("KYC_DESK_PUBLIC_URL", public),
+            ])
+            .unwrap_err();
+            assert_eq!(error.variable, "KYC_DESK_SANDBOX", "{public}");
+            assert!(
+                error.problem.contains("KYC_DESK_PUBLIC_URL") && error.problem.contains(public),
+                "{}",
+                error.problem
+            );
+        }
+        for public in [
+            "http://127.0.0.1:3000",
+            "http://localhost:3000",
+            "http://[::1]:3000",
+        ] {
+            let config = load(&[
+                ("KYC_DESK_SANDBOX", "true"),
+                ("KYC_DESK_PUBLIC_URL", public),
+            ])
+            .unwrap();
+            assert!(config.sandbox, "{public}");
+        }
+        let error = load(&[
+            ("KYC_DESK_SANDBOX", "true"),
+            ("KYC_DESK_ADDR", "0.0.0.0:3000"),
+            ("KYC_DESK_PUBLIC_URL", "https://kyc.example.com"),
+        ])
+        .unwrap_err();
+        assert_eq!(error.variable, "KYC_DESK_SANDBOX");
+    }
+
+    #[test]
+    fn extra_provider_hosts_are_names_or_addresses() {
+        let config = load(&[(
+            "KYC_DESK_EXTRA_PROVIDER_HOSTS",
+            "Proxy.Example.com, 10.0.0.5, [::1]",
+        )])
+        .unwrap();
+        assert_eq!(
+            config.extra_provider_hosts,
+            vec![
+                url::Host::Domain("proxy.example.com".to_string()),
+                url::Host::Ipv4("10.0.0.5".parse().unwrap()),
+                url::Host::Ipv6("::1".parse().unwrap()),
+            ]
+        );
+    }
+
+    #[test]
+    fn debug_of_the_configuration_shows_no_secret() {
+        let key = "c2VjcmV0LW1hc3Rlci1rZXktdGhhdC1tdXN0LW5vdC1sZWFr";
+        let config = load(&[
+            ("KYC_DESK_MASTER_KEY", key),
+            (
+                "DATABASE_URL",
+                "postgres://kyc:db-pass-never-shown@db.internal/kyc",
+            ),
+        ])
+        .unwrap();
+        let shown = format!("{config:?} {:?}", config.master_key);
+        assert!(!shown.contains(key), "{shown}");
+        assert!(!shown.contains("db-pass-never-shown"), "{shown}");
+        assert!(shown.contains("db.internal"), "{shown}");
+    }
+
+    #[test]
+    fn dotenv_is_read_from_the_given_directory_only() {
+        let parent = tempfile::tempdir().unwrap();
+        let child = parent.path().join("child");
+        std::fs::create_dir(&child).unwrap();
+        std::fs::write(
+            parent.path().join(".env"),
+            "KYC_DESK_TEST_PARENT_DOTENV_ONLY=loaded\n",
+        )
+        .unwrap();
+        load_dotenv(&child).unwrap();
+        assert!(std::env::var("KYC_DESK_TEST_PARENT_DOTENV_ONLY").is_err());
+        std::fs::write(child.join(".env"), "KYC_DESK_TEST_CHILD_DOTENV=here\n").unwrap();
+        load_dotenv(&child).unwrap();
+        assert_eq!(
+            std::env::var("KYC_DESK_TEST_CHILD_DOTENV").as_deref(),
+            Ok("here")
+        );
     }
 }

@@ -9,6 +9,7 @@ use crate::credential_kinds::{
 use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
 use crate::server::auth::AuthUser;
 use crate::server::db::{self, credentials as repo};
+use crate::server::destination;
 use crate::server::providers::ProviderError;
 use crate::server::state::AppState;
 use crate::server::vault::{self, MasterKey, Sealed, SecretSlot, Vault, VaultError};
@@ -85,14 +86,28 @@ fn open_row(
     )
 }
 
-fn view_of(row: &repo::CredentialRow, secrets: &[repo::SecretRow]) -> Option<CredentialView> {
+fn view_of(
+    config: &crate::server::config::Config,
+    row: &repo::CredentialRow,
+    secrets: &[repo::SecretRow],
+) -> Option<CredentialView> {
     let kind = CredentialKind::parse(&row.kind)?;
+    let settings: BTreeMap<String, String> =
+        serde_json::from_str(&row.settings).unwrap_or_default();
+    let has_password = secrets.iter().any(|s| s.field == "password");
     Some(CredentialView {
+        switched_off: destination::switched_off(
+            config,
+            kind,
+            &row.saved_by,
+            &settings,
+            has_password,
+        ),
         id: row.id,
         kind,
         environment: row.environment.clone(),
         version: row.version,
-        settings: serde_json::from_str(&row.settings).unwrap_or_default(),
+        settings,
         secrets: secrets
             .iter()
             .map(|s| MaskedSecret {
@@ -119,9 +134,11 @@ fn view_of(row: &repo::CredentialRow, secrets: &[repo::SecretRow]) -> Option<Cre
     })
 }
 
-/// Saves a credential set: the first save creates version 1; a save with any secret value is
-/// a rotation (new version, old one retired and its ciphertext wiped) and needs
-/// `reauthenticated`; a save without secrets edits the settings of the active version.
+/// Saves a credential set: the first save creates version 1; a save with any secret value, or
+/// one that changes where or how the secrets are sent ([`destination::changes_destination`]),
+/// is a rotation (new version, old one retired and its ciphertext wiped) and needs
+/// `reauthenticated`; any other save edits the settings of the active version. A destination
+/// the rules refuse ([`destination::destination_problem`]) is refused.
 pub async fn save(
     state: &AppState,
     meta: &RequestMeta,
@@ -142,6 +159,28 @@ pub async fn save(
         })?;
     let settings = serde_json::to_string(&checked.settings).unwrap_or_else(|_| "{}".into());
     let kind = checked.kind.as_str();
+    let stored_password = match &existing {
+        Some(old) => repo::secrets_of(&mut tx, old.id)
+            .await?
+            .iter()
+            .any(|row| row.field == "password"),
+        None => false,
+    };
+    if let Some((field, problem)) = destination::destination_problem(
+        &state.config,
+        checked.kind,
+        &checked.settings,
+        stored_password || checked.secrets.contains_key("password"),
+    ) {
+        return Err(AppError::field(field, problem));
+    }
+    let moves_secrets = existing.as_ref().is_some_and(|old| {
+        destination::changes_destination(
+            checked.kind,
+            &serde_json::from_str(&old.settings).unwrap_or_default(),
+            &checked.settings,
+        )
+    });
 
     let (id, change, detail) = match existing {
         None => {
@@ -167,11 +206,15 @@ pub async fn save(
                 serde_json::json!({ "version": 1, "fingerprints": fingerprints }),
             )
         }
-        Some(old) if !checked.secrets.is_empty() => {
+        Some(old) if !checked.secrets.is_empty() || moves_secrets => {
             if !reauthenticated {
                 return Err(AppError::field(
                     "reauth_password",
-                    "Enter your own password to confirm this rotation.",
+                    if checked.secrets.is_empty() {
+                        "This changes where the stored secrets are sent: enter your own password to confirm it, as for a rotation."
+                    } else {
+                        "Enter your own password to confirm this rotation."
+                    },
                 ));
             }
             let version = old.version + 1;
@@ -217,6 +260,7 @@ pub async fn save(
                 serde_json::json!({
                     "from_version": old.version, "to_version": version,
                     "old_fingerprints": old_fingerprints, "new_fingerprints": new_fingerprints,
+                    "destination_changed": moves_secrets,
                 }),
             )
         }
@@ -253,7 +297,7 @@ pub async fn save(
         .await?;
     tx.commit().await?;
     Ok(SaveOutcome {
-        view: view_of(&row, &secrets)
+        view: view_of(&state.config, &row, &secrets)
             .ok_or_else(|| AppError::NotFound("Unknown credential kind.".into()))?,
         notices: checked.notices,
         change,
@@ -267,7 +311,7 @@ pub async fn list(state: &AppState) -> Result<Vec<CredentialView>, AppError> {
     let mut views = Vec::new();
     for row in rows {
         let secrets = repo::secrets_of(&mut conn, row.id).await?;
-        if let Some(view) = view_of(&row, &secrets) {
+        if let Some(view) = view_of(&state.config, &row, &secrets) {
             views.push(view);
         }
     }
@@ -311,6 +355,23 @@ pub async fn open(state: &AppState, which: CredentialRef<'_>) -> Result<Option<O
     let vault: &Vault = &state.vault;
     let stored = repo::secrets_of(&mut conn, row.id).await?;
     drop(conn);
+    // The rules of the running configuration apply to what was stored under another: a sandbox
+    // credential with the sandbox off, or a host no longer allowed, is not used.
+    if let Some(kind) = CredentialKind::parse(&row.kind)
+        && let Some(reason) = destination::switched_off(
+            &state.config,
+            kind,
+            &row.saved_by,
+            &serde_json::from_str(&row.settings).unwrap_or_default(),
+            stored.iter().any(|s| s.field == "password"),
+        )
+    {
+        return Err(AppError::Conflict(format!(
+            "The {} credential ({}) is not used. {reason}",
+            kind.label(),
+            row.environment
+        )));
+    }
     let mut secrets = BTreeMap::new();
     for secret in stored {
         let value = open_row(vault, &secret, row.version).map_err(vault_error)?;
@@ -589,8 +650,10 @@ pub async fn test_connection(
     Ok((ok, message))
 }
 
-/// Saves a credential set for a signed-in admin ([`save`]). Entering any secret value is a
-/// rotation and needs the admin's own password: a wrong one is refused and audited.
+/// Saves a credential set for a signed-in admin ([`save`]). Entering any secret value, or
+/// changing where or how the secrets are sent, is a rotation and needs the admin's own
+/// password: a wrong one is refused and audited, and counts against the account's sign-in
+/// throttle (guessing it from a stolen session locks signing in too).
 pub async fn save_as(
     state: &AppState,
     meta: &RequestMeta,
@@ -598,9 +661,20 @@ pub async fn save_as(
     input: &CredentialInput,
     reauth_password: Option<String>,
 ) -> Result<SaveOutcome, AppError> {
-    let has_secret = input.secrets.values().any(|v| !v.trim().is_empty());
     let mut reauthenticated = false;
-    if has_secret && let Some(password) = reauth_password.filter(|p| !p.is_empty()) {
+    // The password is checked only when the change needs it: a password typed into a plain
+    // edit is ignored, not counted as a guess.
+    let needs_password =
+        input.secrets.values().any(|v| !v.trim().is_empty()) || moves_secrets(state, input).await?;
+    if needs_password && let Some(password) = reauth_password.filter(|p| !p.is_empty()) {
+        let refused = |reason: &'static str| {
+            AuditEvent::new(admin.actor(), "credential.rotate", Outcome::Denied)
+                .object(
+                    "credential",
+                    format!("{}/{}", input.kind.trim(), input.environment.trim()),
+                )
+                .reason(reason)
+        };
         // A counted attempt on the admin's account, like a sign-in: a stolen session cannot
         // guess the password here faster than at the sign-in page.
         let checked = crate::server::auth::check_own_password(
@@ -626,16 +700,7 @@ pub async fn save_as(
         if !right {
             state
                 .audit
-                .record(
-                    &state.db,
-                    meta,
-                    &AuditEvent::new(admin.actor(), "credential.rotate", Outcome::Denied)
-                        .object(
-                            "credential",
-                            format!("{}/{}", input.kind.trim(), input.environment.trim()),
-                        )
-                        .reason("re-authentication failed"),
-                )
+                .record(&state.db, meta, &refused("re-authentication failed"))
                 .await;
             return Err(AppError::field(
                 "reauth_password",
@@ -653,6 +718,24 @@ pub async fn save_as(
         reauthenticated,
     )
     .await
+}
+
+/// Whether saving `input` would change where or how the active credential's secrets are sent
+/// (false for a first save or an input that does not pass its checks: [`save`] says why).
+async fn moves_secrets(state: &AppState, input: &CredentialInput) -> Result<bool, AppError> {
+    let Ok(checked) = check_credential(input, false) else {
+        return Ok(false);
+    };
+    let mut conn = state.db.pool.acquire().await?;
+    let Some(active) = repo::active(&mut conn, checked.kind.as_str(), &checked.environment).await?
+    else {
+        return Ok(false);
+    };
+    Ok(destination::changes_destination(
+        checked.kind,
+        &serde_json::from_str(&active.settings).unwrap_or_default(),
+        &checked.settings,
+    ))
 }
 
 /// Runs [`test_connection`] for `actor` and records its outcome in the audit log (a test that

@@ -6,6 +6,7 @@ pub mod config;
 pub mod credentials;
 pub mod csv;
 pub mod db;
+pub mod destination;
 pub mod fresh_database;
 pub mod links;
 pub mod notify;

@@ -1786,3 +1786,36 @@ both_backends!(
         assert!(report.broken.is_none(), "{}", report.summary());
     }
 );
+
+both_backends!(
+    an_origin_matching_only_the_host_header_is_foreign,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        app.user("root@example.com", Role::Admin).await;
+        let admin = app.signed_in("root@example.com").await;
+        // A request whose Host its sender chose (a DNS-rebound name, a proxy passing Host on)
+        // is not the console's origin.
+        for (origin, host) in [
+            ("http://evil.example", "evil.example"),
+            ("http://evil.example:8080", "evil.example:8080"),
+        ] {
+            let response = admin
+                .post(format!("{}/api/logout", app.base))
+                .header("origin", origin)
+                .header("host", host)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::FORBIDDEN, "{origin}");
+        }
+        // The configured origin passes, spelled with the default port or not.
+        let response = admin
+            .post(format!("{}/api/whoami", app.base))
+            .header("origin", &app.base)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(!app.whoami(&admin).await.is_null(), "still signed in");
+    }
+);

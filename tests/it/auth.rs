@@ -1415,3 +1415,66 @@ both_backends!(
         );
     }
 );
+
+both_backends!(
+    a_stored_session_key_is_not_a_session,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        app.user("root@example.com", Role::Admin).await;
+        // Sign in without a cookie store, to see the cookie the browser would keep.
+        let plain = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let response = plain
+            .post(format!("{}/api/login", app.base))
+            .header("origin", &app.base)
+            .form(&[
+                ("email", "root@example.com"),
+                ("password", common::PASSWORD),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let cookie = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|c| c.strip_prefix("kyc_desk_session="))
+            .and_then(|c| c.split(';').next())
+            .expect("a session cookie")
+            .to_string();
+        let whoami = |value: String| {
+            let plain = plain.clone();
+            let base = app.base.clone();
+            async move {
+                let response = plain
+                    .post(format!("{base}/api/whoami"))
+                    .header("origin", &base)
+                    .header("cookie", format!("kyc_desk_session={value}"))
+                    .send()
+                    .await
+                    .unwrap();
+                response.json::<serde_json::Value>().await.unwrap()
+            }
+        };
+        assert!(
+            !whoami(cookie.clone()).await.is_null(),
+            "the cookie is a session"
+        );
+        let stored: Vec<String> = sqlx::query_scalar("SELECT id FROM auth_sessions")
+            .fetch_all(&app.state.db.pool)
+            .await
+            .unwrap();
+        assert!(!stored.is_empty());
+        for key in stored {
+            assert_ne!(key, cookie, "the session id is stored as is");
+            assert!(
+                whoami(key).await.is_null(),
+                "a stored key took the session over"
+            );
+        }
+    }
+);

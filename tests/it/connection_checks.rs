@@ -240,3 +240,27 @@ both_backends!(
         assert!(!log.contains(&canary), "the log carries the secret");
     }
 );
+
+both_backends!(one_time_tokens_never_reach_the_log, |backend| async move {
+    let logs = captured_logs();
+    let app = common::sandbox_app(backend, &[]).await;
+    let token = kyc_desk::server::auth::accounts::issue_setup_token(&app.state)
+        .await
+        .unwrap()
+        .expect("a setup token on a fresh database");
+    let client = app.client();
+    let (status, _, _) = app.get(&client, &format!("/setup/{token}")).await;
+    assert_eq!(status, StatusCode::OK);
+    // A sandbox journey's token, straight from the emulator.
+    let journey_token = "JourneyTokenThatMustNotBeLogged42";
+    let (_, _, _) = app
+        .get(&client, &format!("/sandbox/journey/{journey_token}"))
+        .await;
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
+    assert!(text.contains("/setup/[redacted]"), "the request was logged");
+    assert!(!text.contains(&token), "the setup token reached the log");
+    assert!(
+        !text.contains(journey_token),
+        "the journey token reached the log"
+    );
+});

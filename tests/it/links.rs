@@ -154,6 +154,22 @@ both_backends!(
         assert!(qr.text().await.unwrap().contains("<svg"));
         let anonymous = app.client().get(&qr_path).send().await.unwrap();
         assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+        // Auditors review: they see that a link exists and its status, never the usable link
+        // or its QR code.
+        app.user("audra@example.com", Role::Auditor).await;
+        let auditor = app.signed_in("audra@example.com").await;
+        let qr = auditor.get(&qr_path).send().await.unwrap();
+        assert_eq!(qr.status(), StatusCode::FORBIDDEN);
+        let reviewed = detail(
+            &app,
+            &auditor,
+            first["summary"]["public_id"].as_str().unwrap(),
+        )
+        .await;
+        assert!(reviewed["link_url"].is_null(), "{reviewed}");
+        assert_eq!(reviewed["link_withheld"], true);
+        assert_eq!(reviewed["summary"]["status"], "created");
+        assert!(!reviewed.to_string().contains(&link), "{reviewed}");
         for unknown in ["nosuchsession", "a%00b", "%27%20OR%201%3D1", "ABC"] {
             let unknown = operator
                 .get(format!("{}/sessions/{unknown}/qr.svg", app.base))
@@ -287,8 +303,8 @@ both_backends!(
         assert_eq!(outcomes.len(), 2);
         assert!(outcomes.iter().all(|r| r.actor_email == "olga@example.com"));
         // Three reads by the test's steps, one by the check that the result card is the
-        // stored session.
-        assert_eq!(rows_of(&app, "session.view").await.len(), 4);
+        // stored session, one by the auditor.
+        assert_eq!(rows_of(&app, "session.view").await.len(), 5);
         assert!(
             app.state
                 .audit
@@ -831,7 +847,9 @@ async fn save_settings(
             settings,
             secrets: BTreeMap::new(),
         },
-        false,
+        // The command line runs with the operator's own access to the server: it counts as
+        // re-authenticated (a destination change is a rotation there too).
+        true,
     )
     .await
     .unwrap_or_else(|error| panic!("save {kind}/{environment}: {error:?}"));
@@ -1248,7 +1266,7 @@ both_backends!(
 both_backends!(
     whatsapp_sending_and_returns_found_by_journey_id,
     |backend| async move {
-        let (app, operator, _) = sandbox_app(backend).await;
+        let (app, operator, admin) = sandbox_app(backend).await;
         let created = create(
             &app,
             &operator,
@@ -1282,8 +1300,16 @@ both_backends!(
                 .any(|e| e["detail"] == "Sent by WhatsApp to +91******6780."),
             "{sent}"
         );
-        let outbox = app
-            .client()
+        // The outbox holds customers' names and live links: signed-in admins only.
+        for (client, refused) in [
+            (app.client(), StatusCode::UNAUTHORIZED),
+            (operator.clone(), StatusCode::FORBIDDEN),
+        ] {
+            let (status, _, body) = app.get(&client, "/sandbox/messages").await;
+            assert_eq!(status, refused);
+            assert!(!body.contains("Asha") && !body.contains(&link), "{body}");
+        }
+        let outbox = admin
             .get(format!("{}/sandbox/messages", app.base))
             .send()
             .await

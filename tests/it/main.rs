@@ -23,3 +23,4 @@ mod reads_recorded_once;
 mod returns;
 mod sandbox;
 mod scaleout;
+mod secret_destinations;

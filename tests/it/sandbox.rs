@@ -26,7 +26,6 @@ const EKO_INITIATOR: &str = "9962981729";
 const EKO_USER_CODE: &str = "20810200";
 const SMS_CUSTOMER: &str = "C-ACME-01";
 const SMS_PASSWORD: &str = "sms-pass+word/42";
-const APP_RETURN: &str = "https://app.example/kyc/return/abc";
 
 struct Server {
     base: String,
@@ -38,6 +37,11 @@ struct Server {
 impl Server {
     fn url(&self, path: &str) -> String {
         format!("{}/sandbox{path}", self.base)
+    }
+
+    /// A customer return address of the console the sandbox belongs to.
+    fn app_return(&self) -> String {
+        format!("{}/kyc/return/abc", self.base)
     }
 }
 
@@ -260,7 +264,8 @@ async fn message_central_journey_redirects_back() {
         }
     };
 
-    let approved = link(json!({"company_name": COMPANY, "redirect_url": APP_RETURN})).await;
+    let approved =
+        link(json!({"company_name": COMPANY, "redirect_url": server.app_return()})).await;
     let response = server
         .client
         .post(approved["url"].as_str().unwrap())
@@ -273,10 +278,13 @@ async fn message_central_journey_redirects_back() {
     let journey = approved["journey_id"].as_str().unwrap();
     assert_eq!(
         location,
-        format!("{APP_RETURN}?journey_id={journey}&status=approved")
+        format!(
+            "{}?journey_id={journey}&status=approved",
+            server.app_return()
+        )
     );
 
-    let denied = link(json!({"company_name": COMPANY, "redirect_url": APP_RETURN})).await;
+    let denied = link(json!({"company_name": COMPANY, "redirect_url": server.app_return()})).await;
     let response = server
         .client
         .post(denied["url"].as_str().unwrap())
@@ -286,7 +294,7 @@ async fn message_central_journey_redirects_back() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let location = response.headers()["location"].to_str().unwrap();
-    assert!(location.starts_with(APP_RETURN) && location.ends_with("status=denied"));
+    assert!(location.starts_with(&server.app_return()) && location.ends_with("status=denied"));
 
     // Without a redirect the customer is told to close the window.
     let plain = link(json!({"company_name": COMPANY})).await;
@@ -303,13 +311,13 @@ async fn message_central_journey_redirects_back() {
 
 // ---------------------------------------------------------------- Eko DigiLocker
 
-fn create_body(client_ref_id: &str) -> Value {
+fn create_body(server: &Server, client_ref_id: &str) -> Value {
     json!({
         "initiator_id": EKO_INITIATOR,
         "user_code": EKO_USER_CODE,
         "client_ref_id": client_ref_id,
         "document_requested": ["AADHAAR"],
-        "redirect_url": APP_RETURN,
+        "redirect_url": server.app_return(),
     })
 }
 
@@ -385,14 +393,14 @@ async fn decide(server: &Server, url: &str, decision: &str) -> reqwest::Response
 #[tokio::test]
 async fn eko_checks_the_signature() {
     let server = start().await;
-    let (status, body) = eko_create(&server, &create_body("KDSIG0001")).await;
+    let (status, body) = eko_create(&server, &create_body(&server, "KDSIG0001")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         (body["status"].as_i64(), body["response_status_id"].as_i64()),
         (Some(0), Some(0))
     );
     assert!(body["data"]["reference_id"].is_u64(), "{body}");
-    assert_eq!(body["data"]["redirect_url"], APP_RETURN);
+    assert_eq!(body["data"]["redirect_url"], server.app_return());
     assert_eq!(body["data"]["document_requested"], json!(["AADHAAR"]));
     assert!(
         body["data"]["url"]
@@ -404,7 +412,10 @@ async fn eko_checks_the_signature() {
     let url = server.url("/eko/tools/kyc/digilocker");
     // Signed with another access key.
     let wrong = signed(
-        server.client.post(&url).json(&create_body("KDSIG0002")),
+        server
+            .client
+            .post(&url)
+            .json(&create_body(&server, "KDSIG0002")),
         "some-other-access-key",
         now_ms(),
     );
@@ -416,7 +427,7 @@ async fn eko_checks_the_signature() {
     let decoded = server
         .client
         .post(&url)
-        .json(&create_body("KDSIG0003"))
+        .json(&create_body(&server, "KDSIG0003"))
         .header("developer_key", EKO_DEVELOPER_KEY)
         .header("secret-key", STANDARD.encode(mac.finalize().into_bytes()))
         .header("secret-key-timestamp", &timestamp);
@@ -426,7 +437,10 @@ async fn eko_checks_the_signature() {
     );
     // Correctly signed, but six minutes old.
     let stale = signed(
-        server.client.post(&url).json(&create_body("KDSIG0004")),
+        server
+            .client
+            .post(&url)
+            .json(&create_body(&server, "KDSIG0004")),
         EKO_ACCESS_KEY,
         now_ms() - 6 * 60 * 1000,
     );
@@ -436,7 +450,7 @@ async fn eko_checks_the_signature() {
     let developer = server
         .client
         .post(&url)
-        .json(&create_body("KDSIG0005"))
+        .json(&create_body(&server, "KDSIG0005"))
         .header("developer_key", "not-the-developer-key")
         .header("secret-key", eko_signature(EKO_ACCESS_KEY, &timestamp))
         .header("secret-key-timestamp", &timestamp);
@@ -455,7 +469,7 @@ async fn eko_checks_the_signature() {
 #[tokio::test]
 async fn eko_reports_validation_and_business_errors() {
     let server = start().await;
-    let (status, body) = eko_create(&server, &create_body("KD123456789012345678X")).await;
+    let (status, body) = eko_create(&server, &create_body(&server, "KD123456789012345678X")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["response_status_id"], 1);
     assert_eq!(body["response_type_id"], -1);
@@ -466,9 +480,9 @@ async fn eko_reports_validation_and_business_errors() {
     );
 
     // Twenty characters is fine, and a client_ref_id is good for one call only.
-    let (_, body) = eko_create(&server, &create_body("KD123456789012345678")).await;
+    let (_, body) = eko_create(&server, &create_body(&server, "KD123456789012345678")).await;
     assert_eq!(body["status"], 0, "{body}");
-    let (_, body) = eko_create(&server, &create_body("KD123456789012345678")).await;
+    let (_, body) = eko_create(&server, &create_body(&server, "KD123456789012345678")).await;
     assert!(
         body["invalid_params"]["client_ref_id"].is_string(),
         "{body}"
@@ -487,7 +501,7 @@ async fn eko_reports_validation_and_business_errors() {
 #[tokio::test]
 async fn eko_full_journey_approved() {
     let server = start().await;
-    let (_, created) = eko_create(&server, &create_body("KDJOURNEY0001")).await;
+    let (_, created) = eko_create(&server, &create_body(&server, "KDJOURNEY0001")).await;
     let reference = created["data"]["reference_id"].clone();
     let reference_text = reference.to_string();
     let url = created["data"]["url"].as_str().unwrap().to_string();
@@ -521,7 +535,7 @@ async fn eko_full_journey_approved() {
     let response = decide(&server, &url, "approve").await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let location = response.headers()["location"].to_str().unwrap().to_string();
-    let prefix = format!("{APP_RETURN}?verification_id=");
+    let prefix = format!("{}?verification_id=", server.app_return());
     assert!(location.starts_with(&prefix), "{location}");
     let verification_id = &location[prefix.len()..];
     assert!(!verification_id.is_empty());
@@ -580,7 +594,7 @@ async fn eko_full_journey_approved() {
 #[tokio::test]
 async fn eko_journey_denied_and_abandoned() {
     let server = start().await;
-    let (_, created) = eko_create(&server, &create_body("KDDENY0001")).await;
+    let (_, created) = eko_create(&server, &create_body(&server, "KDDENY0001")).await;
     let reference = created["data"]["reference_id"].clone();
     let url = created["data"]["url"].as_str().unwrap();
     let response = decide(&server, url, "deny").await;
@@ -589,7 +603,7 @@ async fn eko_journey_denied_and_abandoned() {
         response.headers()["location"]
             .to_str()
             .unwrap()
-            .starts_with(&format!("{APP_RETURN}?verification_id="))
+            .starts_with(&format!("{}?verification_id=", server.app_return()))
     );
     let (_, text) = eko_status(&server, &reference.to_string()).await;
     let denied: Value = serde_json::from_str(&text).unwrap();
@@ -603,7 +617,7 @@ async fn eko_journey_denied_and_abandoned() {
         StatusCode::CONFLICT
     );
 
-    let (_, created) = eko_create(&server, &create_body("KDLEFT0001")).await;
+    let (_, created) = eko_create(&server, &create_body(&server, "KDLEFT0001")).await;
     let url = created["data"]["url"].as_str().unwrap();
     let response = decide(&server, url, "abandon").await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -629,7 +643,7 @@ async fn eko_journey_denied_and_abandoned() {
         decide(&server, &unknown, "approve").await.status(),
         StatusCode::NOT_FOUND
     );
-    let (_, created) = eko_create(&server, &create_body("KDODD0001")).await;
+    let (_, created) = eko_create(&server, &create_body(&server, "KDODD0001")).await;
     let url = created["data"]["url"].as_str().unwrap();
     assert_eq!(
         decide(&server, url, "maybe").await.status(),
@@ -724,4 +738,41 @@ async fn sms_sink_records_what_was_sent() {
     assert_eq!(sent[1].channel, MessageChannel::WhatsApp);
     assert_eq!(sent[1].text, "On WhatsApp");
     assert!(sent[0].sent_at <= sent[1].sent_at);
+}
+
+/// A sandbox journey sends the browser only to the console's own return address: any other
+/// `redirect_url` would make the console's domain an open redirect (and a phishing page).
+#[tokio::test]
+async fn journeys_redirect_only_to_the_consoles_return_address() {
+    let server = start().await;
+    let bearer = format!("Bearer {MC_KEY}");
+    for foreign in [
+        "https://phish.example/kyc/return/abc".to_string(),
+        format!("{}/login", server.base),
+        format!("{}/kyc/return/", server.base),
+    ] {
+        let (status, body) = mc_generate(
+            &server,
+            Some(&bearer),
+            Some(FLOW_BASIC),
+            Some(json!({"company_name": COMPANY, "redirect_url": foreign})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{foreign}: {body}");
+        assert!(body["detail"].as_str().unwrap().contains("/kyc/return/"));
+
+        let mut body = create_body(&server, "KDFOREIGN01");
+        body["redirect_url"] = json!(foreign);
+        let (status, answer) = eko_create(&server, &body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["response_status_id"], 1, "{foreign}: {answer}");
+        assert!(
+            answer["data"].is_null() || answer["data"]["url"].is_null(),
+            "{answer}"
+        );
+        assert!(
+            answer["invalid_params"]["redirect_url"].is_string(),
+            "{answer}"
+        );
+    }
 }

@@ -1,6 +1,8 @@
 //! The `auth_sessions` table: staff sign-in sessions (not KYC sessions), as a tower-sessions
 //! store in the application database, so every app instance behind a load balancer sees the
-//! same sessions, and all sessions of one user can be ended at once.
+//! same sessions, and all sessions of one user can be ended at once. Rows are keyed by the
+//! SHA-256 of the session id, never the id itself: whoever can read the table cannot present
+//! a stored key as a cookie and take a session over.
 
 use super::Db;
 use async_trait::async_trait;
@@ -38,6 +40,13 @@ fn backend(error: sqlx::Error) -> session_store::Error {
     }
 }
 
+/// The key a session is stored under: the hex SHA-256 of its id (the cookie's value). The id
+/// is 128 random bits, so a plain hash (no salt, no stretching) is enough.
+fn stored_key(id: &Id) -> String {
+    use sha2::Digest as _;
+    format!("{:x}", sha2::Sha256::digest(id.to_string().as_bytes()))
+}
+
 fn user_id_of(record: &Record) -> Option<i64> {
     record
         .data
@@ -56,7 +65,7 @@ impl SqlSessionStore {
             "INSERT INTO auth_sessions (id, user_id, data, expires_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (id) {on_conflict}"
         ))
-        .bind(record.id.to_string())
+        .bind(stored_key(&record.id))
         .bind(user_id_of(record))
         .bind(&data)
         .bind(record.expiry_date.unix_timestamp())
@@ -93,7 +102,7 @@ impl SessionStore for SqlSessionStore {
         let row: Option<(String, i64)> = sqlx::query_as(
             "SELECT data, expires_at FROM auth_sessions WHERE id = $1 AND expires_at > $2",
         )
-        .bind(id.to_string())
+        .bind(stored_key(id))
         .bind(super::now())
         .fetch_optional(&self.db.pool)
         .await
@@ -116,7 +125,7 @@ impl SessionStore for SqlSessionStore {
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         let _turn = self.db.write_turn().await.map_err(backend)?;
         sqlx::query("DELETE FROM auth_sessions WHERE id = $1")
-            .bind(id.to_string())
+            .bind(stored_key(id))
             .execute(&self.db.pool)
             .await
             .map_err(backend)?;

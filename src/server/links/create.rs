@@ -87,10 +87,20 @@ fn options_with_credentials<'a>(
     active: &'a [CredentialRow],
 ) -> Vec<(LinkOption, &'a CredentialRow)> {
     let sandbox_prefix = sandbox_base(state);
+    // A credential the running configuration switches off offers nothing.
     let find = |kind: CredentialKind, environment: &str| {
-        active
-            .iter()
-            .find(|row| row.kind == kind.as_str() && row.environment == environment)
+        active.iter().find(|row| {
+            row.kind == kind.as_str()
+                && row.environment == environment
+                && crate::server::destination::switched_off(
+                    &state.config,
+                    kind,
+                    &row.saved_by,
+                    &serde_json::from_str(&row.settings).unwrap_or_default(),
+                    false,
+                )
+                .is_none()
+        })
     };
     let mut options = Vec::new();
     for environment in CredentialKind::MessageCentralEkyc.environments() {
@@ -165,7 +175,7 @@ fn options_from(state: &AppState, active: &[CredentialRow]) -> LinkFormOptions {
             .into_iter()
             .map(|(option, _)| option)
             .collect(),
-        channels: send::channels_from(active),
+        channels: send::channels_from(&send::in_use(state, active)),
     }
 }
 

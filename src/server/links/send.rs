@@ -22,9 +22,29 @@ use std::collections::BTreeMap;
 /// The channels that can send links now: `email` with an active SMTP credential, `sms` and
 /// `whatsapp` as the active Message Central SMS credential allows.
 pub async fn configured_channels(state: &AppState) -> Result<Vec<String>, AppError> {
-    Ok(channels_from(
-        &credential_repo::list_active(&state.db.pool).await?,
-    ))
+    let active = credential_repo::list_active(&state.db.pool).await?;
+    Ok(channels_from(&in_use(state, &active)))
+}
+
+/// The active credentials the running configuration does not switch off (a sandbox credential
+/// with the sandbox off, a destination no longer allowed): only these send anything.
+pub fn in_use(state: &AppState, active: &[CredentialRow]) -> Vec<CredentialRow> {
+    active
+        .iter()
+        .filter(|row| {
+            CredentialKind::parse(&row.kind).is_some_and(|kind| {
+                crate::server::destination::switched_off(
+                    &state.config,
+                    kind,
+                    &row.saved_by,
+                    &serde_json::from_str(&row.settings).unwrap_or_default(),
+                    false,
+                )
+                .is_none()
+            })
+        })
+        .cloned()
+        .collect()
 }
 
 /// The channels the given active credentials allow.
@@ -185,6 +205,7 @@ async fn send_email(
 
 async fn send_sms(
     state: &AppState,
+    sandbox_session: bool,
     channel: Channel,
     phone: &str,
     name: &str,
@@ -202,6 +223,15 @@ async fn send_sms(
         )
         .await
         {
+            // A real customer's link never goes to the sandbox's outbox.
+            if !sandbox_session
+                && crate::server::destination::is_sandbox_credential(
+                    &unlocked.row.saved_by,
+                    &unlocked.settings,
+                )
+            {
+                continue;
+            }
             found = Some(unlocked);
             break;
         }
@@ -212,7 +242,11 @@ async fn send_sms(
         ..
     }) = found
     else {
-        return Err("no SMS / WhatsApp credential is configured".into());
+        return Err(if sandbox_session {
+            "no SMS / WhatsApp credential is configured".into()
+        } else {
+            "no SMS / WhatsApp credential for real messages is configured (the sandbox's sends sandbox links only)".into()
+        });
     };
     let template = settings.get("template").cloned().unwrap_or_default();
     let company = company_name(state).await;
@@ -303,6 +337,7 @@ pub async fn send(
     } else {
         send_sms(
             state,
+            row.sandbox != 0,
             channel,
             &destination,
             &row.customer_name,

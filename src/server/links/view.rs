@@ -166,6 +166,7 @@ pub(super) fn detail_from(
     SessionDetail {
         summary: summary_of(row),
         link_url: row.link_url.clone().filter(|_| status.is_open()),
+        link_withheld: false,
         expires_at_unix: row.expires_at.filter(|_| status.is_open()),
         email_masked: row.email.as_deref().map(|e| {
             if show_contacts {
@@ -227,7 +228,12 @@ pub async fn detail(
                 .object("kyc_session", &row.public_id),
         )
         .await?;
-    detail_of(state, &row, true).await
+    let mut detail = detail_of(state, &row, true).await?;
+    // A reviewer sees that a link exists and its status, not the usable link itself.
+    if !crate::access::LIVE_LINKS.admits(user.role) {
+        detail.link_withheld = detail.link_url.take().is_some();
+    }
+    Ok(detail)
 }
 
 /// Parses the list filters (field-level messages).

@@ -6,8 +6,8 @@
 //! HTTP 200, with business and validation errors in the body, as Eko does.
 
 use super::{
-    Decision, Link, LinkKind, Sandbox, SandboxError, SandboxPerson, header_text, is_web_url, param,
-    query_map, random_token, same_secret,
+    Decision, Link, LinkKind, Sandbox, SandboxError, SandboxPerson, header_text, param, query_map,
+    random_token, same_secret,
 };
 use axum::Json;
 use axum::body::Bytes;
@@ -199,12 +199,9 @@ pub(super) async fn create(
             json!("document_requested must be a list of document types"),
         );
     }
-    let redirect_url = text(body.get("redirect_url")).filter(|url| is_web_url(url));
+    let redirect_url = text(body.get("redirect_url")).filter(|url| sandbox.is_return_url(url));
     if redirect_url.is_none() {
-        problems.insert(
-            "redirect_url".into(),
-            json!("redirect_url must be an absolute http(s) URL"),
-        );
+        problems.insert("redirect_url".into(), json!(super::RETURN_URL_RULE));
     }
     let (Some(initiator_id), Some(documents), Some(redirect_url), true) =
         (initiator_id, documents, redirect_url, problems.is_empty())

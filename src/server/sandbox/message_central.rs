@@ -4,8 +4,7 @@
 //! them, so the app's error messages can be exercised against the sandbox.
 
 use super::{
-    Link, LinkKind, Sandbox, SandboxError, header_text, is_web_url, param, query_map, random_token,
-    same_secret,
+    Link, LinkKind, Sandbox, SandboxError, header_text, param, query_map, random_token, same_secret,
 };
 use axum::Json;
 use axum::body::Bytes;
@@ -83,12 +82,9 @@ pub(super) async fn generate_url(
         .filter(|url| !url.is_empty())
         .or_else(|| param(&query, "redirect_url"))
     {
-        Some(url) if is_web_url(url) => Some(url.to_string()),
+        Some(url) if sandbox.is_return_url(url) => Some(url.to_string()),
         Some(_) => {
-            return Err(refuse(
-                StatusCode::BAD_REQUEST,
-                "redirect_url must be an absolute http(s) URL",
-            ));
+            return Err(refuse(StatusCode::BAD_REQUEST, super::RETURN_URL_RULE));
         }
         None => None,
     };

@@ -15,6 +15,9 @@
 //! | `POST /eko/tools/kyc/digilocker/document` | DigiLocker document (newer shape) |
 //! | `GET`/`POST /journey/{token}` | the customer's side: approve, deny or abandon |
 //!
+//! The outbox page ([`Sandbox::outbox_page`]) is served by the console at `/sandbox/messages`
+//! to signed-in admins only (a file route of the access table).
+//!
 //! Everything is deliberately **in memory**: this is a development and test tool, so links,
 //! decisions, auth tokens and sent messages vanish with the process, and every store is
 //! capped so a long-running dev server cannot grow without bound. It checks credentials the
@@ -320,13 +323,17 @@ impl Sandbox {
             .route("/eko/tools/kyc/digilocker/status", get(eko::status))
             .route("/eko/tools/kyc/digilocker/document", post(eko::document))
             .route("/journey/{token}", get(journey::show).post(journey::decide))
-            .route("/messages", get(sms::outbox))
             .with_state(self.clone())
     }
 
     /// Messages the SMS/WhatsApp sink received (newest last), for tests and a debug page.
     pub fn sent_messages(&self) -> Vec<SentMessage> {
         self.lock().sent.iter().cloned().collect()
+    }
+
+    /// The outbox page: every message the sink holds, newest first, numbers masked.
+    pub fn outbox_page(&self) -> Response {
+        sms::outbox(self)
     }
 
     fn config(&self) -> &SandboxConfig {
@@ -408,11 +415,27 @@ fn param<'a>(map: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
     map.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
 }
 
-/// Whether `text` is an absolute `http(s)` URL with a host, fit to redirect a browser to.
-fn is_web_url(text: &str) -> bool {
-    url::Url::parse(text)
-        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+impl Sandbox {
+    /// Whether `text` is a customer return address of this console (`{public_base}/kyc/return/…`),
+    /// the only place a sandbox journey may send a browser: anything else would make the
+    /// sandbox an open redirect (and a phishing page) on the console's own domain.
+    fn is_return_url(&self, text: &str) -> bool {
+        let (Ok(url), Ok(base)) = (url::Url::parse(text), url::Url::parse(&self.inner.base)) else {
+            return false;
+        };
+        url.origin() == base.origin()
+            && url.username().is_empty()
+            && url.password().is_none()
+            && url
+                .path()
+                .strip_prefix("/kyc/return/")
+                .is_some_and(|rest| !rest.is_empty())
+    }
 }
+
+/// What a refused `redirect_url` is told.
+const RETURN_URL_RULE: &str =
+    "redirect_url must be this console's return address ({public_url}/kyc/return/...)";
 
 #[cfg(test)]
 mod tests {
@@ -453,6 +476,25 @@ mod tests {
             sandbox.journey_url("abc"),
             "http://127.0.0.1:3000/sandbox/journey/abc"
         );
+    }
+
+    #[test]
+    fn journeys_return_only_to_the_console() {
+        let sandbox = Sandbox::new(config());
+        assert!(sandbox.is_return_url("http://127.0.0.1:3000/kyc/return/abc"));
+        assert!(sandbox.is_return_url("http://127.0.0.1:3000/kyc/return/abc?x=1"));
+        for refused in [
+            "https://phish.example/kyc/return/abc",
+            "http://127.0.0.1:3001/kyc/return/abc",
+            "https://127.0.0.1:3000/kyc/return/abc",
+            "http://127.0.0.1:3000/login",
+            "http://127.0.0.1:3000/kyc/return/",
+            "http://127.0.0.1:3000/kyc/return/../../login",
+            "http://user@127.0.0.1:3000/kyc/return/abc",
+            "javascript:alert(1)",
+        ] {
+            assert!(!sandbox.is_return_url(refused), "{refused}");
+        }
     }
 
     #[test]

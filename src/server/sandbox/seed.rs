@@ -130,7 +130,7 @@ pub async fn seed(state: &AppState) -> Result<usize, AppError> {
             state,
             &RequestMeta::cli(),
             Actor::System,
-            "sandbox seed",
+            crate::server::destination::SANDBOX_SEED,
             &set,
             false,
         )

@@ -166,10 +166,11 @@ pub(super) async fn send(
     .into_response()
 }
 
-/// `GET /messages`: what the SMS / WhatsApp sink received, newest first, so whoever tries KYC
-/// Desk without a provider account sees what a customer would have been sent. Numbers are
-/// masked; nothing here is ever delivered.
-pub(super) async fn outbox(State(sandbox): State<Sandbox>) -> Response {
+/// The `/sandbox/messages` page: what the SMS / WhatsApp sink received, newest first, so whoever
+/// tries KYC Desk without a provider account sees what a customer would have been sent. Numbers
+/// are masked; nothing here is ever delivered. The texts hold customers' names and live links,
+/// so the console serves it as an admin-only file route, not from the sandbox's own router.
+pub(super) fn outbox(sandbox: &Sandbox) -> Response {
     use super::journey::page;
     use crate::markup::escape_markup;
     let messages = sandbox.sent_messages();

@@ -245,11 +245,11 @@ pub fn last_four(secret: &SecretString) -> String {
     chars[chars.len() - 4..].iter().collect()
 }
 
-/// Where the master key comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the master key comes from. Its `Debug` never shows an inline key.
+#[derive(Clone)]
 pub enum KeySource {
     /// `KYC_DESK_MASTER_KEY` (base64).
-    Inline(String),
+    Inline(SecretString),
     /// `KYC_DESK_MASTER_KEY_FILE`; `generate` creates it (mode 0600) if missing — dev only.
     File {
         /// The key file.
@@ -259,6 +259,20 @@ pub enum KeySource {
     },
     /// No key configured.
     None,
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::Inline(_) => f.write_str("Inline([redacted])"),
+            KeySource::File { path, generate } => f
+                .debug_struct("File")
+                .field("path", path)
+                .field("generate", generate)
+                .finish(),
+            KeySource::None => f.write_str("None"),
+        }
+    }
 }
 
 impl std::fmt::Display for KeySource {
@@ -277,7 +291,9 @@ impl std::fmt::Display for KeySource {
 pub fn load_key(source: &KeySource) -> Result<Option<MasterKey>, VaultError> {
     match source {
         KeySource::None => Ok(None),
-        KeySource::Inline(text) => MasterKey::from_base64(text, "KYC_DESK_MASTER_KEY").map(Some),
+        KeySource::Inline(text) => {
+            MasterKey::from_base64(text.expose_secret(), "KYC_DESK_MASTER_KEY").map(Some)
+        }
         KeySource::File { path, generate } => {
             if !path.exists() && *generate {
                 let key = MasterKey::generate();

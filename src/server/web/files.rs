@@ -76,8 +76,24 @@ pub async fn audit_export(
     csv_download("audit", body)
 }
 
-/// `GET /sessions/{public_id}/qr.svg`: the QR code of an open session's link, for any signed-in
-/// staff member (it is the link itself, which everyone who may open the session sees). Drawn
+/// The sandbox outbox's route.
+pub const SANDBOX_OUTBOX: &str = "/sandbox/messages";
+
+/// `GET /sandbox/messages` (only with the sandbox on): the sandbox's SMS / WhatsApp outbox, for
+/// signed-in admins; the texts carry customers' names and live links.
+pub async fn sandbox_outbox(
+    State(state): State<AppState>,
+    sandbox: crate::server::sandbox::Sandbox,
+    request: Request,
+) -> Response {
+    match file_caller(&state, &request, SANDBOX_OUTBOX).await {
+        Ok(_) => sandbox.outbox_page(),
+        Err(refused) => refused,
+    }
+}
+
+/// `GET /sessions/{public_id}/qr.svg`: the QR code of an open session's link, for operators and
+/// admins (it is the link itself; auditors see only that a link exists). Drawn
 /// on the server on request rather than inside the call that creates the link, so creating a
 /// link never waits for it. Like every page, it is not stored by the browser (`no-store`).
 pub async fn session_qr(

@@ -149,20 +149,21 @@ fn is_state_changing(method: &Method) -> bool {
 
 /// Whether a state-changing request comes from our own pages. Browsers always send
 /// `Origin` on such requests; older ones send at least `Sec-Fetch-Site`. Requests with
-/// neither come from non-browser clients, which carry no ambient cookies to abuse.
+/// neither come from non-browser clients, which carry no ambient cookies to abuse. `Origin`
+/// is compared with the configured public origin only (scheme, host and port): never with the
+/// request's own `Host`, which whoever sends the request chooses.
 pub fn same_origin(public_origin: &str, headers: &HeaderMap) -> bool {
     if let Some(origin) = headers.get(header::ORIGIN) {
-        let Ok(origin) = origin.to_str() else {
-            return false;
+        let parsed = |text: &str| {
+            url::Url::parse(text)
+                .ok()
+                .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+                .map(|url| url.origin())
         };
-        if origin == public_origin {
-            return true;
-        }
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-        let authority = origin
-            .strip_prefix("https://")
-            .or_else(|| origin.strip_prefix("http://"));
-        return matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h));
+        return match (origin.to_str().ok().and_then(parsed), parsed(public_origin)) {
+            (Some(given), Some(ours)) => given == ours,
+            _ => false,
+        };
     }
     match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         Some(site) => site == "same-origin" || site == "none",
@@ -187,7 +188,9 @@ pub async fn origin_check(State(state): State<AppState>, request: Request, next:
                 &meta,
                 &AuditEvent::new(Actor::Anonymous, "access.denied", Outcome::Denied)
                     .reason("cross-origin request refused")
-                    .detail(serde_json::json!({ "path": short_path(&path) })),
+                    .detail(serde_json::json!({
+                        "path": short_path(&super::request::loggable_path(&path))
+                    })),
             )
             .await;
         return error_response(
@@ -379,12 +382,22 @@ mod tests {
             public,
             &headers(&[("origin", "https://kyc.example.com")])
         ));
-        assert!(same_origin(
+        // The request's own Host is whatever its sender chose: matching it proves nothing.
+        assert!(!same_origin(
             public,
             &headers(&[
                 ("origin", "http://127.0.0.1:3000"),
                 ("host", "127.0.0.1:3000")
             ])
+        ));
+        // The default port may be spelled out.
+        assert!(same_origin(
+            public,
+            &headers(&[("origin", "https://kyc.example.com:443")])
+        ));
+        assert!(!same_origin(
+            public,
+            &headers(&[("origin", "http://kyc.example.com")])
         ));
         assert!(!same_origin(
             public,

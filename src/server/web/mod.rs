@@ -79,7 +79,15 @@ pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
     if state.config.sandbox {
         let sandbox = crate::server::sandbox::seed::sandbox_for(state.config.public_url.as_str());
-        router = router.nest_service("/sandbox", sandbox.router());
+        let outbox = sandbox.clone();
+        router = router
+            .route(
+                files::SANDBOX_OUTBOX,
+                get(move |state: State<AppState>, request: Request| {
+                    files::sandbox_outbox(state, outbox.clone(), request)
+                }),
+            )
+            .nest_service("/sandbox", sandbox.router());
     }
     router
         .route("/healthz", get(healthz))
@@ -109,7 +117,7 @@ pub fn router(state: AppState) -> Router {
                         tracing::info_span!(
                             "request",
                             method = %request.method(),
-                            path = %request.uri().path(),
+                            path = %request::loggable_path(request.uri().path()),
                             request_id = %request_id,
                         )
                     }),

@@ -30,6 +30,20 @@ pub fn is_public(path: &str) -> bool {
             .is_some_and(|last| last.contains('.'))
 }
 
+/// `path` fit for a log line or an audit row: the one-time token of a setup link or a sandbox
+/// journey is replaced, since whoever reads the logs could otherwise use it.
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    for prefix in ["/setup/", "/sandbox/journey/"] {
+        if let Some(rest) = path.strip_prefix(prefix)
+            && !rest.is_empty()
+        {
+            let tail = rest.find('/').map_or("", |at| &rest[at..]);
+            return format!("{prefix}[redacted]{tail}").into();
+        }
+    }
+    path.into()
+}
+
 /// Static files (the bundle under `/pkg/`, files with an extension).
 pub fn is_static(path: &str) -> bool {
     path.starts_with("/pkg/")
@@ -142,5 +156,16 @@ mod tests {
         for path in ["/", "/users", "/sessions", "/account/password"] {
             assert!(!is_public(path), "{path}");
         }
+    }
+
+    #[test]
+    fn one_time_tokens_never_reach_a_log_line() {
+        assert_eq!(loggable_path("/setup/s3cr3t-token"), "/setup/[redacted]");
+        assert_eq!(
+            loggable_path("/sandbox/journey/AbC123/x"),
+            "/sandbox/journey/[redacted]/x"
+        );
+        assert_eq!(loggable_path("/sessions/abc"), "/sessions/abc");
+        assert_eq!(loggable_path("/setup/"), "/setup/");
     }
 }

@@ -114,6 +114,11 @@ impl TestApp {
         for (k, v) in extra {
             vars.insert(k.to_string(), v.to_string());
         }
+        // The fake providers of the tests listen on this machine: allowed through the
+        // allow-list, as a company proxy would be. A test of the host rules sets it itself
+        // (an empty value allows no extra host).
+        vars.entry("KYC_DESK_EXTRA_PROVIDER_HOSTS".into())
+            .or_insert_with(|| "127.0.0.1,localhost".into());
         if !vars.contains_key("KYC_DESK_MASTER_KEY")
             && !vars.contains_key("KYC_DESK_MASTER_KEY_FILE")
         {

@@ -34,6 +34,11 @@ impl ServerProcess {
             ("KYC_DESK_MASTER_KEY", test_master_key()),
             ("KYC_DESK_SITE_ROOT", "target/site".into()),
             ("RUST_LOG", "warn".into()),
+            // The fake providers listen on this machine (see `TestApp`).
+            (
+                "KYC_DESK_EXTRA_PROVIDER_HOSTS",
+                "127.0.0.1,localhost".into(),
+            ),
         ];
         if let Some(anchor) = kyc_desk::server::fresh_database::anchor_file_for(database_url) {
             env.push(("KYC_DESK_AUDIT_ANCHOR_FILE", anchor));
