@@ -778,11 +778,20 @@ mod tests {
                 "DATABASE_URL",
                 "postgres://kyc:db-pass-never-shown@db.internal/kyc",
             ),
+            (
+                "KYC_DESK_MIGRATE_DATABASE_URL",
+                "postgres://owner:owner-pass-never-shown@db.internal/kyc",
+            ),
+            (
+                "KYC_DESK_AUDIT_ANCHOR_FILE",
+                "/var/lib/kyc-desk/anchors.jsonl",
+            ),
         ])
         .unwrap();
         let shown = format!("{config:?} {:?}", config.master_key);
         assert!(!shown.contains(key), "{shown}");
         assert!(!shown.contains("db-pass-never-shown"), "{shown}");
+        assert!(!shown.contains("owner-pass-never-shown"), "{shown}");
         assert!(shown.contains("db.internal"), "{shown}");
     }
 

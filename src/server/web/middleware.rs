@@ -104,7 +104,7 @@ pub async fn concurrency_limit(
     match limit.0.clone().try_acquire_owned() {
         Ok(_place) => next.run(request).await,
         Err(_) => {
-            tracing::warn!(path = %short_path(request.uri().path()), "too many requests at once; answered 503");
+            tracing::warn!(path = %short_path(&super::request::loggable_path(request.uri().path())), "too many requests at once; answered 503");
             overloaded_response(request.uri().path(), OVERLOADED_RETRY_SECS)
         }
     }
@@ -117,7 +117,8 @@ pub async fn concurrency_limit(
 /// SQLite write turn, provider calls); this catches what a bug would leave unbounded.
 pub async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let limit = state.config.request_deadline;
-    let path = request.uri().path().to_string();
+    // One-time tokens in the path (setup link, sandbox journey) never reach the log.
+    let path = short_path(&super::request::loggable_path(request.uri().path()));
     let request_id = request
         .headers()
         .get(REQUEST_ID)
@@ -251,7 +252,7 @@ pub async fn body_size_check(
         }
         Err(_) => {
             tracing::info!(
-                path = %short_path(parts.uri.path()),
+                path = %short_path(&super::request::loggable_path(parts.uri.path())),
                 limit_secs = state.config.request_body_timeout.as_secs(),
                 "request body did not arrive in time; answered 408"
             );
