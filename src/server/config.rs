@@ -399,26 +399,28 @@ impl Config {
             }
         };
 
-        // Unset, these limits stay inside a short configured deadline (half of it at most).
-        let within_deadline = |default: Duration| {
-            default
-                .min(request_deadline / 2)
-                .max(Duration::from_secs(1))
+        // A wait inside a request: it must end before the request's deadline. Unset, it stays
+        // inside a short configured deadline too (half of it at most).
+        let wait_inside_deadline = |variable: &'static str, default_secs: u64| {
+            let wait = match get(variable) {
+                None => Duration::from_secs(default_secs)
+                    .min(request_deadline / 2)
+                    .max(Duration::from_secs(1)),
+                Some(_) => duration(&get, variable, &format!("{default_secs}s"))?,
+            };
+            if wait >= request_deadline {
+                return Err(problem(
+                    variable,
+                    format!(
+                        "{}s is not shorter than the request deadline ({}s, KYC_DESK_REQUEST_DEADLINE)",
+                        wait.as_secs(),
+                        request_deadline.as_secs()
+                    ),
+                ));
+            }
+            Ok(wait)
         };
-        let request_body_timeout = match get("KYC_DESK_REQUEST_BODY_TIMEOUT") {
-            None => within_deadline(Duration::from_secs(10)),
-            Some(_) => duration(&get, "KYC_DESK_REQUEST_BODY_TIMEOUT", "10s")?,
-        };
-        if request_body_timeout >= request_deadline {
-            return Err(problem(
-                "KYC_DESK_REQUEST_BODY_TIMEOUT",
-                format!(
-                    "{}s is not shorter than the request deadline ({}s, KYC_DESK_REQUEST_DEADLINE)",
-                    request_body_timeout.as_secs(),
-                    request_deadline.as_secs()
-                ),
-            ));
-        }
+        let request_body_timeout = wait_inside_deadline("KYC_DESK_REQUEST_BODY_TIMEOUT", 10)?;
         let max_concurrent_requests = match get("KYC_DESK_MAX_CONCURRENT_REQUESTS") {
             None => DEFAULT_MAX_CONCURRENT_REQUESTS,
             Some(text) => match text.parse::<usize>() {
@@ -433,20 +435,7 @@ impl Config {
                 }
             },
         };
-        let password_check_wait = match get("KYC_DESK_PASSWORD_CHECK_WAIT") {
-            None => within_deadline(Duration::from_secs(5)),
-            Some(_) => duration(&get, "KYC_DESK_PASSWORD_CHECK_WAIT", "5s")?,
-        };
-        if password_check_wait >= request_deadline {
-            return Err(problem(
-                "KYC_DESK_PASSWORD_CHECK_WAIT",
-                format!(
-                    "{}s is not shorter than the request deadline ({}s, KYC_DESK_REQUEST_DEADLINE)",
-                    password_check_wait.as_secs(),
-                    request_deadline.as_secs()
-                ),
-            ));
-        }
+        let password_check_wait = wait_inside_deadline("KYC_DESK_PASSWORD_CHECK_WAIT", 5)?;
 
         Ok(Config {
             database_url,

@@ -92,14 +92,7 @@ fn options_with_credentials<'a>(
         active.iter().find(|row| {
             row.kind == kind.as_str()
                 && row.environment == environment
-                && crate::server::destination::switched_off(
-                    &state.config,
-                    kind,
-                    &row.saved_by,
-                    &serde_json::from_str(&row.settings).unwrap_or_default(),
-                    false,
-                )
-                .is_none()
+                && super::send::in_service(state, row)
         })
     };
     let mut options = Vec::new();

@@ -31,20 +31,24 @@ pub async fn configured_channels(state: &AppState) -> Result<Vec<String>, AppErr
 pub fn in_use(state: &AppState, active: &[CredentialRow]) -> Vec<CredentialRow> {
     active
         .iter()
-        .filter(|row| {
-            CredentialKind::parse(&row.kind).is_some_and(|kind| {
-                crate::server::destination::switched_off(
-                    &state.config,
-                    kind,
-                    &row.saved_by,
-                    &serde_json::from_str(&row.settings).unwrap_or_default(),
-                    false,
-                )
-                .is_none()
-            })
-        })
+        .filter(|row| in_service(state, row))
         .cloned()
         .collect()
+}
+
+/// Whether the running configuration lets the stored credential `row` serve (see
+/// [`crate::server::destination::switched_off`]).
+pub fn in_service(state: &AppState, row: &CredentialRow) -> bool {
+    CredentialKind::parse(&row.kind).is_some_and(|kind| {
+        crate::server::destination::switched_off(
+            &state.config,
+            kind,
+            &row.saved_by,
+            &serde_json::from_str(&row.settings).unwrap_or_default(),
+            false,
+        )
+        .is_none()
+    })
 }
 
 /// The channels the given active credentials allow.
