@@ -278,22 +278,7 @@ async fn start_app(url: &str) -> (kyc_desk::server::state::AppState, String) {
     use kyc_desk::server::startup;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let master_key = kyc_desk::server::vault::MasterKey::generate()
-        .to_base64()
-        .to_string();
-    let anchor = kyc_desk::server::fresh_database::anchor_file_for(url)
-        .map(|anchor| ("KYC_DESK_AUDIT_ANCHOR_FILE", anchor));
-    let config = startup::config_from(
-        [
-            ("DATABASE_URL", url.to_string()),
-            ("KYC_DESK_ADDR", addr.to_string()),
-            ("KYC_DESK_SANDBOX", "true".into()),
-            ("KYC_DESK_MASTER_KEY", master_key),
-        ]
-        .into_iter()
-        .chain(anchor),
-    )
-    .expect("config");
+    let config = bench_config(url, addr, [("KYC_DESK_SANDBOX", "true".to_string())]);
     let state = startup::open(config).await.expect("open");
     kyc_desk::server::sandbox::seed::seed(&state)
         .await
@@ -856,23 +841,41 @@ async fn real_user_sign_ins(base: &str, samples: usize) -> Vec<Duration> {
     times
 }
 
+/// The configuration of an in-process server on `addr` for the database at `url`: a fresh
+/// master key, the audit anchor file PostgreSQL needs, and `extra` settings.
+fn bench_config<const N: usize>(
+    url: &str,
+    addr: std::net::SocketAddr,
+    extra: [(&'static str, String); N],
+) -> kyc_desk::server::config::Config {
+    let master_key = kyc_desk::server::vault::MasterKey::generate()
+        .to_base64()
+        .to_string();
+    let anchor = kyc_desk::server::fresh_database::anchor_file_for(url)
+        .map(|anchor| ("KYC_DESK_AUDIT_ANCHOR_FILE", anchor));
+    kyc_desk::server::startup::config_from(
+        [
+            ("DATABASE_URL", url.to_string()),
+            ("KYC_DESK_ADDR", addr.to_string()),
+            ("KYC_DESK_MASTER_KEY", master_key),
+        ]
+        .into_iter()
+        .chain(extra)
+        .chain(anchor),
+    )
+    .expect("config")
+}
+
 async fn sign_in_flood(url: &str, parallel: usize, samples: usize) {
     use kyc_desk::server::startup;
     let url = fresh(url).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let config = startup::config_from([
-        ("DATABASE_URL", url.clone()),
-        ("KYC_DESK_ADDR", addr.to_string()),
-        ("KYC_DESK_TRUSTED_PROXIES", "127.0.0.1".into()),
-        (
-            "KYC_DESK_MASTER_KEY",
-            kyc_desk::server::vault::MasterKey::generate()
-                .to_base64()
-                .to_string(),
-        ),
-    ])
-    .expect("config");
+    let config = bench_config(
+        &url,
+        addr,
+        [("KYC_DESK_TRUSTED_PROXIES", "127.0.0.1".to_string())],
+    );
     let state = startup::open(config).await.expect("open");
     startup::serve_in_background(listener, state.clone());
     let base = format!("http://{addr}");
