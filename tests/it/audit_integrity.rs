@@ -498,6 +498,18 @@ both_backends!(
             .await
             .unwrap();
         assert!(response.status().is_client_error(), "{}", response.status());
+        // Refusals counted in memory (the first of the minute is a row, its repeats wait for
+        // the minute's summary): a graceful stop writes the summary before the checkpoint.
+        const FOREIGN_POSTS: u64 = 5;
+        for _ in 0..FOREIGN_POSTS {
+            let response = reqwest::Client::new()
+                .post(format!("{}/api/logout", server.base))
+                .header("origin", "https://evil.example")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        }
         let pid = server.child.id().to_string();
         let status = std::process::Command::new("kill")
             .args(["-TERM", &pid])
@@ -514,6 +526,16 @@ both_backends!(
             .unwrap()
             .unwrap();
         assert_eq!((last.seq, last.mac), (seq, mac), "{}", server.log());
+        let denied: Vec<AuditRow> = crate::audit::all_rows(&db)
+            .await
+            .into_iter()
+            .filter(|row| row.action == "access.denied")
+            .collect();
+        assert_eq!(
+            crate::audit::events_counted(&denied),
+            FOREIGN_POSTS,
+            "every refusal counted by the time the server stopped: {denied:?}"
+        );
         db.pool.close().await;
     }
 );

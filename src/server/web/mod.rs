@@ -246,8 +246,8 @@ pub fn no_delay(
     listener.tap_io(set_no_delay as fn(&mut tokio::net::TcpStream))
 }
 
-/// Binds and serves until shutdown; the last checkpoint of the audit chain is written once
-/// the requests in flight have finished.
+/// Binds and serves until shutdown; once the requests in flight have finished, the refusals
+/// counted in memory are written out and the last checkpoint of the audit chain is written.
 pub async fn serve(state: AppState) -> std::io::Result<()> {
     let addr = state.config.addr;
     let app = router(state.clone());
@@ -260,6 +260,9 @@ pub async fn serve(state: AppState) -> std::io::Result<()> {
     )
     .with_graceful_shutdown(shutdown_signal())
     .await;
+    // Refusals still counted in memory become their summary rows first, so the last
+    // checkpoint covers them.
+    state.audit_noise.flush().await;
     audit_checkpoint(&state).await;
     served
 }
