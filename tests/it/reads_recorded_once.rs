@@ -26,8 +26,8 @@ async fn rows_per_request(app: &TestApp, action: &str) -> BTreeMap<String, i64> 
     rows.into_iter().collect()
 }
 
-/// GETs `path` in full and returns the request id the server gave it.
-async fn load(app: &TestApp, client: &reqwest::Client, path: &str) -> String {
+/// GETs `path` in full and returns the request id the server gave it and the body.
+async fn fetch(app: &TestApp, client: &reqwest::Client, path: &str) -> (String, String) {
     let response = client
         .get(format!("{}{path}", app.base))
         .send()
@@ -40,7 +40,12 @@ async fn load(app: &TestApp, client: &reqwest::Client, path: &str) -> String {
         .and_then(|v| v.to_str().ok())
         .expect("every answer carries its request id")
         .to_string();
-    let body = response.text().await.unwrap();
+    (request_id, response.text().await.unwrap())
+}
+
+/// Loads the page at `path` in full and returns the request id the server gave it.
+async fn load(app: &TestApp, client: &reqwest::Client, path: &str) -> String {
+    let (request_id, body) = fetch(app, client, path).await;
     assert!(body.contains("</html>"), "GET {path}: the page is complete");
     request_id
 }
@@ -103,7 +108,7 @@ both_backends!(an_export_records_one_row, |backend| async move {
     let before = rows_per_request(&app, "audit.export").await;
     let mut exports = Vec::new();
     for _ in 0..5 {
-        exports.push(load_file(&app, &auditor, "/audit/export.csv").await);
+        exports.push(fetch(&app, &auditor, "/audit/export.csv").await.0);
     }
     let after = rows_per_request(&app, "audit.export").await;
     for request_id in &exports {
@@ -111,21 +116,3 @@ both_backends!(an_export_records_one_row, |backend| async move {
         assert_eq!(after.get(request_id).copied(), Some(1), "{after:?}");
     }
 });
-
-/// GETs a file route and returns the request id the server gave it.
-async fn load_file(app: &TestApp, client: &reqwest::Client, path: &str) -> String {
-    let response = client
-        .get(format!("{}{path}", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "GET {path}");
-    let request_id = response
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .expect("every answer carries its request id")
-        .to_string();
-    response.bytes().await.unwrap();
-    request_id
-}

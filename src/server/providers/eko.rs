@@ -332,17 +332,7 @@ pub async fn get_status(
             query.append_pair("client_ref_id", client_ref_id);
         }
     }
-    let url = &url;
-    retry_reads(http, "eko.status", move || async move {
-        // GET without a body: no content-type, only the signature headers.
-        let request = http
-            .client()
-            .get(url.clone())
-            .headers(signed_headers(creds)?);
-        let json = call("status", request).await?;
-        parse_status(&json)
-    })
-    .await
+    signed_get(http, creds, ("status", "eko.status"), &url, parse_status).await
 }
 
 /// The two documented shapes of Eko's document call (PROVIDERS.md §2).
@@ -583,19 +573,34 @@ pub async fn get_document_in(
                 }
                 query.append_pair("reference_id", reference_id);
             }
-            let url = &url;
-            retry_reads(http, "eko.document", move || async move {
-                // GET without a body: no content-type, only the signature headers.
-                let request = http
-                    .client()
-                    .get(url.clone())
-                    .headers(signed_headers(creds)?);
-                let json = call("document", request).await?;
-                parse_document(&json, document_type)
+            signed_get(http, creds, ("document", "eko.document"), &url, |json| {
+                parse_document(json, document_type)
             })
             .await
         }
     }
+}
+
+/// A signed GET of `url` for the call `operation` (`"status"`, `"document"`), parsed by
+/// `parse`; a read, so retried (as `retry_as`) on transient failures. GET has no body: no
+/// content type, only the signature headers.
+async fn signed_get<T>(
+    http: &ProviderHttp,
+    creds: &EkoCredentials,
+    (operation, retry_as): (&'static str, &'static str),
+    url: &url::Url,
+    parse: impl Fn(&Value) -> Result<T, ProviderError>,
+) -> Result<T, ProviderError> {
+    let parse = &parse;
+    retry_reads(http, retry_as, move || async move {
+        let request = http
+            .client()
+            .get(url.clone())
+            .headers(signed_headers(creds)?);
+        let json = call(operation, request).await?;
+        parse(&json)
+    })
+    .await
 }
 
 /// Sends one signed call and returns its JSON answer when HTTP says success; business
