@@ -5,6 +5,7 @@
 //! cargo run --release --features ssr --bin kyc-bench -- audit-verify --database-url URL --rows 1000000
 //! cargo run --release --features ssr --bin kyc-bench -- links --database-url URL --seconds 30
 //! cargo run --release --features ssr --bin kyc-bench -- sign-in-flood --database-url URL
+//! cargo run --release --features ssr --bin kyc-bench -- sign-in-burst --server-binary PATH --database-url URL
 //! ```
 //! Each run creates its own fresh database (a SQLite file, or a new PostgreSQL database next
 //! to the one in the URL) and drops nothing the app uses.
@@ -76,6 +77,23 @@ enum Command {
         parallel: usize,
         /// The real user's sign-ins measured in each phase.
         #[arg(long, default_value_t = 20)]
+        samples: usize,
+    },
+    /// A real user's sign-in time alone and while a burst of parallel wrong-password sign-ins
+    /// for a fresh account arrives from a fresh address, against a `kyc-desk` binary run as its
+    /// own process (so builds of different commits can be compared with the same client).
+    SignInBurst {
+        /// The `kyc-desk` binary to run (`serve` and `create-user`).
+        #[arg(long)]
+        server_binary: std::path::PathBuf,
+        /// sqlite://path or postgres://... (a fresh database is made next to it).
+        #[arg(long)]
+        database_url: String,
+        /// Parallel wrong-password sign-ins per burst.
+        #[arg(long, default_value_t = 200)]
+        parallel: usize,
+        /// Bursts (each with its own account and address), and as many sign-ins alone.
+        #[arg(long, default_value_t = 15)]
         samples: usize,
     },
     /// Time to verify a chain of N rows.
@@ -278,7 +296,19 @@ async fn start_app(url: &str) -> (kyc_desk::server::state::AppState, String) {
     use kyc_desk::server::startup;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let config = bench_config(url, addr, [("KYC_DESK_SANDBOX", "true".to_string())]);
+    let config = bench_config(
+        url,
+        addr,
+        [
+            ("KYC_DESK_SANDBOX", "true".to_string()),
+            // Every simulated user connects from loopback, one client address: it may use
+            // every place (the default share of one client is 32).
+            (
+                "KYC_DESK_MAX_CONCURRENT_REQUESTS_PER_CLIENT",
+                "256".to_string(),
+            ),
+        ],
+    );
     let state = startup::open(config).await.expect("open");
     kyc_desk::server::sandbox::seed::seed(&state)
         .await
@@ -796,6 +826,12 @@ async fn main() {
             parallel,
             samples,
         } => sign_in_flood(&database_url, parallel, samples).await,
+        Command::SignInBurst {
+            server_binary,
+            database_url,
+            parallel,
+            samples,
+        } => sign_in_burst(&server_binary, &database_url, parallel, samples).await,
     }
 }
 
@@ -955,6 +991,114 @@ async fn sign_in_flood(url: &str, parallel: usize, samples: usize) {
     println!(
         "sign-in-flood guesses={total} answers={answers:?} argon2_runs_during_flood={hashed} (the real user's {samples} included)"
     );
+}
+
+/// A real user's sign-in alone and during bursts of `parallel` wrong guesses, against
+/// `binary` run as a child process on a fresh database. Each burst targets its own account
+/// from its own address: the case the limits must hold (guesses that all arrive before any is
+/// counted), not a flood of an already locked account. Sign-ins alone and during a burst
+/// alternate, so a machine's changing load touches both alike.
+async fn sign_in_burst(binary: &std::path::Path, url: &str, parallel: usize, samples: usize) {
+    use kyc_desk::server::serve_process::{self, ServeProcess};
+    // The server runs in the temporary folder (no `.env` of ours is read there).
+    let binary = &std::fs::canonicalize(binary).expect("the server binary");
+    let url = fresh(url).await;
+    let port = serve_process::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let master_key = kyc_desk::server::vault::MasterKey::generate()
+        .to_base64()
+        .to_string();
+    let mut env = vec![
+        ("DATABASE_URL".to_string(), url.clone()),
+        ("KYC_DESK_ADDR".to_string(), format!("127.0.0.1:{port}")),
+        ("KYC_DESK_PUBLIC_URL".to_string(), base.clone()),
+        ("KYC_DESK_MASTER_KEY".to_string(), master_key),
+        (
+            "KYC_DESK_TRUSTED_PROXIES".to_string(),
+            "127.0.0.1".to_string(),
+        ),
+        ("RUST_LOG".to_string(), "warn".to_string()),
+    ];
+    if let Some(anchor) = kyc_desk::server::fresh_database::anchor_file_for(&url) {
+        env.push(("KYC_DESK_AUDIT_ANCHOR_FILE".to_string(), anchor));
+    }
+    let workdir = std::env::temp_dir();
+    let targets: Vec<String> = (0..samples)
+        .map(|i| format!("target{}@bench.example", letters(i)))
+        .collect();
+    for email in std::iter::once("real@bench.example").chain(targets.iter().map(String::as_str)) {
+        use std::io::Write;
+        let mut child = serve_process::command(binary, &workdir, env.iter().cloned())
+            .args(["create-user", "--email", email, "--role", "operator"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("run create-user");
+        writeln!(child.stdin.take().unwrap(), "{BENCH_PASSWORD}").unwrap();
+        assert!(
+            child.wait().unwrap().success(),
+            "create-user {email} failed"
+        );
+    }
+    let log = workdir.join(format!("kyc-bench-burst-{port}.log"));
+    let mut server = ServeProcess::spawn(
+        serve_process::command(binary, &workdir, env.iter().cloned()),
+        port,
+        log,
+    )
+    .expect("start the server");
+    server
+        .wait_ready(Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("server not ready ({e:?}): {}", server.log_text()));
+
+    real_user_sign_ins(&base, 3).await;
+    let client = reqwest::Client::new();
+    let mut alone = Vec::new();
+    let mut during = Vec::new();
+    let mut answers = std::collections::BTreeMap::<u16, u64>::new();
+    for (i, target) in targets.iter().enumerate() {
+        alone.extend(real_user_sign_ins(&base, 1).await);
+        let from = format!("203.0.113.{}", i + 1);
+        let burst: Vec<_> = (0..parallel)
+            .map(|n| {
+                let (client, base, target, from) =
+                    (client.clone(), base.clone(), target.clone(), from.clone());
+                tokio::spawn(async move {
+                    timed_sign_in(&client, &base, &target, &format!("wrong {n}"), &from)
+                        .await
+                        .0
+                })
+            })
+            .collect();
+        during.extend(real_user_sign_ins(&base, 1).await);
+        for status in futures::future::join_all(burst).await {
+            *answers.entry(status.unwrap()).or_default() += 1;
+        }
+    }
+    alone.sort();
+    during.sort();
+    println!(
+        "sign-in-burst alone_median_ms={:.1} alone_max_ms={:.1} burst_median_ms={:.1} burst_max_ms={:.1} ratio_median={:.2}",
+        percentile(&alone, 0.5),
+        percentile(&alone, 1.0),
+        percentile(&during, 0.5),
+        percentile(&during, 1.0),
+        percentile(&during, 0.5) / percentile(&alone, 0.5),
+    );
+    println!("sign-in-burst bursts={samples} of {parallel} guesses, answers={answers:?}");
+}
+
+/// `n` written with letters only (fresh names must not read as digit runs in audit scans).
+fn letters(mut n: usize) -> String {
+    let mut out = String::new();
+    loop {
+        out.insert(0, (b'a' + (n % 26) as u8) as char);
+        n /= 26;
+        if n == 0 {
+            return out;
+        }
+    }
 }
 
 /// Times the spans the server opens around each phase of a link creation

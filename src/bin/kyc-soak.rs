@@ -84,6 +84,9 @@ fn server_env(database_url: &str, master_key: &str, port: u16) -> Vec<(String, S
         ("KYC_DESK_ADDR", format!("127.0.0.1:{port}")),
         ("KYC_DESK_MASTER_KEY", master_key.to_string()),
         ("KYC_DESK_SANDBOX", "true".into()),
+        // Every simulated user connects from loopback, one client address: it may use every
+        // place (the default share of one client is 32).
+        ("KYC_DESK_MAX_CONCURRENT_REQUESTS_PER_CLIENT", "256".into()),
         ("RUST_LOG", "warn".into()),
     ]
     .into_iter()

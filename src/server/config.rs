@@ -68,6 +68,10 @@ pub struct Config {
     pub request_body_timeout: Duration,
     /// Requests served at once; one more is answered 503 with `Retry-After` at once.
     pub max_concurrent_requests: usize,
+    /// Of those, the requests one client address (an IPv6 address by its /64) may have served
+    /// at once; one more is answered 429 with `Retry-After`, so one client cannot take every
+    /// place and lock everybody else out.
+    pub max_concurrent_requests_per_client: usize,
     /// Longest wait for a free argon2 run; a password check that cannot get one is answered
     /// 429 with `Retry-After`.
     pub password_check_wait: Duration,
@@ -132,6 +136,8 @@ const DEADLINE_MARGIN: Duration = Duration::from_secs(35);
 
 /// Requests served at once unless `KYC_DESK_MAX_CONCURRENT_REQUESTS` says otherwise.
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 256;
+/// Default share of one client address in the requests served at once (capped by the total).
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS_PER_CLIENT: usize = 32;
 
 /// Default database: an SQLite file under `data/`.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/kyc-desk.db";
@@ -435,6 +441,22 @@ impl Config {
                 }
             },
         };
+        let max_concurrent_requests_per_client = match get(
+            "KYC_DESK_MAX_CONCURRENT_REQUESTS_PER_CLIENT",
+        ) {
+            None => DEFAULT_MAX_CONCURRENT_REQUESTS_PER_CLIENT.min(max_concurrent_requests),
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=max_concurrent_requests).contains(&n) => n,
+                _ => {
+                    return Err(problem(
+                        "KYC_DESK_MAX_CONCURRENT_REQUESTS_PER_CLIENT",
+                        format!(
+                            "'{text}' is not a whole number from 1 to {max_concurrent_requests} (KYC_DESK_MAX_CONCURRENT_REQUESTS); for example 32"
+                        ),
+                    ));
+                }
+            },
+        };
         let password_check_wait = wait_inside_deadline("KYC_DESK_PASSWORD_CHECK_WAIT", 5)?;
 
         Ok(Config {
@@ -458,6 +480,7 @@ impl Config {
             request_deadline,
             request_body_timeout,
             max_concurrent_requests,
+            max_concurrent_requests_per_client,
             password_check_wait,
         })
     }
@@ -556,6 +579,7 @@ mod tests {
         assert_eq!(config.request_deadline, Duration::from_secs(60));
         assert_eq!(config.request_body_timeout, Duration::from_secs(10));
         assert_eq!(config.max_concurrent_requests, 256);
+        assert_eq!(config.max_concurrent_requests_per_client, 32);
         assert_eq!(config.password_check_wait, Duration::from_secs(5));
     }
 
@@ -572,6 +596,21 @@ mod tests {
         }
         let config = load(&[("KYC_DESK_MAX_CONCURRENT_REQUESTS", "8")]).unwrap();
         assert_eq!(config.max_concurrent_requests, 8);
+        assert_eq!(
+            config.max_concurrent_requests_per_client, 8,
+            "a client's default share never exceeds the total"
+        );
+        for bad in ["0", "9", "some"] {
+            let error = load(&[
+                ("KYC_DESK_MAX_CONCURRENT_REQUESTS", "8"),
+                ("KYC_DESK_MAX_CONCURRENT_REQUESTS_PER_CLIENT", bad),
+            ])
+            .unwrap_err();
+            assert_eq!(
+                error.variable, "KYC_DESK_MAX_CONCURRENT_REQUESTS_PER_CLIENT",
+                "{bad}"
+            );
+        }
         // Unset, they fit inside a short deadline.
         let config = load(&[
             ("KYC_DESK_PROVIDER_CONNECT_TIMEOUT", "1s"),

@@ -126,12 +126,26 @@ async fn trickling_request(
     tokio::net::tcp::OwnedWriteHalf,
     tokio::task::JoinHandle<String>,
 ) {
+    trickling_request_from(app, None).await
+}
+
+/// [`trickling_request`] from client address `from` (through the trusted loopback proxy).
+async fn trickling_request_from(
+    app: &TestApp,
+    from: Option<&str>,
+) -> (
+    tokio::net::tcp::OwnedWriteHalf,
+    tokio::task::JoinHandle<String>,
+) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let addr = app.base.strip_prefix("http://").unwrap().to_string();
     let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let (mut reader, mut writer) = stream.into_split();
+    let forwarded = from
+        .map(|ip| format!("x-forwarded-for: {ip}\r\n"))
+        .unwrap_or_default();
     let head = format!(
-        "POST /api/login HTTP/1.1\r\nhost: {addr}\r\norigin: {}\r\ncontent-type: application/x-www-form-urlencoded\r\ntransfer-encoding: chunked\r\n\r\n5\r\nemail\r\n",
+        "POST /api/login HTTP/1.1\r\nhost: {addr}\r\norigin: {}\r\n{forwarded}content-type: application/x-www-form-urlencoded\r\ntransfer-encoding: chunked\r\n\r\n5\r\nemail\r\n",
         app.base
     );
     writer.write_all(head.as_bytes()).await.unwrap();
@@ -182,10 +196,16 @@ both_backends!(
         .await;
         let client = app.client();
         // Two requests in progress (their bodies still arriving) take both places.
-        let first = trickling_request(&app).await;
-        let second = trickling_request(&app).await;
+        let mut held = vec![trickling_request(&app).await, trickling_request(&app).await];
         let mut refused = None;
         for _ in 0..100 {
+            // A held request that arrived while a probe below had a place was refused: hold
+            // another one instead.
+            for slot in held.iter_mut() {
+                if slot.1.is_finished() {
+                    *slot = trickling_request(&app).await;
+                }
+            }
             let response = client
                 .get(format!("{}/login", app.base))
                 .send()
@@ -209,10 +229,71 @@ both_backends!(
             .unwrap();
         assert_eq!(health.status(), StatusCode::OK);
         // Once the two are over (408 at their body limit), requests are served again.
-        for (_held, answer) in [first, second] {
+        for (_held, answer) in held {
             assert!(answer.await.unwrap().starts_with("HTTP/1.1 408"));
         }
         let (status, _, _) = app.get(&client, "/login").await;
         assert_eq!(status, StatusCode::OK);
     }
 );
+
+both_backends!(one_client_cannot_take_every_place, |backend| async move {
+    let app = TestApp::start_with(
+        backend,
+        &[
+            ("KYC_DESK_TRUSTED_PROXIES", "127.0.0.1"),
+            ("KYC_DESK_MAX_CONCURRENT_REQUESTS", "4"),
+            ("KYC_DESK_MAX_CONCURRENT_REQUESTS_PER_CLIENT", "2"),
+            ("KYC_DESK_REQUEST_BODY_TIMEOUT", "5s"),
+        ],
+    )
+    .await;
+    let client = app.client();
+    let page_from = |from: &'static str| {
+        let (client, base) = (client.clone(), app.base.clone());
+        async move {
+            client
+                .get(format!("{base}/login"))
+                .header("x-forwarded-for", from)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // One client's two requests in progress take its whole share (two of four places);
+    // its /64 counts as one client.
+    let hold =
+        |n: usize| trickling_request_from(&app, Some(["2001:db8:5:6::1", "2001:db8:5:6::2"][n]));
+    let mut held = vec![hold(0).await, hold(1).await];
+    let mut refused = None;
+    for _ in 0..100 {
+        // A held request that arrived while the probe below had a place was refused: hold
+        // another one instead.
+        for (n, slot) in held.iter_mut().enumerate() {
+            if slot.1.is_finished() {
+                *slot = hold(n).await;
+            }
+        }
+        let response = page_from("2001:db8:5:6::3").await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(response);
+            break;
+        }
+        // The two may not have reached the server yet.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let refused = refused.expect("a third request at once from the same client is refused");
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert!(
+        refused.text().await.unwrap().contains("from your network"),
+        "the refusal says whose requests are too many"
+    );
+    // Another client is served meanwhile: places are left for everybody else.
+    let other = page_from("198.51.100.44").await;
+    assert_eq!(other.status(), StatusCode::OK);
+    // Once the two are over, the client is served again.
+    for (_held, answer) in held {
+        assert!(answer.await.unwrap().starts_with("HTTP/1.1 408"));
+    }
+    assert_eq!(page_from("2001:db8:5:6::3").await.status(), StatusCode::OK);
+});

@@ -162,7 +162,8 @@ pub async fn count_return(
     Ok(None)
 }
 
-/// Password checks in flight on this instance, per account and per address key.
+/// Work in flight on this instance, per key: password checks per account and per address,
+/// and requests per client address (the request limit's per-client share).
 #[derive(Debug, Default)]
 pub struct InFlight {
     running: Mutex<HashMap<String, usize>>,
@@ -219,6 +220,13 @@ impl InFlight {
         )
     }
 
+    /// Takes one of at most `cap` places for `key`, or none when all are taken; the place is
+    /// given back when the returned value is dropped.
+    pub fn take(self: &Arc<Self>, key: &str, cap: usize) -> Option<InFlightPlace> {
+        self.enter(&[(key, cap)])
+            .map(|slots| InFlightPlace { _slots: slots })
+    }
+
     /// Checks in flight now (tests prove that every place is given back).
     pub fn running(&self) -> usize {
         self.running
@@ -227,6 +235,12 @@ impl InFlight {
             .values()
             .sum()
     }
+}
+
+/// One place taken with [`InFlight::take`]; given back when dropped.
+#[derive(Debug)]
+pub struct InFlightPlace {
+    _slots: Vec<InFlightSlot>,
 }
 
 /// An attempt that was counted and let through: its password may be checked now. Dropping

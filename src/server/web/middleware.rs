@@ -4,17 +4,19 @@
 
 use super::MAX_BODY_BYTES;
 use super::error::{body_timeout_response, error_response, overloaded_response};
-use super::request::{REQUEST_ID, is_static, meta_from};
+use super::request::{REQUEST_ID, client_ip, is_static, meta_from};
 use crate::server::audit::{Actor, AuditEvent, Outcome, short_path};
+use crate::server::auth::throttle::{InFlight, InFlightPlace, client_key};
 use crate::server::state::AppState;
 use crate::types::AppError;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use base64::Engine as _;
 use rand::RngCore as _;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
@@ -78,21 +80,54 @@ pub async fn security_headers(
 /// How long a client refused by [`concurrency_limit`] is asked to wait.
 const OVERLOADED_RETRY_SECS: u64 = 1;
 
-/// The requests served at once (`KYC_DESK_MAX_CONCURRENT_REQUESTS`).
+/// The requests served at once (`KYC_DESK_MAX_CONCURRENT_REQUESTS`), and each client
+/// address's share of them (`KYC_DESK_MAX_CONCURRENT_REQUESTS_PER_CLIENT`).
 #[derive(Clone)]
-pub struct ConcurrencyLimit(Arc<Semaphore>);
+pub struct ConcurrencyLimit {
+    places: Arc<Semaphore>,
+    per_client: Arc<InFlight>,
+    per_client_cap: usize,
+    app: AppState,
+}
 
 impl ConcurrencyLimit {
-    /// Room for `requests` at once.
-    pub fn new(requests: usize) -> Self {
-        ConcurrencyLimit(Arc::new(Semaphore::new(requests)))
+    /// The limits `app`'s configuration sets.
+    pub fn new(app: &AppState) -> Self {
+        ConcurrencyLimit {
+            places: Arc::new(Semaphore::new(app.config.max_concurrent_requests)),
+            per_client: InFlight::new(),
+            per_client_cap: app.config.max_concurrent_requests_per_client,
+            app: app.clone(),
+        }
+    }
+}
+
+impl ConcurrencyLimit {
+    /// A place in the share of the request's client address (none needed when no address is
+    /// known), or that client's key when it already has its share in progress.
+    fn client_place(&self, request: &Request) -> Result<Option<InFlightPlace>, String> {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
+        let Some(client) = client_ip(&self.app, peer, request.headers()).map(client_key) else {
+            return Ok(None);
+        };
+        match self.per_client.take(&client, self.per_client_cap) {
+            Some(place) => Ok(Some(place)),
+            None => Err(client),
+        }
     }
 }
 
 /// Serves at most the configured number of requests at once; one more is answered 503 with
-/// `Retry-After` at once rather than queued (a queue would only add to every wait). A place
-/// is held until the answer's head is ready; the deadline and the body-time limit below make
-/// sure that is bounded. The liveness probe is always answered.
+/// `Retry-After` at once rather than queued (a queue would only add to every wait). One client
+/// address (an IPv6 address by its /64, as the sign-in limits key it) may hold only its share
+/// of the places; one more of its requests is answered 429 at once, before any session, body
+/// or database work, so a client sending hundreds of requests at a time neither takes every
+/// place nor costs more than a refusal each. A place is held until the answer's head is
+/// ready; the deadline and the body-time limit below make sure that is bounded. The liveness
+/// probe is always answered.
 pub async fn concurrency_limit(
     State(limit): State<ConcurrencyLimit>,
     request: Request,
@@ -101,13 +136,27 @@ pub async fn concurrency_limit(
     if request.uri().path() == "/healthz" {
         return next.run(request).await;
     }
-    match limit.0.clone().try_acquire_owned() {
-        Ok(_place) => next.run(request).await,
-        Err(_) => {
-            tracing::warn!(path = %short_path(&super::request::loggable_path(request.uri().path())), "too many requests at once; answered 503");
-            overloaded_response(request.uri().path(), OVERLOADED_RETRY_SECS)
+    let Ok(_place) = limit.places.clone().try_acquire_owned() else {
+        tracing::warn!(path = %short_path(&super::request::loggable_path(request.uri().path())), "too many requests at once; answered 503");
+        return overloaded_response(request.uri().path(), OVERLOADED_RETRY_SECS);
+    };
+    let _client_place = match limit.client_place(&request) {
+        Ok(place) => place,
+        Err(client) => {
+            let path = request.uri().path();
+            tracing::warn!(%client, path = %short_path(&super::request::loggable_path(path)), "too many requests at once from one client; answered 429");
+            return error_response(
+                path,
+                AppError::TooManyRequests {
+                    message:
+                        "Too many requests from your network at once. Please try again in a moment."
+                            .into(),
+                    retry_after_secs: OVERLOADED_RETRY_SECS,
+                },
+            );
         }
-    }
+    };
+    next.run(request).await
 }
 
 /// The last line of defence against a request that stops: no answer head within the

@@ -75,7 +75,7 @@ pub fn router(state: AppState) -> Router {
                 ),
             ));
 
-    let concurrency = middleware::ConcurrencyLimit::new(state.config.max_concurrent_requests);
+    let concurrency = middleware::ConcurrencyLimit::new(&state);
     let mut router = Router::new();
     if state.config.sandbox {
         let sandbox = crate::server::sandbox::seed::sandbox_for(state.config.public_url.as_str());
