@@ -120,23 +120,52 @@ both_backends!(
 
 /// A request whose body arrives a trickle at a time: its head and a first chunk are sent, the
 /// rest never is. Returns the connection (kept open while held) and a task reading the answer.
-async fn trickling_request(
-    app: &TestApp,
-) -> (
-    tokio::net::tcp::OwnedWriteHalf,
-    tokio::task::JoinHandle<String>,
-) {
+async fn trickling_request(app: &TestApp) -> Held {
     trickling_request_from(app, None).await
 }
 
-/// [`trickling_request`] from client address `from` (through the trusted loopback proxy).
-async fn trickling_request_from(
-    app: &TestApp,
-    from: Option<&str>,
-) -> (
+/// A trickling request in progress: its connection and the task reading its answer.
+type Held = (
     tokio::net::tcp::OwnedWriteHalf,
     tokio::task::JoinHandle<String>,
-) {
+);
+
+/// Holds one trickling request per entry of `from` (a client address, or none) and sends
+/// `probe` until it is answered `status` (at most 100 tries): the held requests and that
+/// answer, if it came. A held request that arrived while a probe had a place was refused;
+/// another is held in its place, so the probe meets every held request in progress.
+async fn hold_and_probe<Probe, Answer>(
+    app: &TestApp,
+    from: &[Option<&str>],
+    status: StatusCode,
+    probe: Probe,
+) -> (Vec<Held>, Option<reqwest::Response>)
+where
+    Probe: Fn() -> Answer,
+    Answer: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+{
+    let mut held = Vec::new();
+    for client in from {
+        held.push(trickling_request_from(app, *client).await);
+    }
+    for _ in 0..100 {
+        for (slot, client) in held.iter_mut().zip(from) {
+            if slot.1.is_finished() {
+                *slot = trickling_request_from(app, *client).await;
+            }
+        }
+        let response = probe().await.unwrap();
+        if response.status() == status {
+            return (held, Some(response));
+        }
+        // The held requests may not have reached the server yet.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    (held, None)
+}
+
+/// [`trickling_request`] from client address `from` (through the trusted loopback proxy).
+async fn trickling_request_from(app: &TestApp, from: Option<&str>) -> Held {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let addr = app.base.strip_prefix("http://").unwrap().to_string();
     let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
@@ -196,28 +225,11 @@ both_backends!(
         .await;
         let client = app.client();
         // Two requests in progress (their bodies still arriving) take both places.
-        let mut held = vec![trickling_request(&app).await, trickling_request(&app).await];
-        let mut refused = None;
-        for _ in 0..100 {
-            // A held request that arrived while a probe below had a place was refused: hold
-            // another one instead.
-            for slot in held.iter_mut() {
-                if slot.1.is_finished() {
-                    *slot = trickling_request(&app).await;
-                }
-            }
-            let response = client
-                .get(format!("{}/login", app.base))
-                .send()
-                .await
-                .unwrap();
-            if response.status() == StatusCode::SERVICE_UNAVAILABLE {
-                refused = Some(response);
-                break;
-            }
-            // The two may not have reached the server yet.
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        let (held, refused) =
+            hold_and_probe(&app, &[None, None], StatusCode::SERVICE_UNAVAILABLE, || {
+                client.get(format!("{}/login", app.base)).send()
+            })
+            .await;
         let refused = refused.expect("a third request at once is refused");
         assert_eq!(refused.headers()["retry-after"], "1");
         assert!(refused.text().await.unwrap().contains("try again"));
@@ -262,26 +274,13 @@ both_backends!(one_client_cannot_take_every_place, |backend| async move {
     };
     // One client's two requests in progress take its whole share (two of four places);
     // its /64 counts as one client.
-    let hold =
-        |n: usize| trickling_request_from(&app, Some(["2001:db8:5:6::1", "2001:db8:5:6::2"][n]));
-    let mut held = vec![hold(0).await, hold(1).await];
-    let mut refused = None;
-    for _ in 0..100 {
-        // A held request that arrived while the probe below had a place was refused: hold
-        // another one instead.
-        for (n, slot) in held.iter_mut().enumerate() {
-            if slot.1.is_finished() {
-                *slot = hold(n).await;
-            }
-        }
-        let response = page_from("2001:db8:5:6::3").await;
-        if response.status() == StatusCode::TOO_MANY_REQUESTS {
-            refused = Some(response);
-            break;
-        }
-        // The two may not have reached the server yet.
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let (held, refused) = hold_and_probe(
+        &app,
+        &[Some("2001:db8:5:6::1"), Some("2001:db8:5:6::2")],
+        StatusCode::TOO_MANY_REQUESTS,
+        || async { Ok(page_from("2001:db8:5:6::3").await) },
+    )
+    .await;
     let refused = refused.expect("a third request at once from the same client is refused");
     assert_eq!(refused.headers()["retry-after"], "1");
     assert!(
