@@ -31,6 +31,7 @@ ensure_build_tools() {
     say "installing cargo-leptos (about 15 minutes, once)"
     cargo +nightly install cargo-leptos --locked
   fi
+  ensure_wasm_opt
   local want
   want="$(wasm_bindgen_version)"
   if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; then
@@ -38,6 +39,19 @@ ensure_build_tools() {
     # Not --locked: a yanked transitive crate stops the locked install.
     cargo install wasm-bindgen-cli --version "$want" --force
   fi
+}
+
+# Release builds run `wasm-opt`. Binaryen 132 from npm (it runs under node), in the project's
+# own .tools/ folder and first on PATH: Debian's binaryen (108) makes a bundle that builds but
+# never hydrates.
+ensure_wasm_opt() {
+  local dir="$KYC_ROOT/.tools/binaryen"
+  if [ ! -x "$dir/node_modules/.bin/wasm-opt" ]; then
+    say "installing wasm-opt (binaryen 132 from npm)"
+    mkdir -p "$dir"
+    (cd "$dir" && npm install --no-audit --no-fund --silent binaryen@132 >/dev/null)
+  fi
+  export PATH="$dir/node_modules/.bin:$PATH"
 }
 
 ensure_test_tools() {

@@ -47,12 +47,13 @@ fi
 
 # --- Build the real app; canary values in the environment must not reach the bundle ----
 canary="kyc-canary-$(date +%s)-secret"
-say "building the app (cargo leptos build)"
-# cargo-leptos builds the server with its own flags (`--cfg erase_components` in debug), which
-# the browser bundle must match for hydration, so the browser tests run its server binary.
+say "building the app as it ships (cargo leptos build --release --precompress)"
+# The browser tests run the release build users get: wasm-opt'd, content-hashed and
+# precompressed bundle, and the server binary cargo-leptos built with the same flags.
 # (Not DATABASE_URL: sqlx macros track it, so a changing value would rebuild the server every run.)
 KYC_DESK_MASTER_KEY="$canary" KYC_DESK_SMTP_PASSWORD="$canary" KYC_DESK_SESSION_SECRET="$canary" \
-  cargo leptos build
+  cargo leptos build --release --precompress
+server_bin=target/release/kyc-desk
 
 say "checking the browser bundle for server-only strings"
 bundle=(target/site/pkg/*.wasm target/site/pkg/*.js)
@@ -80,10 +81,10 @@ python3 -m aiosmtpd -n -l "127.0.0.1:$smtp_port" -c aiosmtpd.handlers.Mailbox "$
 smtp_pid=$!
 export DATABASE_URL="sqlite://$workdir/e2e.db" KYC_DESK_MASTER_KEY_FILE="$workdir/master.key" KYC_DESK_DEV_GENERATE_MASTER_KEY=true
 printf '{"kind":"smtp","environment":"default","settings":{"host":"127.0.0.1","port":"%s","tls":"none","from":"kyc@bank.example"},"secrets":{}}' "$smtp_port" |
-  RUST_LOG=warn target/debug/kyc-desk credentials import >/dev/null
+  RUST_LOG=warn "$server_bin" credentials import >/dev/null
 say "starting the app for the browser tests on 127.0.0.1:$port (log: $log)"
 KYC_DESK_ADDR="127.0.0.1:$port" KYC_DESK_SITE_ROOT=target/site KYC_DESK_SANDBOX=true \
-  RUST_LOG=info target/debug/kyc-desk serve >"$log" 2>&1 &
+  RUST_LOG=info "$server_bin" serve >"$log" 2>&1 &
 server_pid=$!
 trap 'kill $server_pid $smtp_pid 2>/dev/null || true; wait $server_pid $smtp_pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 120); do

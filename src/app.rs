@@ -12,7 +12,7 @@ use crate::pages::users::UsersPage;
 use crate::pages::{Guarded, NotFound, go_to};
 use crate::types::CurrentUser;
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::components::{Outlet, ParentRoute, Redirect, Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 
@@ -27,6 +27,13 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }) {
         provide_context(leptos::nonce::Nonce::from_value(nonce.0));
     }
+    // The stylesheet's content-hashed name belongs to the build the server runs.
+    #[cfg(feature = "ssr")]
+    let stylesheet = use_context::<crate::server::state::AppState>()
+        .map(|state| state.assets.stylesheet().to_string())
+        .unwrap_or_else(|| crate::server::web::assets::stylesheet_href().to_string());
+    #[cfg(not(feature = "ssr"))]
+    let stylesheet = "/pkg/kyc-desk.css".to_string();
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -35,6 +42,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <meta name="color-scheme" content="light" />
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
+                <link rel="stylesheet" id="leptos" href=stylesheet />
                 <HydrationScripts options />
                 <MetaTags />
             </head>
@@ -56,7 +64,6 @@ pub fn App() -> impl IntoView {
         }
     });
     view! {
-        <Stylesheet id="leptos" href="/pkg/kyc-desk.css" />
         <Title formatter=|text: String| if text.is_empty() { "KYC Desk".to_string() } else { format!("{text} · KYC Desk") } />
         <Router>
             <Routes fallback=NotFound>

@@ -45,6 +45,9 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Folder with the built site (`pkg/`, static files).
     pub site_root: PathBuf,
+    /// The hash file naming the bundle's content-hashed files (`KYC_DESK_BUNDLE_HASH_FILE`;
+    /// default `hash.txt` beside the binary, where cargo-leptos writes it).
+    pub bundle_hash_file: Option<PathBuf>,
     /// Where the master key of the credential vault comes from.
     pub master_key: crate::server::vault::KeySource,
     /// Serve the built-in provider sandbox under `/sandbox/` and seed its credentials. Only
@@ -89,6 +92,7 @@ impl std::fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("site_root", &self.site_root)
+            .field("bundle_hash_file", &self.bundle_hash_file)
             .field("master_key", &self.master_key)
             .field("sandbox", &self.sandbox)
             .field("extra_provider_hosts", &self.extra_provider_hosts)
@@ -305,6 +309,9 @@ impl Config {
                 .or_else(|| get("LEPTOS_SITE_ROOT"))
                 .unwrap_or_else(|| "target/site".into()),
         );
+        let bundle_hash_file = get("KYC_DESK_BUNDLE_HASH_FILE")
+            .map(PathBuf::from)
+            .or_else(crate::server::web::assets::AssetNames::default_hash_file);
 
         let master_key = match (get("KYC_DESK_MASTER_KEY"), get("KYC_DESK_MASTER_KEY_FILE")) {
             (Some(_), Some(_)) => {
@@ -471,6 +478,7 @@ impl Config {
             log_format,
             trusted_proxies,
             site_root,
+            bundle_hash_file,
             master_key,
             sandbox,
             extra_provider_hosts,

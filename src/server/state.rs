@@ -9,6 +9,7 @@ use crate::server::credentials;
 use crate::server::db::{Db, DbError};
 use crate::server::providers::ProviderHttp;
 use crate::server::vault::{self, Vault};
+use crate::server::web::assets::AssetNames;
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub struct AppState {
     /// Who may pass which door: the standard table ([`AccessTable::standard`]); tests swap in a
     /// changed one to show that the table alone decides.
     pub access: Arc<AccessTable>,
+    /// The names of this build's bundle files and how long browsers may keep them.
+    pub assets: Arc<AssetNames>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -55,6 +58,9 @@ pub enum StartError {
     /// Password hashing could not be prepared.
     #[error(transparent)]
     Hash(#[from] HashError),
+    /// The bundle's hash file exists but names no file.
+    #[error("browser bundle: {0}")]
+    Bundle(String),
     /// The provider HTTP client could not be built.
     #[error("provider HTTP client: {0}")]
     Providers(String),
@@ -116,11 +122,25 @@ impl AppState {
             config.provider_request_timeout,
         )
         .map_err(|e| StartError::Providers(e.to_string()))?;
+        let assets = match &config.bundle_hash_file {
+            Some(path) => AssetNames::load(path).map_err(StartError::Bundle)?,
+            None => AssetNames::unhashed(),
+        };
+        crate::server::web::assets::remember_stylesheet(&assets);
         let leptos_options = LeptosOptions::builder()
-            .output_name("kyc-desk")
+            .output_name(crate::server::web::assets::OUTPUT_NAME)
             .site_root(config.site_root.to_string_lossy().to_string())
             .site_pkg_dir("pkg")
             .site_addr(config.addr)
+            // Leptos joins this to the binary's folder; an absolute path stands for itself.
+            .hash_files(assets.is_hashed())
+            .hash_file(
+                assets
+                    .hash_file
+                    .as_ref()
+                    .map(|path| Arc::<str>::from(path.to_string_lossy().as_ref()))
+                    .unwrap_or_else(|| Arc::from("hash.txt")),
+            )
             .build();
         Ok(AppState {
             config: Arc::new(config),
@@ -133,6 +153,7 @@ impl AppState {
             sign_ins: InFlight::new(),
             providers,
             access: Arc::new(AccessTable::standard()),
+            assets: Arc::new(assets),
         })
     }
 }

@@ -7,6 +7,7 @@
 mod common;
 
 mod abuse;
+mod assets;
 mod audit;
 mod audit_integrity;
 mod audit_scan;

@@ -211,12 +211,13 @@ pub(super) fn page(status: StatusCode, heading: &str, body: &str) -> Response {
     } else {
         format!("{heading} — KYC Desk sandbox")
     };
+    let css = crate::server::web::assets::stylesheet_href();
     let html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <meta name=\"robots\" content=\"noindex\">\
          <title>{title}</title>\
-         <link rel=\"stylesheet\" href=\"/pkg/kyc-desk.css\"></head>\
+         <link rel=\"stylesheet\" href=\"{css}\"></head>\
          <body><main class=\"standalone\"><section class=\"panel\">\
          <h1>{heading}</h1>{body}</section></main></body></html>\n"
     );

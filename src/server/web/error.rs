@@ -174,12 +174,13 @@ pub fn failure_page(request_id: &str, error: &AppError) -> Response {
     };
     let status =
         StatusCode::from_u16(error.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let css = crate::server::web::assets::stylesheet_href();
     (
         status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         format!(
             "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>KYC Desk — temporarily unavailable</title>\
-             <link rel=\"stylesheet\" href=\"/pkg/kyc-desk.css\"></head><body><main class=\"standalone\"><h1>Temporarily unavailable</h1>\
+             <link rel=\"stylesheet\" href=\"{css}\"></head><body><main class=\"standalone\"><h1>Temporarily unavailable</h1>\
              <p>{message}</p><p class=\"muted\">Reference: {request_id}</p></main></body></html>"
         ),
     )

@@ -39,6 +39,7 @@ pub async fn security_headers(
     request.extensions_mut().insert(CspNonce(nonce.clone()));
     let path = request.uri().path().to_string();
     let mut response = next.run(request).await;
+    let status = response.status();
     let headers = response.headers_mut();
     let csp = format!(
         "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
@@ -65,7 +66,17 @@ pub async fn security_headers(
         "permissions-policy",
         HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),
     );
-    if !is_static(&path) {
+    if is_static(&path) {
+        // Only answers that are the file itself: a 404 page must not be kept for a year.
+        if status.is_success() || status == StatusCode::NOT_MODIFIED {
+            headers.insert(header::CACHE_CONTROL, state.assets.cache_control(&path));
+        } else {
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        // The same address answers brotli, gzip or plain bytes by `Accept-Encoding`; a cache
+        // in between must keep them apart.
+        headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+    } else {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     if state.config.is_https() {

@@ -5,6 +5,7 @@
 //! (the page, server-function and file doors of the one gate), `error` (the one place a failure
 //! becomes a response), `files` (CSV exports, QR image), `returns` (customers' return pages).
 
+pub mod assets;
 mod doors;
 pub mod error;
 mod files;

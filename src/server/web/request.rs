@@ -44,13 +44,14 @@ pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
     path.into()
 }
 
-/// Static files (the bundle under `/pkg/`, files with an extension).
+/// Static files of the built site: the bundle under `/pkg/` and the top-level files of
+/// `public/` (`/favicon.svg`). Not the file routes further down (`/sessions/export.csv`, a
+/// session's `qr.svg`): they carry personal data and are never stored, like pages.
 pub fn is_static(path: &str) -> bool {
-    path.starts_with("/pkg/")
+    path.starts_with(super::assets::PKG_PREFIX)
         || path
-            .rsplit('/')
-            .next()
-            .is_some_and(|last| last.contains('.'))
+            .strip_prefix('/')
+            .is_some_and(|name| !name.contains('/') && name.contains('.'))
 }
 
 /// Client address, honouring `X-Forwarded-For` only when the peer is a trusted proxy.
@@ -155,6 +156,26 @@ mod tests {
         }
         for path in ["/", "/users", "/sessions", "/account/password"] {
             assert!(!is_public(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn only_the_sites_own_files_are_static() {
+        for path in [
+            "/pkg/kyc-desk.Ab1.wasm",
+            "/pkg/kyc-desk.css",
+            "/favicon.svg",
+        ] {
+            assert!(is_static(path), "{path}");
+        }
+        for path in [
+            "/sessions/export.csv",
+            "/audit/export.csv",
+            "/sessions/AbC/qr.svg",
+            "/sessions",
+            "/",
+        ] {
+            assert!(!is_static(path), "{path}");
         }
     }
 

@@ -13,11 +13,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let css = crate::server::web::assets::stylesheet_href();
     (
         status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title><link rel=\"stylesheet\" href=\"/pkg/kyc-desk.css\"></head><body><main class=\"standalone\" data-testid=\"kyc-return\"><h1>{title}</h1>{body}</main></body></html>"
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title><link rel=\"stylesheet\" href=\"{css}\"></head><body><main class=\"standalone\" data-testid=\"kyc-return\"><h1>{title}</h1>{body}</main></body></html>"
         ),
     )
         .into_response()

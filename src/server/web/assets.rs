@@ -1,0 +1,197 @@
+//! The browser bundle's file names and how long a browser may keep each static file.
+//!
+//! cargo-leptos (`hash-files = true`) puts a content hash into the names of the bundle's
+//! script, WebAssembly and stylesheet and lists the hashes in a small file beside the server
+//! binary (`hash.txt`). A hashed name never changes content, so a browser may keep it for a
+//! year without asking again; every other static file is kept briefly or revalidated, and
+//! pages are never stored (`security_headers` sets `no-store` on them). Compression is made at
+//! build time (`cargo leptos build --release --precompress` writes `.br` and `.gz` beside each
+//! file) and chosen per request by the static file service from `Accept-Encoding`.
+
+use axum::http::HeaderValue;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The folder every bundle file is served under.
+pub const PKG_PREFIX: &str = "/pkg/";
+/// The bundle's base name (`output-name` in `Cargo.toml`).
+pub const OUTPUT_NAME: &str = "kyc-desk";
+
+/// `Cache-Control` of a content-hashed bundle file: a year, never revalidated.
+pub const IMMUTABLE: HeaderValue = HeaderValue::from_static("public, max-age=31536000, immutable");
+/// `Cache-Control` of a bundle file without a hash (a build without `hash-files`): the browser
+/// asks each time whether it changed (answered `304` when not), so a new release never meets
+/// a stale bundle.
+pub const REVALIDATE: HeaderValue = HeaderValue::from_static("no-cache");
+/// `Cache-Control` of the other static files (the favicon): an hour.
+pub const SHORT: HeaderValue = HeaderValue::from_static("public, max-age=3600");
+
+/// The names of this build's bundle files, read from the hash file cargo-leptos wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AssetNames {
+    /// Where the hashes were read from; `None` when the build has no hash file.
+    pub hash_file: Option<PathBuf>,
+    /// File names (no folder) of the hashed bundle files, e.g. `kyc-desk.Ab3….wasm`.
+    hashed: Vec<String>,
+    /// The stylesheet's address.
+    stylesheet: String,
+}
+
+impl AssetNames {
+    /// The default place of the hash file: `hash.txt` beside the running binary, where
+    /// cargo-leptos writes it and where Leptos' own `HydrationScripts` looks for it.
+    pub fn default_hash_file() -> Option<PathBuf> {
+        std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join("hash.txt")))
+    }
+
+    /// Reads the hash file at `path`. A missing file means an unhashed build (plain names);
+    /// a file that exists but cannot be read or holds no hash is an error, since the pages
+    /// would then point at files that do not exist.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text)
+                .map(|names| AssetNames {
+                    hash_file: Some(path.to_path_buf()),
+                    ..names
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "the bundle's hash file {} names no hashed file; rebuild with `cargo leptos build`",
+                        path.display()
+                    )
+                }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::unhashed()),
+            Err(error) => Err(format!(
+                "the bundle's hash file {} cannot be read: {error}",
+                path.display()
+            )),
+        }
+    }
+
+    /// A build without hashed names.
+    pub fn unhashed() -> Self {
+        AssetNames {
+            hash_file: None,
+            hashed: Vec::new(),
+            stylesheet: format!("{PKG_PREFIX}{OUTPUT_NAME}.css"),
+        }
+    }
+
+    /// Parses `js: HASH`, `wasm: HASH`, `css: HASH` lines (others, such as a split manifest,
+    /// are ignored). `None` when no line names a hash.
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut names = Self::unhashed();
+        for line in text.lines() {
+            let Some((kind, hash)) = line.split_once(':') else {
+                continue;
+            };
+            let (kind, hash) = (kind.trim(), hash.trim());
+            let valid = !hash.is_empty()
+                && hash
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid {
+                continue;
+            }
+            let file = match kind {
+                "js" => format!("{OUTPUT_NAME}.{hash}.js"),
+                "wasm" => format!("{OUTPUT_NAME}.{hash}.wasm"),
+                "css" => {
+                    let file = format!("{OUTPUT_NAME}.{hash}.css");
+                    names.stylesheet = format!("{PKG_PREFIX}{file}");
+                    file
+                }
+                _ => continue,
+            };
+            names.hashed.push(file);
+        }
+        (!names.hashed.is_empty()).then_some(names)
+    }
+
+    /// Whether this build hashes its bundle's names.
+    pub fn is_hashed(&self) -> bool {
+        !self.hashed.is_empty()
+    }
+
+    /// The stylesheet's address, for pages written by hand (the Leptos shell finds it itself).
+    pub fn stylesheet(&self) -> &str {
+        &self.stylesheet
+    }
+
+    /// How long a browser may keep the static file at `path`.
+    pub fn cache_control(&self, path: &str) -> HeaderValue {
+        match path.strip_prefix(PKG_PREFIX) {
+            Some(file) if self.hashed.iter().any(|hashed| hashed == file) => IMMUTABLE,
+            Some(_) => REVALIDATE,
+            None => SHORT,
+        }
+    }
+}
+
+/// The stylesheet of this process's build, for the pages written by hand outside the Leptos
+/// shell (the failure page, the customer's return page, the sandbox's provider pages).
+///
+/// Why process-wide: the hashed names belong to the binary's build, as Leptos' own reading of
+/// the hash file does (beside the running binary); every state of one process serves one
+/// build. The first state opened in the process sets it.
+pub fn stylesheet_href() -> &'static str {
+    STYLESHEET
+        .get()
+        .map(String::as_str)
+        .unwrap_or("/pkg/kyc-desk.css")
+}
+
+static STYLESHEET: OnceLock<String> = OnceLock::new();
+
+/// Records the stylesheet of this process's build (first call wins).
+pub fn remember_stylesheet(names: &AssetNames) {
+    let _ = STYLESHEET.set(names.stylesheet().to_string());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASHES: &str = "js: AbC123\nwasm: Xy_Z-9\ncss: Q1w2e3\nmanifest: ignored\n";
+
+    #[test]
+    fn hashed_bundle_files_are_immutable_and_nothing_else_is() {
+        let names = AssetNames::parse(HASHES).expect("three hashes");
+        assert_eq!(names.cache_control("/pkg/kyc-desk.AbC123.js"), IMMUTABLE);
+        assert_eq!(names.cache_control("/pkg/kyc-desk.Xy_Z-9.wasm"), IMMUTABLE);
+        assert_eq!(names.cache_control("/pkg/kyc-desk.Q1w2e3.css"), IMMUTABLE);
+        // An old release's name, or an unhashed one, is revalidated.
+        assert_eq!(names.cache_control("/pkg/kyc-desk.000000.wasm"), REVALIDATE);
+        assert_eq!(names.cache_control("/pkg/kyc-desk.css"), REVALIDATE);
+        assert_eq!(names.cache_control("/favicon.svg"), SHORT);
+        assert_eq!(names.stylesheet(), "/pkg/kyc-desk.Q1w2e3.css");
+    }
+
+    #[test]
+    fn an_unhashed_build_revalidates_its_bundle() {
+        let names = AssetNames::unhashed();
+        assert!(!names.is_hashed());
+        assert_eq!(names.cache_control("/pkg/kyc-desk.wasm"), REVALIDATE);
+        assert_eq!(names.stylesheet(), "/pkg/kyc-desk.css");
+    }
+
+    #[test]
+    fn a_hash_file_without_hashes_is_refused_and_a_missing_one_is_unhashed() {
+        assert_eq!(AssetNames::parse("js: \nwasm: ../x\n"), None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hash.txt");
+        assert_eq!(AssetNames::load(&path), Ok(AssetNames::unhashed()));
+        std::fs::write(&path, "nothing here\n").unwrap();
+        assert!(
+            AssetNames::load(&path)
+                .unwrap_err()
+                .contains("names no hashed file")
+        );
+        std::fs::write(&path, HASHES).unwrap();
+        let loaded = AssetNames::load(&path).unwrap();
+        assert!(loaded.is_hashed());
+        assert_eq!(loaded.hash_file.as_deref(), Some(path.as_path()));
+    }
+}

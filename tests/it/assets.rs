@@ -1,0 +1,185 @@
+//! The browser bundle on the wire: content-hashed files are answered compressed as asked
+//! (`br`, `gzip`, or plain), with their real type, `Vary: Accept-Encoding` and a year of
+//! immutable caching; other static files briefly; pages and the file routes never stored.
+
+use crate::common::{self, TestApp};
+use kyc_desk::types::Role;
+use reqwest::StatusCode;
+use reqwest::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+
+const HASH: &str = "Tq3vX9_b-1";
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// A built site as `cargo leptos build --release --precompress` leaves it: hashed names, a
+/// `.br` and a `.gz` beside each file (distinct bytes, so the test sees which was sent).
+fn built_site() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = dir.path().join("site/pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    for (ext, body) in [
+        ("wasm", &b"\0asm plain"[..]),
+        ("js", b"export default 1;"),
+        ("css", b"body{}"),
+    ] {
+        let file = pkg.join(format!("kyc-desk.{HASH}.{ext}"));
+        std::fs::write(&file, body).unwrap();
+        std::fs::write(format!("{}.br", file.display()), format!("br of {ext}")).unwrap();
+        std::fs::write(format!("{}.gz", file.display()), format!("gzip of {ext}")).unwrap();
+    }
+    std::fs::write(pkg.join("kyc-desk.css"), "body{}").unwrap();
+    std::fs::write(
+        dir.path().join("site/favicon.svg"),
+        "<svg xmlns=\"http://www.w3.org/2000/svg\"/>",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("hash.txt"),
+        format!("js: {HASH}\nwasm: {HASH}\ncss: {HASH}\n"),
+    )
+    .unwrap();
+    dir
+}
+
+async fn app_on(site: &tempfile::TempDir) -> TestApp {
+    let root = site.path().join("site").display().to_string();
+    let hash_file = site.path().join("hash.txt").display().to_string();
+    TestApp::start_with(
+        common::Backend::Sqlite,
+        &[
+            ("KYC_DESK_SITE_ROOT", root.as_str()),
+            ("KYC_DESK_BUNDLE_HASH_FILE", hash_file.as_str()),
+        ],
+    )
+    .await
+}
+
+fn header(response: &reqwest::Response, name: reqwest::header::HeaderName) -> String {
+    response
+        .headers()
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bundle_is_sent_compressed_and_kept_for_a_year() {
+    let site = built_site();
+    let app = app_on(&site).await;
+    let client = app.client();
+    let wasm = format!("{}/pkg/kyc-desk.{HASH}.wasm", app.base);
+
+    for (asked, sent, body) in [
+        ("br, gzip", Some("br"), "br of wasm"),
+        ("gzip, deflate", Some("gzip"), "gzip of wasm"),
+        ("identity", None, "\0asm plain"),
+    ] {
+        let response = client
+            .get(&wasm)
+            .header("accept-encoding", asked)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{asked}");
+        assert_eq!(
+            response
+                .headers()
+                .get(CONTENT_ENCODING)
+                .map(|v| v.to_str().unwrap()),
+            sent,
+            "{asked}"
+        );
+        assert_eq!(
+            header(&response, CONTENT_TYPE),
+            "application/wasm",
+            "{asked}"
+        );
+        assert!(
+            header(&response, VARY)
+                .to_ascii_lowercase()
+                .contains("accept-encoding"),
+            "{asked}"
+        );
+        assert_eq!(header(&response, CACHE_CONTROL), IMMUTABLE, "{asked}");
+        assert_eq!(response.text().await.unwrap(), body, "{asked}");
+    }
+
+    for (path, kind) in [
+        (format!("/pkg/kyc-desk.{HASH}.js"), "javascript"),
+        (format!("/pkg/kyc-desk.{HASH}.css"), "text/css"),
+    ] {
+        let response = client
+            .get(format!("{}{path}", app.base))
+            .header("accept-encoding", "br")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(header(&response, CONTENT_ENCODING), "br", "{path}");
+        assert!(header(&response, CONTENT_TYPE).contains(kind), "{path}");
+        assert_eq!(header(&response, CACHE_CONTROL), IMMUTABLE, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_name_the_hashed_files_and_are_never_stored() {
+    let site = built_site();
+    let app = app_on(&site).await;
+    let client = app.client();
+
+    let login = client
+        .get(format!("{}/login", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    assert_eq!(header(&login, CACHE_CONTROL), "no-store");
+    let html = login.text().await.unwrap();
+    for file in [
+        format!("/pkg/kyc-desk.{HASH}.js"),
+        format!("/pkg/kyc-desk.{HASH}.wasm"),
+        format!("/pkg/kyc-desk.{HASH}.css"),
+    ] {
+        assert!(
+            html.contains(&file),
+            "the sign-in page does not name {file}"
+        );
+    }
+
+    // Unhashed files: the favicon for an hour; an unhashed bundle name is revalidated.
+    let favicon = client
+        .get(format!("{}/favicon.svg", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(favicon.status(), StatusCode::OK);
+    assert_eq!(header(&favicon, CACHE_CONTROL), "public, max-age=3600");
+    let plain = client
+        .get(format!("{}/pkg/kyc-desk.css", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), StatusCode::OK);
+    assert_eq!(header(&plain, CACHE_CONTROL), "no-cache");
+
+    // A file of another release is not found, and that answer is not kept.
+    let gone = client
+        .get(format!("{}/pkg/kyc-desk.0ld.wasm", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    assert_eq!(header(&gone, CACHE_CONTROL), "no-store");
+
+    // File routes below the top level carry personal data: never stored either.
+    app.user("olga@example.com", Role::Operator).await;
+    let operator = app.signed_in("olga@example.com").await;
+    let export = operator
+        .get(format!("{}/sessions/export.csv", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(export.status(), StatusCode::OK);
+    assert_eq!(header(&export, CACHE_CONTROL), "no-store");
+}
