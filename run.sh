@@ -20,5 +20,6 @@ if [[ "$DATABASE_URL" == postgres* ]] && [ -z "${KYC_DESK_AUDIT_ANCHOR_FILE:-}" 
   export KYC_DESK_AUDIT_ANCHOR_FILE=data/audit-anchors.jsonl
 fi
 say "building and starting KYC Desk on http://$KYC_DESK_ADDR (database: $DATABASE_URL)"
-# The release build, as it ships: optimised, content-hashed and precompressed bundle.
-exec cargo leptos serve --release --precompress
+# The release build, as it ships: optimised, split into lazily loaded parts, content-hashed
+# and precompressed.
+exec cargo leptos serve --release --precompress --split

@@ -47,12 +47,12 @@ fi
 
 # --- Build the real app; canary values in the environment must not reach the bundle ----
 canary="kyc-canary-$(date +%s)-secret"
-say "building the app as it ships (cargo leptos build --release --precompress)"
+say "building the app as it ships (cargo leptos build --release --precompress --split)"
 # The browser tests run the release build users get: wasm-opt'd, content-hashed and
 # precompressed bundle, and the server binary cargo-leptos built with the same flags.
 # (Not DATABASE_URL: sqlx macros track it, so a changing value would rebuild the server every run.)
 KYC_DESK_MASTER_KEY="$canary" KYC_DESK_SMTP_PASSWORD="$canary" KYC_DESK_SESSION_SECRET="$canary" \
-  cargo leptos build --release --precompress
+  cargo leptos build --release --precompress --split
 server_bin=target/release/kyc-desk
 
 say "checking the browser bundle for server-only strings"

@@ -14,7 +14,7 @@ use crate::types::CurrentUser;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::components::{Outlet, ParentRoute, Redirect, Route, Router, Routes};
-use leptos_router::{SsrMode, path};
+use leptos_router::{Lazy, LazyRoute, SsrMode, lazy_route, path};
 
 /// The whole HTML document rendered by the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -57,31 +57,71 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    // Browser tests wait for this marker instead of sleeping: clicks before hydration do nothing.
+    view! {
+        <Title formatter=|text: String| if text.is_empty() { "KYC Desk".to_string() } else { format!("{text} · KYC Desk") } />
+        <Router>
+            <Routes fallback=NotFound>
+                <Route path=path!("/login") view={Lazy::<LoginRoute>::new()} ssr=SsrMode::Async />
+                <Route path=path!("/setup/:token") view={Lazy::<SetupRoute>::new()} ssr=SsrMode::Async />
+                <ParentRoute path=path!("") view=Console ssr=SsrMode::Async>
+                    <Route path=path!("") view={Lazy::<DashboardRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("links") view={Lazy::<LinksRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("sessions") view={Lazy::<SessionsRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("sessions/:public_id") view={Lazy::<SessionDetailRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("users") view={Lazy::<UsersRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("credentials") view={Lazy::<CredentialsRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("audit") view={Lazy::<AuditLogRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("account/password") view={Lazy::<AccountRoute>::new()} ssr=SsrMode::Async />
+                </ParentRoute>
+            </Routes>
+        </Router>
+    }
+}
+
+/// Marks the page as hydrated once the shown route's own code has run: browser tests wait for
+/// this marker instead of sleeping, since clicks before hydration do nothing. Set by each route
+/// (not by the app) because a route's code arrives after the app's (see [`lazy_pages`]).
+pub(crate) fn mark_hydrated() {
     Effect::new(move |_| {
         if let Some(body) = document().body() {
             let _ = body.set_attribute("data-hydrated", "true");
         }
     });
-    view! {
-        <Title formatter=|text: String| if text.is_empty() { "KYC Desk".to_string() } else { format!("{text} · KYC Desk") } />
-        <Router>
-            <Routes fallback=NotFound>
-                <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async />
-                <Route path=path!("/setup/:token") view=SetupPage ssr=SsrMode::Async />
-                <ParentRoute path=path!("") view=Console ssr=SsrMode::Async>
-                    <Route path=path!("") view=Dashboard ssr=SsrMode::Async />
-                    <Route path=path!("links") view=LinksPage ssr=SsrMode::Async />
-                    <Route path=path!("sessions") view=SessionsPage ssr=SsrMode::Async />
-                    <Route path=path!("sessions/:public_id") view=SessionDetailPage ssr=SsrMode::Async />
-                    <Route path=path!("users") view=UsersPage ssr=SsrMode::Async />
-                    <Route path=path!("credentials") view=CredentialsPage ssr=SsrMode::Async />
-                    <Route path=path!("audit") view=AuditLogPage ssr=SsrMode::Async />
-                    <Route path=path!("account/password") view=AccountPage ssr=SsrMode::Async />
-                </ParentRoute>
-            </Routes>
-        </Router>
-    }
+}
+
+/// Each page is a lazily loaded route: its code is its own part of the browser bundle
+/// (`cargo leptos build --split`), fetched when the page is first shown, so the first visit of
+/// any page loads the app's frame and that page, not the whole console.
+macro_rules! lazy_pages {
+    ($($route:ident => $page:ident),* $(,)?) => {$(
+        #[doc = concat!("The lazily loaded route of [`", stringify!($page), "`].")]
+        struct $route;
+
+        #[lazy_route]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                $route
+            }
+
+            fn view(_this: Self) -> AnyView {
+                mark_hydrated();
+                view! { <$page /> }.into_any()
+            }
+        }
+    )*};
+}
+
+lazy_pages! {
+    LoginRoute => LoginPage,
+    SetupRoute => SetupPage,
+    DashboardRoute => Dashboard,
+    LinksRoute => LinksPage,
+    SessionsRoute => SessionsPage,
+    SessionDetailRoute => SessionDetailPage,
+    UsersRoute => UsersPage,
+    CredentialsRoute => CredentialsPage,
+    AuditLogRoute => AuditLogPage,
+    AccountRoute => AccountPage,
 }
 
 #[component]

@@ -45,5 +45,6 @@ pub mod server;
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
+    // Lazily loaded routes (see `app`) hydrate once their part of the bundle has arrived.
+    leptos::mount::hydrate_lazy(app::App);
 }

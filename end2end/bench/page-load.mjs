@@ -78,8 +78,27 @@ try {
   await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.waitForURL((url) => !url.pathname.startsWith('/login'));
+  // One session for its detail page: a sandbox link made through the server function.
+  const made = await page.evaluate(async () => {
+    const body = new URLSearchParams({
+      'input[option]': 'eko:uat:digilocker', 'input[customer_name]': 'Asha Rao',
+      'input[phone]': '9876543210', 'input[consent]': 'on',
+      'input[idempotency_key]': `bench-${Date.now()}`,
+    });
+    const answer = await fetch('/api/create_link', { method: 'POST', body });
+    return answer.json();
+  });
+  const detailPath = `/sessions/${made.summary.public_id}`;
   const signedIn = await setup.storageState();
   await setup.close();
+
+  // First visit of every page: bytes on the wire (no emulation needed for a byte count).
+  for (const path of ['/login', '/', '/links', '/sessions', detailPath, '/users', '/credentials', '/audit', '/account/password']) {
+    const context = await browser.newContext({ storageState: path === '/login' ? undefined : signedIn });
+    const first = await visit(context, path);
+    await context.close();
+    console.log(`${label}\tfirst-visit\t${path.startsWith('/sessions/') ? '/sessions/{id}' : path}\tbytes=${first.total}\thtml=${first.html}\tjs=${first.js}\twasm=${first.wasm}\tcss=${first.css}\tother=${first.other}`);
+  }
 
   for (const [name, path, state] of [['sign-in', '/login', undefined], ['sessions', '/sessions', signedIn]]) {
     const cold = [];

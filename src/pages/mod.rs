@@ -165,6 +165,7 @@ pub fn NotFound() -> impl IntoView {
     if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
         response.set_status(axum::http::StatusCode::NOT_FOUND);
     }
+    crate::app::mark_hydrated();
     view! {
         <Title text="Not found" />
         <main class="standalone">

@@ -123,7 +123,9 @@ impl AppState {
         )
         .map_err(|e| StartError::Providers(e.to_string()))?;
         let assets = match &config.bundle_hash_file {
-            Some(path) => AssetNames::load(path).map_err(StartError::Bundle)?,
+            Some(path) => {
+                AssetNames::load(path, &config.site_root.join("pkg")).map_err(StartError::Bundle)?
+            }
             None => AssetNames::unhashed(),
         };
         crate::server::web::assets::remember_stylesheet(&assets);

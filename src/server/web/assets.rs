@@ -9,6 +9,7 @@
 //! file) and chosen per request by the static file service from `Accept-Encoding`.
 
 use axum::http::HeaderValue;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -32,9 +33,11 @@ pub struct AssetNames {
     /// Where the hashes were read from; `None` when the build has no hash file.
     pub hash_file: Option<PathBuf>,
     /// File names (no folder) of the hashed bundle files, e.g. `kyc-desk.Ab3….wasm`.
-    hashed: Vec<String>,
+    hashed: BTreeSet<String>,
     /// The stylesheet's address.
     stylesheet: String,
+    /// The split manifest's file name, when the bundle is split into lazily loaded parts.
+    split_manifest: Option<String>,
 }
 
 impl AssetNames {
@@ -46,22 +49,38 @@ impl AssetNames {
             .and_then(|exe| exe.parent().map(|dir| dir.join("hash.txt")))
     }
 
-    /// Reads the hash file at `path`. A missing file means an unhashed build (plain names);
-    /// a file that exists but cannot be read or holds no hash is an error, since the pages
+    /// Reads the hash file at `path`, and the split manifest it names from `pkg_dir` (the
+    /// lazily loaded parts of the bundle, each with a content hash in its name). A missing hash
+    /// file means an unhashed build (plain names); a file that exists but cannot be read or
+    /// holds no hash, or a manifest it names that cannot be read, is an error, since the pages
     /// would then point at files that do not exist.
-    pub fn load(path: &Path) -> Result<Self, String> {
+    pub fn load(path: &Path, pkg_dir: &Path) -> Result<Self, String> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse(&text)
-                .map(|names| AssetNames {
-                    hash_file: Some(path.to_path_buf()),
-                    ..names
-                })
-                .ok_or_else(|| {
+            Ok(text) => {
+                let mut names = Self::parse(&text).ok_or_else(|| {
                     format!(
                         "the bundle's hash file {} names no hashed file; rebuild with `cargo leptos build`",
                         path.display()
                     )
-                }),
+                })?;
+                names.hash_file = Some(path.to_path_buf());
+                if let Some(manifest) = names.split_manifest.clone() {
+                    let file = pkg_dir.join(&manifest);
+                    let json = std::fs::read_to_string(&file).map_err(|error| {
+                        format!(
+                            "the bundle's split manifest {} cannot be read: {error}",
+                            file.display()
+                        )
+                    })?;
+                    names.add_split_parts(&json).map_err(|error| {
+                        format!(
+                            "the bundle's split manifest {} is not valid: {error}",
+                            file.display()
+                        )
+                    })?;
+                }
+                Ok(names)
+            }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::unhashed()),
             Err(error) => Err(format!(
                 "the bundle's hash file {} cannot be read: {error}",
@@ -74,13 +93,14 @@ impl AssetNames {
     pub fn unhashed() -> Self {
         AssetNames {
             hash_file: None,
-            hashed: Vec::new(),
+            hashed: BTreeSet::new(),
             stylesheet: format!("{PKG_PREFIX}{OUTPUT_NAME}.css"),
+            split_manifest: None,
         }
     }
 
-    /// Parses `js: HASH`, `wasm: HASH`, `css: HASH` lines (others, such as a split manifest,
-    /// are ignored). `None` when no line names a hash.
+    /// Parses `js: HASH`, `wasm: HASH`, `css: HASH`, and for a split bundle `manifest: HASH`
+    /// and `split: HASH` lines (cargo-leptos' names). `None` when no line names a hash.
     pub fn parse(text: &str) -> Option<Self> {
         let mut names = Self::unhashed();
         for line in text.lines() {
@@ -103,11 +123,31 @@ impl AssetNames {
                     names.stylesheet = format!("{PKG_PREFIX}{file}");
                     file
                 }
+                "manifest" => {
+                    let file = format!("__wasm_split_manifest.{hash}.json");
+                    names.split_manifest = Some(file.clone());
+                    file
+                }
+                "split" => format!("__wasm_split.{hash}.js"),
                 _ => continue,
             };
-            names.hashed.push(file);
+            names.hashed.insert(file);
         }
         (!names.hashed.is_empty()).then_some(names)
+    }
+
+    /// Adds the lazily loaded parts the split manifest lists (`{"split": ["chunk_1.HASH", …]}`,
+    /// each a `.wasm` file named with its content hash).
+    fn add_split_parts(&mut self, manifest: &str) -> Result<(), String> {
+        let parts: std::collections::BTreeMap<String, Vec<String>> =
+            serde_json::from_str(manifest).map_err(|e| e.to_string())?;
+        for name in parts.into_values().flatten() {
+            if name.contains('/') || name.contains("..") {
+                return Err(format!("{name:?} is not a file name"));
+            }
+            self.hashed.insert(format!("{name}.wasm"));
+        }
+        Ok(())
     }
 
     /// Whether this build hashes its bundle's names.
@@ -123,7 +163,7 @@ impl AssetNames {
     /// How long a browser may keep the static file at `path`.
     pub fn cache_control(&self, path: &str) -> HeaderValue {
         match path.strip_prefix(PKG_PREFIX) {
-            Some(file) if self.hashed.iter().any(|hashed| hashed == file) => IMMUTABLE,
+            Some(file) if self.hashed.contains(file) => IMMUTABLE,
             Some(_) => REVALIDATE,
             None => SHORT,
         }
@@ -154,7 +194,7 @@ pub fn remember_stylesheet(names: &AssetNames) {
 mod tests {
     use super::*;
 
-    const HASHES: &str = "js: AbC123\nwasm: Xy_Z-9\ncss: Q1w2e3\nmanifest: ignored\n";
+    const HASHES: &str = "js: AbC123\nwasm: Xy_Z-9\ncss: Q1w2e3\nmanifest: Mf1\nsplit: Sp1\n";
 
     #[test]
     fn hashed_bundle_files_are_immutable_and_nothing_else_is() {
@@ -182,16 +222,49 @@ mod tests {
         assert_eq!(AssetNames::parse("js: \nwasm: ../x\n"), None);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hash.txt");
-        assert_eq!(AssetNames::load(&path), Ok(AssetNames::unhashed()));
+        let pkg = dir.path();
+        assert_eq!(AssetNames::load(&path, pkg), Ok(AssetNames::unhashed()));
         std::fs::write(&path, "nothing here\n").unwrap();
-        assert!(
-            AssetNames::load(&path)
-                .unwrap_err()
-                .contains("names no hashed file")
-        );
-        std::fs::write(&path, HASHES).unwrap();
-        let loaded = AssetNames::load(&path).unwrap();
+        let refused = AssetNames::load(&path, pkg).unwrap_err();
+        assert!(refused.contains("names no hashed file"), "{refused}");
+        std::fs::write(&path, "js: AbC123\nwasm: Xy_Z-9\ncss: Q1w2e3\n").unwrap();
+        let loaded = AssetNames::load(&path, pkg).unwrap();
         assert!(loaded.is_hashed());
         assert_eq!(loaded.hash_file.as_deref(), Some(path.as_path()));
+    }
+
+    #[test]
+    fn the_lazily_loaded_parts_of_a_split_bundle_are_immutable_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hash.txt");
+        std::fs::write(&path, HASHES).unwrap();
+        // The manifest the hash file names is missing: the start is refused.
+        let missing = AssetNames::load(&path, dir.path()).unwrap_err();
+        assert!(
+            missing.contains("__wasm_split_manifest.Mf1.json"),
+            "{missing}"
+        );
+        std::fs::write(
+            dir.path().join("__wasm_split_manifest.Mf1.json"),
+            r#"{"__login_view_1":["chunk_1.Hh1","split___login_view_1.Hh2"],"__users_view_1":["chunk_1.Hh1"]}"#,
+        )
+        .unwrap();
+        let names = AssetNames::load(&path, dir.path()).unwrap();
+        for file in [
+            "/pkg/chunk_1.Hh1.wasm",
+            "/pkg/split___login_view_1.Hh2.wasm",
+            "/pkg/__wasm_split_manifest.Mf1.json",
+            "/pkg/__wasm_split.Sp1.js",
+            "/pkg/kyc-desk.AbC123.js",
+        ] {
+            assert_eq!(names.cache_control(file), IMMUTABLE, "{file}");
+        }
+        assert_eq!(names.cache_control("/pkg/chunk_2.Hh1.wasm"), REVALIDATE);
+        std::fs::write(
+            dir.path().join("__wasm_split_manifest.Mf1.json"),
+            r#"{"x":["../../etc/passwd"]}"#,
+        )
+        .unwrap();
+        assert!(AssetNames::load(&path, dir.path()).is_err());
     }
 }
