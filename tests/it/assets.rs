@@ -102,6 +102,16 @@ async fn the_bundle_is_sent_compressed_and_kept_for_a_year() {
             "{asked}"
         );
         assert_eq!(header(&response, CACHE_CONTROL), IMMUTABLE, "{asked}");
+        // A part of the bundle is no document: it carries no page headers (a first visit
+        // fetches dozens of parts), only what a script or WebAssembly file needs.
+        assert_eq!(
+            header(&response, "x-content-type-options".parse().unwrap()),
+            "nosniff"
+        );
+        assert_eq!(
+            header(&response, "content-security-policy".parse().unwrap()),
+            ""
+        );
         assert_eq!(response.text().await.unwrap(), body, "{asked}");
     }
 
@@ -135,6 +145,9 @@ async fn pages_name_the_hashed_files_and_are_never_stored() {
         .unwrap();
     assert_eq!(login.status(), StatusCode::OK);
     assert_eq!(header(&login, CACHE_CONTROL), "no-store");
+    assert!(
+        header(&login, "content-security-policy".parse().unwrap()).contains("default-src 'self'")
+    );
     let html = login.text().await.unwrap();
     for file in [
         format!("/pkg/kyc-desk.{HASH}.js"),
