@@ -160,6 +160,28 @@ async fn pages_name_the_hashed_files_and_are_never_stored() {
         );
     }
 
+    // Pages are compressed per request when the browser asks, and still never stored.
+    let compressed = client
+        .get(format!("{}/login", app.base))
+        .header("accept-encoding", "br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(compressed.status(), StatusCode::OK);
+    assert_eq!(header(&compressed, CONTENT_ENCODING), "br");
+    assert!(
+        header(&compressed, VARY)
+            .to_ascii_lowercase()
+            .contains("accept-encoding")
+    );
+    assert_eq!(header(&compressed, CACHE_CONTROL), "no-store");
+    let squeezed = compressed.bytes().await.unwrap().len();
+    assert!(
+        squeezed * 2 < html.len(),
+        "{squeezed} compressed bytes of {}",
+        html.len()
+    );
+
     // Unhashed files: the favicon for an hour; an unhashed bundle name is revalidated.
     let favicon = client
         .get(format!("{}/favicon.svg", app.base))
@@ -195,4 +217,13 @@ async fn pages_name_the_hashed_files_and_are_never_stored() {
         .unwrap();
     assert_eq!(export.status(), StatusCode::OK);
     assert_eq!(header(&export, CACHE_CONTROL), "no-store");
+    // Exports stream plain: a large one costs no compression work on the server's runtime.
+    let plain_export = operator
+        .get(format!("{}/sessions/export.csv", app.base))
+        .header("accept-encoding", "br, gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain_export.status(), StatusCode::OK);
+    assert_eq!(header(&plain_export, CONTENT_ENCODING), "");
 }
