@@ -146,6 +146,10 @@ pub const SERVER_FN_ACCESS: &[(&str, Access)] = &[
     ("setup_state", Access::Public),
     ("create_first_admin", Access::Public),
     ("change_password", Access::AnySignedIn),
+    // api/factors.rs
+    ("authenticator_status", Access::Roles(EVERYONE)),
+    ("start_authenticator", Access::Roles(EVERYONE)),
+    ("confirm_authenticator", Access::Roles(EVERYONE)),
     // api/audit.rs
     ("list_audit", Access::Roles(AUDIT_READERS)),
     ("verify_audit", Access::Roles(AUDIT_READERS)),

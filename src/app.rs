@@ -4,6 +4,7 @@ use crate::access::AREAS;
 use crate::api::auth::Logout;
 use crate::pages::account::{ChangePasswordPage, LoginPage, SetupPage};
 use crate::pages::audit::AuditLogPage;
+use crate::pages::authenticator::AuthenticatorPage;
 use crate::pages::credentials::CredentialsPage;
 use crate::pages::dashboard::Dashboard;
 use crate::pages::links::LinksPage;
@@ -71,6 +72,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("credentials") view=CredentialsPage ssr=SsrMode::Async />
                     <Route path=path!("audit") view=AuditLogPage ssr=SsrMode::Async />
                     <Route path=path!("account/password") view=AccountPage ssr=SsrMode::Async />
+                    <Route path=path!("account/authenticator") view=AuthenticatorAccountPage ssr=SsrMode::Async />
                 </ParentRoute>
             </Routes>
         </Router>
@@ -82,6 +84,15 @@ fn AccountPage() -> impl IntoView {
     view! {
         <Guarded path="/account">
             <ChangePasswordPage />
+        </Guarded>
+    }
+}
+
+#[component]
+fn AuthenticatorAccountPage() -> impl IntoView {
+    view! {
+        <Guarded path="/account">
+            <AuthenticatorPage />
         </Guarded>
     }
 }
@@ -146,6 +157,7 @@ fn Layout(me: CurrentUser) -> impl IntoView {
                     <span class="who" data-testid="current-user">{me.display_name.clone()}</span>
                     <span class="badge role" data-testid="current-role">{me.role.label()}</span>
                     <a href="/account/password">"Change password"</a>
+                    <a href="/account/authenticator" data-testid="authenticator-link">"Authenticator"</a>
                     <ActionForm action=logout attr:class="inline">
                         <button type="submit" class="link" data-testid="sign-out">"Sign out"</button>
                     </ActionForm>

@@ -108,6 +108,14 @@ const SPECS: &[Spec] = &[
         ],
         &["current_password", "new_password", "confirm_password"],
     ),
+    spec("authenticator_status", &[], &[], &[]),
+    spec("start_authenticator", &[], &[], &[]),
+    spec(
+        "confirm_authenticator",
+        &[("code", "000000")],
+        &[("code", "000000")],
+        &["code"],
+    ),
     spec(
         "list_audit",
         &[],

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod guard;
 pub mod password;
+pub mod second_factor;
 pub mod throttle;
 
 use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
