@@ -4,7 +4,7 @@ use crate::access::AREAS;
 use crate::api::auth::Logout;
 use crate::pages::account::{ChangePasswordPage, LoginPage, SetupPage};
 use crate::pages::audit::AuditLogPage;
-use crate::pages::authenticator::AuthenticatorPage;
+use crate::pages::authenticator::{AuthenticatorPage, SecondStepPage};
 use crate::pages::credentials::CredentialsPage;
 use crate::pages::dashboard::Dashboard;
 use crate::pages::links::LinksPage;
@@ -62,6 +62,7 @@ pub fn App() -> impl IntoView {
         <Router>
             <Routes fallback=NotFound>
                 <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async />
+                <Route path=path!("/login/code") view=SecondStepPage ssr=SsrMode::Async />
                 <Route path=path!("/setup/:token") view=SetupPage ssr=SsrMode::Async />
                 <ParentRoute path=path!("") view=Console ssr=SsrMode::Async>
                     <Route path=path!("") view=Dashboard ssr=SsrMode::Async />

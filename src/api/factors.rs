@@ -75,14 +75,7 @@ pub async fn confirm_authenticator(code: String) -> Result<(), AppError> {
         .await?
         {
             second_factor::CodeCheck::Accepted => Ok(()),
-            second_factor::CodeCheck::Wrong => Err(AppError::Validation {
-                message: "That code is not right.".into(),
-                fields: vec![crate::types::FieldError {
-                    field: "code".into(),
-                    message: "That code is not right. Enter the six digits your app shows now."
-                        .into(),
-                }],
-            }),
+            second_factor::CodeCheck::Wrong => Err(wrong_code()),
             second_factor::CodeCheck::NoFactor => Err(AppError::Conflict(
                 "Start the set-up first (or it is already confirmed).".into(),
             )),
@@ -92,8 +85,22 @@ pub async fn confirm_authenticator(code: String) -> Result<(), AppError> {
     .await
 }
 
+/// A wrong (or already used) code, as the form shows it.
 #[cfg(feature = "ssr")]
-fn too_many(refusal: throttle::Refusal) -> AppError {
+pub(crate) fn wrong_code() -> AppError {
+    AppError::Validation {
+        message: "That code is not right.".into(),
+        fields: vec![crate::types::FieldError {
+            field: "code".into(),
+            message: "That code is not right (or was used already). Enter the six digits your app shows now."
+                .into(),
+        }],
+    }
+}
+
+/// Too many wrong codes.
+#[cfg(feature = "ssr")]
+pub(crate) fn too_many(refusal: throttle::Refusal) -> AppError {
     let message = match refusal.scope {
         throttle::Scope::InFlight => refusal.message(),
         _ => format!(

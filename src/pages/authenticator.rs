@@ -2,9 +2,45 @@
 //! a first code. The key is shown only while the set-up is unconfirmed.
 
 use super::{ErrorBanner, TextField, failure_message, field_message, result_of};
+use crate::api::auth::SecondStep;
 use crate::api::factors::{ConfirmAuthenticator, StartAuthenticator, authenticator_status};
 use leptos::prelude::*;
 use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+
+/// `/login/code`: the second step of signing in, after a right password.
+#[component]
+pub fn SecondStepPage() -> impl IntoView {
+    let query = use_query_map();
+    let next = move || query.read().get("next").unwrap_or_default();
+    let step = ServerAction::<SecondStep>::new();
+    let value = result_of(step);
+    // A full page load: the session changed, and the console must be rendered for it.
+    Effect::new(move |_| {
+        if let Some(Ok(signed_in)) = value.get() {
+            super::go_to(&signed_in.redirect_to);
+        }
+    });
+    let pending = step.pending();
+    view! {
+        <Title text="Enter your code" />
+        <main class="auth-page">
+            <section class="auth-card">
+                <h1 class="brand-title">"KYC Desk"</h1>
+                <p class="muted">"Enter the six-digit code from your authenticator app."</p>
+                <ActionForm action=step attr:data-testid="second-step-form">
+                    <input type="hidden" name="next" prop:value=next />
+                    <TextField label="Code" name="code" id_prefix="second" autocomplete="one-time-code" error=field_message(value, "code") />
+                    <ErrorBanner message=failure_message(value) />
+                    <button type="submit" class="primary" disabled=move || pending.get()>
+                        {move || if pending.get() { "Checking…" } else { "Continue" }}
+                    </button>
+                </ActionForm>
+                <p><a href="/login" rel="external">"Sign in as someone else"</a></p>
+            </section>
+        </main>
+    }
+}
 
 /// `/account/authenticator`.
 #[component]

@@ -12,22 +12,8 @@ use kyc_desk::types::Role;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-/// The code an authenticator app with `key` shows `offset_steps` steps from now.
 fn code(key: &str, offset_steps: i64) -> String {
-    let bytes = totp_rs::Secret::Encoded(key.to_string())
-        .to_bytes()
-        .expect("base32 key");
-    let totp = totp_rs::TOTP::new_unchecked(
-        totp_rs::Algorithm::SHA1,
-        6,
-        0,
-        30,
-        bytes,
-        Some("KYC Desk".into()),
-        "x".into(),
-    );
-    let now = chrono::Utc::now().timestamp() + offset_steps * 30;
-    totp.generate(now as u64)
+    common::totp_code(key, offset_steps)
 }
 
 async fn enrol_start(app: &TestApp, client: &reqwest::Client) -> String {
@@ -48,6 +34,7 @@ fn auth_user(row: &kyc_desk::types::UserRow) -> AuthUser {
         display_name: row.display_name.clone(),
         role: row.role,
         must_change_password: false,
+        second_factor_pending: false,
     }
 }
 
@@ -193,5 +180,112 @@ both_backends!(
             )
             .await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    }
+);
+
+both_backends!(
+    sign_in_with_an_authenticator_takes_a_second_step,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        app.user("ops@example.com", Role::Operator).await;
+        let first = app.signed_in("ops@example.com").await;
+        let key = app.enrol_authenticator(&first).await;
+
+        // A wrong password reads as before; a right one leads to the second step only.
+        let client = app.client();
+        let (status, body) = app
+            .call(
+                &client,
+                "login",
+                &[
+                    ("email", "ops@example.com"),
+                    ("password", "not the password"),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        let (status, body) = app
+            .call(
+                &client,
+                "login",
+                &[
+                    ("email", "ops@example.com"),
+                    ("password", PASSWORD),
+                    ("next", "/sessions"),
+                ],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["redirect_to"], "/login/code?next=%2Fsessions");
+
+        // Half signed in: nothing but the second step.
+        assert_eq!(app.whoami(&client).await, Value::Null);
+        let (status, _, _) = app.get(&client, "/login/code").await;
+        assert_eq!(status, StatusCode::OK);
+        for page in [
+            "/",
+            "/sessions",
+            "/account/authenticator",
+            "/account/password",
+        ] {
+            let (status, location, _) = app.get(&client, page).await;
+            assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+            assert_eq!(location.as_deref(), Some("/login/code"), "{page}");
+        }
+        let (status, body) = app.call(&client, "list_sessions", &[]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        let (status, _) = app.call(&client, "start_authenticator", &[]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _) = app.call(&client, "change_password", &[]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        // A wrong code, then the right one: fully signed in, sent where asked.
+        let right = code(&key, 1);
+        let wrong = if right == "000000" {
+            "111111"
+        } else {
+            "000000"
+        };
+        let (status, body) = app
+            .call(
+                &client,
+                "second_step",
+                &[("code", wrong), ("next", "/sessions")],
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let (status, body) = app
+            .call(
+                &client,
+                "second_step",
+                &[("code", &right), ("next", "/sessions")],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["redirect_to"], "/sessions");
+        assert_eq!(app.whoami(&client).await["email"], "ops@example.com");
+        let (status, _, _) = app.get(&client, "/sessions").await;
+        assert_eq!(status, StatusCode::OK);
+        // The second step is done: not offered again.
+        let (status, _) = app.call(&client, "second_step", &[("code", &right)]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        // The same code cannot open a second session.
+        let again = app.client();
+        let (status, _) = app
+            .call(
+                &again,
+                "login",
+                &[("email", "ops@example.com"), ("password", PASSWORD)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, body) = app.call(&again, "second_step", &[("code", &right)]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        // Signing out is reachable half signed in.
+        let (status, _) = app.call(&again, "logout", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _, _) = app.get(&again, "/login/code").await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
     }
 );

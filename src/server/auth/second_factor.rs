@@ -156,6 +156,26 @@ pub async fn begin_enrolment(
     }))
 }
 
+/// The second step of signing in: `code` from the half-signed-in `user`'s authenticator.
+/// When accepted, the session is fully signed in under a fresh id.
+pub async fn complete_sign_in(
+    state: &AppState,
+    session: &tower_sessions::Session,
+    meta: &RequestMeta,
+    user: &AuthUser,
+    code: &str,
+) -> Result<CodeCheck, FactorError> {
+    let check = check_code(state, meta, user, code, false, "auth.second_factor").await?;
+    if check == CodeCheck::Accepted {
+        let Some(record) = db::users::find_by_id(&state.db.pool, user.id).await? else {
+            return Ok(CodeCheck::NoFactor);
+        };
+        db::users::touch_sign_in(&state.db.pool, user.id).await?;
+        super::start_session_as(session, user.id, record.session_epoch, false).await?;
+    }
+    Ok(check)
+}
+
 /// The time step of `unix_secs`.
 pub fn step_of(unix_secs: u64) -> i64 {
     (unix_secs / STEP_SECS) as i64
@@ -197,7 +217,9 @@ pub async fn check_code(
     if row.confirmed_at.is_some() == confirming {
         return Ok(CodeCheck::NoFactor);
     }
-    let attempt = match throttle::begin(pool, &state.sign_ins, meta.ip, &user.email).await? {
+    // The account's counter only: the password was right (or the session is signed in), so a
+    // wrong code is a guess at this account, not a spray across accounts from one address.
+    let attempt = match throttle::begin(pool, &state.sign_ins, None, &user.email).await? {
         Ok(attempt) => attempt,
         Err(refusal) => {
             state
