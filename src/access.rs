@@ -16,6 +16,9 @@ pub enum Access {
     AnySignedIn,
     /// Signed-in users of these roles who have replaced any initial password.
     Roles(&'static [Role]),
+    /// Only a half-signed-in user: the password was right, the second factor is still to be
+    /// given. Such a user passes no other door (public doors see them as signed out).
+    SecondStep,
 }
 
 impl Access {
@@ -35,6 +38,7 @@ impl Access {
         match self {
             Access::Public | Access::AnySignedIn => true,
             Access::Roles(allowed) => allowed.contains(&role),
+            Access::SecondStep => false,
         }
     }
 }
@@ -107,6 +111,9 @@ pub const AREAS: &[Area] = &[
 /// The one page a user who must still replace an initial password may open.
 pub const PASSWORD_PAGE: &str = "/account/password";
 
+/// The one page a half-signed-in user may open: the second step of signing in.
+pub const SECOND_STEP_PAGE: &str = "/login/code";
+
 /// The area a path belongs to, if any (the dashboard `/` belongs to none and is open to all
 /// signed-in users).
 pub fn area_for_path(path: &str) -> Option<&'static Area> {
@@ -130,6 +137,9 @@ pub fn page_access(path: &str) -> Access {
     if path == "/login" || path.starts_with("/setup/") {
         return Access::Public;
     }
+    if path == SECOND_STEP_PAGE {
+        return Access::SecondStep;
+    }
     if path == PASSWORD_PAGE {
         return Access::AnySignedIn;
     }
@@ -146,6 +156,11 @@ pub const SERVER_FN_ACCESS: &[(&str, Access)] = &[
     ("setup_state", Access::Public),
     ("create_first_admin", Access::Public),
     ("change_password", Access::AnySignedIn),
+    ("second_step", Access::SecondStep),
+    // api/factors.rs
+    ("authenticator_status", Access::Roles(EVERYONE)),
+    ("start_authenticator", Access::Roles(EVERYONE)),
+    ("confirm_authenticator", Access::Roles(EVERYONE)),
     // api/audit.rs
     ("list_audit", Access::Roles(AUDIT_READERS)),
     ("verify_audit", Access::Roles(AUDIT_READERS)),

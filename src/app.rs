@@ -4,6 +4,7 @@ use crate::access::AREAS;
 use crate::api::auth::Logout;
 use crate::pages::account::{ChangePasswordPage, LoginPage, SetupPage};
 use crate::pages::audit::AuditLogPage;
+use crate::pages::authenticator::{AuthenticatorPage, SecondStepPage};
 use crate::pages::credentials::CredentialsPage;
 use crate::pages::dashboard::Dashboard;
 use crate::pages::links::LinksPage;
@@ -62,6 +63,7 @@ pub fn App() -> impl IntoView {
         <Router>
             <Routes fallback=NotFound>
                 <Route path=path!("/login") view={Lazy::<LoginRoute>::new()} ssr=SsrMode::Async />
+                <Route path=path!("/login/code") view={Lazy::<SecondStepRoute>::new()} ssr=SsrMode::Async />
                 <Route path=path!("/setup/:token") view={Lazy::<SetupRoute>::new()} ssr=SsrMode::Async />
                 <ParentRoute path=path!("") view=Console ssr=SsrMode::Async>
                     <Route path=path!("") view={Lazy::<DashboardRoute>::new()} ssr=SsrMode::Async />
@@ -72,6 +74,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("credentials") view={Lazy::<CredentialsRoute>::new()} ssr=SsrMode::Async />
                     <Route path=path!("audit") view={Lazy::<AuditLogRoute>::new()} ssr=SsrMode::Async />
                     <Route path=path!("account/password") view={Lazy::<AccountRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("account/authenticator") view={Lazy::<AuthenticatorRoute>::new()} ssr=SsrMode::Async />
                 </ParentRoute>
             </Routes>
         </Router>
@@ -122,6 +125,8 @@ lazy_pages! {
     CredentialsRoute => CredentialsPage,
     AuditLogRoute => AuditLogPage,
     AccountRoute => AccountPage,
+    SecondStepRoute => SecondStepPage,
+    AuthenticatorRoute => AuthenticatorAccountPage,
 }
 
 #[component]
@@ -129,6 +134,15 @@ fn AccountPage() -> impl IntoView {
     view! {
         <Guarded path="/account">
             <ChangePasswordPage />
+        </Guarded>
+    }
+}
+
+#[component]
+fn AuthenticatorAccountPage() -> impl IntoView {
+    view! {
+        <Guarded path="/account">
+            <AuthenticatorPage />
         </Guarded>
     }
 }
@@ -193,6 +207,7 @@ fn Layout(me: CurrentUser) -> impl IntoView {
                     <span class="who" data-testid="current-user">{me.display_name.clone()}</span>
                     <span class="badge role" data-testid="current-role">{me.role.label()}</span>
                     <a href="/account/password">"Change password"</a>
+                    <a href="/account/authenticator" data-testid="authenticator-link">"Authenticator"</a>
                     <ActionForm action=logout attr:class="inline">
                         <button type="submit" class="link" data-testid="sign-out">"Sign out"</button>
                     </ActionForm>

@@ -51,12 +51,47 @@ pub async fn login(
             }
             auth::SignInError::Internal(error) => error.into(),
         })?;
-        let redirect_to = if user.must_change_password {
+        let redirect_to = if user.second_factor_pending {
+            let next: String =
+                url::form_urlencoded::byte_serialize(safe_next(next.as_deref()).as_bytes())
+                    .collect();
+            format!("{}?next={next}", crate::access::SECOND_STEP_PAGE)
+        } else if user.must_change_password {
             "/account/password".to_string()
         } else {
             safe_next(next.as_deref())
         };
         Ok(SignedIn { redirect_to })
+    })
+    .await
+}
+
+/// The second step of signing in: the code from the authenticator app.
+#[server(endpoint = "second_step")]
+pub async fn second_step(code: String, next: Option<String>) -> Result<SignedIn, AppError> {
+    use crate::server::auth::second_factor::{self, CodeCheck};
+    respond(async move {
+        let (caller, user) = guard::require("second_step").await?;
+        match second_factor::complete_sign_in(
+            &caller.state,
+            &caller.session,
+            &caller.meta,
+            &user,
+            &code,
+        )
+        .await?
+        {
+            CodeCheck::Accepted => Ok(SignedIn {
+                redirect_to: if user.must_change_password {
+                    crate::access::PASSWORD_PAGE.to_string()
+                } else {
+                    safe_next(next.as_deref())
+                },
+            }),
+            CodeCheck::Wrong => Err(crate::api::factors::wrong_code()),
+            CodeCheck::NoFactor => Err(AppError::Unauthorized),
+            CodeCheck::Throttled(refusal) => Err(crate::api::factors::too_many(refusal)),
+        }
     })
     .await
 }

@@ -10,5 +10,6 @@
 pub mod audit;
 pub mod auth;
 pub mod credentials;
+pub mod factors;
 pub mod links;
 pub mod users;

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod audit;
+pub mod authenticator;
 pub mod credentials;
 pub mod dashboard;
 pub mod links;

@@ -448,6 +448,9 @@ pub enum RotationError {
     /// Database failure (the transaction was rolled back: nothing changed).
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+    /// An authenticator seed could not be moved to the new master key (nothing changed).
+    #[error(transparent)]
+    Factor(#[from] crate::server::auth::second_factor::FactorError),
     /// The audit keys could not be moved to the new master key (nothing changed).
     #[error(transparent)]
     Audit(#[from] crate::server::audit::AuditLogError),
@@ -475,6 +478,8 @@ pub async fn rotate_master_key(
         let resealed = secret_row(&new, row.credential_id, *version, &row.field, &value);
         repo::put_secret(&mut tx, &resealed).await?;
     }
+    // Authenticator seeds are sealed by the same vault and move with it.
+    crate::server::auth::second_factor::reseal_all(&mut tx, old, &new).await?;
     // Every audit key epoch moves to the new master key in the same transaction, so old rows
     // keep verifying after the old key is gone, and a new epoch begins whose key the old
     // master key never sealed: a leaked old key (with an old backup) cannot sign new rows.

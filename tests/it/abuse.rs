@@ -108,6 +108,20 @@ const SPECS: &[Spec] = &[
         ],
         &["current_password", "new_password", "confirm_password"],
     ),
+    spec("authenticator_status", &[], &[], &[]),
+    spec(
+        "second_step",
+        &[("code", "000000"), ("next", "/")],
+        &[("code", "000000"), ("next", "/")],
+        &["code", "next"],
+    ),
+    spec("start_authenticator", &[], &[], &[]),
+    spec(
+        "confirm_authenticator",
+        &[("code", "000000")],
+        &[("code", "000000")],
+        &["code"],
+    ),
     spec(
         "list_audit",
         &[],
@@ -579,23 +593,31 @@ struct Staff {
     operator: reqwest::Client,
     auditor: reqwest::Client,
     fresh: reqwest::Client,
+    /// Half signed in: password right, authenticator code still to be given.
+    half: reqwest::Client,
 }
 
 const ADMIN: &str = "admin@example.com";
 const OPERATOR: &str = "op@example.com";
 const AUDITOR: &str = "aud@example.com";
 const FRESH: &str = "fresh@example.com";
+const HALF: &str = "half@example.com";
 
 async fn staff(app: &TestApp) -> Staff {
     app.user(ADMIN, Role::Admin).await;
     app.user(OPERATOR, Role::Operator).await;
     app.user(AUDITOR, Role::Auditor).await;
     app.user_with(FRESH, Role::Operator, true).await;
+    // An auditor: the role tests that take operators out of the table still let them enrol.
+    app.user(HALF, Role::Auditor).await;
+    let enrolled = app.signed_in(HALF).await;
+    app.enrol_authenticator(&enrolled).await;
     Staff {
         admin: app.signed_in(ADMIN).await,
         operator: app.signed_in(OPERATOR).await,
         auditor: app.signed_in(AUDITOR).await,
         fresh: app.signed_in(FRESH).await,
+        half: app.signed_in(HALF).await,
     }
 }
 
@@ -635,6 +657,27 @@ both_backends!(
                 assert_eq!(app_error(&body, endpoint), AppError::Unauthorized);
             }
 
+            // A half-signed-in user may only give the second factor (public doors see them as
+            // signed out).
+            if access == Access::SecondStep {
+                let (status, body) = invoke(&app, &staff.half, spec, &probe).await;
+                assert!(status.as_u16() < 500, "{endpoint}: {status} {body}");
+                assert!(
+                    !is_guard_refusal(&app_error(&body, endpoint)),
+                    "{endpoint} half signed in: {body}"
+                );
+            } else if access != Access::Public {
+                let (status, body) = invoke(&app, &staff.half, spec, &no_args).await;
+                assert_eq!(status, StatusCode::FORBIDDEN, "{endpoint}: {body}");
+                assert!(
+                    body["Forbidden"]
+                        .as_str()
+                        .unwrap()
+                        .contains("authenticator app first"),
+                    "{endpoint}: {body}"
+                );
+            }
+
             // A user who must replace an initial password may only do that.
             if access == Access::AnySignedIn {
                 let (status, body) = invoke(&app, &staff.fresh, spec, &probe).await;
@@ -662,6 +705,12 @@ both_backends!(
                 (Role::Auditor, AUDITOR, &staff.auditor),
             ] {
                 let allowed = match access {
+                    Access::SecondStep => {
+                        // Fully signed in already: the second step is not theirs to take.
+                        let (status, body) = invoke(&app, client, spec, &no_args).await;
+                        assert_eq!(status, StatusCode::UNAUTHORIZED, "{endpoint}: {body}");
+                        continue;
+                    }
                     Access::Public | Access::AnySignedIn => true,
                     Access::Roles(roles) => roles.contains(&role),
                 };
@@ -774,6 +823,7 @@ fn client_for(app: &TestApp, staff: &Staff, endpoint: &str) -> reqwest::Client {
     match access_of(endpoint) {
         Access::Public => app.client(),
         Access::AnySignedIn => staff.operator.clone(),
+        Access::SecondStep => staff.half.clone(),
         Access::Roles(roles) => match roles[0] {
             Role::Operator => staff.operator.clone(),
             Role::Admin => staff.admin.clone(),
@@ -818,10 +868,15 @@ both_backends!(
                 assert!(row.detail.contains(&format!("/api/{endpoint}")), "{row:?}");
             }
 
-            // A GET, same-origin and signed in, with the arguments in the query, runs nothing.
+            // A GET, same-origin and signed in, with the arguments in the query, runs nothing
+            // (the second step asked by a half-signed-in user, the rest by an admin).
             let query: Vec<(String, String)> = if spec.json { Vec::new() } else { args };
-            let response = staff
-                .admin
+            let getter = if access_of(endpoint) == Access::SecondStep {
+                &staff.half
+            } else {
+                &staff.admin
+            };
+            let response = getter
                 .get(&url)
                 .header("origin", &app.base)
                 .query(&query)
@@ -1020,6 +1075,7 @@ both_backends!(hostile_bodies_get_clear_refusals, |backend| async move {
     ] {
         cookie_for_role.insert(role, sign_in_cookie(&app, email, None).await);
     }
+    let half_cookie = sign_in_cookie(&app, HALF, None).await;
     let registered = registry();
     for endpoint in registered.keys() {
         let spec = spec_of(endpoint);
@@ -1028,6 +1084,7 @@ both_backends!(hostile_bodies_get_clear_refusals, |backend| async move {
             // Signing out with a raw cookie would end that session; use none.
             Access::Public => String::new(),
             Access::AnySignedIn => cookie_for_role[&Role::Operator].clone(),
+            Access::SecondStep => half_cookie.clone(),
             Access::Roles(roles) => cookie_for_role[&roles[0]].clone(),
         };
         let content_type = if spec.json {
@@ -1571,6 +1628,7 @@ async fn invoke_in_process(
                 epoch,
                 signed_in_at_ms: now,
                 last_seen_at_ms: now,
+                second_factor_pending: false,
             },
         )
         .await

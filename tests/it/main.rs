@@ -24,4 +24,5 @@ mod reads_recorded_once;
 mod returns;
 mod sandbox;
 mod scaleout;
+mod second_factor;
 mod secret_destinations;

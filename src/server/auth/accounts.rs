@@ -208,6 +208,7 @@ pub async fn create_first_admin(
         display_name: valid.display_name,
         role: Role::Admin,
         must_change_password: false,
+        second_factor_pending: false,
     };
     Ok(admin)
 }

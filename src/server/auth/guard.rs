@@ -34,6 +34,9 @@ pub enum Refusal {
     SignIn,
     /// The user must first replace an initial password (403, or the password page).
     ChangePassword(AppError),
+    /// The user is half signed in: the second factor is still to be given (403, or the
+    /// second-step page).
+    SecondStep(AppError),
     /// The role may not pass this door; recorded as `access.denied` (403). Carries the
     /// signed-in user, whom a page door still shows the console to (with its "no access" panel).
     Forbidden(AppError, Box<AuthUser>),
@@ -48,6 +51,7 @@ impl From<Refusal> for AppError {
         match refusal {
             Refusal::SignIn => AppError::Unauthorized,
             Refusal::ChangePassword(error)
+            | Refusal::SecondStep(error)
             | Refusal::Forbidden(error, _)
             | Refusal::NoSuchDoor(error)
             | Refusal::Failure(error) => error,
@@ -144,7 +148,22 @@ pub async fn admit(
             None => None,
         },
     };
+    // A half-signed-in user passes the second-step door only; public doors see them as signed
+    // out, every other door sends them to the second step.
+    let pending = user.as_ref().is_some_and(|u| u.second_factor_pending);
     match rule {
+        Access::SecondStep if pending => return Ok(user),
+        Access::SecondStep => return Err(Refusal::SignIn),
+        Access::Public if pending => return Ok(None),
+        Access::AnySignedIn | Access::Roles(_) if pending => {
+            return Err(Refusal::SecondStep(AppError::Forbidden(
+                "Enter the code from your authenticator app first.".into(),
+            )));
+        }
+        _ => {}
+    }
+    match rule {
+        Access::SecondStep => unreachable!("decided above"),
         Access::Public => Ok(user),
         Access::AnySignedIn => user.map(Some).ok_or(Refusal::SignIn),
         Access::Roles(roles) => {

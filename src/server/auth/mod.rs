@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod guard;
 pub mod password;
+pub mod second_factor;
 pub mod throttle;
 
 use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
@@ -53,6 +54,10 @@ pub struct SessionAuth {
     pub signed_in_at_ms: i64,
     /// Last request, Unix milliseconds (idle timeout).
     pub last_seen_at_ms: i64,
+    /// The password was right but the second factor is still to be given: the session opens
+    /// nothing but the second step (and sign-out) until it is.
+    #[serde(default)]
+    pub second_factor_pending: bool,
 }
 
 /// A signed-in, enabled user whose session is within its timeouts.
@@ -68,6 +73,8 @@ pub struct AuthUser {
     pub role: Role,
     /// Must replace an initial or reset password before anything else.
     pub must_change_password: bool,
+    /// Half signed in: the password was right, the second factor is still to be given.
+    pub second_factor_pending: bool,
 }
 
 impl AuthUser {
@@ -78,6 +85,7 @@ impl AuthUser {
             display_name: user.display_name.clone(),
             role: user.role(),
             must_change_password: user.must_change_password != 0,
+            second_factor_pending: false,
         }
     }
 
@@ -153,11 +161,24 @@ pub async fn authenticate(
         auth.last_seen_at_ms = now;
         session.insert(AUTH_KEY, auth).await?;
     }
-    Ok(Some(AuthUser::from_record(&user)))
+    let mut signed_in = AuthUser::from_record(&user);
+    signed_in.second_factor_pending = auth.second_factor_pending;
+    Ok(Some(signed_in))
 }
 
 /// Binds the session to `user` under a fresh session id (no fixation).
 pub async fn start_session(session: &Session, user_id: i64, epoch: i64) -> Result<(), AuthError> {
+    start_session_as(session, user_id, epoch, false).await
+}
+
+/// Binds the session to `user` under a fresh session id, half signed in when
+/// `second_factor_pending` (the password was right, the second factor is still to come).
+pub async fn start_session_as(
+    session: &Session,
+    user_id: i64,
+    epoch: i64,
+    second_factor_pending: bool,
+) -> Result<(), AuthError> {
     session.cycle_id().await?;
     let now = now_ms();
     session
@@ -168,6 +189,7 @@ pub async fn start_session(session: &Session, user_id: i64, epoch: i64) -> Resul
                 epoch,
                 signed_in_at_ms: now,
                 last_seen_at_ms: now,
+                second_factor_pending,
             },
         )
         .await?;
@@ -284,9 +306,13 @@ pub async fn sign_in(
         let stronger = state.passwords.hash(password_again).await?;
         db::users::upgrade_hash(pool, user.id, &stronger).await?;
     }
-    db::users::touch_sign_in(pool, user.id).await?;
-    start_session(session, user.id, user.session_epoch).await?;
-    let signed_in = AuthUser::from_record(&user);
+    let pending = second_factor::has_factor(state, user.id).await?;
+    if !pending {
+        db::users::touch_sign_in(pool, user.id).await?;
+    }
+    start_session_as(session, user.id, user.session_epoch, pending).await?;
+    let mut signed_in = AuthUser::from_record(&user);
+    signed_in.second_factor_pending = pending;
     state
         .audit
         .record(
@@ -294,7 +320,10 @@ pub async fn sign_in(
             meta,
             &AuditEvent::new(signed_in.actor(), "auth.sign_in", Outcome::Success)
                 .object("user", user.id)
-                .detail(serde_json::json!({ "password_hash_upgraded": upgrade })),
+                .detail(serde_json::json!({
+                    "password_hash_upgraded": upgrade,
+                    "second_factor_pending": pending,
+                })),
         )
         .await;
     Ok(signed_in)

@@ -119,7 +119,29 @@ pub struct SecretSlot<'a> {
     pub version: i64,
 }
 
-impl SecretSlot<'_> {
+/// Where a sealed value belongs: its associated data, so a ciphertext moved to another place
+/// does not decrypt.
+pub trait Slot {
+    /// The associated data bound into the ciphertext.
+    fn associated_data(&self) -> Vec<u8>;
+}
+
+/// A user's own secret (the authenticator seed), bound to the user and the field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserSecretSlot<'a> {
+    /// User id.
+    pub user_id: i64,
+    /// Field name (`totp_seed`).
+    pub field: &'a str,
+}
+
+impl Slot for UserSecretSlot<'_> {
+    fn associated_data(&self) -> Vec<u8> {
+        format!("kyc-desk/user/{}/{}", self.user_id, self.field).into_bytes()
+    }
+}
+
+impl Slot for SecretSlot<'_> {
     fn associated_data(&self) -> Vec<u8> {
         format!(
             "kyc-desk/credential/{}/{}/{}",
@@ -184,7 +206,7 @@ impl Vault {
     }
 
     /// Encrypts `secret` for `slot` with a fresh random nonce.
-    pub fn seal(&self, slot: SecretSlot<'_>, secret: &SecretString) -> Sealed {
+    pub fn seal(&self, slot: impl Slot, secret: &SecretString) -> Sealed {
         let mut nonce = [0u8; NONCE_BYTES];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let ciphertext = self
@@ -205,7 +227,7 @@ impl Vault {
     }
 
     /// Decrypts a secret of `slot`; any mismatch is the one generic [`VaultError::Decrypt`].
-    pub fn open(&self, slot: SecretSlot<'_>, sealed: &Sealed) -> Result<SecretString, VaultError> {
+    pub fn open(&self, slot: impl Slot, sealed: &Sealed) -> Result<SecretString, VaultError> {
         if sealed.nonce.len() != NONCE_BYTES || sealed.key_version != self.key_version {
             return Err(VaultError::Decrypt);
         }

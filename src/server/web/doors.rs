@@ -6,7 +6,7 @@
 
 use super::error::{error_response, failure_page};
 use super::request::{is_public, meta_from};
-use crate::access::PASSWORD_PAGE;
+use crate::access::{PASSWORD_PAGE, SECOND_STEP_PAGE};
 use crate::server::audit::RequestMeta;
 use crate::server::auth::AuthUser;
 use crate::server::auth::guard::{self, Authenticated, Door, Refusal};
@@ -73,6 +73,7 @@ pub async fn page_guard(
                 .unwrap_or("/"),
         ),
         (_, Err(Refusal::ChangePassword(_))) => Redirect::to(PASSWORD_PAGE).into_response(),
+        (_, Err(Refusal::SecondStep(_))) => Redirect::to(SECOND_STEP_PAGE).into_response(),
         (_, Err(Refusal::Forbidden(_, user))) => {
             // The page renders its own "no access" panel; the status says so too.
             request.extensions_mut().insert(Authenticated(*user));

@@ -46,6 +46,15 @@ fn passwords_busy(retry_after_secs: u64) -> AppError {
     }
 }
 
+impl From<crate::server::auth::second_factor::FactorError> for AppError {
+    fn from(error: crate::server::auth::second_factor::FactorError) -> Self {
+        match error {
+            crate::server::auth::second_factor::FactorError::Auth(error) => error.into(),
+            other => internal_error(&other, false),
+        }
+    }
+}
+
 impl From<AuthError> for AppError {
     fn from(error: AuthError) -> Self {
         if let AuthError::Hash(crate::server::auth::password::HashError::Busy {

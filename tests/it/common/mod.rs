@@ -228,12 +228,47 @@ impl TestApp {
         client
     }
 
+    /// Enrols an authenticator for the user signed in on `client` (set-up and first code);
+    /// returns its key, from which [`totp_code`] computes codes.
+    pub async fn enrol_authenticator(&self, client: &reqwest::Client) -> String {
+        let (status, body) = self.call(client, "start_authenticator", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let key = body["manual_key"].as_str().unwrap().to_string();
+        let (status, body) = self
+            .call(
+                client,
+                "confirm_authenticator",
+                &[("code", &totp_code(&key, 0))],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        key
+    }
+
     /// The signed-in user according to the server, or `Value::Null`.
     pub async fn whoami(&self, client: &reqwest::Client) -> Value {
         let (status, body) = self.call(client, "whoami", &[]).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body
     }
+}
+
+/// The code an authenticator app with base32 `key` shows `offset_steps` steps from now.
+pub fn totp_code(key: &str, offset_steps: i64) -> String {
+    let bytes = totp_rs::Secret::Encoded(key.to_string())
+        .to_bytes()
+        .expect("base32 key");
+    let totp = totp_rs::TOTP::new_unchecked(
+        totp_rs::Algorithm::SHA1,
+        6,
+        0,
+        30,
+        bytes,
+        Some("KYC Desk".into()),
+        "x".into(),
+    );
+    let now = chrono::Utc::now().timestamp() + offset_steps * 30;
+    totp.generate(now as u64)
 }
 
 /// A server with the provider sandbox on (and `extra` settings) whose sandbox credentials
