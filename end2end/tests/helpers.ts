@@ -1,4 +1,5 @@
 import { expect, Page } from '@playwright/test';
+import { createHmac } from 'crypto';
 import { readFileSync } from 'fs';
 
 /** Waits until the WASM has hydrated the page: clicks before that do nothing. */
@@ -65,4 +66,32 @@ export async function createStaff(
   await user.getByLabel('Repeat new password').fill(person.own);
   await user.getByRole('button', { name: 'Change password' }).click();
   await expect(user.getByTestId('main-nav')).toBeVisible();
+}
+
+/** Decodes an RFC 4648 base32 key (no padding), as authenticator apps read it. */
+function base32Decode(text: string): Buffer {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = 0;
+  let value = 0;
+  const out: number[] = [];
+  for (const char of text.replace(/=+$/, '').toUpperCase()) {
+    value = (value << 5) | alphabet.indexOf(char);
+    bits += 5;
+    if (bits >= 8) {
+      out.push((value >>> (bits - 8)) & 0xff);
+      bits -= 8;
+    }
+  }
+  return Buffer.from(out);
+}
+
+/** The code an authenticator app with `key` shows `offsetSteps` 30-second steps from now (RFC 6238). */
+export function totp(key: string, offsetSteps = 0): string {
+  const counter = Math.floor(Date.now() / 1000 / 30) + offsetSteps;
+  const message = Buffer.alloc(8);
+  message.writeBigUInt64BE(BigInt(counter));
+  const mac = createHmac('sha1', base32Decode(key)).update(message).digest();
+  const offset = mac[mac.length - 1] & 15;
+  const code = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
+  return code.toString().padStart(6, '0');
 }

@@ -168,7 +168,7 @@ pub fn router(state: AppState) -> Router {
 /// an attacker chooses): the session cookie is `SameSite=Strict`, so no other site can make a
 /// signed-in browser fetch a page with chosen query text, and pages carry no CSRF token.
 fn page_compression()
--> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate + Clone> {
+-> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate> {
     use tower_http::compression::predicate::{NotForContentType, Predicate as _};
     use tower_http::compression::{CompressionLayer, CompressionLevel, DefaultPredicate};
     CompressionLayer::new()
