@@ -329,6 +329,33 @@ pub async fn sign_in(
     Ok(signed_in)
 }
 
+/// Starts a counted attempt at a signed-in (or half signed-in) user's own secret — the password
+/// again, or an authenticator code — on the account's counter and, when `ip` is given, the
+/// address's; a refusal is recorded as audit noise under `action`. The one place both checks
+/// begin, so their throttling cannot drift apart.
+pub(crate) async fn begin_own_attempt(
+    state: &AppState,
+    meta: &RequestMeta,
+    user: &AuthUser,
+    ip: Option<std::net::IpAddr>,
+    action: &'static str,
+) -> Result<Result<throttle::Attempt, throttle::Refusal>, sqlx::Error> {
+    let begun = throttle::begin(&state.db.pool, &state.sign_ins, ip, &user.email).await?;
+    if let Err(refusal) = &begun {
+        state
+            .audit_noise
+            .record(
+                meta,
+                &AuditEvent::new(user.actor(), action, Outcome::Denied)
+                    .object("user", user.id)
+                    .reason("throttled after failed attempts")
+                    .detail(serde_json::json!({ "scope": refusal.scope.as_str() })),
+            )
+            .await;
+    }
+    Ok(begun)
+}
+
 /// Checks the signed-in `user`'s own password (to change it, or to re-authenticate for a
 /// sensitive change) as a counted attempt on their account, like a sign-in: `Ok(true)` when
 /// right, `Ok(false)` when wrong (the attempt stays counted), or the refusal when the account
@@ -342,21 +369,9 @@ pub async fn check_own_password(
     action: &'static str,
 ) -> Result<Result<bool, throttle::Refusal>, AuthError> {
     let pool = &state.db.pool;
-    let attempt = match throttle::begin(pool, &state.sign_ins, meta.ip, &user.email).await? {
+    let attempt = match begin_own_attempt(state, meta, user, meta.ip, action).await? {
         Ok(attempt) => attempt,
-        Err(refusal) => {
-            state
-                .audit_noise
-                .record(
-                    meta,
-                    &AuditEvent::new(user.actor(), action, Outcome::Denied)
-                        .object("user", user.id)
-                        .reason("throttled after failed attempts")
-                        .detail(serde_json::json!({ "scope": refusal.scope.as_str() })),
-                )
-                .await;
-            return Ok(Err(refusal));
-        }
+        Err(refusal) => return Ok(Err(refusal)),
     };
     let record = db::users::find_by_id(pool, user.id).await?;
     let verified = match state

@@ -219,21 +219,9 @@ pub async fn check_code(
     }
     // The account's counter only: the password was right (or the session is signed in), so a
     // wrong code is a guess at this account, not a spray across accounts from one address.
-    let attempt = match throttle::begin(pool, &state.sign_ins, None, &user.email).await? {
+    let attempt = match super::begin_own_attempt(state, meta, user, None, action).await? {
         Ok(attempt) => attempt,
-        Err(refusal) => {
-            state
-                .audit_noise
-                .record(
-                    meta,
-                    &AuditEvent::new(user.actor(), action, Outcome::Denied)
-                        .object("user", user.id)
-                        .reason("throttled after failed attempts")
-                        .detail(serde_json::json!({ "scope": refusal.scope.as_str() })),
-                )
-                .await;
-            return Ok(CodeCheck::Throttled(refusal));
-        }
+        Err(refusal) => return Ok(CodeCheck::Throttled(refusal)),
     };
     let seed = open_seed(&state.vault, &row)?;
     let Some(generator) = totp(seed.expose_secret(), &user.email) else {
