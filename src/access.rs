@@ -16,16 +16,29 @@ pub enum Access {
     AnySignedIn,
     /// Signed-in users of these roles who have replaced any initial password.
     Roles(&'static [Role]),
+    /// As [`Access::Roles`], and only within the step-up window (`KYC_DESK_STEP_UP_WINDOW`,
+    /// 5 minutes) after the user confirmed it is them again — with a fresh code from their
+    /// authenticator, or their password when they have no second factor. The doors where
+    /// damage is done.
+    StepUp(&'static [Role]),
     /// Only a half-signed-in user: the password was right, the second factor is still to be
     /// given. Such a user passes no other door (public doors see them as signed out).
     SecondStep,
 }
 
 impl Access {
+    /// The roles of a role rule (with or without step-up).
+    pub fn roles(self) -> Option<&'static [Role]> {
+        match self {
+            Access::Roles(roles) | Access::StepUp(roles) => Some(roles),
+            _ => None,
+        }
+    }
+
     /// Whether this rule lets exactly the roles in `roles` pass (order does not matter).
     pub fn is_roles(self, roles: &[Role]) -> bool {
         match self {
-            Access::Roles(allowed) => {
+            Access::Roles(allowed) | Access::StepUp(allowed) => {
                 allowed.iter().all(|r| roles.contains(r))
                     && roles.iter().all(|r| allowed.contains(r))
             }
@@ -37,7 +50,7 @@ impl Access {
     pub fn admits(self, role: Role) -> bool {
         match self {
             Access::Public | Access::AnySignedIn => true,
-            Access::Roles(allowed) => allowed.contains(&role),
+            Access::Roles(allowed) | Access::StepUp(allowed) => allowed.contains(&role),
             Access::SecondStep => false,
         }
     }
@@ -114,6 +127,14 @@ pub const PASSWORD_PAGE: &str = "/account/password";
 /// The one page a half-signed-in user may open: the second step of signing in.
 pub const SECOND_STEP_PAGE: &str = "/login/code";
 
+/// The page where a user sets up their authenticator app; the one page (with the password
+/// page) open to a user whose role must have a second factor and who has none yet.
+pub const ENROL_PAGE: &str = "/account/authenticator";
+
+/// The page where a user confirms it is them (step-up) before a sensitive download, then goes
+/// on to it.
+pub const CONFIRM_PAGE: &str = "/account/confirm";
+
 /// The area a path belongs to, if any (the dashboard `/` belongs to none and is open to all
 /// signed-in users).
 pub fn area_for_path(path: &str) -> Option<&'static Area> {
@@ -140,7 +161,7 @@ pub fn page_access(path: &str) -> Access {
     if path == SECOND_STEP_PAGE {
         return Access::SecondStep;
     }
-    if path == PASSWORD_PAGE {
+    if path == PASSWORD_PAGE || path == ENROL_PAGE {
         return Access::AnySignedIn;
     }
     Access::Roles(area_for_path(path).map_or(EVERYONE, |area| area.roles))
@@ -158,16 +179,19 @@ pub const SERVER_FN_ACCESS: &[(&str, Access)] = &[
     ("change_password", Access::AnySignedIn),
     ("second_step", Access::SecondStep),
     // api/factors.rs
-    ("authenticator_status", Access::Roles(EVERYONE)),
-    ("start_authenticator", Access::Roles(EVERYONE)),
-    ("confirm_authenticator", Access::Roles(EVERYONE)),
+    ("authenticator_status", Access::AnySignedIn),
+    ("start_authenticator", Access::AnySignedIn),
+    ("confirm_authenticator", Access::AnySignedIn),
+    ("step_up", Access::Roles(EVERYONE)),
+    ("new_recovery_codes", Access::StepUp(EVERYONE)),
+    ("remove_authenticator", Access::StepUp(EVERYONE)),
     // api/audit.rs
     ("list_audit", Access::Roles(AUDIT_READERS)),
     ("verify_audit", Access::Roles(AUDIT_READERS)),
     // api/credentials.rs
     ("list_credentials", Access::Roles(ADMINS)),
-    ("save_credential", Access::Roles(ADMINS)),
-    ("test_credential", Access::Roles(ADMINS)),
+    ("save_credential", Access::StepUp(ADMINS)),
+    ("test_credential", Access::StepUp(ADMINS)),
     // api/links.rs
     ("link_options", Access::Roles(ACTORS)),
     ("create_link", Access::Roles(ACTORS)),
@@ -179,19 +203,22 @@ pub const SERVER_FN_ACCESS: &[(&str, Access)] = &[
     ("regenerate_link", Access::Roles(ACTORS)),
     ("dashboard_stats", Access::Roles(READERS)),
     ("email_template", Access::Roles(ADMINS)),
-    ("save_email_template", Access::Roles(ADMINS)),
+    ("save_email_template", Access::StepUp(ADMINS)),
     // api/users.rs
     ("list_users", Access::Roles(ADMINS)),
     ("create_user", Access::Roles(ADMINS)),
-    ("set_user_role", Access::Roles(ADMINS)),
+    ("set_user_role", Access::StepUp(ADMINS)),
     ("set_user_disabled", Access::Roles(ADMINS)),
-    ("reset_user_password", Access::Roles(ADMINS)),
+    ("reset_user_password", Access::StepUp(ADMINS)),
+    ("reset_user_factors", Access::StepUp(ADMINS)),
 ];
 
 /// Every file route (as the router spells it) and who may fetch it.
 pub const FILE_ACCESS: &[(&str, Access)] = &[
     ("/audit/export.csv", Access::Roles(AUDIT_READERS)),
     ("/sessions/export.csv", Access::Roles(READERS)),
+    // The same export with phone numbers and email addresses unmasked.
+    (CONTACTS_EXPORT_ROUTE, CONTACTS_EXPORT),
     // The QR code is the live link: those who hand links over (`LIVE_LINKS`).
     ("/sessions/{public_id}/qr.svg", LIVE_LINKS),
     // Every text the sandbox "sent", with customers' names and live links.
@@ -209,8 +236,12 @@ pub const CUSTOMER_ACCESS: &[(&str, Access)] = &[
 /// see that a link exists and its status only.
 pub const LIVE_LINKS: Access = Access::Roles(ACTORS);
 
-/// Who may export sessions with phone numbers and email addresses unmasked.
-pub const CONTACTS_EXPORT: Access = Access::Roles(ADMINS);
+/// Who may export sessions with phone numbers and email addresses unmasked: admins, after a
+/// step-up.
+pub const CONTACTS_EXPORT: Access = Access::StepUp(ADMINS);
+
+/// The file-route name of the sessions export with contact details (`contacts=1`).
+pub const CONTACTS_EXPORT_ROUTE: &str = "/sessions/export.csv?contacts=1";
 
 /// The access rule of the server function at `endpoint` in the standard table.
 pub fn access_of(endpoint: &str) -> Option<Access> {

@@ -9,6 +9,7 @@ use crate::pages::credentials::CredentialsPage;
 use crate::pages::dashboard::Dashboard;
 use crate::pages::links::LinksPage;
 use crate::pages::sessions::{SessionDetailPage, SessionsPage};
+use crate::pages::step_up::ConfirmPage;
 use crate::pages::users::UsersPage;
 use crate::pages::{Guarded, NotFound, go_to};
 use crate::types::CurrentUser;
@@ -75,6 +76,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("audit") view={Lazy::<AuditLogRoute>::new()} ssr=SsrMode::Async />
                     <Route path=path!("account/password") view={Lazy::<AccountRoute>::new()} ssr=SsrMode::Async />
                     <Route path=path!("account/authenticator") view={Lazy::<AuthenticatorRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("account/confirm") view={Lazy::<ConfirmRoute>::new()} ssr=SsrMode::Async />
                 </ParentRoute>
             </Routes>
         </Router>
@@ -127,6 +129,16 @@ lazy_pages! {
     AccountRoute => AccountPage,
     SecondStepRoute => SecondStepPage,
     AuthenticatorRoute => AuthenticatorAccountPage,
+    ConfirmRoute => ConfirmAccountPage,
+}
+
+#[component]
+fn ConfirmAccountPage() -> impl IntoView {
+    view! {
+        <Guarded path="/account">
+            <ConfirmPage />
+        </Guarded>
+    }
 }
 
 #[component]
@@ -195,7 +207,9 @@ fn Layout(me: CurrentUser) -> impl IntoView {
     });
     let nav = AREAS
         .iter()
-        .filter(|area| area.in_nav && area.roles.contains(&me.role) && !me.must_change_password)
+        .filter(|area| {
+            area.in_nav && area.roles.contains(&me.role) && !me.must_change_password && !me.must_enrol
+        })
         .map(|area| view! { <a href=area.path data-testid=format!("nav{}", area.path)>{area.label}</a> })
         .collect_view();
     view! {
@@ -214,6 +228,9 @@ fn Layout(me: CurrentUser) -> impl IntoView {
                 </div>
             </header>
             <main class="content">
+                {me.notice.clone().map(|notice| view! {
+                    <p class="banner warning" role="status" data-testid="account-notice">{notice}</p>
+                })}
                 <Outlet />
             </main>
         </div>

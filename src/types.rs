@@ -71,6 +71,21 @@ pub struct CurrentUser {
     pub role: Role,
     /// True until the user replaces the initial password an admin gave them.
     pub must_change_password: bool,
+    /// True while the user's role needs a second factor and they have none: only enrolment
+    /// opens until they set one up.
+    pub must_enrol: bool,
+    /// A message for the user about their own account, shown once (a recovery code was used to
+    /// sign in, for instance).
+    pub notice: Option<String>,
+}
+
+/// How a step-up (re-confirmation before a sensitive action) is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StepUpMethod {
+    /// The code from the user's authenticator app.
+    Code,
+    /// The user's password (a user without a second factor).
+    Password,
 }
 
 /// One row of the users page.
@@ -88,6 +103,8 @@ pub struct UserRow {
     pub disabled: bool,
     /// Whether the user still has to replace an initial or reset password.
     pub must_change_password: bool,
+    /// Whether the user has a second factor (an authenticator app).
+    pub second_factor: bool,
     /// Last successful sign-in, formatted in UTC, if any.
     pub last_sign_in: Option<String>,
     /// Creation time, formatted in UTC.
@@ -170,6 +187,15 @@ pub enum AppError {
     /// The request could not be made or understood (network, malformed arguments).
     #[error("{0}")]
     Request(String),
+    /// A sensitive action needs a fresh confirmation (step-up) first; the form offers it.
+    #[error("{}", match method {
+        StepUpMethod::Code => "Confirm it is you first: enter the code from your authenticator app, then try again.",
+        StepUpMethod::Password => "Confirm it is you first: enter your password, then try again.",
+    })]
+    StepUpRequired {
+        /// What the user confirms with.
+        method: StepUpMethod,
+    },
 }
 
 impl AppError {
@@ -213,7 +239,7 @@ impl AppError {
     pub fn status_code(&self) -> u16 {
         match self {
             AppError::Unauthorized | AppError::InvalidCredentials => 401,
-            AppError::Forbidden(_) => 403,
+            AppError::Forbidden(_) | AppError::StepUpRequired { .. } => 403,
             AppError::Validation { .. } | AppError::Request(_) => 400,
             AppError::NotFound(_) => 404,
             AppError::Conflict(_) => 409,

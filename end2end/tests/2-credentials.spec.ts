@@ -10,7 +10,7 @@ const CANARY_MC_ROTATED = 'canary-e2e-mc-api-key-rotated-2';
 
 test.describe.configure({ mode: 'serial' });
 
-test('admin saves Eko and Message Central credentials, sees only masked values, and rotates with re-authentication', async ({ page, baseURL }) => {
+test('admin saves Eko and Message Central credentials after confirming it is them, sees only masked values, and rotates', async ({ page, baseURL }) => {
   const errors: string[] = [];
   watchConsole(page, errors);
   await signIn(page, ADMIN.email, ADMIN.password);
@@ -32,6 +32,17 @@ test('admin saves Eko and Message Central credentials, sees only masked values, 
   await ekoForm.getByLabel('User code').fill('20810200');
   await ekoForm.getByLabel('Developer key').fill(CANARY_DEV);
   await ekoForm.getByLabel('Access key').fill(CANARY_ACCESS);
+  await ekoForm.getByRole('button', { name: 'Save' }).click();
+  // Saving a credential is a sensitive action: the admin (no authenticator app here) confirms
+  // it is them with the password first. A wrong one is refused in the prompt.
+  const stepUp = ekoForm.getByTestId('step-up');
+  await expect(stepUp).toContainText('Confirm it is you');
+  await stepUp.getByLabel('Your password').fill('not my password at all');
+  await stepUp.getByRole('button', { name: 'Confirm' }).click();
+  await expect(stepUp.getByTestId('step-up-error')).toContainText('not right');
+  await stepUp.getByLabel('Your password').fill(ADMIN.password);
+  await stepUp.getByRole('button', { name: 'Confirm' }).click();
+  await expect(stepUp.getByTestId('step-up-done')).toContainText('Confirmed for 5 minutes');
   await ekoForm.getByRole('button', { name: 'Save' }).click();
   await expect(ekoForm.locator('.field-error')).toContainText('Use https://');
 
@@ -65,17 +76,11 @@ test('admin saves Eko and Message Central credentials, sees only masked values, 
   await expect(page.getByTestId('credential-saved')).toContainText("'Bearer ' prefix");
   await expect(mc.getByTestId('masked-api_key')).toContainText('•••• 9001');
 
-  // Rotation: a wrong password refuses it, the right one makes version 2.
+  // Rotation, within the confirmed minutes: version 2.
   // Open the editor (it may still be open from the first save).
   await mc.locator('details').evaluate((d) => { (d as HTMLDetailsElement).open = true; });
   const rotate = mc.getByTestId('editor-message_central_ekyc-production');
   await rotate.getByLabel('API key').fill(CANARY_MC_ROTATED);
-  await rotate.getByLabel(/^Your password \(to rotate a secret/).fill('not my password at all');
-  await rotate.getByRole('button', { name: 'Save' }).click();
-  await expect(rotate.locator('.field-error')).toContainText('not your password');
-  await expect(mc.getByTestId('masked-api_key')).toContainText('•••• 9001');
-  await rotate.getByLabel('API key').fill(CANARY_MC_ROTATED);
-  await rotate.getByLabel(/^Your password \(to rotate a secret/).fill(ADMIN.password);
   await rotate.getByRole('button', { name: 'Save' }).click();
   await expect(page.getByTestId('credential-saved')).toContainText('rotated (version 2)');
   await expect(mc.getByTestId('credential-meta')).toContainText('Version 2');
@@ -102,6 +107,11 @@ test('admin edits the link email: field-level checks, then the saved template is
   await expect(editor.getByLabel('Subject')).toHaveValue(/identity verification/);
   await editor.getByLabel('Subject').fill('Verify your identity, {name}');
   await editor.getByLabel('Message').fill('Hello {name},\n\nplease verify here before {expires}.');
+  await editor.getByRole('button', { name: 'Save template' }).click();
+  // A new sign-in: the template (a sensitive action) asks to confirm it is them again.
+  await editor.getByTestId('step-up').getByLabel('Your password').fill(ADMIN.password);
+  await editor.getByTestId('step-up').getByRole('button', { name: 'Confirm' }).click();
+  await expect(editor.getByTestId('step-up-done')).toBeVisible();
   await editor.getByRole('button', { name: 'Save template' }).click();
   await expect(editor.locator('.field-error')).toContainText('must contain {link}');
   await editor.getByLabel('Message').fill('Hello {name},\n\nplease verify here: {link}\n\nValid until {expires}.');

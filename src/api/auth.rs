@@ -56,6 +56,8 @@ pub async fn login(
                 url::form_urlencoded::byte_serialize(safe_next(next.as_deref()).as_bytes())
                     .collect();
             format!("{}?next={next}", crate::access::SECOND_STEP_PAGE)
+        } else if user.must_enrol {
+            crate::access::ENROL_PAGE.to_string()
         } else if user.must_change_password {
             "/account/password".to_string()
         } else {

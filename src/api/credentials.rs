@@ -54,18 +54,21 @@ pub async fn list_credentials() -> Result<CredentialsOverview, AppError> {
     .await
 }
 
-/// Saves a credential set (admins only). Entering any secret value is a rotation and needs
-/// the admin's own password in `reauth_password`.
+/// Saves a credential set (admins, after a step-up: the gate asks for it). Entering any secret
+/// value, or changing where the secrets are sent, is a rotation.
 #[server(endpoint = "save_credential", input = Json)]
-pub async fn save_credential(
-    input: CredentialInput,
-    reauth_password: Option<String>,
-) -> Result<SavedCredential, AppError> {
+pub async fn save_credential(input: CredentialInput) -> Result<SavedCredential, AppError> {
     respond(async move {
         let (caller, admin) = guard::require("save_credential").await?;
-        let outcome =
-            credentials::save_as(&caller.state, &caller.meta, &admin, &input, reauth_password)
-                .await?;
+        let outcome = credentials::save(
+            &caller.state,
+            &caller.meta,
+            admin.actor(),
+            &admin.email,
+            &input,
+            true,
+        )
+        .await?;
         Ok(SavedCredential {
             view: outcome.view,
             change: outcome.change.to_string(),

@@ -1,4 +1,5 @@
-//! The caller's own second factor: authenticator (TOTP) enrolment and its confirmation.
+//! The caller's own second factor: authenticator (TOTP) enrolment and its confirmation,
+//! recovery codes, removal, and the step-up (confirming it is them) before sensitive actions.
 
 use crate::types::AppError;
 use leptos::prelude::*;
@@ -17,6 +18,24 @@ use {
 pub struct AuthenticatorState {
     /// A confirmed authenticator is set up.
     pub enrolled: bool,
+    /// The caller's role must have a second factor (so it cannot be removed).
+    pub required: bool,
+    /// Unused recovery codes.
+    pub recovery_codes_left: i64,
+}
+
+/// The recovery codes, shown once. Deliberately no `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryCodes {
+    /// Ten single-use codes.
+    pub codes: Vec<String>,
+}
+
+/// A confirmed step-up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SteppedUp {
+    /// Minutes the confirmation lasts.
+    pub minutes: u64,
 }
 
 /// What the enrolment page shows once, before the first code confirms it. Deliberately no
@@ -36,6 +55,8 @@ pub async fn authenticator_status() -> Result<AuthenticatorState, AppError> {
         let (caller, user) = guard::require("authenticator_status").await?;
         Ok(AuthenticatorState {
             enrolled: second_factor::has_factor(&caller.state, user.id).await?,
+            required: crate::server::auth::must_have_factor(&caller.state, user.role),
+            recovery_codes_left: second_factor::recovery_codes_left(&caller.state, user.id).await?,
         })
     })
     .await
@@ -59,9 +80,10 @@ pub async fn start_authenticator() -> Result<AuthenticatorEnrolment, AppError> {
     .await
 }
 
-/// Confirms enrolment with the first code the authenticator shows.
+/// Confirms enrolment with the first code the authenticator shows; answers the ten recovery
+/// codes, shown this once.
 #[server(endpoint = "confirm_authenticator")]
-pub async fn confirm_authenticator(code: String) -> Result<(), AppError> {
+pub async fn confirm_authenticator(code: String) -> Result<RecoveryCodes, AppError> {
     respond(async move {
         let (caller, user) = guard::require("confirm_authenticator").await?;
         match second_factor::check_code(
@@ -74,13 +96,91 @@ pub async fn confirm_authenticator(code: String) -> Result<(), AppError> {
         )
         .await?
         {
-            second_factor::CodeCheck::Accepted => Ok(()),
+            second_factor::CodeCheck::Accepted => {
+                // Enrolling is giving the second factor: the session counts as confirmed.
+                crate::server::auth::mark_stepped_up(&caller.session).await?;
+                let codes =
+                    second_factor::issue_recovery_codes(&caller.state, &caller.meta, &user).await?;
+                Ok(RecoveryCodes {
+                    codes: codes
+                        .iter()
+                        .map(|c| c.expose_secret().to_string())
+                        .collect(),
+                })
+            }
             second_factor::CodeCheck::Wrong => Err(wrong_code()),
             second_factor::CodeCheck::NoFactor => Err(AppError::Conflict(
                 "Start the set-up first (or it is already confirmed).".into(),
             )),
             second_factor::CodeCheck::Throttled(refusal) => Err(too_many(refusal)),
         }
+    })
+    .await
+}
+
+/// Confirms it is the caller (step-up) with a fresh authenticator code, or their password when
+/// they have no second factor: the sensitive actions open for the step-up window.
+#[server(endpoint = "step_up")]
+pub async fn step_up(secret: String) -> Result<SteppedUp, AppError> {
+    respond(async move {
+        let (caller, user) = guard::require("step_up").await?;
+        if secret.trim().is_empty() {
+            return Err(AppError::field(
+                "secret",
+                "Enter the code from your authenticator app (or your password).",
+            ));
+        }
+        match second_factor::step_up(
+            &caller.state,
+            &caller.session,
+            &caller.meta,
+            &user,
+            secrecy::SecretString::from(secret),
+        )
+        .await?
+        {
+            second_factor::StepUp::Confirmed => Ok(SteppedUp {
+                minutes: caller.state.config.step_up_window.as_secs().div_ceil(60),
+            }),
+            second_factor::StepUp::Wrong => Err(AppError::field(
+                "secret",
+                "That is not right (a code is accepted once). Try again.",
+            )),
+            second_factor::StepUp::Throttled(refusal) => Err(too_many(refusal)),
+        }
+    })
+    .await
+}
+
+/// Makes ten new recovery codes (the old ones stop working); shown this once.
+#[server(endpoint = "new_recovery_codes")]
+pub async fn new_recovery_codes() -> Result<RecoveryCodes, AppError> {
+    respond(async move {
+        let (caller, user) = guard::require("new_recovery_codes").await?;
+        if !second_factor::has_factor(&caller.state, user.id).await? {
+            return Err(AppError::Conflict(
+                "Set up an authenticator app first; recovery codes belong to it.".into(),
+            ));
+        }
+        let codes = second_factor::issue_recovery_codes(&caller.state, &caller.meta, &user).await?;
+        Ok(RecoveryCodes {
+            codes: codes
+                .iter()
+                .map(|c| c.expose_secret().to_string())
+                .collect(),
+        })
+    })
+    .await
+}
+
+/// Removes the caller's authenticator and recovery codes (not when their role must have one).
+#[server(endpoint = "remove_authenticator")]
+pub async fn remove_authenticator() -> Result<(), AppError> {
+    respond(async move {
+        let (caller, user) = guard::require("remove_authenticator").await?;
+        second_factor::remove_own(&caller.state, &caller.meta, &user)
+            .await?
+            .map_err(AppError::Conflict)
     })
     .await
 }

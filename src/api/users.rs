@@ -85,3 +85,15 @@ pub async fn reset_user_password(user_id: i64, password: String) -> Result<UserR
     })
     .await
 }
+
+/// Resets a user's second factor (lost phone): their authenticator and recovery codes go, all
+/// their sessions end, and a role that must have one sets up a new one at the next sign-in
+/// (admins, after a step-up).
+#[server(endpoint = "reset_user_factors")]
+pub async fn reset_user_factors(user_id: i64) -> Result<UserRow, AppError> {
+    respond(async move {
+        let (caller, admin) = guard::require("reset_user_factors").await?;
+        accounts::reset_factors(&caller.state, &caller.meta, &admin, user_id).await
+    })
+    .await
+}

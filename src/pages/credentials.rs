@@ -2,7 +2,8 @@
 //! version, an editor that saves settings or rotates secrets (with re-authentication), and
 //! the connection test.
 
-use super::{ErrorBanner, Guarded, field_message, result_of};
+use super::step_up::{ActionFailure, StepUpPrompt};
+use super::{Guarded, field_message, result_of};
 use crate::api::credentials::{SaveCredential, TestCredential, list_credentials};
 use crate::api::links::{SaveEmailTemplate, email_template};
 use crate::credential_kinds::{
@@ -123,10 +124,7 @@ fn EmailTemplateEditor() -> impl IntoView {
                                     <textarea id="template-body" name="body" rows=12 maxlength=5000 required>{textarea_text(body)}</textarea>
                                     {move || body_error.get().map(|m| view! { <p class="field-error">{m}</p> })}
                                 </div>
-                                <ErrorBanner message=Signal::derive(move || match value.get() {
-                                    Some(Err(AppError::Validation { .. })) | None | Some(Ok(_)) => None,
-                                    Some(Err(error)) => Some(error.to_string()),
-                                }) />
+                                <ActionFailure result=value again="Press “Save template” again." />
                                 {move || matches!(value.get(), Some(Ok(_))).then(|| view! {
                                     <p class="banner success" role="status" data-testid="template-saved">"Template saved. New emails use it from now on."</p>
                                 })}
@@ -258,7 +256,6 @@ fn CredentialEditor(
             (spec.name, RwSignal::new(initial))
         })
         .collect();
-    let reauth = RwSignal::new(String::new());
     // Which card submitted last, so results show only under it.
     let submitted_here = RwSignal::new(false);
     let result = Signal::derive(move || {
@@ -332,36 +329,16 @@ fn CredentialEditor(
                 input.settings.insert(spec.name.into(), value);
             }
         }
-        let password = reauth.get_untracked();
-        save.dispatch(SaveCredential {
-            input,
-            reauth_password: (!password.is_empty()).then_some(password),
-        });
+        save.dispatch(SaveCredential { input });
     };
-    let reauth_id = format!("{prefix}-reauth_password");
-    let reauth_error = field_error("reauth_password");
     let pending = save.pending();
     view! {
         <form on:submit=submit data-testid=format!("editor-{prefix}")>
             {fields}
             {has_existing.then(|| view! {
-                <div class="field" class:invalid=move || reauth_error.get().is_some()>
-                    <label for=reauth_id.clone()>"Your password (to rotate a secret or change where it is sent)"</label>
-                    <p class="hint">{if kind == CredentialKind::Smtp {
-                        "Needed when you enter a new secret value or change the host, port, TLS mode or username."
-                    } else {
-                        "Needed when you enter a new secret value or change the base URL."
-                    }}</p>
-                    <input id=reauth_id.clone() type="password" autocomplete="current-password"
-                        prop:value=move || reauth.get() on:input=move |ev| reauth.set(event_target_value(&ev)) />
-                    {move || reauth_error.get().map(|m| view! { <p class="field-error">{m}</p> })}
-                </div>
+                <p class="hint">"Saving asks you to confirm it is you (a code from your authenticator app, or your password) if you have not in the last few minutes."</p>
             })}
-            <ErrorBanner message=Signal::derive(move || match result.get() {
-                Some(Err(AppError::Validation { .. })) => None,
-                Some(Err(error)) => Some(error.to_string()),
-                _ => None,
-            }) />
+            <ActionFailure result=result again="Press “Save” again." />
             <button type="submit" class="primary" disabled=move || pending.get()>
                 {move || if pending.get() { "Saving…" } else { "Save" }}
             </button>
@@ -407,6 +384,7 @@ fn TestButton(
             </button>
             {move || result.get().map(|outcome| match outcome {
                 Ok(message) => view! { <p class="banner success" role="status" data-testid="test-result">{message}</p> }.into_any(),
+                Err(AppError::StepUpRequired { method }) => view! { <StepUpPrompt method again="Press the test button again." /> }.into_any(),
                 Err(error) => view! { <p class="banner error" role="alert" data-testid="test-result">{error.to_string()}</p> }.into_any(),
             })}
         </div>

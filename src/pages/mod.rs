@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod dashboard;
 pub mod links;
 pub mod sessions;
+pub mod step_up;
 pub mod users;
 
 use crate::access::may_open;

@@ -1,7 +1,11 @@
-//! The admins' users page: create users, change roles, disable/enable, reset passwords.
+//! The admins' users page: create users, change roles, disable/enable, reset passwords and
+//! second factors.
 
+use super::step_up::ActionFailure;
 use super::{ErrorBanner, Guarded, TextField, failure_message, field_message, result_of};
-use crate::api::users::{CreateUser, ResetUserPassword, SetUserDisabled, SetUserRole, list_users};
+use crate::api::users::{
+    CreateUser, ResetUserFactors, ResetUserPassword, SetUserDisabled, SetUserRole, list_users,
+};
 use crate::pages::account::NEW_PASSWORD_HINT;
 use crate::types::{AppError, CurrentUser, Role, UserRow};
 use leptos::prelude::*;
@@ -25,6 +29,7 @@ fn UsersAdmin() -> impl IntoView {
     let set_role = ServerAction::<SetUserRole>::new();
     let set_disabled = ServerAction::<SetUserDisabled>::new();
     let reset = ServerAction::<ResetUserPassword>::new();
+    let reset_factors = ServerAction::<ResetUserFactors>::new();
     let users = Resource::new(
         move || {
             (
@@ -32,10 +37,13 @@ fn UsersAdmin() -> impl IntoView {
                 set_role.version().get(),
                 set_disabled.version().get(),
                 reset.version().get(),
+                reset_factors.version().get(),
             )
         },
         |_| list_users(),
     );
+    let notice = RwSignal::new(None::<String>);
+    // The latest refusal of a row action (a step-up request among them).
     let row_error = Signal::derive(move || {
         [
             set_role.value().get().and_then(Result::err),
@@ -45,13 +53,21 @@ fn UsersAdmin() -> impl IntoView {
                 .get()
                 .and_then(Result::err)
                 .filter(|e| !matches!(e, AppError::Validation { .. })),
+            reset_factors.value().get().and_then(Result::err),
         ]
         .into_iter()
         .flatten()
         .next()
-        .map(|e: AppError| e.to_string())
+        .map(Err::<(), AppError>)
     });
-    let notice = RwSignal::new(None::<String>);
+    Effect::new(move |_| {
+        if let Some(Ok(row)) = reset_factors.value().get() {
+            notice.set(Some(format!(
+                "The second factor of {} was reset and their sessions ended. They set up a new one at their next sign-in.",
+                row.email
+            )));
+        }
+    });
     Effect::new(move |_| {
         if let Some(Ok(row)) = create.value().get() {
             notice.set(Some(format!(
@@ -87,7 +103,7 @@ fn UsersAdmin() -> impl IntoView {
             {move || notice.get().map(|text| view! {
                 <p class="banner success" role="status" data-testid="users-notice">{text}</p>
             })}
-            <ErrorBanner message=row_error />
+            <ActionFailure result=row_error again="Make the change again." />
             <div class="table-wrap">
                 <table class="data" data-testid="users-table">
                     <thead>
@@ -106,7 +122,7 @@ fn UsersAdmin() -> impl IntoView {
                                 Ok(rows) => view! {
                                     <tbody>
                                         {rows.into_iter().map(|row| view! {
-                                            <UserRowView row=row my_id=my_id set_role=set_role set_disabled=set_disabled reset=reset />
+                                            <UserRowView row=row my_id=my_id set_role=set_role set_disabled=set_disabled reset=reset reset_factors=reset_factors />
                                         }).collect_view()}
                                     </tbody>
                                 }.into_any(),
@@ -164,8 +180,10 @@ fn UserRowView(
     set_role: ServerAction<SetUserRole>,
     set_disabled: ServerAction<SetUserDisabled>,
     reset: ServerAction<ResetUserPassword>,
+    reset_factors: ServerAction<ResetUserFactors>,
 ) -> impl IntoView {
     let id = row.id;
+    let has_factor = row.second_factor;
     let disabled = row.disabled;
     let is_me = row.id == my_id;
     let reset_value = result_of(reset);
@@ -200,6 +218,7 @@ fn UserRowView(
                 } else {
                     view! { <span class="badge status-active">"Active"</span> }.into_any()
                 }}
+                {has_factor.then(|| view! { <span class="badge" data-testid="has-second-factor" title="Has an authenticator app">"2FA"</span> })}
             </td>
             <td>{row.last_sign_in.clone().unwrap_or_else(|| "never".into())}</td>
             <td class="actions">
@@ -213,6 +232,18 @@ fn UserRowView(
                     >
                         {if disabled { "Enable" } else { "Disable" }}
                     </button>
+                    {has_factor.then(|| view! {
+                        <button
+                            type="button"
+                            class="secondary"
+                            data-testid="reset-second-factor"
+                            on:click=move |_| {
+                                reset_factors.dispatch(ResetUserFactors { user_id: id });
+                            }
+                        >
+                            "Reset second factor"
+                        </button>
+                    })}
                     <details class="inline-form" on:submit=move |_| submitted_here.set(true)>
                         <summary>"Reset password"</summary>
                         <ActionForm action=reset>

@@ -78,6 +78,12 @@ pub struct Config {
     /// Longest wait for a free argon2 run; a password check that cannot get one is answered
     /// 429 with `Retry-After`.
     pub password_check_wait: Duration,
+    /// Roles whose users must have a second factor (`KYC_DESK_SECOND_FACTOR_ROLES`; default
+    /// admin and auditor). Such a user without one is sent to enrolment after the password.
+    pub second_factor_roles: Vec<crate::types::Role>,
+    /// How long a step-up (a fresh second factor, or the password for a user without one)
+    /// opens the sensitive doors (`KYC_DESK_STEP_UP_WINDOW`; default 5 minutes).
+    pub step_up_window: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -100,6 +106,8 @@ impl std::fmt::Debug for Config {
             .field("provider_request_timeout", &self.provider_request_timeout)
             .field("eko_link_lifetime", &self.eko_link_lifetime)
             .field("request_deadline", &self.request_deadline)
+            .field("second_factor_roles", &self.second_factor_roles)
+            .field("step_up_window", &self.step_up_window)
             .finish()
     }
 }
@@ -465,6 +473,17 @@ impl Config {
             },
         };
         let password_check_wait = wait_inside_deadline("KYC_DESK_PASSWORD_CHECK_WAIT", 5)?;
+        let second_factor_roles = roles_setting(
+            "KYC_DESK_SECOND_FACTOR_ROLES",
+            get("KYC_DESK_SECOND_FACTOR_ROLES").as_deref(),
+        )?;
+        let step_up_window = duration(&get, "KYC_DESK_STEP_UP_WINDOW", "5m")?;
+        if step_up_window > Duration::from_secs(3600) {
+            return Err(problem(
+                "KYC_DESK_STEP_UP_WINDOW",
+                "must not be longer than 1h: a confirmation is meant to be fresh",
+            ));
+        }
 
         Ok(Config {
             database_url,
@@ -490,6 +509,8 @@ impl Config {
             max_concurrent_requests,
             max_concurrent_requests_per_client,
             password_check_wait,
+            second_factor_roles,
+            step_up_window,
         })
     }
 
@@ -502,6 +523,35 @@ impl Config {
     pub fn is_https(&self) -> bool {
         self.public_url.scheme() == "https"
     }
+}
+
+/// A comma-separated list of roles; `none` (or an empty value) for no role; unset: admin and
+/// auditor.
+fn roles_setting(
+    variable: &'static str,
+    text: Option<&str>,
+) -> Result<Vec<crate::types::Role>, ConfigError> {
+    use crate::types::Role;
+    let Some(text) = text else {
+        return Ok(vec![Role::Admin, Role::Auditor]);
+    };
+    let text = text.trim();
+    if text.is_empty() || text.eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    let mut roles = Vec::new();
+    for name in text.split(',').map(str::trim) {
+        let role = Role::parse(&name.to_lowercase()).ok_or_else(|| {
+            problem(
+                variable,
+                format!("'{name}' is not a role (admin, operator, auditor; or none)"),
+            )
+        })?;
+        if !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    Ok(roles)
 }
 
 fn duration(
@@ -589,6 +639,26 @@ mod tests {
         assert_eq!(config.max_concurrent_requests, 256);
         assert_eq!(config.max_concurrent_requests_per_client, 32);
         assert_eq!(config.password_check_wait, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn second_factor_roles_default_to_admin_and_auditor() {
+        use crate::types::Role;
+        let config = load(&[]).unwrap();
+        assert_eq!(config.second_factor_roles, vec![Role::Admin, Role::Auditor]);
+        assert_eq!(config.step_up_window, Duration::from_secs(300));
+        let config = load(&[("KYC_DESK_SECOND_FACTOR_ROLES", "none")]).unwrap();
+        assert!(config.second_factor_roles.is_empty());
+        let config = load(&[("KYC_DESK_SECOND_FACTOR_ROLES", " Operator ,admin")]).unwrap();
+        assert_eq!(
+            config.second_factor_roles,
+            vec![Role::Operator, Role::Admin]
+        );
+        let error = load(&[("KYC_DESK_SECOND_FACTOR_ROLES", "admin,boss")]).unwrap_err();
+        assert_eq!(error.variable, "KYC_DESK_SECOND_FACTOR_ROLES");
+        assert!(error.problem.contains("'boss'"), "{}", error.problem);
+        let error = load(&[("KYC_DESK_STEP_UP_WINDOW", "2h")]).unwrap_err();
+        assert_eq!(error.variable, "KYC_DESK_STEP_UP_WINDOW");
     }
 
     #[test]

@@ -7,7 +7,6 @@ use crate::credential_kinds::{
     check_credential,
 };
 use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
-use crate::server::auth::AuthUser;
 use crate::server::db::{self, credentials as repo};
 use crate::server::destination;
 use crate::server::providers::ProviderError;
@@ -137,7 +136,8 @@ fn view_of(
 /// Saves a credential set: the first save creates version 1; a save with any secret value, or
 /// one that changes where or how the secrets are sent ([`destination::changes_destination`]),
 /// is a rotation (new version, old one retired and its ciphertext wiped) and needs
-/// `reauthenticated`; any other save edits the settings of the active version. A destination
+/// `reauthenticated` (the console's `save_credential` door opens only after a step-up; the
+/// command line is trusted); any other save edits the settings of the active version. A destination
 /// the rules refuse ([`destination::destination_problem`]) is refused.
 pub async fn save(
     state: &AppState,
@@ -210,11 +210,7 @@ pub async fn save(
             if !reauthenticated {
                 return Err(AppError::field(
                     "reauth_password",
-                    if checked.secrets.is_empty() {
-                        "This changes where the stored secrets are sent: enter your own password to confirm it, as for a rotation."
-                    } else {
-                        "Enter your own password to confirm this rotation."
-                    },
+                    "A rotation, or a change of where the stored secrets are sent, must be confirmed by the person making it.",
                 ));
             }
             let version = old.version + 1;
@@ -653,94 +649,6 @@ pub async fn test_connection(
     };
     repo::record_test(&state.db.pool, row.id, ok, &message).await?;
     Ok((ok, message))
-}
-
-/// Saves a credential set for a signed-in admin ([`save`]). Entering any secret value, or
-/// changing where or how the secrets are sent, is a rotation and needs the admin's own
-/// password: a wrong one is refused and audited, and counts against the account's sign-in
-/// throttle (guessing it from a stolen session locks signing in too).
-pub async fn save_as(
-    state: &AppState,
-    meta: &RequestMeta,
-    admin: &AuthUser,
-    input: &CredentialInput,
-    reauth_password: Option<String>,
-) -> Result<SaveOutcome, AppError> {
-    let mut reauthenticated = false;
-    // The password is checked only when the change needs it: a password typed into a plain
-    // edit is ignored, not counted as a guess.
-    let needs_password =
-        input.secrets.values().any(|v| !v.trim().is_empty()) || moves_secrets(state, input).await?;
-    if needs_password && let Some(password) = reauth_password.filter(|p| !p.is_empty()) {
-        let refused = |reason: &'static str| {
-            AuditEvent::new(admin.actor(), "credential.rotate", Outcome::Denied)
-                .object(
-                    "credential",
-                    format!("{}/{}", input.kind.trim(), input.environment.trim()),
-                )
-                .reason(reason)
-        };
-        // A counted attempt on the admin's account, like a sign-in: a stolen session cannot
-        // guess the password here faster than at the sign-in page.
-        let checked = crate::server::auth::check_own_password(
-            state,
-            meta,
-            admin,
-            SecretString::from(password),
-            "credential.rotate",
-        )
-        .await?;
-        let right = match checked {
-            Ok(right) => right,
-            Err(refusal) => {
-                let wait = crate::server::auth::throttle::human_wait(refusal.retry_after_secs);
-                return Err(AppError::TooManyRequests {
-                    message: format!(
-                        "Too many wrong passwords for this account. Try again in {wait}; the rotation was not made."
-                    ),
-                    retry_after_secs: refusal.retry_after_secs,
-                });
-            }
-        };
-        if !right {
-            state
-                .audit
-                .record(&state.db, meta, &refused("re-authentication failed"))
-                .await;
-            return Err(AppError::field(
-                "reauth_password",
-                "This is not your password; the rotation was refused.",
-            ));
-        }
-        reauthenticated = true;
-    }
-    save(
-        state,
-        meta,
-        admin.actor(),
-        &admin.email,
-        input,
-        reauthenticated,
-    )
-    .await
-}
-
-/// Whether saving `input` would change where or how the active credential's secrets are sent
-/// (false for a first save or an input that does not pass its checks: [`save`] says why).
-async fn moves_secrets(state: &AppState, input: &CredentialInput) -> Result<bool, AppError> {
-    let Ok(checked) = check_credential(input, false) else {
-        return Ok(false);
-    };
-    let mut conn = state.db.pool.acquire().await?;
-    let Some(active) = repo::active(&mut conn, checked.kind.as_str(), &checked.environment).await?
-    else {
-        return Ok(false);
-    };
-    Ok(destination::changes_destination(
-        checked.kind,
-        &serde_json::from_str(&active.settings).unwrap_or_default(),
-        &checked.settings,
-    ))
 }
 
 /// Runs [`test_connection`] for `actor` and records its outcome in the audit log (a test that

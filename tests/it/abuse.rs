@@ -122,6 +122,10 @@ const SPECS: &[Spec] = &[
         &[("code", "000000")],
         &["code"],
     ),
+    // Hostile "passwords" here would be counted guesses that lock the test users out.
+    spec("step_up", &[("secret", "")], &[("secret", PASSWORD)], &[]),
+    spec("new_recovery_codes", &[], &[], &[]),
+    spec("remove_authenticator", &[], &[], &[]),
     spec(
         "list_audit",
         &[],
@@ -161,7 +165,6 @@ const SPECS: &[Spec] = &[
             ("input.settings.basic_flow_id", "FLOW-1"),
             ("input.settings.body_encoding", "json"),
             ("input.secrets.api_key", ""),
-            ("reauth_password", PASSWORD),
         ],
         text: &[
             "input.kind",
@@ -171,7 +174,6 @@ const SPECS: &[Spec] = &[
             "input.settings.basic_flow_id",
             "input.settings.body_encoding",
             "input.secrets.api_key",
-            "reauth_password",
         ],
     },
     spec(
@@ -319,6 +321,12 @@ const SPECS: &[Spec] = &[
         &[("user_id", "999999"), ("password", PASSWORD)],
         &[("user_id", "{victim}"), ("password", "temporary phrase 77")],
         &["password"],
+    ),
+    spec(
+        "reset_user_factors",
+        &[("user_id", "999999")],
+        &[("user_id", "{victim}")],
+        &[],
     ),
 ];
 
@@ -687,7 +695,7 @@ both_backends!(
                     "{endpoint} as a user with an initial password: {body}"
                 );
             }
-            if matches!(access, Access::Roles(_)) {
+            if access.roles().is_some() {
                 let (status, body) = invoke(&app, &staff.fresh, spec, &no_args).await;
                 assert_eq!(status, StatusCode::FORBIDDEN, "{endpoint}: {body}");
                 assert!(
@@ -712,7 +720,7 @@ both_backends!(
                         continue;
                     }
                     Access::Public | Access::AnySignedIn => true,
-                    Access::Roles(roles) => roles.contains(&role),
+                    Access::Roles(roles) | Access::StepUp(roles) => roles.contains(&role),
                 };
                 if allowed {
                     // Signing out is tried with a session of its own.
@@ -824,7 +832,7 @@ fn client_for(app: &TestApp, staff: &Staff, endpoint: &str) -> reqwest::Client {
         Access::Public => app.client(),
         Access::AnySignedIn => staff.operator.clone(),
         Access::SecondStep => staff.half.clone(),
-        Access::Roles(roles) => match roles[0] {
+        Access::Roles(roles) | Access::StepUp(roles) => match roles[0] {
             Role::Operator => staff.operator.clone(),
             Role::Admin => staff.admin.clone(),
             Role::Auditor => staff.auditor.clone(),
@@ -1085,7 +1093,7 @@ both_backends!(hostile_bodies_get_clear_refusals, |backend| async move {
             Access::Public => String::new(),
             Access::AnySignedIn => cookie_for_role[&Role::Operator].clone(),
             Access::SecondStep => half_cookie.clone(),
-            Access::Roles(roles) => cookie_for_role[&roles[0]].clone(),
+            Access::Roles(roles) | Access::StepUp(roles) => cookie_for_role[&roles[0]].clone(),
         };
         let content_type = if spec.json {
             "application/json"
@@ -1589,10 +1597,14 @@ fn table_without_first_roles() -> (kyc_desk::access::AccessTable, Vec<(&'static 
     let mut table = kyc_desk::access::AccessTable::standard();
     let mut removed = Vec::new();
     for (endpoint, access) in SERVER_FN_ACCESS {
-        if let Access::Roles(roles) = access
+        if let Some(roles) = access.roles()
             && let Some((first, rest)) = roles.split_first()
         {
-            table = table.with_server_fn(endpoint, Access::Roles(rest));
+            let narrower = match access {
+                Access::StepUp(_) => Access::StepUp(rest),
+                _ => Access::Roles(rest),
+            };
+            table = table.with_server_fn(endpoint, narrower);
             removed.push((*endpoint, *first));
         }
     }
@@ -1629,6 +1641,7 @@ async fn invoke_in_process(
                 signed_in_at_ms: now,
                 last_seen_at_ms: now,
                 second_factor_pending: false,
+                stepped_up_at_ms: Some(now),
             },
         )
         .await
@@ -1721,7 +1734,7 @@ both_backends!(
                 "{endpoint}: {body}"
             );
             // A role the table still lists passes both ways.
-            let Some(Access::Roles(rest)) = table.server_fn(endpoint) else {
+            let Some(rest) = table.server_fn(endpoint).and_then(Access::roles) else {
                 unreachable!()
             };
             if let Some(kept) = rest.first() {
@@ -1734,7 +1747,7 @@ both_backends!(
         let standard = TestApp::start(backend).await;
         let _ = staff(&standard).await;
         for (endpoint, access) in SERVER_FN_ACCESS {
-            let Access::Roles(roles) = access else {
+            let Some(roles) = access.roles() else {
                 continue;
             };
             let spec = spec_of(endpoint);

@@ -347,6 +347,19 @@ both_backends!(
         .await;
         assert_eq!(root.actor_id, Some(1));
 
+        // The sensitive changes below need a step-up: one row.
+        let (status, body) = app.call(&admin, "step_up", &[("secret", PASSWORD)]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        one_row(
+            &app,
+            "auth.step_up",
+            "admin",
+            "root@example.com",
+            ("user", "1"),
+            "success",
+        )
+        .await;
+
         // User management by the admin.
         let (status, body) = app
             .call(

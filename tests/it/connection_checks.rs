@@ -155,7 +155,7 @@ both_backends!(
         app.user("admin@example.com", Role::Admin).await;
         let admin = app.signed_in("admin@example.com").await;
         let canary = format!("canary-leak-{}", uuid::Uuid::new_v4().simple());
-        let save = |secrets: serde_json::Value, reauth: Option<&str>| {
+        let save = |secrets: serde_json::Value, _unused: Option<&str>| {
             let app = &app;
             let admin = admin.clone();
             let body = serde_json::json!({
@@ -164,7 +164,6 @@ both_backends!(
                     "settings": {"company_name": "Acme Bank", "basic_flow_id": "FLOW-1", "base_url": "http://127.0.0.1:9/mc"},
                     "secrets": secrets,
                 },
-                "reauth_password": reauth,
             });
             async move {
                 let response = admin
@@ -185,13 +184,12 @@ both_backends!(
         .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         bodies.push(body);
-        let (status, body) = save(
-            serde_json::json!({"api_key": format!("{canary}-two")}),
-            Some("wrong password here"),
-        )
-        .await;
+        // A step-up with a wrong password (the canary typed as one) is refused without it.
+        let (status, body) = app
+            .call(&admin, "step_up", &[("secret", &format!("{canary}-typed"))])
+            .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-        bodies.push(body);
+        bodies.push(body.to_string());
         let (status, body) = save(
             serde_json::json!({"api_key": format!("{canary}-two")}),
             Some(common::PASSWORD),

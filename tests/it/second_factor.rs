@@ -1,6 +1,9 @@
 //! Authenticator codes (TOTP): enrolment from the account page's server functions, the first
 //! code confirming it, replayed codes refused, wrong codes throttled with the account's
 //! sign-in counter, and the seed kept out of pages, audit rows and the database in clear.
+//! Recovery codes (single use, their use reported at the next sign-in), the roles that must
+//! have a second factor (forced enrolment, the last factor kept), an admin's reset, and the
+//! step-up the sensitive doors ask for.
 
 use crate::common;
 
@@ -35,6 +38,9 @@ fn auth_user(row: &kyc_desk::types::UserRow) -> AuthUser {
         role: row.role,
         must_change_password: false,
         second_factor_pending: false,
+        must_enrol: false,
+        stepped_up_at_ms: None,
+        notice: None,
     }
 }
 
@@ -289,3 +295,343 @@ both_backends!(
         assert_eq!(status, StatusCode::SEE_OTHER);
     }
 );
+
+/// Signs `email` in up to the second step (password right, code still to give).
+async fn half_signed_in(app: &TestApp, email: &str) -> reqwest::Client {
+    let client = app.client();
+    let (status, body) = app
+        .call(
+            &client,
+            "login",
+            &[("email", email), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["redirect_to"]
+            .as_str()
+            .unwrap()
+            .starts_with("/login/code"),
+        "{body}"
+    );
+    client
+}
+
+/// The one-time notice on the first page after signing in, if any.
+async fn notice_on(app: &TestApp, client: &reqwest::Client) -> Option<String> {
+    let (status, _, page) = app.get(client, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    let start = page.find("data-testid=\"account-notice\"")?;
+    let text = &page[start..];
+    let text = &text[text.find('>')? + 1..];
+    Some(text[..text.find('<')?].to_string())
+}
+
+both_backends!(
+    recovery_codes_sign_in_once_and_are_reported,
+    |backend| async move {
+        let app = TestApp::start(backend).await;
+        app.user("ops@example.com", Role::Operator).await;
+        let first = app.signed_in("ops@example.com").await;
+        let (key, codes) = app.enrol_authenticator_with_codes(&first).await;
+        assert_eq!(codes.len(), 10);
+        assert!(
+            codes
+                .iter()
+                .all(|c| c.len() == 11 && c.as_bytes()[5] == b'-')
+        );
+        let unique: std::collections::BTreeSet<_> = codes.iter().collect();
+        assert_eq!(unique.len(), 10, "{codes:?}");
+        let (_, status) = app.call(&first, "authenticator_status", &[]).await;
+        assert_eq!(status["recovery_codes_left"], 10, "{status}");
+
+        // Only hashes are stored.
+        let stored: Vec<String> = sqlx::query_scalar("SELECT code_hash FROM recovery_codes")
+            .fetch_all(&app.state.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 10);
+        for code in &codes {
+            let bare = code.replace('-', "");
+            assert!(stored.iter().all(|h| !h.contains(&bare)), "{code} stored");
+        }
+        assert!(!audit_text(&app).await.contains(&codes[0].replace('-', "")));
+
+        // A recovery code (typed in capitals with spaces) stands in for the authenticator once.
+        let client = half_signed_in(&app, "ops@example.com").await;
+        let typed = codes[0].to_uppercase().replace('-', " ");
+        let (status, body) = app.call(&client, "second_step", &[("code", &typed)]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let notice = notice_on(&app, &client).await.expect("a notice");
+        assert!(notice.contains("recovery code; 9 of 10"), "{notice}");
+        // Shown once.
+        assert_eq!(notice_on(&app, &client).await, None);
+
+        // Used up: refused on the next try, as a wrong code.
+        let client = half_signed_in(&app, "ops@example.com").await;
+        let (status, body) = app
+            .call(&client, "second_step", &[("code", &codes[0])])
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let (status, body) = app
+            .call(&client, "second_step", &[("code", "abcde-fghij")])
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+        // The next sign-in with the authenticator is told about the use, once.
+        let (status, body) = app
+            .call(&client, "second_step", &[("code", &code(&key, 1))])
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let notice = notice_on(&app, &client).await.expect("a notice");
+        assert!(
+            notice.contains("A recovery code was used to sign in"),
+            "{notice}"
+        );
+        assert!(notice.contains("9 codes are left"), "{notice}");
+        let unreported: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM recovery_codes WHERE used_at IS NOT NULL AND reported_at IS NULL",
+        )
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+        assert_eq!(unreported, 0);
+
+        // New codes replace the old ones (a step-up door: this session just gave its code).
+        let (status, body) = app.call(&client, "new_recovery_codes", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let renewed: Vec<String> = body["codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(renewed.len(), 10);
+        let client = half_signed_in(&app, "ops@example.com").await;
+        let (status, body) = app
+            .call(&client, "second_step", &[("code", &codes[1])])
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "an old code: {body}");
+        let (status, body) = app
+            .call(&client, "second_step", &[("code", &renewed[1])])
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+
+        let audit = audit_text(&app).await;
+        for action in [
+            "auth.recovery_codes_issued",
+            "auth.recovery_code",
+            "wrong or already used recovery code",
+        ] {
+            assert!(audit.contains(action), "{action} in {audit}");
+        }
+    }
+);
+
+both_backends!(
+    roles_that_must_have_a_second_factor_enrol_first,
+    |backend| async move {
+        let app = TestApp::start_with(
+            backend,
+            &[("KYC_DESK_SECOND_FACTOR_ROLES", "admin,auditor")],
+        )
+        .await;
+        app.user("root@example.com", Role::Admin).await;
+        app.user("ops@example.com", Role::Operator).await;
+
+        // Right after the password: to enrolment, and nothing else opens.
+        let admin = app.client();
+        let (status, body) = app
+            .call(
+                &admin,
+                "login",
+                &[("email", "root@example.com"), ("password", PASSWORD)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["redirect_to"], "/account/authenticator");
+        assert_eq!(app.whoami(&admin).await["must_enrol"], true);
+        for page in ["/", "/users", "/credentials", "/account/confirm"] {
+            let (status, location, _) = app.get(&admin, page).await;
+            assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+            assert_eq!(
+                location.as_deref(),
+                Some("/account/authenticator"),
+                "{page}"
+            );
+        }
+        let (status, _, page) = app.get(&admin, "/account/authenticator").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("must-enrol"), "{page}");
+        let (status, body) = app.call(&admin, "list_users", &[]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(body.to_string().contains("second factor"), "{body}");
+        let (status, body) = app.call(&admin, "step_up", &[("secret", PASSWORD)]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+        // Enrolled: the console opens.
+        app.enrol_authenticator(&admin).await;
+        let (status, body) = app.call(&admin, "list_users", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let root = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["email"] == "root@example.com")
+            .unwrap();
+        assert_eq!(root["second_factor"], true, "{root}");
+        let (status, _, _) = app.get(&admin, "/users").await;
+        assert_eq!(status, StatusCode::OK);
+
+        // Its only factor cannot be removed while the role must have one.
+        let (status, body) = app.call(&admin, "remove_authenticator", &[]).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        let (_, state) = app.call(&admin, "authenticator_status", &[]).await;
+        assert_eq!(state["enrolled"], true);
+        assert_eq!(state["required"], true);
+
+        // An operator is not made to enrol, and may remove one (after a step-up).
+        let ops = app.signed_in("ops@example.com").await;
+        assert_eq!(app.whoami(&ops).await["must_enrol"], false);
+        let (status, _) = app.call(&ops, "list_sessions", &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        app.enrol_authenticator(&ops).await;
+        let (status, body) = app.call(&ops, "remove_authenticator", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (_, state) = app.call(&ops, "authenticator_status", &[]).await;
+        assert_eq!(state["enrolled"], false);
+        assert!(
+            audit_text(&app)
+                .await
+                .contains("auth.second_factor_removed")
+        );
+    }
+);
+
+both_backends!(
+    an_admin_reset_ends_sessions_and_asks_for_a_new_factor,
+    |backend| async move {
+        let app =
+            TestApp::start_with(backend, &[("KYC_DESK_SECOND_FACTOR_ROLES", "auditor")]).await;
+        app.user("root@example.com", Role::Admin).await;
+        let auditor_row = app.user("audit@example.com", Role::Auditor).await;
+        let auditor = app.client();
+        let (status, body) = app
+            .call(
+                &auditor,
+                "login",
+                &[("email", "audit@example.com"), ("password", PASSWORD)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        app.enrol_authenticator(&auditor).await;
+        assert_eq!(app.whoami(&auditor).await["email"], "audit@example.com");
+
+        let admin = app.signed_in("root@example.com").await;
+        let me: i64 = app.whoami(&admin).await["id"].as_i64().unwrap();
+        let (status, body) = app
+            .call(
+                &admin,
+                "reset_user_factors",
+                &[("user_id", &me.to_string())],
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "own factor: {body}");
+        let (status, body) = app
+            .call(
+                &admin,
+                "reset_user_factors",
+                &[("user_id", &auditor_row.id.to_string())],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["second_factor"], false, "{body}");
+        // The auditor's session ended; signing in again leads to a new enrolment.
+        assert_eq!(app.whoami(&auditor).await, Value::Null);
+        let (status, body) = app
+            .call(
+                &app.client(),
+                "login",
+                &[("email", "audit@example.com"), ("password", PASSWORD)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["redirect_to"], "/account/authenticator");
+        // Nothing left to reset.
+        let (status, body) = app
+            .call(
+                &admin,
+                "reset_user_factors",
+                &[("user_id", &auditor_row.id.to_string())],
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert!(audit_text(&app).await.contains("user.second_factor_reset"));
+    }
+);
+
+both_backends!(sensitive_doors_need_a_fresh_step_up, |backend| async move {
+    let app = TestApp::start_with(backend, &[("KYC_DESK_STEP_UP_WINDOW", "2s")]).await;
+    app.user("root@example.com", Role::Admin).await;
+    let ops = app.user("ops@example.com", Role::Operator).await;
+    let admin = app.signed_in_only("root@example.com").await;
+    let make_auditor = [("user_id", ops.id.to_string()), ("role", "auditor".into())];
+    let args: Vec<(&str, &str)> = make_auditor.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    // Signed in, but not confirmed: the sensitive door asks for the password.
+    let (status, body) = app.call(&admin, "set_user_role", &args).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["StepUpRequired"]["method"], "Password", "{body}");
+    // Other doors of the role open as before.
+    let (status, _) = app.call(&admin, "list_users", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    // The export with contact details sends the browser to confirm first.
+    let (status, location, _) = app.get(&admin, "/sessions/export.csv?contacts=1").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        location.as_deref(),
+        Some("/account/confirm?next=%2Fsessions%2Fexport.csv%3Fcontacts%3D1")
+    );
+    let (status, _, _) = app.get(&admin, "/sessions/export.csv").await;
+    assert_eq!(status, StatusCode::OK, "the masked export needs no step-up");
+    let (status, _, page) = app.get(&admin, "/account/confirm?next=%2F").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("confirm-form"), "{page}");
+
+    let (status, body) = app
+        .call(&admin, "step_up", &[("secret", "not my password")])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = app.call(&admin, "set_user_role", &args).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = app.call(&admin, "step_up", &[("secret", PASSWORD)]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app.call(&admin, "set_user_role", &args).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, csv) = app.get(&admin, "/sessions/export.csv?contacts=1").await;
+    assert_eq!(status, StatusCode::OK, "{csv}");
+
+    // The window closes.
+    tokio::time::sleep(std::time::Duration::from_millis(2_300)).await;
+    let (status, body) = app.call(&admin, "set_user_role", &args).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+
+    // With an authenticator, only a fresh code confirms it (not the password).
+    let key = app.enrol_authenticator(&admin).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2_300)).await;
+    let (status, body) = app.call(&admin, "set_user_role", &args).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["StepUpRequired"]["method"], "Code", "{body}");
+    let (status, body) = app.call(&admin, "step_up", &[("secret", PASSWORD)]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = app
+        .call(&admin, "step_up", &[("secret", &code(&key, 1))])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app.call(&admin, "set_user_role", &args).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let audit = audit_text(&app).await;
+    assert!(audit.contains("auth.step_up"), "{audit}");
+    assert!(!audit.contains(PASSWORD), "{audit}");
+});

@@ -1,6 +1,7 @@
 //! Where secrets may go: the sandbox stays on this machine and its credentials never serve real
-//! customers; changing where a credential's secrets are sent is a rotation (the admin's
-//! password, throttled with sign-in, audited); provider hosts are the documented ones.
+//! customers; saving a credential (a rotation, or a change of where its secrets are sent) needs a
+//! step-up (the admin's password or authenticator code, throttled with sign-in, audited);
+//! provider hosts are the documented ones.
 
 use crate::common::{self, TestApp};
 use kyc_desk::credential_kinds::CredentialKind;
@@ -13,12 +14,18 @@ async fn save(
     app: &TestApp,
     client: &reqwest::Client,
     input: Value,
-    reauth: Option<&str>,
+    step_up: Option<&str>,
 ) -> (StatusCode, Value) {
+    if let Some(secret) = step_up {
+        let (status, body) = app.call(client, "step_up", &[("secret", secret)]).await;
+        if status != StatusCode::OK {
+            return (status, body);
+        }
+    }
     let response = client
         .post(format!("{}/api/save_credential", app.base))
         .header("origin", &app.base)
-        .json(&json!({ "input": input, "reauth_password": reauth }))
+        .json(&json!({ "input": input }))
         .send()
         .await
         .unwrap();
@@ -138,7 +145,8 @@ both_backends!(
 both_backends!(moving_a_secret_is_a_rotation, |backend| async move {
     let app = TestApp::start(backend).await;
     app.user("root@example.com", Role::Admin).await;
-    let admin = app.signed_in("root@example.com").await;
+    let admin = app.signed_in_only("root@example.com").await;
+    // Without a step-up no save passes the door, not even a first one.
     let (status, body) = save(
         &app,
         &admin,
@@ -146,32 +154,30 @@ both_backends!(moving_a_secret_is_a_rotation, |backend| async move {
         None,
     )
     .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-
-    // Pointing the key elsewhere without the password is refused, and changes nothing.
-    let (status, body) = save(&app, &admin, mc("http://localhost:9/elsewhere", None), None).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(body.to_string().contains("reauth_password"), "{body}");
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["StepUpRequired"]["method"], "Password", "{body}");
+    // A wrong password does not confirm it.
     let (status, body) = save(
         &app,
         &admin,
-        mc("http://localhost:9/elsewhere", None),
+        mc("http://127.0.0.1:9/mc", Some("first-api-key-123456")),
         Some("not my password"),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    let views = credentials::list(&app.state).await.unwrap();
-    assert_eq!(views[0].settings["base_url"], "http://127.0.0.1:9/mc");
-    assert_eq!(views[0].version, 1);
-
-    // With it, it is a rotation: a new version carrying the key, audited as one.
+    assert!(body.to_string().contains("secret"), "{body}");
+    assert!(credentials::list(&app.state).await.unwrap().is_empty());
     let (status, body) = save(
         &app,
         &admin,
-        mc("http://localhost:9/elsewhere", None),
+        mc("http://127.0.0.1:9/mc", Some("first-api-key-123456")),
         Some(common::PASSWORD),
     )
     .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Pointing the key elsewhere is a rotation: a new version carrying the key, audited as one.
+    let (status, body) = save(&app, &admin, mc("http://localhost:9/elsewhere", None), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["change"], "rotated", "{body}");
     let (_, _, secrets) =
@@ -182,14 +188,16 @@ both_backends!(moving_a_secret_is_a_rotation, |backend| async move {
     use secrecy::ExposeSecret as _;
     assert_eq!(secrets["api_key"].expose_secret(), "first-api-key-123456");
     let audit = actions(&app).await;
-    assert!(
-        audit.contains(&("credential.rotate".into(), "denied".into())),
-        "{audit:?}"
-    );
-    assert!(
-        audit.contains(&("credential.rotate".into(), "success".into())),
-        "{audit:?}"
-    );
+    for expected in [
+        ("auth.step_up", "failure"),
+        ("auth.step_up", "success"),
+        ("credential.rotate", "success"),
+    ] {
+        assert!(
+            audit.contains(&(expected.0.into(), expected.1.into())),
+            "{expected:?} in {audit:?}"
+        );
+    }
 
     // A plain setting is still a plain edit.
     let mut edit = mc("http://localhost:9/elsewhere", None);
@@ -198,7 +206,7 @@ both_backends!(moving_a_secret_is_a_rotation, |backend| async move {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["change"], "updated", "{body}");
 
-    // SMTP: host, port, TLS mode and username are where the password goes.
+    // SMTP: a password is never sent to a remote host without TLS.
     let smtp = |host: &str, tls: &str, password: Option<&str>| {
         json!({
             "kind": "smtp", "environment": "default",
@@ -214,16 +222,7 @@ both_backends!(moving_a_secret_is_a_rotation, |backend| async move {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body) = save(&app, &admin, smtp("127.0.0.1", "none", None), None).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(body.to_string().contains("reauth_password"), "{body}");
-    let (status, body) = save(
-        &app,
-        &admin,
-        smtp("mail.example.com", "none", None),
-        Some(common::PASSWORD),
-    )
-    .await;
+    let (status, body) = save(&app, &admin, smtp("mail.example.com", "none", None), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.to_string().contains("without TLS"), "{body}");
 });
@@ -258,49 +257,36 @@ both_backends!(
     }
 );
 
-both_backends!(
-    reauthentication_is_throttled_with_sign_in,
-    |backend| async move {
-        let app = TestApp::start(backend).await;
-        app.user("root@example.com", Role::Admin).await;
-        let admin = app.signed_in("root@example.com").await;
-        let (status, body) = save(
-            &app,
-            &admin,
-            mc("http://127.0.0.1:9/mc", Some("first-api-key-123456")),
-            None,
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        for _ in 0..kyc_desk::server::auth::throttle::ACCOUNT_FREE_FAILURES {
-            let (status, body) = save(
-                &app,
-                &admin,
-                mc("http://127.0.0.1:9/mc", Some("guess-api-key-123456")),
-                Some("a guess"),
-            )
-            .await;
-            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-        }
-        // Now even the right password waits, and signing in is locked too.
-        let (status, body) = save(
-            &app,
-            &admin,
-            mc("http://127.0.0.1:9/mc", Some("guess-api-key-123456")),
-            Some(common::PASSWORD),
-        )
-        .await;
-        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
-        let (status, body) = app
-            .call(
-                &app.client(),
-                "login",
-                &[
-                    ("email", "root@example.com"),
-                    ("password", common::PASSWORD),
-                ],
-            )
-            .await;
-        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+both_backends!(step_up_is_throttled_with_sign_in, |backend| async move {
+    let app = TestApp::start(backend).await;
+    app.user("root@example.com", Role::Admin).await;
+    let admin = app.signed_in_only("root@example.com").await;
+    for _ in 0..kyc_desk::server::auth::throttle::ACCOUNT_FREE_FAILURES {
+        let (status, body) = app.call(&admin, "step_up", &[("secret", "a guess")]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     }
-);
+    // Now even the right password waits, and signing in is locked too.
+    let (status, body) = app
+        .call(&admin, "step_up", &[("secret", common::PASSWORD)])
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let (status, body) = save(
+        &app,
+        &admin,
+        mc("http://127.0.0.1:9/mc", Some("guess-api-key-123456")),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = app
+        .call(
+            &app.client(),
+            "login",
+            &[
+                ("email", "root@example.com"),
+                ("password", common::PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+});

@@ -209,6 +209,9 @@ pub async fn create_first_admin(
         role: Role::Admin,
         must_change_password: false,
         second_factor_pending: false,
+        must_enrol: super::must_have_factor(state, Role::Admin),
+        stepped_up_at_ms: None,
+        notice: None,
     };
     Ok(admin)
 }
@@ -309,7 +312,9 @@ async fn finish_user_change(
         .append(&mut tx, meta, &event.object("user", user_id))
         .await?;
     tx.commit().await?;
-    Ok(updated.to_row())
+    let mut row = updated.to_row();
+    row.second_factor = super::second_factor::has_factor(state, user_id).await?;
+    Ok(row)
 }
 
 async fn target_user(
@@ -522,9 +527,46 @@ pub async fn change_own_password(
 
 /// Every user, for the users page.
 pub async fn list(state: &AppState) -> Result<Vec<UserRow>, AppError> {
+    let enrolled = db::second_factors::enrolled_users(&state.db.pool).await?;
     Ok(users::list(&state.db.pool)
         .await?
         .iter()
-        .map(users::UserRecord::to_row)
+        .map(|record| {
+            let mut row = record.to_row();
+            row.second_factor = enrolled.contains(&record.id);
+            row
+        })
         .collect())
+}
+
+/// Resets a user's second factor (authenticator and recovery codes), as when they lost their
+/// phone: every session of theirs ends, and a role that must have one sets up a new one at the
+/// next sign-in. An admin's own factor is reset by another admin (or removed on their own
+/// account page where their role allows it).
+pub async fn reset_factors(
+    state: &AppState,
+    meta: &RequestMeta,
+    admin: &AuthUser,
+    user_id: i64,
+) -> Result<UserRow, AppError> {
+    if user_id == admin.id {
+        return Err(AppError::Conflict(
+            "You cannot reset your own second factor here: ask another admin, or remove it on My account → Authenticator app if your role allows.".into(),
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    db::lock(&mut tx, "users").await?;
+    let target = target_user(&mut tx, user_id).await?;
+    let removed = db::second_factors::remove_all(&mut tx, user_id).await?;
+    if !removed {
+        return Err(AppError::Conflict(format!(
+            "{} has no second factor to reset.",
+            target.email
+        )));
+    }
+    users::end_sessions(&mut tx, user_id).await?;
+    let ended = auth_sessions::delete_for_user(&mut tx, user_id).await?;
+    let event = AuditEvent::new(admin.actor(), "user.second_factor_reset", Outcome::Success)
+        .detail(serde_json::json!({ "sessions_ended": ended }));
+    finish_user_change(state, tx, meta, user_id, event).await
 }

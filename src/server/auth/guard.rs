@@ -10,7 +10,7 @@ use crate::access::{Access, page_access};
 use crate::server::audit::{AuditEvent, Outcome, RequestMeta, short_path};
 use crate::server::state::AppState;
 use crate::server::web::{internal_error, request_meta};
-use crate::types::AppError;
+use crate::types::{AppError, StepUpMethod};
 use leptos::prelude::*;
 use tower_sessions::Session;
 
@@ -37,6 +37,12 @@ pub enum Refusal {
     /// The user is half signed in: the second factor is still to be given (403, or the
     /// second-step page).
     SecondStep(AppError),
+    /// The user's role must have a second factor and they have none yet (403, or the
+    /// enrolment page).
+    Enrol(AppError),
+    /// A sensitive door, and the user has not confirmed it is them within the step-up window
+    /// (403 with [`AppError::StepUpRequired`], or the confirmation page).
+    StepUp(AppError),
     /// The role may not pass this door; recorded as `access.denied` (403). Carries the
     /// signed-in user, whom a page door still shows the console to (with its "no access" panel).
     Forbidden(AppError, Box<AuthUser>),
@@ -52,6 +58,8 @@ impl From<Refusal> for AppError {
             Refusal::SignIn => AppError::Unauthorized,
             Refusal::ChangePassword(error)
             | Refusal::SecondStep(error)
+            | Refusal::Enrol(error)
+            | Refusal::StepUp(error)
             | Refusal::Forbidden(error, _)
             | Refusal::NoSuchDoor(error)
             | Refusal::Failure(error) => error,
@@ -155,7 +163,7 @@ pub async fn admit(
         Access::SecondStep if pending => return Ok(user),
         Access::SecondStep => return Err(Refusal::SignIn),
         Access::Public if pending => return Ok(None),
-        Access::AnySignedIn | Access::Roles(_) if pending => {
+        Access::AnySignedIn | Access::Roles(_) | Access::StepUp(_) if pending => {
             return Err(Refusal::SecondStep(AppError::Forbidden(
                 "Enter the code from your authenticator app first.".into(),
             )));
@@ -166,8 +174,13 @@ pub async fn admit(
         Access::SecondStep => unreachable!("decided above"),
         Access::Public => Ok(user),
         Access::AnySignedIn => user.map(Some).ok_or(Refusal::SignIn),
-        Access::Roles(roles) => {
+        Access::Roles(roles) | Access::StepUp(roles) => {
             let user = user.ok_or(Refusal::SignIn)?;
+            if user.must_enrol {
+                return Err(Refusal::Enrol(AppError::Forbidden(
+                    "Your role must use a second factor: set up an authenticator app first (My account → Authenticator app).".into(),
+                )));
+            }
             if user.must_change_password {
                 return Err(Refusal::ChangePassword(door.change_password_first()));
             }
@@ -177,6 +190,21 @@ pub async fn admit(
                 // kind and minute, with a count.
                 state.audit_noise.record(meta, &event).await;
                 return Err(Refusal::Forbidden(error, Box::new(user)));
+            }
+            if matches!(rule, Access::StepUp(_))
+                && !user.stepped_up_within(state.config.step_up_window)
+            {
+                let method = match super::second_factor::has_factor(state, user.id).await {
+                    Ok(true) => StepUpMethod::Code,
+                    Ok(false) => StepUpMethod::Password,
+                    Err(error) => {
+                        return Err(Refusal::Failure(internal_error(
+                            &error,
+                            crate::server::db::is_unavailable(&error),
+                        )));
+                    }
+                };
+                return Err(Refusal::StepUp(AppError::StepUpRequired { method }));
             }
             Ok(Some(user))
         }

@@ -58,6 +58,9 @@ pub struct SessionAuth {
     /// nothing but the second step (and sign-out) until it is.
     #[serde(default)]
     pub second_factor_pending: bool,
+    /// When the user last confirmed it is them (step-up), Unix milliseconds.
+    #[serde(default)]
+    pub stepped_up_at_ms: Option<i64>,
 }
 
 /// A signed-in, enabled user whose session is within its timeouts.
@@ -75,6 +78,12 @@ pub struct AuthUser {
     pub must_change_password: bool,
     /// Half signed in: the password was right, the second factor is still to be given.
     pub second_factor_pending: bool,
+    /// The role must have a second factor and the user has none: only enrolment opens.
+    pub must_enrol: bool,
+    /// When the user last confirmed it is them (step-up), Unix milliseconds.
+    pub stepped_up_at_ms: Option<i64>,
+    /// A one-time message for the user, taken from the session by the page door.
+    pub notice: Option<String>,
 }
 
 impl AuthUser {
@@ -86,7 +95,16 @@ impl AuthUser {
             role: user.role(),
             must_change_password: user.must_change_password != 0,
             second_factor_pending: false,
+            must_enrol: false,
+            stepped_up_at_ms: None,
+            notice: None,
         }
+    }
+
+    /// Whether a step-up of this user is still fresh within `window`.
+    pub fn stepped_up_within(&self, window: std::time::Duration) -> bool {
+        self.stepped_up_at_ms
+            .is_some_and(|at| now_ms() - at <= window.as_millis() as i64)
     }
 
     /// The audit actor for this user.
@@ -106,6 +124,8 @@ impl AuthUser {
             display_name: self.display_name.clone(),
             role: self.role,
             must_change_password: self.must_change_password,
+            must_enrol: self.must_enrol,
+            notice: self.notice.clone(),
         }
     }
 }
@@ -163,7 +183,38 @@ pub async fn authenticate(
     }
     let mut signed_in = AuthUser::from_record(&user);
     signed_in.second_factor_pending = auth.second_factor_pending;
+    signed_in.stepped_up_at_ms = auth.stepped_up_at_ms;
+    signed_in.must_enrol = !auth.second_factor_pending
+        && must_have_factor(state, signed_in.role)
+        && !second_factor::has_factor(state, user.id).await?;
     Ok(Some(signed_in))
+}
+
+/// Whether users of `role` must have a second factor (`KYC_DESK_SECOND_FACTOR_ROLES`).
+pub fn must_have_factor(state: &AppState, role: Role) -> bool {
+    state.config.second_factor_roles.contains(&role)
+}
+
+/// Records in the session that its user just confirmed it is them (a step-up), opening the
+/// sensitive doors for the step-up window.
+pub async fn mark_stepped_up(session: &Session) -> Result<(), AuthError> {
+    if let Some(mut auth) = session.get::<SessionAuth>(AUTH_KEY).await? {
+        auth.stepped_up_at_ms = Some(now_ms());
+        session.insert(AUTH_KEY, auth).await?;
+    }
+    Ok(())
+}
+
+/// The session key of a one-time message for the signed-in user (shown on the next page).
+pub const NOTICE_KEY: &str = "kyc_desk.notice";
+
+/// Takes the session's one-time message for its user, if any: it is shown once.
+pub async fn take_notice(session: &Session) -> Result<Option<String>, AuthError> {
+    // Read first: removing an absent key would still cost a session write on every page.
+    if session.get::<String>(NOTICE_KEY).await?.is_none() {
+        return Ok(None);
+    }
+    Ok(session.remove::<String>(NOTICE_KEY).await?)
 }
 
 /// Binds the session to `user` under a fresh session id (no fixation).
@@ -190,6 +241,7 @@ pub async fn start_session_as(
                 signed_in_at_ms: now,
                 last_seen_at_ms: now,
                 second_factor_pending,
+                stepped_up_at_ms: None,
             },
         )
         .await?;
@@ -313,6 +365,7 @@ pub async fn sign_in(
     start_session_as(session, user.id, user.session_epoch, pending).await?;
     let mut signed_in = AuthUser::from_record(&user);
     signed_in.second_factor_pending = pending;
+    signed_in.must_enrol = !pending && must_have_factor(state, signed_in.role);
     state
         .audit
         .record(
@@ -323,6 +376,7 @@ pub async fn sign_in(
                 .detail(serde_json::json!({
                     "password_hash_upgraded": upgrade,
                     "second_factor_pending": pending,
+                    "must_enrol": signed_in.must_enrol,
                 })),
         )
         .await;

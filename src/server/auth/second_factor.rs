@@ -156,8 +156,10 @@ pub async fn begin_enrolment(
     }))
 }
 
-/// The second step of signing in: `code` from the half-signed-in `user`'s authenticator.
-/// When accepted, the session is fully signed in under a fresh id.
+/// The second step of signing in: `code` from the half-signed-in `user`'s authenticator, or
+/// one of their recovery codes. When accepted, the session is fully signed in under a fresh id
+/// (and counts as a step-up: the second factor was just given), and any earlier use of a
+/// recovery code not yet reported is shown to the user once.
 pub async fn complete_sign_in(
     state: &AppState,
     session: &tower_sessions::Session,
@@ -165,15 +167,276 @@ pub async fn complete_sign_in(
     user: &AuthUser,
     code: &str,
 ) -> Result<CodeCheck, FactorError> {
-    let check = check_code(state, meta, user, code, false, "auth.second_factor").await?;
+    let recovery = looks_like_recovery_code(code);
+    let check = if recovery {
+        check_recovery_code(state, meta, user, code).await?
+    } else {
+        check_code(state, meta, user, code, false, "auth.second_factor").await?
+    };
     if check == CodeCheck::Accepted {
-        let Some(record) = db::users::find_by_id(&state.db.pool, user.id).await? else {
+        let pool = &state.db.pool;
+        let Some(record) = db::users::find_by_id(pool, user.id).await? else {
             return Ok(CodeCheck::NoFactor);
         };
-        db::users::touch_sign_in(&state.db.pool, user.id).await?;
+        // A sign-in with a recovery code says so now; its use (and any earlier unreported
+        // one) is reported at the next sign-in with the authenticator.
+        let earlier = if recovery {
+            Vec::new()
+        } else {
+            repo::take_unreported_uses(pool, user.id).await?
+        };
+        db::users::touch_sign_in(pool, user.id).await?;
         super::start_session_as(session, user.id, record.session_epoch, false).await?;
+        super::mark_stepped_up(session).await?;
+        let left = repo::unused_recovery_codes(pool, user.id).await?;
+        let notice = if recovery {
+            Some(format!(
+                "You signed in with a recovery code; {left} of {RECOVERY_CODES} are left. If you lost your authenticator, ask an admin to reset it, or make new recovery codes on My account → Authenticator app."
+            ))
+        } else {
+            earlier.last().map(|at| {
+                format!(
+                    "A recovery code was used to sign in to your account on {} ({} use{} since you last signed in); {left} codes are left. If that was not you, tell an admin now.",
+                    db::format_time(*at),
+                    earlier.len(),
+                    if earlier.len() == 1 { "" } else { "s" },
+                )
+            })
+        };
+        if let Some(notice) = notice {
+            session
+                .insert(super::NOTICE_KEY, notice)
+                .await
+                .map_err(AuthError::from)?;
+        }
     }
     Ok(check)
+}
+
+/// Recovery codes made at a time.
+pub const RECOVERY_CODES: usize = 10;
+/// Characters of a recovery code (base32: 5 bits each, 50 bits in all), shown in two halves.
+const RECOVERY_CODE_CHARS: usize = 10;
+
+/// A recovery code as typed: letters and digits only, lower case (spaces and dashes dropped).
+fn normalize_recovery_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// Whether `code` is meant as a recovery code (not six digits).
+fn looks_like_recovery_code(code: &str) -> bool {
+    let normalized = normalize_recovery_code(code);
+    !(normalized.len() == DIGITS && normalized.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The stored form of `user_id`'s recovery code `code`: a SHA-256 bound to the user. Codes
+/// carry 50 random bits and every guess is throttled, so a slow hash adds nothing.
+fn recovery_hash(user_id: i64, code: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("kyc-desk recovery code:{user_id}:{code}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Makes `user_id` ten new recovery codes (the old ones stop working) and returns them, to be
+/// shown once: only their hashes are kept.
+pub async fn issue_recovery_codes(
+    state: &AppState,
+    meta: &RequestMeta,
+    user: &AuthUser,
+) -> Result<Vec<SecretString>, FactorError> {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut codes = Vec::with_capacity(RECOVERY_CODES);
+    let mut hashes = Vec::with_capacity(RECOVERY_CODES);
+    for _ in 0..RECOVERY_CODES {
+        let mut raw = zeroize::Zeroizing::new([0u8; RECOVERY_CODE_CHARS]);
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, raw.as_mut());
+        let chars: String = raw
+            .iter()
+            .map(|b| ALPHABET[usize::from(b & 31)] as char)
+            .collect();
+        hashes.push(recovery_hash(user.id, &chars));
+        let (first, second) = chars.split_at(RECOVERY_CODE_CHARS / 2);
+        codes.push(SecretString::from(format!("{first}-{second}")));
+    }
+    let mut tx = state.db.begin().await?;
+    repo::replace_recovery_codes(&mut tx, user.id, &hashes).await?;
+    state
+        .audit
+        .append(
+            &mut tx,
+            meta,
+            &AuditEvent::new(user.actor(), "auth.recovery_codes_issued", Outcome::Success)
+                .object("user", user.id)
+                .detail(serde_json::json!({ "codes": RECOVERY_CODES })),
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(codes)
+}
+
+/// Checks recovery code `code` of the half-signed-in `user`: accepted once, counted on the
+/// account's sign-in throttle like an authenticator code, its use audited.
+async fn check_recovery_code(
+    state: &AppState,
+    meta: &RequestMeta,
+    user: &AuthUser,
+    code: &str,
+) -> Result<CodeCheck, FactorError> {
+    let pool = &state.db.pool;
+    if !has_factor(state, user.id).await? {
+        return Ok(CodeCheck::NoFactor);
+    }
+    let attempt =
+        match super::begin_own_attempt(state, meta, user, None, "auth.recovery_code").await? {
+            Ok(attempt) => attempt,
+            Err(refusal) => return Ok(CodeCheck::Throttled(refusal)),
+        };
+    let normalized = normalize_recovery_code(code);
+    let accepted = normalized.len() == RECOVERY_CODE_CHARS
+        && repo::use_recovery_code(pool, user.id, &recovery_hash(user.id, &normalized)).await?;
+    let event = AuditEvent::new(
+        user.actor(),
+        "auth.recovery_code",
+        if accepted {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        },
+    )
+    .object("user", user.id);
+    if accepted {
+        attempt.succeeded(pool).await.map_err(AuthError::from)?;
+        let left = repo::unused_recovery_codes(pool, user.id).await?;
+        state
+            .audit
+            .record(
+                &state.db,
+                meta,
+                &event.detail(serde_json::json!({ "codes_left": left })),
+            )
+            .await;
+        Ok(CodeCheck::Accepted)
+    } else {
+        drop(attempt);
+        state
+            .audit
+            .record(
+                &state.db,
+                meta,
+                &event.reason("wrong or already used recovery code"),
+            )
+            .await;
+        Ok(CodeCheck::Wrong)
+    }
+}
+
+/// How many unused recovery codes `user_id` has.
+pub async fn recovery_codes_left(state: &AppState, user_id: i64) -> Result<i64, sqlx::Error> {
+    repo::unused_recovery_codes(&state.db.pool, user_id).await
+}
+
+/// The outcome of a step-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepUp {
+    /// Confirmed: the sensitive doors open for the step-up window.
+    Confirmed,
+    /// Wrong code or password (the attempt stays counted).
+    Wrong,
+    /// Too many wrong attempts on this account or address.
+    Throttled(throttle::Refusal),
+}
+
+/// A step-up: the signed-in `user` confirms it is them with a fresh authenticator code (or,
+/// without a second factor, their password); counted on the account's sign-in throttle, each
+/// attempt audited as `auth.step_up`.
+pub async fn step_up(
+    state: &AppState,
+    session: &tower_sessions::Session,
+    meta: &RequestMeta,
+    user: &AuthUser,
+    secret: SecretString,
+) -> Result<StepUp, FactorError> {
+    let outcome = if has_factor(state, user.id).await? {
+        match check_code(
+            state,
+            meta,
+            user,
+            secret.expose_secret(),
+            false,
+            "auth.step_up",
+        )
+        .await?
+        {
+            CodeCheck::Accepted => StepUp::Confirmed,
+            CodeCheck::Throttled(refusal) => StepUp::Throttled(refusal),
+            CodeCheck::Wrong | CodeCheck::NoFactor => StepUp::Wrong,
+        }
+    } else {
+        let outcome =
+            match super::check_own_password(state, meta, user, secret, "auth.step_up").await? {
+                Ok(true) => StepUp::Confirmed,
+                Ok(false) => StepUp::Wrong,
+                Err(refusal) => return Ok(StepUp::Throttled(refusal)),
+            };
+        let event = AuditEvent::new(
+            user.actor(),
+            "auth.step_up",
+            if outcome == StepUp::Confirmed {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            },
+        )
+        .object("user", user.id)
+        .detail(serde_json::json!({ "method": "password" }));
+        let event = if outcome == StepUp::Confirmed {
+            event
+        } else {
+            event.reason("wrong password")
+        };
+        state.audit.record(&state.db, meta, &event).await;
+        outcome
+    };
+    if outcome == StepUp::Confirmed {
+        super::mark_stepped_up(session).await?;
+    }
+    Ok(outcome)
+}
+
+/// Removes the caller's own authenticator and recovery codes. Refused when their role must
+/// have a second factor (it is their last one: an admin resets it instead, which makes them
+/// set up a new one at once).
+pub async fn remove_own(
+    state: &AppState,
+    meta: &RequestMeta,
+    user: &AuthUser,
+) -> Result<Result<(), String>, FactorError> {
+    if super::must_have_factor(state, user.role) {
+        return Ok(Err(format!(
+            "Your role ({}) must have a second factor, and this is your only one, so it cannot be removed. If you are changing phones, ask an admin to reset it: you then set up the new one at your next sign-in.",
+            user.role.label()
+        )));
+    }
+    let mut tx = state.db.begin().await?;
+    if !repo::remove_all(&mut tx, user.id).await? {
+        return Ok(Err(
+            "No authenticator app is set up for your account.".into()
+        ));
+    }
+    state
+        .audit
+        .append(
+            &mut tx,
+            meta,
+            &AuditEvent::new(user.actor(), "auth.second_factor_removed", Outcome::Success)
+                .object("user", user.id),
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(Ok(()))
 }
 
 /// The time step of `unix_secs`.

@@ -1,5 +1,6 @@
-//! The `second_factors` table: each user's authenticator (TOTP) factor, its seed sealed by
-//! the vault, and the last time step whose code was accepted.
+//! The `second_factors` and `recovery_codes` tables: each user's authenticator (TOTP) factor,
+//! its seed sealed by the vault and the last time step whose code was accepted; and the user's
+//! single-use recovery codes, kept hashed.
 
 use sqlx::{AnyConnection, AnyPool};
 
@@ -114,4 +115,100 @@ pub async fn reseal(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Removes `user_id`'s authenticator and recovery codes (an admin's reset, or the user's own
+/// removal); `true` when there was an authenticator.
+pub async fn remove_all(conn: &mut AnyConnection, user_id: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    let result = sqlx::query("DELETE FROM second_factors WHERE user_id = $1")
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(result.rows_affected() > 0)
+}
+
+/// Replaces every recovery code of `user_id` with the ones hashed in `hashes`.
+pub async fn replace_recovery_codes(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    hashes: &[String],
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    let now = super::now();
+    for hash in hashes {
+        sqlx::query(
+            "INSERT INTO recovery_codes (user_id, code_hash, created_at, used_at, reported_at) \
+             VALUES ($1, $2, $3, NULL, NULL)",
+        )
+        .bind(user_id)
+        .bind(hash)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Marks the unused recovery code hashed `hash` of `user_id` used; `false` when there is no
+/// such unused code (wrong, or used already — two racing requests cannot both use it).
+pub async fn use_recovery_code(
+    pool: &AnyPool,
+    user_id: i64,
+    hash: &str,
+) -> Result<bool, sqlx::Error> {
+    let result = sqlx::query(
+        "UPDATE recovery_codes SET used_at = $1 \
+         WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
+    )
+    .bind(super::now())
+    .bind(user_id)
+    .bind(hash)
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// How many unused recovery codes `user_id` has.
+pub async fn unused_recovery_codes(pool: &AnyPool, user_id: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL")
+        .bind(user_id)
+        .fetch_one(pool)
+        .await
+}
+
+/// The use times of `user_id`'s recovery codes not yet reported to them, oldest first, now
+/// marked reported (each use is told once).
+pub async fn take_unreported_uses(pool: &AnyPool, user_id: i64) -> Result<Vec<i64>, sqlx::Error> {
+    let uses: Vec<i64> = sqlx::query_scalar(
+        "SELECT used_at FROM recovery_codes \
+         WHERE user_id = $1 AND used_at IS NOT NULL AND reported_at IS NULL ORDER BY used_at",
+    )
+    .bind(user_id)
+    .fetch_all(pool)
+    .await?;
+    if !uses.is_empty() {
+        sqlx::query(
+            "UPDATE recovery_codes SET reported_at = $1 \
+             WHERE user_id = $2 AND used_at IS NOT NULL AND reported_at IS NULL",
+        )
+        .bind(super::now())
+        .bind(user_id)
+        .execute(pool)
+        .await?;
+    }
+    Ok(uses)
+}
+
+/// The ids of every user with a confirmed authenticator (for the users page).
+pub async fn enrolled_users(pool: &AnyPool) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT user_id FROM second_factors WHERE confirmed_at IS NOT NULL")
+        .fetch_all(pool)
+        .await
 }

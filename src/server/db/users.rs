@@ -44,6 +44,7 @@ impl UserRecord {
             role: self.role(),
             disabled: self.disabled != 0,
             must_change_password: self.must_change_password != 0,
+            second_factor: false,
             last_sign_in: self.last_sign_in_at.map(super::format_time),
             created: super::format_time(self.created_at),
         }
@@ -169,6 +170,18 @@ pub async fn set_disabled(
     )
     .bind(i64::from(disabled))
     .bind(i64::from(disabled))
+    .bind(super::now())
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ends every session of the user (epoch bump).
+pub async fn end_sessions(conn: &mut AnyConnection, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE users SET session_epoch = session_epoch + 1, updated_at = $1 WHERE id = $2",
+    )
     .bind(super::now())
     .bind(id)
     .execute(conn)

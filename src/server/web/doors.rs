@@ -6,7 +6,7 @@
 
 use super::error::{error_response, failure_page};
 use super::request::{is_public, meta_from};
-use crate::access::{PASSWORD_PAGE, SECOND_STEP_PAGE};
+use crate::access::{CONFIRM_PAGE, ENROL_PAGE, PASSWORD_PAGE, SECOND_STEP_PAGE};
 use crate::server::audit::RequestMeta;
 use crate::server::auth::AuthUser;
 use crate::server::auth::guard::{self, Authenticated, Door, Refusal};
@@ -27,6 +27,12 @@ fn login_redirect(path_and_query: &str) -> Response {
         format!("/login?next={next}")
     };
     Redirect::to(&location).into_response()
+}
+
+/// Sends the browser to confirm it is the user (step-up), then on to `path_and_query`.
+pub fn step_up_redirect(path_and_query: &str) -> Response {
+    let next: String = url::form_urlencoded::byte_serialize(path_and_query.as_bytes()).collect();
+    Redirect::to(&format!("{CONFIRM_PAGE}?next={next}")).into_response()
 }
 
 /// The page door. Pages (not server functions, not static files) need a signed-in user:
@@ -61,7 +67,14 @@ pub async fn page_guard(
         ("/login", Ok(Some(_))) => Redirect::to("/").into_response(),
         (_, Ok(user)) => {
             // The console renders for this user without asking the session again.
-            if let Some(user) = user {
+            if let Some(mut user) = user {
+                // A one-time message (a recovery code was used, say) shows on this page.
+                match crate::server::auth::take_notice(&session).await {
+                    Ok(notice) => user.notice = notice,
+                    Err(error) => {
+                        tracing::warn!(request_id = %meta.request_id, %error, "the session's notice could not be read")
+                    }
+                }
                 request.extensions_mut().insert(Authenticated(user));
             }
             next.run(request).await
@@ -74,6 +87,13 @@ pub async fn page_guard(
         ),
         (_, Err(Refusal::ChangePassword(_))) => Redirect::to(PASSWORD_PAGE).into_response(),
         (_, Err(Refusal::SecondStep(_))) => Redirect::to(SECOND_STEP_PAGE).into_response(),
+        (_, Err(Refusal::Enrol(_))) => Redirect::to(ENROL_PAGE).into_response(),
+        (_, Err(Refusal::StepUp(_))) => step_up_redirect(
+            original
+                .path_and_query()
+                .map(|pq| pq.as_str())
+                .unwrap_or("/"),
+        ),
         (_, Err(Refusal::Forbidden(_, user))) => {
             // The page renders its own "no access" panel; the status says so too.
             request.extensions_mut().insert(Authenticated(*user));

@@ -5,6 +5,7 @@ use super::doors::file_caller;
 use super::error::{database_failure, error_response};
 use super::request::query_pairs;
 use crate::server::audit::{AuditEvent, Outcome, RequestMeta};
+use crate::server::auth::guard::{self, Door, Refusal};
 use crate::server::db;
 use crate::server::state::AppState;
 use crate::types::AppError;
@@ -165,20 +166,28 @@ pub async fn sessions_export(
     let contacts = query_pairs(request.uri())
         .iter()
         .any(|(k, v)| k == "contacts" && (v == "1" || v == "on" || v == "true"));
-    if contacts && !crate::access::CONTACTS_EXPORT.admits(user.role) {
-        state
-            .audit
-            .record(
-                &state.db,
-                &meta,
-                &AuditEvent::new(user.actor(), "access.denied", Outcome::Denied)
-                    .reason("only admins may export contact details"),
-            )
-            .await;
-        return error_response(
-            PATH,
-            AppError::Forbidden("Only admins may export contact details.".into()),
-        );
+    if contacts {
+        // The unmasked export is its own door: admins only, after a step-up.
+        match guard::admit(
+            &state,
+            None,
+            Some(user.clone()),
+            &meta,
+            Door::File(crate::access::CONTACTS_EXPORT_ROUTE),
+        )
+        .await
+        {
+            Ok(_) => {}
+            Err(Refusal::StepUp(_)) => {
+                return super::doors::step_up_redirect(
+                    request
+                        .uri()
+                        .path_and_query()
+                        .map_or(PATH, |pq| pq.as_str()),
+                );
+            }
+            Err(refusal) => return error_response(PATH, refusal.into()),
+        }
     }
     let staff: Vec<(i64, String)> = match db::users::list(&state.db.pool).await {
         Ok(users) => users.into_iter().map(|u| (u.id, u.email)).collect(),

@@ -119,6 +119,11 @@ impl TestApp {
         // (an empty value allows no extra host).
         vars.entry("KYC_DESK_EXTRA_PROVIDER_HOSTS".into())
             .or_insert_with(|| "127.0.0.1,localhost".into());
+        // No role must have a second factor unless a test says so (the policy's own tests set
+        // KYC_DESK_SECOND_FACTOR_ROLES): most tests are about something else, and an
+        // authenticator code is accepted once per 30 seconds.
+        vars.entry("KYC_DESK_SECOND_FACTOR_ROLES".into())
+            .or_insert_with(|| "none".into());
         if !vars.contains_key("KYC_DESK_MASTER_KEY")
             && !vars.contains_key("KYC_DESK_MASTER_KEY_FILE")
         {
@@ -214,8 +219,25 @@ impl TestApp {
         .expect("create test user")
     }
 
-    /// A client signed in as `email` with [`PASSWORD`].
+    /// A client signed in as `email` with [`PASSWORD`], and confirmed (step-up) with it, so
+    /// the sensitive doors open for the next five minutes as after a user's confirmation.
+    /// A user who is not fully signed in yet (an initial password to replace, a second factor
+    /// to give or to set up) is left as the sign-in left them.
     pub async fn signed_in(&self, email: &str) -> reqwest::Client {
+        let (client, redirect_to) = self.sign_in(email).await;
+        if redirect_to == "/" {
+            let (status, body) = self.call(&client, "step_up", &[("secret", PASSWORD)]).await;
+            assert_eq!(status, StatusCode::OK, "step-up of {email} failed: {body}");
+        }
+        client
+    }
+
+    /// A client signed in as `email` with [`PASSWORD`], without a step-up.
+    pub async fn signed_in_only(&self, email: &str) -> reqwest::Client {
+        self.sign_in(email).await.0
+    }
+
+    async fn sign_in(&self, email: &str) -> (reqwest::Client, String) {
         let client = self.client();
         let (status, body) = self
             .call(
@@ -225,12 +247,21 @@ impl TestApp {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "sign-in of {email} failed: {body}");
-        client
+        let redirect_to = body["redirect_to"].as_str().unwrap_or_default().to_string();
+        (client, redirect_to)
     }
 
     /// Enrols an authenticator for the user signed in on `client` (set-up and first code);
     /// returns its key, from which [`totp_code`] computes codes.
     pub async fn enrol_authenticator(&self, client: &reqwest::Client) -> String {
+        self.enrol_authenticator_with_codes(client).await.0
+    }
+
+    /// As [`TestApp::enrol_authenticator`], with the ten recovery codes shown at enrolment.
+    pub async fn enrol_authenticator_with_codes(
+        &self,
+        client: &reqwest::Client,
+    ) -> (String, Vec<String>) {
         let (status, body) = self.call(client, "start_authenticator", &[]).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let key = body["manual_key"].as_str().unwrap().to_string();
@@ -242,7 +273,13 @@ impl TestApp {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        key
+        let codes = body["codes"]
+            .as_array()
+            .expect("recovery codes")
+            .iter()
+            .map(|code| code.as_str().unwrap().to_string())
+            .collect();
+        (key, codes)
     }
 
     /// The signed-in user according to the server, or `Value::Null`.

@@ -1,0 +1,134 @@
+import { test, expect } from '@playwright/test';
+import { ChildProcess, spawn } from 'child_process';
+import { mkdtempSync, readFileSync } from 'fs';
+import { createServer } from 'net';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { expectNoConsoleErrors, hydrated, totp, watchConsole } from './helpers';
+
+// The shared test server lets every role in without a second factor (its specs sign the same
+// people in many times a minute). This spec starts a server of its own on a fresh database with
+// the default policy — admins and auditors must have a second factor — and a short step-up
+// window, so that the step-up prompt can be met without waiting five minutes.
+const ADMIN = { email: 'policy.admin@example.com', password: 'policy admin phrase 31', name: 'Pia Policy' };
+const STEP_UP_SECONDS = 10;
+
+let server: ChildProcess | undefined;
+let base = '';
+let log = '';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+test.describe.configure({ mode: 'serial' });
+
+test.beforeAll(async () => {
+  const bin = process.env.KYC_DESK_BIN;
+  const root = process.env.KYC_DESK_ROOT;
+  if (!bin || !root) throw new Error('KYC_DESK_BIN / KYC_DESK_ROOT are not set (run the tests through ../test.sh)');
+  const dir = mkdtempSync(join(tmpdir(), 'kyc-desk-policy-'));
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    DATABASE_URL: `sqlite://${dir}/policy.db`,
+    KYC_DESK_MASTER_KEY_FILE: `${dir}/master.key`,
+    KYC_DESK_DEV_GENERATE_MASTER_KEY: 'true',
+    KYC_DESK_ADDR: `127.0.0.1:${port}`,
+    KYC_DESK_SITE_ROOT: 'target/site',
+    KYC_DESK_SANDBOX: 'true',
+    KYC_DESK_STEP_UP_WINDOW: `${STEP_UP_SECONDS}s`,
+    RUST_LOG: 'info',
+  };
+  delete env.KYC_DESK_SECOND_FACTOR_ROLES;
+  delete env.KYC_DESK_PUBLIC_URL;
+  server = spawn(bin, ['serve'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  server.stdout!.on('data', (chunk) => (log += chunk.toString()));
+  server.stderr!.on('data', (chunk) => (log += chunk.toString()));
+  for (let i = 0; i < 120; i++) {
+    if (/\/setup\/[A-Za-z0-9_-]+/.test(log)) {
+      try {
+        if ((await fetch(`${base}/readyz`)).ok) return;
+      } catch {
+        // not listening yet
+      }
+    }
+    if (server.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(`the policy server did not start:\n${log}`);
+});
+
+test.afterAll(async () => {
+  server?.kill();
+});
+
+test('an admin must set up an authenticator before anything else, and confirms with a code before a rotation', async ({ page }) => {
+  test.setTimeout(90_000);
+  const errors: string[] = [];
+  watchConsole(page, errors);
+  const setup = log.match(/https?:\/\/\S+?(\/setup\/[A-Za-z0-9_-]+)/)![1];
+
+  // The first admin, right after setup: sent to enrolment; the console stays closed.
+  await page.goto(base + setup);
+  await hydrated(page);
+  await page.getByLabel('Email').fill(ADMIN.email);
+  await page.getByLabel('Display name').fill(ADMIN.name);
+  await page.getByLabel('Password', { exact: true }).fill(ADMIN.password);
+  await page.getByLabel('Repeat password').fill(ADMIN.password);
+  await page.getByRole('button', { name: 'Create admin and sign in' }).click();
+  await expect(page).toHaveURL(/\/account\/authenticator$/);
+  await expect(page.getByTestId('must-enrol')).toBeVisible();
+  await expect(page.getByTestId('main-nav').locator('a')).toHaveCount(0);
+  for (const path of ['/users', '/credentials', '/']) {
+    await page.goto(base + path);
+    await expect(page).toHaveURL(/\/account\/authenticator$/);
+  }
+  await hydrated(page);
+
+  // Enrolment from the page; the recovery codes are shown once.
+  await page.getByTestId('authenticator-start').click();
+  const key = (await page.getByTestId('authenticator-key').textContent())!.trim();
+  const form = page.getByTestId('authenticator-confirm-form');
+  await form.getByLabel('Code').fill(totp(key));
+  await form.getByRole('button', { name: 'Confirm' }).click();
+  const codes = page.getByTestId('recovery-codes').locator('li');
+  await expect(codes).toHaveCount(10);
+  await expect(codes.first()).toHaveText(/^[a-z2-7]{5}-[a-z2-7]{5}$/);
+  await page.getByTestId('enrol-continue').click();
+  await expect(page.getByTestId('main-nav')).toBeVisible();
+  await expect(page).toHaveURL(new RegExp(`^${base}/$`));
+
+  // The set-up page now shows the codes left, and no removal (the role must have a factor).
+  await page.goto(base + '/account/authenticator');
+  await hydrated(page);
+  await expect(page.getByTestId('recovery-codes-left')).toContainText('10 of 10');
+  await expect(page.getByTestId('authenticator-required')).toBeVisible();
+  await expect(page.locator('body')).not.toContainText(key);
+
+  // Past the step-up window, a rotation asks for a fresh code first.
+  await page.waitForTimeout((STEP_UP_SECONDS + 1) * 1000);
+  await page.goto(base + '/credentials');
+  await hydrated(page);
+  const eko = page.getByTestId('credential-eko_digilocker-uat');
+  await eko.locator('details').evaluate((d) => { (d as HTMLDetailsElement).open = true; });
+  const editor = eko.getByTestId('editor-eko_digilocker-uat');
+  await editor.getByLabel('Access key').fill('a-rotated-access-key-7');
+  await editor.getByRole('button', { name: 'Save' }).click();
+  const stepUp = editor.getByTestId('step-up');
+  await expect(stepUp).toContainText('fresh code from your authenticator app');
+  await stepUp.getByLabel('Code from your authenticator app').fill(totp(key, 1));
+  await stepUp.getByRole('button', { name: 'Confirm' }).click();
+  await expect(stepUp.getByTestId('step-up-done')).toBeVisible();
+  await editor.getByRole('button', { name: 'Save' }).click();
+  await expect(page.getByTestId('credential-saved')).toContainText('rotated (version 2)');
+  await expectNoConsoleErrors(errors);
+});

@@ -1,0 +1,159 @@
+//! Confirming it is you (step-up) before a sensitive action: the prompt a form shows when the
+//! server answers [`AppError::StepUpRequired`], and the confirmation page a sensitive download
+//! (the export with contact details) sends the browser to first.
+
+use super::{ErrorBanner, TextField, field_message, go_to, result_of};
+use crate::api::factors::StepUp;
+use crate::types::{AppError, StepUpMethod};
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+
+/// The label, input type and autocomplete hint of the step-up field for `method`.
+fn secret_field(method: StepUpMethod) -> (&'static str, &'static str, &'static str) {
+    match method {
+        StepUpMethod::Code => ("Code from your authenticator app", "text", "one-time-code"),
+        StepUpMethod::Password => ("Your password", "password", "current-password"),
+    }
+}
+
+/// A failed action's message: the step-up prompt when the action needs the user to confirm it
+/// is them first, otherwise the plain-words error (as [`ErrorBanner`]).
+#[component]
+pub fn ActionFailure<T: Clone + Send + Sync + 'static>(
+    /// The latest result of the action.
+    #[prop(into)]
+    result: Signal<Option<Result<T, AppError>>>,
+    /// What the user does after confirming ("Press “Save” again.").
+    again: &'static str,
+) -> impl IntoView {
+    move || {
+        match result.get() {
+        Some(Err(AppError::StepUpRequired { method })) => {
+            view! { <StepUpPrompt method again /> }.into_any()
+        }
+        Some(Err(error)) => view! {
+            <div class="banner error" role="alert" data-testid="form-error">{error.to_string()}</div>
+        }
+        .into_any(),
+        _ => ().into_any(),
+    }
+    }
+}
+
+/// Asks for a fresh authenticator code (or the password) and confirms it with the server.
+/// Not a `<form>`: it sits inside the form of the action it unlocks.
+#[component]
+pub fn StepUpPrompt(method: StepUpMethod, again: &'static str) -> impl IntoView {
+    let confirm = ServerAction::<StepUp>::new();
+    let value = result_of(confirm);
+    let pending = confirm.pending();
+    let secret = RwSignal::new(String::new());
+    let (label, kind, autocomplete) = secret_field(method);
+    let send = move || {
+        confirm.dispatch(StepUp {
+            secret: secret.get_untracked(),
+        });
+    };
+    view! {
+        <div class="step-up" role="group" aria-labelledby="step-up-title" data-testid="step-up">
+            {move || match value.get() {
+                Some(Ok(done)) => view! {
+                    <p role="status" data-testid="step-up-done">
+                        {format!(
+                            "Confirmed for {} minute{}. {again}",
+                            done.minutes,
+                            if done.minutes == 1 { "" } else { "s" }
+                        )}
+                    </p>
+                }.into_any(),
+                other => view! {
+                    <h2 id="step-up-title">"Confirm it is you"</h2>
+                    <p>
+                        {match method {
+                            StepUpMethod::Code => "This action needs a fresh code from your authenticator app.",
+                            StepUpMethod::Password => "This action needs your password again.",
+                        }}
+                    </p>
+                    <label for="step-up-secret">{label}</label>
+                    <input
+                        id="step-up-secret"
+                        type=kind
+                        autocomplete=autocomplete
+                        inputmode=if method == StepUpMethod::Code { "numeric" } else { "text" }
+                        aria-invalid=move || crate::types::field_error(&value.get(), "secret").is_some().to_string()
+                        aria-describedby="step-up-error"
+                        prop:value=move || secret.get()
+                        on:input=move |ev| secret.set(event_target_value(&ev))
+                        on:keydown=move |ev| {
+                            // Enter confirms here instead of submitting the form around it.
+                            if ev.key() == "Enter" {
+                                ev.prevent_default();
+                                send();
+                            }
+                        }
+                    />
+                    <p class="field-error" id="step-up-error" data-testid="step-up-error">
+                        {match &other {
+                            Some(Err(error)) => error
+                                .field_message("secret")
+                                .unwrap_or_else(|| error.to_string()),
+                            _ => String::new(),
+                        }}
+                    </p>
+                    <button type="button" class="primary" disabled=move || pending.get() on:click=move |_| send()>
+                        {move || if pending.get() { "Checking…" } else { "Confirm" }}
+                    </button>
+                }.into_any(),
+            }}
+        </div>
+    }
+}
+
+/// `/account/confirm?next=…`: confirm it is you, then go on to `next` (a sensitive download).
+#[component]
+pub fn ConfirmPage() -> impl IntoView {
+    let query = use_query_map();
+    let next = move || {
+        query
+            .read()
+            .get("next")
+            .filter(|path| {
+                path.starts_with('/') && !path.starts_with("//") && !path.starts_with("/\\")
+            })
+            .unwrap_or_else(|| "/".to_string())
+    };
+    let confirm = ServerAction::<StepUp>::new();
+    let value = result_of(confirm);
+    let pending = confirm.pending();
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = value.get() {
+            go_to(&next());
+        }
+    });
+    view! {
+        <Title text="Confirm it is you" />
+        <section class="panel narrow">
+            <h1>"Confirm it is you"</h1>
+            <p>
+                "What you asked for holds personal data. Enter the code your authenticator app shows now (or your password, if you have no authenticator app)."
+            </p>
+            <ActionForm action=confirm attr:data-testid="confirm-form">
+                <TextField label="Code or password" name="secret" id_prefix="confirm" kind="password" autocomplete="one-time-code" error=field_message(value, "secret") />
+                <ErrorBanner message=Signal::derive(move || match value.get() {
+                    Some(Err(error)) if error.field_message("secret").is_none() => Some(error.to_string()),
+                    _ => None,
+                }) />
+                {move || matches!(value.get(), Some(Ok(_))).then(|| view! {
+                    <p class="banner success" role="status" data-testid="confirm-done">
+                        "Confirmed. Your download starts now. "
+                        <a href="/sessions">"Back to sessions"</a>
+                    </p>
+                })}
+                <button type="submit" class="primary" disabled=move || pending.get()>
+                    {move || if pending.get() { "Checking…" } else { "Confirm and continue" }}
+                </button>
+            </ActionForm>
+        </section>
+    }
+}
