@@ -98,8 +98,9 @@ done
 kill -0 "$server_pid" 2>/dev/null || { cat "$log" >&2; echo "the server stopped" >&2; exit 1; }
 grep -q "listening on http://127.0.0.1:$port" "$log" || { cat "$log" >&2; echo "another process answers on port $port" >&2; exit 1; }
 say "Playwright tests in Chromium"
+root="$PWD"
 (cd end2end && KYC_DESK_BASE_URL="http://127.0.0.1:$port" KYC_DESK_LOG="$log" KYC_DESK_MAILDIR="$maildir" \
-  KYC_DESK_BIN="$PWD/$server_bin" KYC_DESK_ROOT="$PWD" npx playwright test)
+  KYC_DESK_BIN="$root/$server_bin" KYC_DESK_ROOT="$root" npx playwright test)
 # Nothing secret may appear in the server's log: not the canaries the browser tests typed in.
 if grep -q -F "canary-" "$log"; then
   echo "LEAK: a canary secret appears in the server log $log" >&2
