@@ -7,6 +7,10 @@ source ./setup.sh
 ensure_build_tools
 export DATABASE_URL="${DATABASE_URL:-sqlite://data/kyc-desk.db}"
 export KYC_DESK_ADDR="${KYC_DESK_ADDR:-127.0.0.1:3000}"
+# Opened as http://localhost:PORT: browsers offer passkeys for a domain name, not for 127.0.0.1.
+if [ -z "${KYC_DESK_PUBLIC_URL:-}" ] && [[ "$KYC_DESK_ADDR" == 127.0.0.1:* ]]; then
+  export KYC_DESK_PUBLIC_URL="http://localhost:${KYC_DESK_ADDR#127.0.0.1:}"
+fi
 # The built-in provider sandbox, with its credentials seeded, so a link can be made at once.
 export KYC_DESK_SANDBOX="${KYC_DESK_SANDBOX:-true}"
 # Development master key: generated into data/master.key (mode 0600) on first start.
@@ -19,7 +23,7 @@ fi
 if [[ "$DATABASE_URL" == postgres* ]] && [ -z "${KYC_DESK_AUDIT_ANCHOR_FILE:-}" ]; then
   export KYC_DESK_AUDIT_ANCHOR_FILE=data/audit-anchors.jsonl
 fi
-say "building and starting KYC Desk on http://$KYC_DESK_ADDR (database: $DATABASE_URL)"
+say "building and starting KYC Desk on ${KYC_DESK_PUBLIC_URL:-http://$KYC_DESK_ADDR} (database: $DATABASE_URL)"
 # The release build, as it ships: optimised, split into lazily loaded parts, content-hashed
 # and precompressed.
 exec cargo leptos serve --release --precompress --split

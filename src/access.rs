@@ -185,6 +185,16 @@ pub const SERVER_FN_ACCESS: &[(&str, Access)] = &[
     ("step_up", Access::Roles(EVERYONE)),
     ("new_recovery_codes", Access::StepUp(EVERYONE)),
     ("remove_authenticator", Access::StepUp(EVERYONE)),
+    // api/passkeys.rs
+    ("list_passkeys", Access::AnySignedIn),
+    ("begin_passkey_registration", Access::AnySignedIn),
+    ("finish_passkey_registration", Access::AnySignedIn),
+    ("remove_passkey", Access::StepUp(EVERYONE)),
+    ("second_step_options", Access::SecondStep),
+    ("begin_passkey_sign_in", Access::SecondStep),
+    ("finish_passkey_sign_in", Access::SecondStep),
+    ("begin_passkey_step_up", Access::Roles(EVERYONE)),
+    ("finish_passkey_step_up", Access::Roles(EVERYONE)),
     // api/audit.rs
     ("list_audit", Access::Roles(AUDIT_READERS)),
     ("verify_audit", Access::Roles(AUDIT_READERS)),

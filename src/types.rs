@@ -86,6 +86,21 @@ pub enum StepUpMethod {
     Code,
     /// The user's password (a user without a second factor).
     Password,
+    /// One of the user's passkeys (their only second factors).
+    Passkey,
+}
+
+/// One of the caller's passkeys, as the account page lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasskeyRow {
+    /// Row id.
+    pub id: i64,
+    /// The name the user gave it.
+    pub name: String,
+    /// When it was added, formatted in UTC.
+    pub created: String,
+    /// When it was last used, formatted in UTC.
+    pub last_used: Option<String>,
 }
 
 /// One row of the users page.
@@ -191,10 +206,14 @@ pub enum AppError {
     #[error("{}", match method {
         StepUpMethod::Code => "Confirm it is you first: enter the code from your authenticator app, then try again.",
         StepUpMethod::Password => "Confirm it is you first: enter your password, then try again.",
+        StepUpMethod::Passkey => "Confirm it is you first with your passkey, then try again.",
     })]
     StepUpRequired {
         /// What the user confirms with.
         method: StepUpMethod,
+        /// The user has a passkey too (offered beside an authenticator code).
+        #[serde(default)]
+        passkey: bool,
     },
 }
 

@@ -9,8 +9,15 @@ import { expectNoConsoleErrors, hydrated, totp, watchConsole } from './helpers';
 // The shared test server lets every role in without a second factor (its specs sign the same
 // people in many times a minute). This spec starts a server of its own on a fresh database with
 // the default policy — admins and auditors must have a second factor — and a short step-up
-// window, so that the step-up prompt can be met without waiting five minutes.
+// window, so that the step-up prompt can be met without waiting five minutes. It is opened as
+// http://localhost:PORT, its public URL: browsers offer passkeys for a domain name only.
 const ADMIN = { email: 'policy.admin@example.com', password: 'policy admin phrase 31', name: 'Pia Policy' };
+const OPERATOR = {
+  email: 'passkey.op@example.com',
+  name: 'Paz Passkey',
+  initial: 'initial passphrase 4242',
+  own: 'passkey operator phrase 77',
+};
 const STEP_UP_SECONDS = 10;
 
 let server: ChildProcess | undefined;
@@ -36,20 +43,20 @@ test.beforeAll(async () => {
   if (!bin || !root) throw new Error('KYC_DESK_BIN / KYC_DESK_ROOT are not set (run the tests through ../test.sh)');
   const dir = mkdtempSync(join(tmpdir(), 'kyc-desk-policy-'));
   const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
+  base = `http://localhost:${port}`;
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     DATABASE_URL: `sqlite://${dir}/policy.db`,
     KYC_DESK_MASTER_KEY_FILE: `${dir}/master.key`,
     KYC_DESK_DEV_GENERATE_MASTER_KEY: 'true',
     KYC_DESK_ADDR: `127.0.0.1:${port}`,
+    KYC_DESK_PUBLIC_URL: base,
     KYC_DESK_SITE_ROOT: 'target/site',
     KYC_DESK_SANDBOX: 'true',
     KYC_DESK_STEP_UP_WINDOW: `${STEP_UP_SECONDS}s`,
     RUST_LOG: 'info',
   };
   delete env.KYC_DESK_SECOND_FACTOR_ROLES;
-  delete env.KYC_DESK_PUBLIC_URL;
   server = spawn(bin, ['serve'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
   server.stdout!.on('data', (chunk) => (log += chunk.toString()));
   server.stderr!.on('data', (chunk) => (log += chunk.toString()));
@@ -130,5 +137,94 @@ test('an admin must set up an authenticator before anything else, and confirms w
   await expect(stepUp.getByTestId('step-up-done')).toBeVisible();
   await editor.getByRole('button', { name: 'Save' }).click();
   await expect(page.getByTestId('credential-saved')).toContainText('rotated (version 2)');
+
+  // An operator for the passkey test (operators need no second factor by default).
+  await page.goto(base + '/users');
+  await hydrated(page);
+  const create = page.getByTestId('create-user-form');
+  await create.getByLabel('Email').fill(OPERATOR.email);
+  await create.getByLabel('Display name').fill(OPERATOR.name);
+  await create.getByLabel('Role').selectOption('operator');
+  await create.getByLabel('Initial password').fill(OPERATOR.initial);
+  await create.getByRole('button', { name: 'Create user' }).click();
+  await expect(page.getByTestId('users-notice')).toContainText(OPERATOR.email);
   await expectNoConsoleErrors(errors);
+});
+
+test('an operator adds a passkey, signs in with it, confirms a step-up with it and removes it', async ({ browser }) => {
+  test.setTimeout(90_000);
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors: string[] = [];
+  watchConsole(page, errors);
+  // Chromium's virtual authenticator (DevTools protocol) stands in for a phone or a laptop's
+  // fingerprint reader: it makes and uses real WebAuthn credentials.
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('WebAuthn.enable');
+  await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: {
+      protocol: 'ctap2',
+      transport: 'internal',
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  });
+
+  // First sign-in: replace the initial password.
+  await page.goto(base + '/login');
+  await hydrated(page);
+  await page.getByLabel('Email').fill(OPERATOR.email);
+  await page.getByLabel('Password').fill(OPERATOR.initial);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page.getByTestId('must-change')).toBeVisible();
+  await hydrated(page);
+  await page.getByLabel('Current password').fill(OPERATOR.initial);
+  await page.getByLabel('New password', { exact: true }).fill(OPERATOR.own);
+  await page.getByLabel('Repeat new password').fill(OPERATOR.own);
+  await page.getByRole('button', { name: 'Change password' }).click();
+  await expect(page.getByTestId('main-nav')).toBeVisible();
+
+  // A named passkey, the account's first second factor: recovery codes come with it.
+  await page.goto(base + '/account/authenticator');
+  await hydrated(page);
+  await expect(page.getByTestId('no-passkeys')).toBeVisible();
+  const add = page.getByTestId('add-passkey-form');
+  await add.getByRole('button', { name: 'Add a passkey' }).click();
+  await expect(add.locator('.field-error')).toContainText('Give the passkey a name');
+  await add.getByLabel('Name of the new passkey').fill('Virtual laptop');
+  await add.getByRole('button', { name: 'Add a passkey' }).click();
+  await expect(page.getByTestId('passkey-added')).toBeVisible();
+  await expect(page.getByTestId('recovery-codes').locator('li')).toHaveCount(10);
+  await page.reload();
+  await hydrated(page);
+  await expect(page.getByTestId('passkey')).toContainText('Virtual laptop');
+
+  // Signing in again: the password, then the passkey.
+  await page.getByTestId('sign-out').click();
+  await expect(page).toHaveURL(/\/login/);
+  await hydrated(page);
+  await page.getByLabel('Email').fill(OPERATOR.email);
+  await page.getByLabel('Password').fill(OPERATOR.own);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page).toHaveURL(/\/login\/code/);
+  await hydrated(page);
+  await page.getByTestId('second-step-passkey').click();
+  await expect(page.getByTestId('main-nav')).toBeVisible();
+  await expect(page.getByTestId('current-user')).toContainText(OPERATOR.name);
+
+  // Past the step-up window, removing the passkey asks for it once more.
+  await page.waitForTimeout((STEP_UP_SECONDS + 1) * 1000);
+  await page.goto(base + '/account/authenticator');
+  await hydrated(page);
+  await page.getByRole('button', { name: 'Remove Virtual laptop' }).click();
+  const stepUp = page.getByTestId('step-up');
+  await expect(stepUp).toContainText('needs your passkey');
+  await stepUp.getByTestId('step-up-passkey').click();
+  await expect(stepUp.getByTestId('step-up-done')).toBeVisible();
+  await page.getByRole('button', { name: 'Remove Virtual laptop' }).click();
+  await expect(page.getByTestId('no-passkeys')).toBeVisible();
+  await expectNoConsoleErrors(errors);
+  await context.close();
 });

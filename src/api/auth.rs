@@ -84,11 +84,7 @@ pub async fn second_step(code: String, next: Option<String>) -> Result<SignedIn,
         .await?
         {
             CodeCheck::Accepted => Ok(SignedIn {
-                redirect_to: if user.must_change_password {
-                    crate::access::PASSWORD_PAGE.to_string()
-                } else {
-                    safe_next(next.as_deref())
-                },
+                redirect_to: after_second_step(&user, next.as_deref()),
             }),
             CodeCheck::Wrong => Err(crate::api::factors::wrong_code()),
             CodeCheck::NoFactor => Err(AppError::Unauthorized),
@@ -96,6 +92,20 @@ pub async fn second_step(code: String, next: Option<String>) -> Result<SignedIn,
         }
     })
     .await
+}
+
+/// Where a user goes once the second step is done: the password page when an initial password
+/// is still to be replaced, else `next` (a local path).
+#[cfg(feature = "ssr")]
+pub(crate) fn after_second_step(
+    user: &crate::server::auth::AuthUser,
+    next: Option<&str>,
+) -> String {
+    if user.must_change_password {
+        crate::access::PASSWORD_PAGE.to_string()
+    } else {
+        safe_next(next)
+    }
 }
 
 /// Only local paths are followed after sign-in (no open redirect).

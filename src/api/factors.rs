@@ -27,7 +27,7 @@ pub struct AuthenticatorState {
 /// The recovery codes, shown once. Deliberately no `Debug`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecoveryCodes {
-    /// Ten single-use codes.
+    /// Ten single-use codes (none when the account had them already from another factor).
     pub codes: Vec<String>,
 }
 
@@ -54,7 +54,7 @@ pub async fn authenticator_status() -> Result<AuthenticatorState, AppError> {
     respond(async move {
         let (caller, user) = guard::require("authenticator_status").await?;
         Ok(AuthenticatorState {
-            enrolled: second_factor::has_factor(&caller.state, user.id).await?,
+            enrolled: second_factor::has_authenticator(&caller.state, user.id).await?,
             required: crate::server::auth::must_have_factor(&caller.state, user.role),
             recovery_codes_left: second_factor::recovery_codes_left(&caller.state, user.id).await?,
         })
@@ -67,6 +67,7 @@ pub async fn authenticator_status() -> Result<AuthenticatorState, AppError> {
 pub async fn start_authenticator() -> Result<AuthenticatorEnrolment, AppError> {
     respond(async move {
         let (caller, user) = guard::require("start_authenticator").await?;
+        guard::step_up_if_enrolled(&caller.state, &user).await?;
         let enrolment = second_factor::begin_enrolment(&caller.state, &user)
             .await?
             .ok_or_else(|| {
@@ -86,6 +87,8 @@ pub async fn start_authenticator() -> Result<AuthenticatorEnrolment, AppError> {
 pub async fn confirm_authenticator(code: String) -> Result<RecoveryCodes, AppError> {
     respond(async move {
         let (caller, user) = guard::require("confirm_authenticator").await?;
+        // Recovery codes come with the first second factor (a passkey's come with it).
+        let first_factor = !second_factor::has_factor(&caller.state, user.id).await?;
         match second_factor::check_code(
             &caller.state,
             &caller.meta,
@@ -99,6 +102,9 @@ pub async fn confirm_authenticator(code: String) -> Result<RecoveryCodes, AppErr
             second_factor::CodeCheck::Accepted => {
                 // Enrolling is giving the second factor: the session counts as confirmed.
                 crate::server::auth::mark_stepped_up(&caller.session).await?;
+                if !first_factor {
+                    return Ok(RecoveryCodes { codes: Vec::new() });
+                }
                 let codes =
                     second_factor::issue_recovery_codes(&caller.state, &caller.meta, &user).await?;
                 Ok(RecoveryCodes {
@@ -147,6 +153,10 @@ pub async fn step_up(secret: String) -> Result<SteppedUp, AppError> {
                 "That is not right (a code is accepted once). Try again.",
             )),
             second_factor::StepUp::Throttled(refusal) => Err(too_many(refusal)),
+            second_factor::StepUp::UsePasskey => Err(AppError::field(
+                "secret",
+                "Your second factor is a passkey: confirm with it (the “Use a passkey” button).",
+            )),
         }
     })
     .await

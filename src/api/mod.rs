@@ -12,4 +12,5 @@ pub mod auth;
 pub mod credentials;
 pub mod factors;
 pub mod links;
+pub mod passkeys;
 pub mod users;

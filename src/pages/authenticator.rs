@@ -9,7 +9,11 @@ use crate::api::factors::{
     AuthenticatorState, ConfirmAuthenticator, NewRecoveryCodes, RemoveAuthenticator,
     StartAuthenticator, authenticator_status,
 };
-use crate::types::CurrentUser;
+use crate::api::passkeys::{
+    BeginPasskeyRegistration, RemovePasskey, SecondStepChoices, begin_passkey_sign_in,
+    finish_passkey_registration, finish_passkey_sign_in, list_passkeys, second_step_options,
+};
+use crate::types::{AppError, CurrentUser};
 
 /// Recovery codes made at a time (as the server makes them).
 const RECOVERY_CODES: usize = 10;
@@ -17,26 +21,56 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-/// `/login/code`: the second step of signing in, after a right password.
+/// `/login/code`: the second step of signing in, after a right password: a code from the
+/// authenticator app (or a recovery code), or a passkey.
 #[component]
 pub fn SecondStepPage() -> impl IntoView {
     let query = use_query_map();
     let next = move || query.read().get("next").unwrap_or_default();
     let step = ServerAction::<SecondStep>::new();
     let value = result_of(step);
+    let choices = Resource::new(|| (), |_| second_step_options());
     // A full page load: the session changed, and the console must be rendered for it.
     Effect::new(move |_| {
         if let Some(Ok(signed_in)) = value.get() {
             super::go_to(&signed_in.redirect_to);
         }
     });
+    let passkey_error = RwSignal::new(None::<String>);
+    let use_passkey = move |_| {
+        passkey_error.set(None);
+        let next = next();
+        leptos::task::spawn_local(async move {
+            match sign_in_with_passkey(next).await {
+                Ok(to) => super::go_to(&to),
+                Err(error) => passkey_error.set(Some(error)),
+            }
+        });
+    };
     let pending = step.pending();
     view! {
-        <Title text="Enter your code" />
+        <Title text="Second step" />
         <main class="auth-page">
             <section class="auth-card">
                 <h1 class="brand-title">"KYC Desk"</h1>
-                <p class="muted">"Enter the six-digit code from your authenticator app, or one of your recovery codes."</p>
+                <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                    {move || Suspend::new(async move {
+                        let choices = choices.await.unwrap_or(SecondStepChoices { code: true, passkey: false });
+                        view! {
+                            {choices.passkey.then(|| view! {
+                                <p class="muted">"Use your passkey to finish signing in."</p>
+                                <button type="button" class="primary" data-testid="second-step-passkey" on:click=use_passkey>
+                                    "Use a passkey"
+                                </button>
+                                <ErrorBanner message=passkey_error />
+                                <p class="muted">{if choices.code { "Or enter a code:" } else { "Lost it? Enter one of your recovery codes:" }}</p>
+                            })}
+                            {(!choices.passkey).then(|| view! {
+                                <p class="muted">"Enter the six-digit code from your authenticator app, or one of your recovery codes."</p>
+                            })}
+                        }
+                    })}
+                </Suspense>
                 <ActionForm action=step attr:data-testid="second-step-form">
                     <input type="hidden" name="next" prop:value=next />
                     <TextField label="Code" name="code" id_prefix="second" autocomplete="one-time-code" error=field_message(value, "code") />
@@ -51,20 +85,32 @@ pub fn SecondStepPage() -> impl IntoView {
     }
 }
 
+/// The second step with a passkey: where to go next, or why not.
+async fn sign_in_with_passkey(next: String) -> Result<String, String> {
+    let options = begin_passkey_sign_in().await.map_err(|e| e.to_string())?;
+    let answer = super::webauthn::get(&options).await?;
+    finish_passkey_sign_in(answer, Some(next))
+        .await
+        .map(|signed_in| signed_in.redirect_to)
+        .map_err(|e| e.to_string())
+}
+
 /// `/account/authenticator`.
 #[component]
 pub fn AuthenticatorPage() -> impl IntoView {
     let me = expect_context::<CurrentUser>();
     let status = Resource::new(|| (), |_| authenticator_status());
     view! {
-        <Title text="Authenticator app" />
+        <Title text="Second factors" />
         <section class="panel narrow">
-            <h1>"Authenticator app"</h1>
+            <h1>"Second factors"</h1>
             {me.must_enrol.then(|| view! {
                 <p class="banner info" data-testid="must-enrol">
                     "Your role must use a second factor. Set up an authenticator app to continue."
                 </p>
             })}
+            <Passkeys />
+            <h2>"Authenticator app"</h2>
             <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match status.await {
@@ -161,7 +207,7 @@ fn Enrol() -> impl IntoView {
                 <p class="banner success" role="status" data-testid="authenticator-confirmed">
                     "Your authenticator app is set up."
                 </p>
-                <RecoveryCodeList codes=codes.codes />
+                {(!codes.codes.is_empty()).then(|| view! { <RecoveryCodeList codes=codes.codes.clone() /> })}
                 {forced.then(|| view! {
                     <button type="button" class="primary" data-testid="enrol-continue" on:click=move |_| go_to("/")>
                         "I have saved them: continue"
@@ -196,5 +242,100 @@ fn Enrol() -> impl IntoView {
                 </ActionForm>
             }.into_any(),
         }}
+    }
+}
+
+/// The caller's passkeys: the list, adding one (named), removing one.
+#[component]
+fn Passkeys() -> impl IntoView {
+    let me = expect_context::<CurrentUser>();
+    let forced = me.must_enrol;
+    let begin = ServerAction::<BeginPasskeyRegistration>::new();
+    let remove = ServerAction::<RemovePasskey>::new();
+    let begun = result_of(begin);
+    let removed = result_of(remove);
+    // The browser's half and the server's verification, after the options arrived.
+    let added = RwSignal::new(None::<Result<Vec<String>, String>>);
+    let adding = RwSignal::new(false);
+    Effect::new(move |_| {
+        if let Some(Ok(options)) = begun.get() {
+            adding.set(true);
+            leptos::task::spawn_local(async move {
+                let outcome = async {
+                    let answer = super::webauthn::create(&options).await?;
+                    finish_passkey_registration(answer)
+                        .await
+                        .map(|codes| codes.codes)
+                        .map_err(|e| e.to_string())
+                }
+                .await;
+                added.set(Some(outcome));
+                adding.set(false);
+            });
+        }
+    });
+    let list = Resource::new(
+        move || {
+            (
+                added.get().is_some_and(|r| r.is_ok()),
+                remove.version().get(),
+            )
+        },
+        |_| list_passkeys(),
+    );
+    view! {
+        <h2>"Passkeys"</h2>
+        <p>
+            "A passkey is kept by your device (phone, laptop, security key) and unlocked with your fingerprint, face or PIN; it cannot be phished or typed into a fake site. Add one for each device you use."
+        </p>
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match list.await {
+                    Ok(rows) if rows.is_empty() => view! { <p class="muted" data-testid="no-passkeys">"No passkey yet."</p> }.into_any(),
+                    Ok(rows) => view! {
+                        <ul class="passkeys" data-testid="passkey-list">
+                            {rows.into_iter().map(|row| {
+                                let id = row.id;
+                                view! {
+                                    <li data-testid="passkey">
+                                        <strong>{row.name.clone()}</strong>
+                                        <span class="muted">{format!(" — added {}, last used {}", row.created, row.last_used.clone().unwrap_or_else(|| "never".into()))}</span>
+                                        " "
+                                        <button type="button" class="danger" on:click=move |_| { remove.dispatch(RemovePasskey { id }); }>
+                                            {format!("Remove {}", row.name)}
+                                        </button>
+                                    </li>
+                                }
+                            }).collect_view()}
+                        </ul>
+                    }.into_any(),
+                    Err(error) => view! { <p class="banner error">{error.to_string()}</p> }.into_any(),
+                }
+            })}
+        </Suspense>
+        <ActionFailure result=removed again="Press “Remove” again." />
+        <ActionForm action=begin attr:data-testid="add-passkey-form">
+            <TextField label="Name of the new passkey" name="name" id_prefix="passkey" hint="For example “Work laptop” or “Phone”." error=field_message(begun, "name") />
+            {move || match begun.get() {
+                Some(Err(AppError::Validation { .. })) => ().into_any(),
+                other => view! { <ActionFailure result=Signal::derive(move || other.clone()) again="Press “Add a passkey” again." /> }.into_any(),
+            }}
+            {move || match added.get() {
+                Some(Err(error)) => view! { <p class="banner error" role="alert" data-testid="passkey-error">{error}</p> }.into_any(),
+                Some(Ok(codes)) => view! {
+                    <p class="banner success" role="status" data-testid="passkey-added">"The passkey was added."</p>
+                    {(!codes.is_empty()).then(|| view! { <RecoveryCodeList codes /> })}
+                    {forced.then(|| view! {
+                        <button type="button" class="primary" data-testid="enrol-continue" on:click=move |_| go_to("/")>
+                            "Continue"
+                        </button>
+                    })}
+                }.into_any(),
+                None => ().into_any(),
+            }}
+            <button type="submit" class="primary" disabled=move || adding.get() data-testid="add-passkey">
+                {move || if adding.get() { "Waiting for your device…" } else { "Add a passkey" }}
+            </button>
+        </ActionForm>
     }
 }

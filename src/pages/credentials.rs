@@ -384,7 +384,7 @@ fn TestButton(
             </button>
             {move || result.get().map(|outcome| match outcome {
                 Ok(message) => view! { <p class="banner success" role="status" data-testid="test-result">{message}</p> }.into_any(),
-                Err(AppError::StepUpRequired { method }) => view! { <StepUpPrompt method again="Press the test button again." /> }.into_any(),
+                Err(AppError::StepUpRequired { method, passkey }) => view! { <StepUpPrompt method passkey again="Press the test button again." /> }.into_any(),
                 Err(error) => view! { <p class="banner error" role="alert" data-testid="test-result">{error.to_string()}</p> }.into_any(),
             })}
         </div>

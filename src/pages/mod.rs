@@ -9,6 +9,7 @@ pub mod links;
 pub mod sessions;
 pub mod step_up;
 pub mod users;
+pub mod webauthn;
 
 use crate::access::may_open;
 use crate::types::{AppError, CurrentUser, KycStatus, Role};

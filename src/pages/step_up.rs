@@ -13,7 +13,9 @@ use leptos_router::hooks::use_query_map;
 fn secret_field(method: StepUpMethod) -> (&'static str, &'static str, &'static str) {
     match method {
         StepUpMethod::Code => ("Code from your authenticator app", "text", "one-time-code"),
-        StepUpMethod::Password => ("Your password", "password", "current-password"),
+        StepUpMethod::Password | StepUpMethod::Passkey => {
+            ("Your password", "password", "current-password")
+        }
     }
 }
 
@@ -29,8 +31,8 @@ pub fn ActionFailure<T: Clone + Send + Sync + 'static>(
 ) -> impl IntoView {
     move || {
         match result.get() {
-        Some(Err(AppError::StepUpRequired { method })) => {
-            view! { <StepUpPrompt method again /> }.into_any()
+        Some(Err(AppError::StepUpRequired { method, passkey })) => {
+            view! { <StepUpPrompt method passkey again /> }.into_any()
         }
         Some(Err(error)) => view! {
             <div class="banner error" role="alert" data-testid="form-error">{error.to_string()}</div>
@@ -41,10 +43,16 @@ pub fn ActionFailure<T: Clone + Send + Sync + 'static>(
     }
 }
 
-/// Asks for a fresh authenticator code (or the password) and confirms it with the server.
-/// Not a `<form>`: it sits inside the form of the action it unlocks.
+/// Asks for a fresh authenticator code (or the password, or a passkey) and confirms it with
+/// the server. Not a `<form>`: it sits inside the form of the action it unlocks.
 #[component]
-pub fn StepUpPrompt(method: StepUpMethod, again: &'static str) -> impl IntoView {
+pub fn StepUpPrompt(
+    method: StepUpMethod,
+    /// The user has a passkey (offered as well).
+    #[prop(optional)]
+    passkey: bool,
+    again: &'static str,
+) -> impl IntoView {
     let confirm = ServerAction::<StepUp>::new();
     let value = result_of(confirm);
     let pending = confirm.pending();
@@ -55,59 +63,92 @@ pub fn StepUpPrompt(method: StepUpMethod, again: &'static str) -> impl IntoView 
             secret: secret.get_untracked(),
         });
     };
+    let by_passkey = RwSignal::new(None::<Result<u64, String>>);
+    let use_passkey = move |_| {
+        by_passkey.set(None);
+        leptos::task::spawn_local(async move {
+            by_passkey.set(Some(confirm_with_passkey().await));
+        });
+    };
+    let done = move || match (value.get(), by_passkey.get()) {
+        (Some(Ok(done)), _) => Some(done.minutes),
+        (_, Some(Ok(minutes))) => Some(minutes),
+        _ => None,
+    };
+    let typed = method != StepUpMethod::Passkey;
     view! {
         <div class="step-up" role="group" aria-labelledby="step-up-title" data-testid="step-up">
-            {move || match value.get() {
-                Some(Ok(done)) => view! {
+            {move || match done() {
+                Some(minutes) => view! {
                     <p role="status" data-testid="step-up-done">
                         {format!(
                             "Confirmed for {} minute{}. {again}",
-                            done.minutes,
-                            if done.minutes == 1 { "" } else { "s" }
+                            minutes,
+                            if minutes == 1 { "" } else { "s" }
                         )}
                     </p>
                 }.into_any(),
-                other => view! {
+                None => view! {
                     <h2 id="step-up-title">"Confirm it is you"</h2>
                     <p>
                         {match method {
                             StepUpMethod::Code => "This action needs a fresh code from your authenticator app.",
                             StepUpMethod::Password => "This action needs your password again.",
+                            StepUpMethod::Passkey => "This action needs your passkey.",
                         }}
                     </p>
-                    <label for="step-up-secret">{label}</label>
-                    <input
-                        id="step-up-secret"
-                        type=kind
-                        autocomplete=autocomplete
-                        inputmode=if method == StepUpMethod::Code { "numeric" } else { "text" }
-                        aria-invalid=move || crate::types::field_error(&value.get(), "secret").is_some().to_string()
-                        aria-describedby="step-up-error"
-                        prop:value=move || secret.get()
-                        on:input=move |ev| secret.set(event_target_value(&ev))
-                        on:keydown=move |ev| {
-                            // Enter confirms here instead of submitting the form around it.
-                            if ev.key() == "Enter" {
-                                ev.prevent_default();
-                                send();
+                    {typed.then(|| view! {
+                        <label for="step-up-secret">{label}</label>
+                        <input
+                            id="step-up-secret"
+                            type=kind
+                            autocomplete=autocomplete
+                            inputmode=if method == StepUpMethod::Code { "numeric" } else { "text" }
+                            aria-invalid=move || crate::types::field_error(&value.get(), "secret").is_some().to_string()
+                            aria-describedby="step-up-error"
+                            prop:value=move || secret.get()
+                            on:input=move |ev| secret.set(event_target_value(&ev))
+                            on:keydown=move |ev| {
+                                // Enter confirms here instead of submitting the form around it.
+                                if ev.key() == "Enter" {
+                                    ev.prevent_default();
+                                    send();
+                                }
                             }
-                        }
-                    />
+                        />
+                        <button type="button" class="primary" disabled=move || pending.get() on:click=move |_| send()>
+                            {move || if pending.get() { "Checking…" } else { "Confirm" }}
+                        </button>
+                    })}
+                    {(passkey || !typed).then(|| view! {
+                        <button type="button" class=if typed { "secondary" } else { "primary" } data-testid="step-up-passkey" on:click=use_passkey>
+                            "Use a passkey"
+                        </button>
+                    })}
                     <p class="field-error" id="step-up-error" data-testid="step-up-error">
-                        {match &other {
-                            Some(Err(error)) => error
+                        {move || match (value.get(), by_passkey.get()) {
+                            (_, Some(Err(error))) => error,
+                            (Some(Err(error)), _) => error
                                 .field_message("secret")
                                 .unwrap_or_else(|| error.to_string()),
                             _ => String::new(),
                         }}
                     </p>
-                    <button type="button" class="primary" disabled=move || pending.get() on:click=move |_| send()>
-                        {move || if pending.get() { "Checking…" } else { "Confirm" }}
-                    </button>
                 }.into_any(),
             }}
         </div>
     }
+}
+
+/// A step-up with one of the user's passkeys: the minutes it lasts, or why not.
+async fn confirm_with_passkey() -> Result<u64, String> {
+    use crate::api::passkeys::{begin_passkey_step_up, finish_passkey_step_up};
+    let options = begin_passkey_step_up().await.map_err(|e| e.to_string())?;
+    let answer = super::webauthn::get(&options).await?;
+    finish_passkey_step_up(answer)
+        .await
+        .map(|done| done.minutes)
+        .map_err(|e| e.to_string())
 }
 
 /// `/account/confirm?next=…`: confirm it is you, then go on to `next` (a sensitive download).

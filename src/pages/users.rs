@@ -218,7 +218,7 @@ fn UserRowView(
                 } else {
                     view! { <span class="badge status-active">"Active"</span> }.into_any()
                 }}
-                {has_factor.then(|| view! { <span class="badge" data-testid="has-second-factor" title="Has an authenticator app">"2FA"</span> })}
+                {has_factor.then(|| view! { <span class="badge" data-testid="has-second-factor" title="Has a second factor (authenticator app or passkey)">"2FA"</span> })}
             </td>
             <td>{row.last_sign_in.clone().unwrap_or_else(|| "never".into())}</td>
             <td class="actions">

@@ -41,6 +41,9 @@ pub struct AppState {
     pub access: Arc<AccessTable>,
     /// The names of this build's bundle files and how long browsers may keep them.
     pub assets: Arc<AssetNames>,
+    /// The WebAuthn relying party (passkeys), for the public URL's host; `None` when that host
+    /// cannot be one (browsers refuse passkeys for an IP address).
+    pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -144,6 +147,7 @@ impl AppState {
                     .unwrap_or_else(|| Arc::from("hash.txt")),
             )
             .build();
+        let config_public_url = config.public_url.clone();
         Ok(AppState {
             config: Arc::new(config),
             db,
@@ -156,6 +160,7 @@ impl AppState {
             providers,
             access: Arc::new(AccessTable::standard()),
             assets: Arc::new(assets),
+            webauthn: crate::server::auth::passkeys::relying_party(&config_public_url),
         })
     }
 }

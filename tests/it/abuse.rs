@@ -126,6 +126,42 @@ const SPECS: &[Spec] = &[
     spec("step_up", &[("secret", "")], &[("secret", PASSWORD)], &[]),
     spec("new_recovery_codes", &[], &[], &[]),
     spec("remove_authenticator", &[], &[], &[]),
+    // The passkey ceremonies answer "not available" on the tests' 127.0.0.1 address; the
+    // browser tests run them on localhost with Chromium's virtual authenticator.
+    spec("list_passkeys", &[], &[], &[]),
+    spec(
+        "begin_passkey_registration",
+        &[("name", "")],
+        &[("name", "Work laptop")],
+        &[],
+    ),
+    spec(
+        "finish_passkey_registration",
+        &[("credential", "{}")],
+        &[("credential", "{}")],
+        &[],
+    ),
+    spec(
+        "remove_passkey",
+        &[("id", "999999")],
+        &[("id", "999999")],
+        &[],
+    ),
+    spec("second_step_options", &[], &[], &[]),
+    spec("begin_passkey_sign_in", &[], &[], &[]),
+    spec(
+        "finish_passkey_sign_in",
+        &[("credential", "{}"), ("next", "/")],
+        &[("credential", "{}"), ("next", "/")],
+        &[],
+    ),
+    spec("begin_passkey_step_up", &[], &[], &[]),
+    spec(
+        "finish_passkey_step_up",
+        &[("credential", "{}")],
+        &[("credential", "{}")],
+        &[],
+    ),
     spec(
         "list_audit",
         &[],
@@ -671,7 +707,7 @@ both_backends!(
                 let (status, body) = invoke(&app, &staff.half, spec, &probe).await;
                 assert!(status.as_u16() < 500, "{endpoint}: {status} {body}");
                 assert!(
-                    !is_guard_refusal(&app_error(&body, endpoint)),
+                    status.is_success() || !is_guard_refusal(&app_error(&body, endpoint)),
                     "{endpoint} half signed in: {body}"
                 );
             } else if access != Access::Public {

@@ -527,7 +527,8 @@ pub async fn change_own_password(
 
 /// Every user, for the users page.
 pub async fn list(state: &AppState) -> Result<Vec<UserRow>, AppError> {
-    let enrolled = db::second_factors::enrolled_users(&state.db.pool).await?;
+    let mut enrolled = db::second_factors::enrolled_users(&state.db.pool).await?;
+    enrolled.extend(db::passkeys::users_with_passkeys(&state.db.pool).await?);
     Ok(users::list(&state.db.pool)
         .await?
         .iter()
@@ -557,8 +558,9 @@ pub async fn reset_factors(
     let mut tx = state.db.begin().await?;
     db::lock(&mut tx, "users").await?;
     let target = target_user(&mut tx, user_id).await?;
-    let removed = db::second_factors::remove_all(&mut tx, user_id).await?;
-    if !removed {
+    let removed_authenticator = db::second_factors::remove_all(&mut tx, user_id).await?;
+    let removed_passkeys = db::passkeys::remove_all(&mut tx, user_id).await?;
+    if !removed_authenticator && removed_passkeys == 0 {
         return Err(AppError::Conflict(format!(
             "{} has no second factor to reset.",
             target.email
@@ -567,6 +569,10 @@ pub async fn reset_factors(
     users::end_sessions(&mut tx, user_id).await?;
     let ended = auth_sessions::delete_for_user(&mut tx, user_id).await?;
     let event = AuditEvent::new(admin.actor(), "user.second_factor_reset", Outcome::Success)
-        .detail(serde_json::json!({ "sessions_ended": ended }));
+        .detail(serde_json::json!({
+            "sessions_ended": ended,
+            "authenticator": removed_authenticator,
+            "passkeys": removed_passkeys,
+        }));
     finish_user_change(state, tx, meta, user_id, event).await
 }

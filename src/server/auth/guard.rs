@@ -194,9 +194,8 @@ pub async fn admit(
             if matches!(rule, Access::StepUp(_))
                 && !user.stepped_up_within(state.config.step_up_window)
             {
-                let method = match super::second_factor::has_factor(state, user.id).await {
-                    Ok(true) => StepUpMethod::Code,
-                    Ok(false) => StepUpMethod::Password,
+                let factors = match super::second_factor::factors_of(state, user.id).await {
+                    Ok(factors) => factors,
                     Err(error) => {
                         return Err(Refusal::Failure(internal_error(
                             &error,
@@ -204,11 +203,39 @@ pub async fn admit(
                         )));
                     }
                 };
-                return Err(Refusal::StepUp(AppError::StepUpRequired { method }));
+                let method = if factors.authenticator {
+                    StepUpMethod::Code
+                } else if factors.passkeys > 0 {
+                    StepUpMethod::Passkey
+                } else {
+                    StepUpMethod::Password
+                };
+                return Err(Refusal::StepUp(AppError::StepUpRequired {
+                    method,
+                    passkey: factors.passkeys > 0,
+                }));
             }
             Ok(Some(user))
         }
     }
+}
+
+/// Adding a second factor to an account that has one is a sensitive action (a stolen session
+/// could otherwise plant its own): it needs a fresh step-up then, as the `StepUp` doors do. A
+/// user's first factor (their enrolment, forced or not) needs none.
+pub async fn step_up_if_enrolled(state: &AppState, user: &AuthUser) -> Result<(), AppError> {
+    let factors = super::second_factor::factors_of(state, user.id).await?;
+    if factors.any() && !user.stepped_up_within(state.config.step_up_window) {
+        return Err(AppError::StepUpRequired {
+            method: if factors.authenticator {
+                StepUpMethod::Code
+            } else {
+                StepUpMethod::Passkey
+            },
+            passkey: factors.passkeys > 0,
+        });
+    }
+    Ok(())
 }
 
 /// Everything a server function needs about its caller.

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod guard;
+pub mod passkeys;
 pub mod password;
 pub mod second_factor;
 pub mod throttle;

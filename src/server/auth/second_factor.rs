@@ -122,11 +122,40 @@ pub async fn reseal_all(
     Ok(rows.len())
 }
 
-/// Whether `user_id` has a confirmed authenticator factor.
-pub async fn has_factor(state: &AppState, user_id: i64) -> Result<bool, sqlx::Error> {
+/// Whether `user_id` has a confirmed authenticator app.
+pub async fn has_authenticator(state: &AppState, user_id: i64) -> Result<bool, sqlx::Error> {
     Ok(repo::find(&state.db.pool, user_id)
         .await?
         .is_some_and(|row| row.confirmed_at.is_some()))
+}
+
+/// The second factors a user has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Factors {
+    /// A confirmed authenticator app.
+    pub authenticator: bool,
+    /// How many passkeys.
+    pub passkeys: i64,
+}
+
+impl Factors {
+    /// Whether there is any second factor.
+    pub fn any(self) -> bool {
+        self.authenticator || self.passkeys > 0
+    }
+}
+
+/// The second factors of `user_id`.
+pub async fn factors_of(state: &AppState, user_id: i64) -> Result<Factors, sqlx::Error> {
+    Ok(Factors {
+        authenticator: has_authenticator(state, user_id).await?,
+        passkeys: crate::server::db::passkeys::count(&state.db.pool, user_id).await?,
+    })
+}
+
+/// Whether `user_id` has a second factor: a confirmed authenticator app or a passkey.
+pub async fn has_factor(state: &AppState, user_id: i64) -> Result<bool, sqlx::Error> {
+    Ok(factors_of(state, user_id).await?.any())
 }
 
 /// Begins (or restarts) enrolment: a fresh seed, sealed and stored as pending; `None` when
@@ -174,43 +203,57 @@ pub async fn complete_sign_in(
         check_code(state, meta, user, code, false, "auth.second_factor").await?
     };
     if check == CodeCheck::Accepted {
-        let pool = &state.db.pool;
-        let Some(record) = db::users::find_by_id(pool, user.id).await? else {
-            return Ok(CodeCheck::NoFactor);
-        };
-        // A sign-in with a recovery code says so now; its use (and any earlier unreported
-        // one) is reported at the next sign-in with the authenticator.
-        let earlier = if recovery {
-            Vec::new()
-        } else {
-            repo::take_unreported_uses(pool, user.id).await?
-        };
-        db::users::touch_sign_in(pool, user.id).await?;
-        super::start_session_as(session, user.id, record.session_epoch, false).await?;
-        super::mark_stepped_up(session).await?;
-        let left = repo::unused_recovery_codes(pool, user.id).await?;
-        let notice = if recovery {
-            Some(format!(
-                "You signed in with a recovery code; {left} of {RECOVERY_CODES} are left. If you lost your authenticator, ask an admin to reset it, or make new recovery codes on My account → Authenticator app."
-            ))
-        } else {
-            earlier.last().map(|at| {
-                format!(
-                    "A recovery code was used to sign in to your account on {} ({} use{} since you last signed in); {left} codes are left. If that was not you, tell an admin now.",
-                    db::format_time(*at),
-                    earlier.len(),
-                    if earlier.len() == 1 { "" } else { "s" },
-                )
-            })
-        };
-        if let Some(notice) = notice {
-            session
-                .insert(super::NOTICE_KEY, notice)
-                .await
-                .map_err(AuthError::from)?;
-        }
+        signed_in_with_factor(state, session, user, recovery).await?;
     }
     Ok(check)
+}
+
+/// Completes a sign-in whose second factor was just accepted (an authenticator code, a
+/// recovery code, a passkey): the session is fully signed in under a fresh id and counts as a
+/// step-up; a sign-in by recovery code says so, and any earlier use of a recovery code not yet
+/// reported is shown to the user once.
+pub async fn signed_in_with_factor(
+    state: &AppState,
+    session: &tower_sessions::Session,
+    user: &AuthUser,
+    recovery: bool,
+) -> Result<(), FactorError> {
+    let pool = &state.db.pool;
+    let Some(record) = db::users::find_by_id(pool, user.id).await? else {
+        return Ok(());
+    };
+    // A sign-in with a recovery code says so now; its use (and any earlier unreported one)
+    // is reported at the next sign-in with another factor.
+    let earlier = if recovery {
+        Vec::new()
+    } else {
+        repo::take_unreported_uses(pool, user.id).await?
+    };
+    db::users::touch_sign_in(pool, user.id).await?;
+    super::start_session_as(session, user.id, record.session_epoch, false).await?;
+    super::mark_stepped_up(session).await?;
+    let left = repo::unused_recovery_codes(pool, user.id).await?;
+    let notice = if recovery {
+        Some(format!(
+            "You signed in with a recovery code; {left} of {RECOVERY_CODES} are left. If you lost your authenticator, ask an admin to reset it, or make new recovery codes on My account → Authenticator app."
+        ))
+    } else {
+        earlier.last().map(|at| {
+            format!(
+                "A recovery code was used to sign in to your account on {} ({} use{} since you last signed in); {left} codes are left. If that was not you, tell an admin now.",
+                db::format_time(*at),
+                earlier.len(),
+                if earlier.len() == 1 { "" } else { "s" },
+            )
+        })
+    };
+    if let Some(notice) = notice {
+        session
+            .insert(super::NOTICE_KEY, notice)
+            .await
+            .map_err(AuthError::from)?;
+    }
+    Ok(())
 }
 
 /// Recovery codes made at a time.
@@ -347,6 +390,8 @@ pub enum StepUp {
     Wrong,
     /// Too many wrong attempts on this account or address.
     Throttled(throttle::Refusal),
+    /// The user's only second factors are passkeys: they confirm with one of those.
+    UsePasskey,
 }
 
 /// A step-up: the signed-in `user` confirms it is them with a fresh authenticator code (or,
@@ -359,7 +404,11 @@ pub async fn step_up(
     user: &AuthUser,
     secret: SecretString,
 ) -> Result<StepUp, FactorError> {
-    let outcome = if has_factor(state, user.id).await? {
+    let factors = factors_of(state, user.id).await?;
+    if !factors.authenticator && factors.passkeys > 0 {
+        return Ok(StepUp::UsePasskey);
+    }
+    let outcome = if factors.authenticator {
         match check_code(
             state,
             meta,
@@ -414,18 +463,21 @@ pub async fn remove_own(
     meta: &RequestMeta,
     user: &AuthUser,
 ) -> Result<Result<(), String>, FactorError> {
-    if super::must_have_factor(state, user.role) {
-        return Ok(Err(format!(
-            "Your role ({}) must have a second factor, and this is your only one, so it cannot be removed. If you are changing phones, ask an admin to reset it: you then set up the new one at your next sign-in.",
-            user.role.label()
-        )));
-    }
-    let mut tx = state.db.begin().await?;
-    if !repo::remove_all(&mut tx, user.id).await? {
+    let factors = factors_of(state, user.id).await?;
+    if !factors.authenticator {
         return Ok(Err(
             "No authenticator app is set up for your account.".into()
         ));
     }
+    if super::must_have_factor(state, user.role) && factors.passkeys == 0 {
+        return Ok(Err(format!(
+            "Your role ({}) must have a second factor, and this is your only one, so it cannot be removed. Add a passkey first, or, if you are changing phones, ask an admin to reset it: you then set up the new one at your next sign-in.",
+            user.role.label()
+        )));
+    }
+    let mut tx = state.db.begin().await?;
+    // The recovery codes stay while a passkey remains: they stand in for any second factor.
+    repo::remove_authenticator(&mut tx, user.id, factors.passkeys == 0).await?;
     state
         .audit
         .append(

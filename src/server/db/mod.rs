@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth_sessions;
 pub mod credentials;
 pub mod links;
+pub mod passkeys;
 pub mod second_factors;
 pub mod setup;
 pub mod throttle;

@@ -131,6 +131,25 @@ pub async fn remove_all(conn: &mut AnyConnection, user_id: i64) -> Result<bool, 
     Ok(result.rows_affected() > 0)
 }
 
+/// Removes `user_id`'s authenticator, and their recovery codes when `with_recovery_codes`.
+pub async fn remove_authenticator(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    with_recovery_codes: bool,
+) -> Result<(), sqlx::Error> {
+    if with_recovery_codes {
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query("DELETE FROM second_factors WHERE user_id = $1")
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Replaces every recovery code of `user_id` with the ones hashed in `hashes`.
 pub async fn replace_recovery_codes(
     conn: &mut AnyConnection,
