@@ -19,6 +19,7 @@ mod credentials;
 mod faults;
 mod links;
 mod page_stress;
+mod passkeys;
 mod providers;
 mod reads_recorded_once;
 mod returns;

@@ -129,12 +129,24 @@ impl TestApp {
         {
             vars.insert("KYC_DESK_MASTER_KEY".into(), test_master_key());
         }
+        // "http://localhost" stands for this server's own port on localhost: the address
+        // passkeys need (browsers refuse them for an IP address).
+        if vars.get("KYC_DESK_PUBLIC_URL").map(String::as_str) == Some("http://localhost") {
+            vars.insert(
+                "KYC_DESK_PUBLIC_URL".into(),
+                format!("http://localhost:{}", addr.port()),
+            );
+        }
+        let base = vars
+            .get("KYC_DESK_PUBLIC_URL")
+            .cloned()
+            .unwrap_or_else(|| format!("http://{addr}"));
         let config = startup::config_from(vars).expect("test config");
         let mut state = startup::open(config).await.expect("open app state");
         state.access = std::sync::Arc::new(access);
         startup::serve_in_background(listener, state.clone());
         TestApp {
-            base: format!("http://{addr}"),
+            base,
             state,
             database_url: database_url.to_string(),
             _dir: dir,
