@@ -315,7 +315,7 @@ fn Passkeys() -> impl IntoView {
         </Suspense>
         <ActionFailure result=removed again="Press “Remove” again." />
         <ActionForm action=begin attr:data-testid="add-passkey-form">
-            <TextField label="Name of the new passkey" name="name" id_prefix="passkey" hint="For example “Work laptop” or “Phone”." error=field_message(begun, "name") />
+            <TextField label="Name of the new passkey" name="name" id_prefix="passkey" maxlength=60 hint="For example “Work laptop” or “Phone”." error=field_message(begun, "name") />
             {move || match begun.get() {
                 Some(Err(AppError::Validation { .. })) => ().into_any(),
                 other => view! { <ActionFailure result=Signal::derive(move || other.clone()) again="Press “Add a passkey” again." /> }.into_any(),
