@@ -212,15 +212,6 @@ async fn add_passkey(
     body
 }
 
-async fn audit_actions(app: &TestApp) -> String {
-    let rows: Vec<(String, String, Option<String>)> =
-        sqlx::query_as("SELECT action, outcome, detail FROM audit_log ORDER BY seq")
-            .fetch_all(&app.state.db.pool)
-            .await
-            .unwrap();
-    format!("{rows:?}")
-}
-
 both_backends!(
     a_passkey_signs_in_and_confirms_a_step_up,
     |backend| async move {
@@ -266,15 +257,7 @@ both_backends!(
         assert_eq!(status, StatusCode::CONFLICT, "{body}");
 
         // Signing in: the password, then the passkey.
-        let half = app.client();
-        let (status, body) = app
-            .call(
-                &half,
-                "login",
-                &[("email", "ops@example.com"), ("password", PASSWORD)],
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        let (half, body) = app.password_given("ops@example.com").await;
         assert!(
             body["redirect_to"]
                 .as_str()
@@ -332,7 +315,7 @@ both_backends!(
         // The stored counter follows the authenticator's.
         let (_, listed) = app.call(&half, "list_passkeys", &[]).await;
         assert!(listed[0]["last_used"].is_string(), "{listed}");
-        let audit = audit_actions(&app).await;
+        let audit = app.audit_text().await;
         for expected in [
             "\"auth.passkey_added\", \"success\"",
             "\"auth.second_factor\", \"success\"",
@@ -392,7 +375,7 @@ both_backends!(
             .await
             .unwrap();
         assert_eq!(left, 0);
-        assert!(audit_actions(&app).await.contains("\\\"passkeys\\\":1"));
+        assert!(app.audit_text().await.contains("\\\"passkeys\\\":1"));
     }
 );
 

@@ -44,15 +44,6 @@ fn auth_user(row: &kyc_desk::types::UserRow) -> AuthUser {
     }
 }
 
-async fn audit_text(app: &TestApp) -> String {
-    let rows: Vec<(String, Option<String>, Option<String>)> =
-        sqlx::query_as("SELECT action, reason, detail FROM audit_log ORDER BY seq")
-            .fetch_all(&app.state.db.pool)
-            .await
-            .unwrap();
-    format!("{rows:?}")
-}
-
 both_backends!(
     authenticator_enrolment_is_confirmed_by_a_first_code,
     |backend| async move {
@@ -109,7 +100,7 @@ both_backends!(
         assert_eq!(status, StatusCode::OK);
         assert!(html.contains("authenticator-enrolled"), "{html}");
         assert!(!html.contains(&key));
-        let audit = audit_text(&app).await;
+        let audit = app.audit_text().await;
         assert!(!audit.contains(&key), "{audit}");
         assert!(audit.contains("auth.second_factor_enrol"), "{audit}");
     }
@@ -355,7 +346,7 @@ both_backends!(
             let bare = code.replace('-', "");
             assert!(stored.iter().all(|h| !h.contains(&bare)), "{code} stored");
         }
-        assert!(!audit_text(&app).await.contains(&codes[0].replace('-', "")));
+        assert!(!app.audit_text().await.contains(&codes[0].replace('-', "")));
 
         // A recovery code (typed in capitals with spaces) stands in for the authenticator once.
         let client = half_signed_in(&app, "ops@example.com").await;
@@ -417,7 +408,7 @@ both_backends!(
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
 
-        let audit = audit_text(&app).await;
+        let audit = app.audit_text().await;
         for action in [
             "auth.recovery_codes_issued",
             "auth.recovery_code",
@@ -440,15 +431,7 @@ both_backends!(
         app.user("ops@example.com", Role::Operator).await;
 
         // Right after the password: to enrolment, and nothing else opens.
-        let admin = app.client();
-        let (status, body) = app
-            .call(
-                &admin,
-                "login",
-                &[("email", "root@example.com"), ("password", PASSWORD)],
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        let (admin, body) = app.password_given("root@example.com").await;
         assert_eq!(body["redirect_to"], "/account/authenticator");
         assert_eq!(app.whoami(&admin).await["must_enrol"], true);
         for page in ["/", "/users", "/credentials", "/account/confirm"] {
@@ -501,7 +484,7 @@ both_backends!(
         let (_, state) = app.call(&ops, "authenticator_status", &[]).await;
         assert_eq!(state["enrolled"], false);
         assert!(
-            audit_text(&app)
+            app.audit_text()
                 .await
                 .contains("auth.second_factor_removed")
         );
@@ -515,15 +498,7 @@ both_backends!(
             TestApp::start_with(backend, &[("KYC_DESK_SECOND_FACTOR_ROLES", "auditor")]).await;
         app.user("root@example.com", Role::Admin).await;
         let auditor_row = app.user("audit@example.com", Role::Auditor).await;
-        let auditor = app.client();
-        let (status, body) = app
-            .call(
-                &auditor,
-                "login",
-                &[("email", "audit@example.com"), ("password", PASSWORD)],
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        let (auditor, _) = app.password_given("audit@example.com").await;
         app.enrol_authenticator(&auditor).await;
         assert_eq!(app.whoami(&auditor).await["email"], "audit@example.com");
 
@@ -566,7 +541,7 @@ both_backends!(
             )
             .await;
         assert_eq!(status, StatusCode::CONFLICT, "{body}");
-        assert!(audit_text(&app).await.contains("user.second_factor_reset"));
+        assert!(app.audit_text().await.contains("user.second_factor_reset"));
     }
 );
 
@@ -631,7 +606,7 @@ both_backends!(sensitive_doors_need_a_fresh_step_up, |backend| async move {
     let (status, body) = app.call(&admin, "set_user_role", &args).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
-    let audit = audit_text(&app).await;
+    let audit = app.audit_text().await;
     assert!(audit.contains("auth.step_up"), "{audit}");
     assert!(!audit.contains(PASSWORD), "{audit}");
 });

@@ -259,6 +259,14 @@ impl TestApp {
     }
 
     async fn sign_in(&self, email: &str) -> (reqwest::Client, String) {
+        let (client, body) = self.password_given(email).await;
+        let redirect_to = body["redirect_to"].as_str().unwrap_or_default().to_string();
+        (client, redirect_to)
+    }
+
+    /// A new client that gave `email`'s [`PASSWORD`] at sign-in, and the sign-in's answer
+    /// (where to go next: the console, the second step, enrolment, the password page).
+    pub async fn password_given(&self, email: &str) -> (reqwest::Client, Value) {
         let client = self.client();
         let (status, body) = self
             .call(
@@ -268,8 +276,17 @@ impl TestApp {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "sign-in of {email} failed: {body}");
-        let redirect_to = body["redirect_to"].as_str().unwrap_or_default().to_string();
-        (client, redirect_to)
+        (client, body)
+    }
+
+    /// Every audit row as `(action, outcome, reason, detail)`, in order, as one text to search.
+    pub async fn audit_text(&self) -> String {
+        let rows: Vec<(String, String, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT action, outcome, reason, detail FROM audit_log ORDER BY seq")
+                .fetch_all(&self.state.db.pool)
+                .await
+                .unwrap();
+        format!("{rows:?}")
     }
 
     /// Enrols an authenticator for the user signed in on `client` (set-up and first code);
