@@ -194,6 +194,8 @@ pub const SERVER_FN_ACCESS: &[(&str, Access)] = &[
     ("begin_passkey_sign_in", Access::SecondStep),
     ("finish_passkey_sign_in", Access::SecondStep),
     ("begin_passkey_step_up", Access::Roles(EVERYONE)),
+    ("begin_passkey_login", Access::Public),
+    ("finish_passkey_login", Access::Public),
     ("finish_passkey_step_up", Access::Roles(EVERYONE)),
     // api/audit.rs
     ("list_audit", Access::Roles(AUDIT_READERS)),

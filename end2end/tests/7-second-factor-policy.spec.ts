@@ -151,7 +151,7 @@ test('an admin must set up an authenticator before anything else, and confirms w
   await expectNoConsoleErrors(errors);
 });
 
-test('an operator adds a passkey, signs in with it, confirms a step-up with it and removes it', async ({ browser }) => {
+test('an operator adds a passkey, signs in with it (after the password, then alone), confirms a step-up with it and removes it', async ({ browser }) => {
   test.setTimeout(90_000);
   const context = await browser.newContext();
   const page = await context.newPage();
@@ -213,6 +213,14 @@ test('an operator adds a passkey, signs in with it, confirms a step-up with it a
   await expect(page).toHaveURL(/\/login\/code/);
   await hydrated(page);
   await page.getByTestId('second-step-passkey').click();
+  await expect(page.getByTestId('main-nav')).toBeVisible();
+  await expect(page.getByTestId('current-user')).toContainText(OPERATOR.name);
+
+  // And on its own: the passkey names the account, no email or password typed.
+  await page.getByTestId('sign-out').click();
+  await expect(page).toHaveURL(/\/login/);
+  await hydrated(page);
+  await page.getByTestId('passkey-login').click();
   await expect(page.getByTestId('main-nav')).toBeVisible();
   await expect(page.getByTestId('current-user')).toContainText(OPERATOR.name);
 

@@ -192,3 +192,44 @@ fn passkey_refused() -> AppError {
         "The passkey was not accepted. Try again, or use another second factor.".into(),
     )
 }
+
+/// Begins signing in with a passkey alone (no email, no password): the options for
+/// `navigator.credentials.get` (JSON), naming no credential.
+#[server(endpoint = "begin_passkey_login")]
+pub async fn begin_passkey_login() -> Result<String, AppError> {
+    respond(async move {
+        let caller = guard::enter("begin_passkey_login").await?;
+        passkeys::begin_discovery(&caller.state, &caller.session).await
+    })
+    .await
+}
+
+/// Finishes signing in with a passkey alone: fully signed in (a passkey with user verification
+/// is both factors), sent to `next` (a local path) or the password page.
+#[server(endpoint = "finish_passkey_login")]
+pub async fn finish_passkey_login(
+    credential: String,
+    next: Option<String>,
+) -> Result<SignedIn, AppError> {
+    respond(async move {
+        let caller = guard::enter("finish_passkey_login").await?;
+        match passkeys::finish_discovery(&caller.state, &caller.session, &caller.meta, &credential)
+            .await?
+        {
+            Ok(user) => Ok(SignedIn {
+                redirect_to: crate::api::auth::after_second_step(&user, next.as_deref()),
+            }),
+            Err(passkeys::DiscoveredRefusal::Refused) => Err(AppError::Forbidden(
+                "This passkey was not accepted: it may belong to another site or a removed account. Sign in with your email and password.".into(),
+            )),
+            Err(passkeys::DiscoveredRefusal::Disabled) => Err(AppError::Forbidden(
+                "This account is disabled. Ask an admin to enable it.".into(),
+            )),
+            Err(passkeys::DiscoveredRefusal::Throttled(refusal)) => Err(AppError::TooManyRequests {
+                message: refusal.message(),
+                retry_after_secs: refusal.retry_after_secs,
+            }),
+        }
+    })
+    .await
+}

@@ -23,6 +23,17 @@ pub fn LoginPage() -> impl IntoView {
         }
     });
     let pending = login.pending();
+    let passkey_error = RwSignal::new(None::<String>);
+    let use_passkey = move |_| {
+        passkey_error.set(None);
+        let next = next();
+        leptos::task::spawn_local(async move {
+            match passkey_sign_in(next).await {
+                Ok(to) => go_to(&to),
+                Err(error) => passkey_error.set(Some(error)),
+            }
+        });
+    };
     view! {
         <Title text="Sign in" />
         <main class="auth-page">
@@ -50,6 +61,11 @@ pub fn LoginPage() -> impl IntoView {
                         {move || if pending.get() { "Signing in…" } else { "Sign in" }}
                     </button>
                 </ActionForm>
+                <p class="muted">"Or, if you added a passkey on this device:"</p>
+                <button type="button" class="secondary" data-testid="passkey-login" on:click=use_passkey>
+                    "Use a passkey instead"
+                </button>
+                <ErrorBanner message=passkey_error />
             </section>
         </main>
     }
@@ -124,6 +140,17 @@ fn FirstAdminForm(token: String) -> impl IntoView {
             </button>
         </ActionForm>
     }
+}
+
+/// Signing in with a passkey alone: where to go next, or why not.
+async fn passkey_sign_in(next: String) -> Result<String, String> {
+    use crate::api::passkeys::{begin_passkey_login, finish_passkey_login};
+    let options = begin_passkey_login().await.map_err(|e| e.to_string())?;
+    let answer = super::webauthn::get(&options).await?;
+    finish_passkey_login(answer, Some(next))
+        .await
+        .map(|signed_in| signed_in.redirect_to)
+        .map_err(|e| e.to_string())
 }
 
 /// Change one's own password (forced after an admin set an initial or reset password).

@@ -156,6 +156,13 @@ const SPECS: &[Spec] = &[
         &[],
     ),
     spec("begin_passkey_step_up", &[], &[], &[]),
+    spec("begin_passkey_login", &[], &[], &[]),
+    spec(
+        "finish_passkey_login",
+        &[("credential", "{}"), ("next", "/")],
+        &[("credential", "{}"), ("next", "/")],
+        &[],
+    ),
     spec(
         "finish_passkey_step_up",
         &[("credential", "{}")],

@@ -1,6 +1,6 @@
 //! Passkeys end to end against the server, with a software authenticator written here (a P-256
-//! key, "none" attestation, as a phone or laptop would answer): adding one, signing in with it,
-//! a step-up with it, a replayed answer refused, the last factor of a role that must have one
+//! key, "none" attestation, as a phone or laptop would answer): adding one, signing in with it
+//! after the password and on its own, a step-up with it, a replayed answer refused, the last factor of a role that must have one
 //! kept, an admin's reset removing them, and a clear refusal on an IP address.
 
 use crate::common::{self, PASSWORD, TestApp};
@@ -296,6 +296,39 @@ both_backends!(
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
         assert_eq!(app.whoami(&other).await, Value::Null);
 
+        // The passkey alone signs in (it holds the user handle; user verification is the
+        // second factor): no email, no password.
+        let alone = app.client();
+        let (status, options) = app.call(&alone, "begin_passkey_login", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{options}");
+        let options_text = options.as_str().unwrap();
+        assert!(options_text.contains("\"challenge\""), "{options_text}");
+        let answer = key.assert(options_text);
+        let (status, body) = app
+            .call(
+                &alone,
+                "finish_passkey_login",
+                &[("credential", &answer), ("next", "/links")],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["redirect_to"], "/links");
+        assert_eq!(app.whoami(&alone).await["email"], "ops@example.com");
+        // A passkey of no account here is refused, and signs nobody in.
+        let stranger_client = app.client();
+        let mut stranger = SoftPasskey::new(&app.base);
+        let (_, options) = app.call(&stranger_client, "begin_passkey_login", &[]).await;
+        let answer = stranger.assert(options.as_str().unwrap());
+        let (status, body) = app
+            .call(
+                &stranger_client,
+                "finish_passkey_login",
+                &[("credential", &answer)],
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(app.whoami(&stranger_client).await, Value::Null);
+
         // A step-up with the passkey (a password is not enough for a user who has one).
         tokio::time::sleep(std::time::Duration::from_millis(2_300)).await;
         let (status, body) = app.call(&half, "new_recovery_codes", &[]).await;
@@ -321,6 +354,7 @@ both_backends!(
             "\"auth.second_factor\", \"success\"",
             "\"auth.second_factor\", \"failure\"",
             "\"auth.step_up\", \"success\"",
+            "\"auth.sign_in\", \"failure\"",
         ] {
             assert!(audit.contains(expected), "{expected} in {audit}");
         }

@@ -12,14 +12,20 @@ use secrecy::SecretString;
 use std::sync::Arc;
 use tower_sessions::Session;
 use webauthn_rs::prelude::{
-    Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
-    RegisterPublicKeyCredential, Uuid, Webauthn, WebauthnBuilder,
+    DiscoverableAuthentication, DiscoverableKey, Passkey, PasskeyAuthentication,
+    PasskeyRegistration, PublicKeyCredential, RegisterPublicKeyCredential, Uuid, Webauthn,
+    WebauthnBuilder,
 };
+use webauthn_rs_proto::ResidentKeyRequirement;
 
 /// Session key of an unfinished registration: the name asked for and the ceremony state.
 const REGISTRATION_KEY: &str = "kyc_desk.passkey_registration";
 /// Session key of an unfinished authentication: what it is for and the ceremony state.
 const AUTHENTICATION_KEY: &str = "kyc_desk.passkey_authentication";
+/// Session key of an unfinished passkey-first sign-in (no account named yet).
+const DISCOVERY_KEY: &str = "kyc_desk.passkey_discovery";
+/// The high half of every user handle (the low half is the user id).
+const HANDLE_PREFIX: u64 = 0x6b79_6364_6573_6b00;
 /// Longest passkey name.
 const NAME_MAX: usize = 60;
 
@@ -79,7 +85,13 @@ fn webauthn(state: &AppState) -> Result<&Webauthn, AppError> {
 
 /// The stable WebAuthn user handle of `user_id` (no personal data in it).
 fn user_handle(user_id: i64) -> Uuid {
-    Uuid::from_u64_pair(0x6b79_6364_6573_6b00, user_id as u64)
+    Uuid::from_u64_pair(HANDLE_PREFIX, user_id as u64)
+}
+
+/// The user id a user handle stands for, if it is one of ours.
+fn user_of_handle(handle: Uuid) -> Option<i64> {
+    let (high, low) = handle.as_u64_pair();
+    (high == HANDLE_PREFIX).then_some(low as i64)
 }
 
 fn stored(record: &repo::PasskeyRecord) -> Result<Passkey, AppError> {
@@ -144,7 +156,7 @@ pub async fn begin_registration(
     for record in &existing {
         exclude.push(stored(record)?.cred_id().clone());
     }
-    let (options, registration) = webauthn
+    let (mut options, registration) = webauthn
         .start_passkey_registration(
             user_handle(user.id),
             &user.email,
@@ -152,6 +164,12 @@ pub async fn begin_registration(
             Some(exclude),
         )
         .map_err(|error| crate::server::web::internal_error(&error, false))?;
+    // Ask for a discoverable credential where the device can keep one, so the passkey can
+    // also sign in on its own (no email, no password); a security key short of slots may
+    // still make a plain one, which works as the second step.
+    if let Some(selection) = options.public_key.authenticator_selection.as_mut() {
+        selection.resident_key = Some(ResidentKeyRequirement::Preferred);
+    }
     session
         .insert(REGISTRATION_KEY, (name.to_string(), registration))
         .await
@@ -334,6 +352,153 @@ pub async fn finish_authentication(
     Ok(Ok(true))
 }
 
+/// Why a passkey-first sign-in was refused.
+#[derive(Debug)]
+pub enum DiscoveredRefusal {
+    /// The passkey is not one of ours, or did not verify (audited).
+    Refused,
+    /// The account is disabled.
+    Disabled,
+    /// Too many failed attempts for the account or the address.
+    Throttled(super::throttle::Refusal),
+}
+
+/// Begins a passkey-first sign-in: options for `navigator.credentials.get` with no credential
+/// named (the browser offers the passkeys it holds for this site), as JSON.
+pub async fn begin_discovery(state: &AppState, session: &Session) -> Result<String, AppError> {
+    let webauthn = webauthn(state)?;
+    let (options, discovery) = webauthn
+        .start_discoverable_authentication()
+        .map_err(|error| crate::server::web::internal_error(&error, false))?;
+    session
+        .insert(DISCOVERY_KEY, discovery)
+        .await
+        .map_err(session_error)?;
+    serde_json::to_string(&options)
+        .map_err(|error| crate::server::web::internal_error(&error, false))
+}
+
+/// Finishes a passkey-first sign-in with the browser's answer: the passkey names its user (by
+/// the user handle it holds); it must be one of that user's passkeys and verify (user
+/// verification required, so it counts as both factors). On success the session is signed in
+/// under a fresh id, as after a second step. Counted on the sign-in throttle of the account and
+/// the address; audited as `auth.sign_in` with method `passkey`.
+pub async fn finish_discovery(
+    state: &AppState,
+    session: &Session,
+    meta: &RequestMeta,
+    credential: &str,
+) -> Result<Result<AuthUser, DiscoveredRefusal>, AppError> {
+    let webauthn = webauthn(state)?;
+    let Some(discovery) = session
+        .remove::<DiscoverableAuthentication>(DISCOVERY_KEY)
+        .await
+        .map_err(session_error)?
+    else {
+        return Err(AppError::Conflict(
+            "Signing in with a passkey was not begun here (or was finished already). Try again."
+                .into(),
+        ));
+    };
+    let answer: PublicKeyCredential = serde_json::from_str(credential).map_err(|_| {
+        AppError::Request("The browser's answer could not be read. Try again.".into())
+    })?;
+    let refused = |reason: String| {
+        AuditEvent::new(
+            crate::server::audit::Actor::Anonymous,
+            "auth.sign_in",
+            Outcome::Failure,
+        )
+        .reason(reason)
+        .detail(serde_json::json!({ "method": "passkey" }))
+    };
+    let user_id = webauthn
+        .identify_discoverable_authentication(&answer)
+        .ok()
+        .and_then(|(handle, _)| user_of_handle(handle));
+    let record = match user_id {
+        Some(id) => crate::server::db::users::find_by_id(&state.db.pool, id).await?,
+        None => None,
+    };
+    let Some(record) = record else {
+        state
+            .audit
+            .record(
+                &state.db,
+                meta,
+                &refused("a passkey of no account here".into()),
+            )
+            .await;
+        return Ok(Err(DiscoveredRefusal::Refused));
+    };
+    let attempt =
+        match super::throttle::begin(&state.db.pool, &state.sign_ins, meta.ip, &record.email)
+            .await?
+        {
+            Ok(attempt) => attempt,
+            Err(refusal) => return Ok(Err(DiscoveredRefusal::Throttled(refusal))),
+        };
+    let records = repo::of_user(&state.db.pool, record.id).await?;
+    let passkeys = records.iter().map(stored).collect::<Result<Vec<_>, _>>()?;
+    let keys: Vec<DiscoverableKey> = passkeys.iter().map(DiscoverableKey::from).collect();
+    let result = match webauthn.finish_discoverable_authentication(&answer, discovery, &keys) {
+        Ok(result) => result,
+        Err(error) => {
+            drop(attempt);
+            state
+                .audit
+                .record(
+                    &state.db,
+                    meta,
+                    &refused(format!("passkey refused: {error}")).object("user", record.id),
+                )
+                .await;
+            return Ok(Err(DiscoveredRefusal::Refused));
+        }
+    };
+    attempt
+        .succeeded(&state.db.pool)
+        .await
+        .map_err(super::AuthError::from)?;
+    for (row, mut passkey) in records.iter().zip(passkeys) {
+        if passkey.update_credential(&result).is_some() {
+            let json = serde_json::to_string(&passkey)
+                .map_err(|error| crate::server::web::internal_error(&error, false))?;
+            repo::used(&state.db.pool, row.id, &json).await?;
+        }
+    }
+    if record.disabled != 0 {
+        state
+            .audit
+            .record(
+                &state.db,
+                meta,
+                &AuditEvent::new(
+                    crate::server::audit::Actor::Anonymous,
+                    "auth.sign_in",
+                    Outcome::Denied,
+                )
+                .object("user", record.id)
+                .reason("account disabled"),
+            )
+            .await;
+        return Ok(Err(DiscoveredRefusal::Disabled));
+    }
+    let user = AuthUser::from_record(&record);
+    second_factor::signed_in_with_factor(state, session, &user, false).await?;
+    state
+        .audit
+        .record(
+            &state.db,
+            meta,
+            &AuditEvent::new(user.actor(), "auth.sign_in", Outcome::Success)
+                .object("user", user.id)
+                .detail(serde_json::json!({ "method": "passkey" })),
+        )
+        .await;
+    Ok(Ok(user))
+}
+
 /// Removes the caller's passkey `id`. Refused when it is the last second factor of a user whose
 /// role must have one.
 pub async fn remove(
@@ -383,8 +548,10 @@ mod tests {
     }
 
     #[test]
-    fn user_handles_are_stable_and_distinct() {
+    fn user_handles_are_stable_distinct_and_read_back() {
         assert_eq!(user_handle(7), user_handle(7));
         assert_ne!(user_handle(7), user_handle(8));
+        assert_eq!(user_of_handle(user_handle(42)), Some(42));
+        assert_eq!(user_of_handle(Uuid::from_u64_pair(1, 42)), None);
     }
 }
