@@ -172,12 +172,22 @@ pub fn ConfirmPage() -> impl IntoView {
             go_to(&next());
         }
     });
+    let passkey_error = RwSignal::new(None::<String>);
+    let use_passkey = move |_| {
+        passkey_error.set(None);
+        leptos::task::spawn_local(async move {
+            match confirm_with_passkey().await {
+                Ok(_) => go_to(&next()),
+                Err(error) => passkey_error.set(Some(error)),
+            }
+        });
+    };
     view! {
         <Title text="Confirm it is you" />
         <section class="panel narrow">
             <h1>"Confirm it is you"</h1>
             <p>
-                "What you asked for holds personal data. Enter the code your authenticator app shows now (or your password, if you have no authenticator app)."
+                "What you asked for holds personal data. Enter the code your authenticator app shows now (or your password, if you have no second factor), or use your passkey."
             </p>
             <ActionForm action=confirm attr:data-testid="confirm-form">
                 <TextField label="Code or password" name="secret" id_prefix="confirm" kind="password" autocomplete="one-time-code" error=field_message(value, "secret") />
@@ -195,6 +205,11 @@ pub fn ConfirmPage() -> impl IntoView {
                     {move || if pending.get() { "Checking…" } else { "Confirm and continue" }}
                 </button>
             </ActionForm>
+            <p class="muted">"Or, if your second factor is a passkey:"</p>
+            <button type="button" class="secondary" data-testid="confirm-passkey" on:click=use_passkey>
+                "Use a passkey"
+            </button>
+            <ErrorBanner message=passkey_error />
         </section>
     }
 }
