@@ -224,6 +224,12 @@ test('an operator adds a passkey, signs in with it (after the password, then alo
   await expect(page.getByTestId('main-nav')).toBeVisible();
   await expect(page.getByTestId('current-user')).toContainText(OPERATOR.name);
 
+  // The confirmation page before a sensitive download takes the passkey too.
+  await page.goto(base + '/account/confirm?next=%2Fsessions');
+  await hydrated(page);
+  await page.getByTestId('confirm-passkey').click();
+  await expect(page).toHaveURL(/\/sessions$/);
+
   // Past the step-up window, removing the passkey asks for it once more.
   await page.waitForTimeout((STEP_UP_SECONDS + 1) * 1000);
   await page.goto(base + '/account/authenticator');
