@@ -131,16 +131,13 @@ impl TestApp {
         }
         // "http://localhost" stands for this server's own port on localhost: the address
         // passkeys need (browsers refuse them for an IP address).
+        // The tests then reach it by that name too; any other public URL (an https one that
+        // only tests the cookie flags, say) is not where this server listens.
+        let mut base = format!("http://{addr}");
         if vars.get("KYC_DESK_PUBLIC_URL").map(String::as_str) == Some("http://localhost") {
-            vars.insert(
-                "KYC_DESK_PUBLIC_URL".into(),
-                format!("http://localhost:{}", addr.port()),
-            );
+            base = format!("http://localhost:{}", addr.port());
+            vars.insert("KYC_DESK_PUBLIC_URL".into(), base.clone());
         }
-        let base = vars
-            .get("KYC_DESK_PUBLIC_URL")
-            .cloned()
-            .unwrap_or_else(|| format!("http://{addr}"));
         let config = startup::config_from(vars).expect("test config");
         let mut state = startup::open(config).await.expect("open app state");
         state.access = std::sync::Arc::new(access);
