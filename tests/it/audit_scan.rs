@@ -98,8 +98,42 @@ fn has_grouped_aadhaar(text: &str) -> bool {
     })
 }
 
-/// What is wrong with one stored text: forbidden values however written, and Aadhaar-length
-/// numbers (plain, grouped or percent-encoded).
+/// Whether `text` holds something shaped like a recovery code (`abcde-fghij`: two runs of five
+/// base32 letters or digits 2–7 around a dash), standing on its own.
+fn has_recovery_code(text: &str) -> bool {
+    let b = text.as_bytes();
+    let code_char = |c: u8| c.is_ascii_lowercase() || (b'2'..=b'7').contains(&c);
+    // Base64url ids (session public ids) hold dashes too: a code stands apart from them.
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
+    (0..b.len().saturating_sub(10)).any(|i| {
+        b[i..i + 5].iter().all(|&c| code_char(c))
+            && b[i + 5] == b'-'
+            && b[i + 6..i + 11].iter().all(|&c| code_char(c))
+            && (i == 0 || !word(b[i - 1]))
+            && b.get(i + 11).is_none_or(|&c| !word(c))
+    })
+}
+
+/// Whether `text` holds a run of 32 or more base32 capitals and digits 2–7: the shape of an
+/// authenticator seed as the enrolment page shows it.
+fn has_totp_seed(text: &str) -> bool {
+    let mut run = 0;
+    for c in text.bytes() {
+        if c.is_ascii_uppercase() || (b'2'..=b'7').contains(&c) {
+            run += 1;
+            if run >= 32 {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
+}
+
+/// What is wrong with one stored text: forbidden values however written, the shapes of
+/// recovery codes and authenticator seeds, and Aadhaar-length numbers (plain, grouped or
+/// percent-encoded).
 fn problems_in(text: &str, with_numbers: bool) -> Vec<String> {
     let readable = decoded(text);
     let joined = collapsed(&readable);
@@ -112,6 +146,12 @@ fn problems_in(text: &str, with_numbers: bool) -> Vec<String> {
         })
         .map(|needle| format!("contains {needle:?}"))
         .collect();
+    if has_recovery_code(&readable) {
+        found.push(format!("has a recovery code: {text}"));
+    }
+    if has_totp_seed(&readable) {
+        found.push(format!("has an authenticator seed: {text}"));
+    }
     if with_numbers && (has_twelve_digits(&readable) || has_grouped_aadhaar(&readable)) {
         found.push(format!("has an Aadhaar-length number: {text}"));
     }
@@ -129,6 +169,8 @@ fn the_scan_catches_numbers_written_in_groups_or_encoded() {
         "1234-5678-9012",
         "q=1234%205678%209012",
         "to meera%40example.com",
+        r#"{"code":"abcde-fg2h7"}"#,
+        "seed JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
     ] {
         assert!(!problems_in(leak, true).is_empty(), "{leak}");
     }
@@ -137,6 +179,10 @@ fn the_scan_catches_numbers_written_in_groups_or_encoded() {
         "**** **** 9012",
         "2026-11-22 14:30:00.123 UTC",
         "m***@example.com",
+        "auth.recovery_codes_issued",
+        "link-created-by-admin",
+        "Zq_abcde-fghij_x9",
+        "AADHAAR,PAN",
     ] {
         assert_eq!(problems_in(clean, true), Vec::<String>::new(), "{clean}");
     }
