@@ -203,7 +203,9 @@ test('an operator adds a passkey, signs in with it (after the password, then alo
   await hydrated(page);
   await expect(page.getByTestId('passkey')).toContainText('Virtual laptop');
 
-  // Signing in again: the password, then the passkey.
+  // Signing in again: the password, then the passkey. (A click before hydration would post the
+  // sign-out form natively.)
+  await hydrated(page);
   await page.getByTestId('sign-out').click();
   await expect(page).toHaveURL(/\/login/);
   await hydrated(page);
@@ -217,6 +219,7 @@ test('an operator adds a passkey, signs in with it (after the password, then alo
   await expect(page.getByTestId('current-user')).toContainText(OPERATOR.name);
 
   // And on its own: the passkey names the account, no email or password typed.
+  await hydrated(page);
   await page.getByTestId('sign-out').click();
   await expect(page).toHaveURL(/\/login/);
   await hydrated(page);
