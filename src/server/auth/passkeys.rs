@@ -110,6 +110,24 @@ fn encoded_id(passkey: &Passkey) -> String {
         .unwrap_or_default()
 }
 
+/// Stores the use of whichever of `records` verified `result`: its new signature counter and
+/// the time (the one place both the second step and a passkey-first sign-in record it).
+async fn record_use(
+    state: &AppState,
+    records: &[repo::PasskeyRecord],
+    result: &webauthn_rs::prelude::AuthenticationResult,
+) -> Result<(), AppError> {
+    for record in records {
+        let mut passkey = stored(record)?;
+        if passkey.update_credential(result).is_some() {
+            let json = serde_json::to_string(&passkey)
+                .map_err(|error| crate::server::web::internal_error(&error, false))?;
+            repo::used(&state.db.pool, record.id, &json).await?;
+        }
+    }
+    Ok(())
+}
+
 fn session_error(error: tower_sessions::session::Error) -> AppError {
     AppError::from(super::AuthError::from(error))
 }
@@ -330,14 +348,8 @@ pub async fn finish_authentication(
             return Ok(Ok(false));
         }
     };
-    for record in repo::of_user(&state.db.pool, user.id).await? {
-        let mut passkey = stored(&record)?;
-        if passkey.update_credential(&result).is_some() {
-            let json = serde_json::to_string(&passkey)
-                .map_err(|error| crate::server::web::internal_error(&error, false))?;
-            repo::used(&state.db.pool, record.id, &json).await?;
-        }
-    }
+    let records = repo::of_user(&state.db.pool, user.id).await?;
+    record_use(state, &records, &result).await?;
     attempt
         .succeeded(&state.db.pool)
         .await
@@ -460,13 +472,7 @@ pub async fn finish_discovery(
         .succeeded(&state.db.pool)
         .await
         .map_err(super::AuthError::from)?;
-    for (row, mut passkey) in records.iter().zip(passkeys) {
-        if passkey.update_credential(&result).is_some() {
-            let json = serde_json::to_string(&passkey)
-                .map_err(|error| crate::server::web::internal_error(&error, false))?;
-            repo::used(&state.db.pool, row.id, &json).await?;
-        }
-    }
+    record_use(state, &records, &result).await?;
     if record.disabled != 0 {
         state
             .audit
