@@ -183,6 +183,7 @@ pub const SERVER_FN_ACCESS: &[(&str, Access)] = &[
     ("start_authenticator", Access::AnySignedIn),
     ("confirm_authenticator", Access::AnySignedIn),
     ("step_up", Access::Roles(EVERYONE)),
+    ("sign_in_options", Access::Public),
     ("new_recovery_codes", Access::StepUp(EVERYONE)),
     ("remove_authenticator", Access::StepUp(EVERYONE)),
     // api/passkeys.rs
@@ -223,6 +224,7 @@ pub const SERVER_FN_ACCESS: &[(&str, Access)] = &[
     ("set_user_disabled", Access::Roles(ADMINS)),
     ("reset_user_password", Access::StepUp(ADMINS)),
     ("reset_user_factors", Access::StepUp(ADMINS)),
+    ("set_user_sign_on", Access::StepUp(ADMINS)),
 ];
 
 /// Every file route (as the router spells it) and who may fetch it.
@@ -242,6 +244,14 @@ pub const FILE_ACCESS: &[(&str, Access)] = &[
 pub const CUSTOMER_ACCESS: &[(&str, Access)] = &[
     ("/kyc/return", Access::Public),
     ("/kyc/return/{public_id}", Access::Public),
+];
+
+/// The routes of signing in that are neither console pages nor server functions: single
+/// sign-on's start (a step-up through it checks the signed-in user itself) and the identity
+/// provider's callback.
+pub const SIGN_IN_ACCESS: &[(&str, Access)] = &[
+    ("/login/sso", Access::Public),
+    ("/login/sso/callback", Access::Public),
 ];
 
 /// Who may see a session's live link (and its QR code): those who hand links over. Auditors
@@ -274,6 +284,7 @@ pub struct AccessTable {
     server_fns: Cow<'static, [(&'static str, Access)]>,
     files: Cow<'static, [(&'static str, Access)]>,
     customer: Cow<'static, [(&'static str, Access)]>,
+    sign_in: Cow<'static, [(&'static str, Access)]>,
 }
 
 impl Default for AccessTable {
@@ -283,12 +294,13 @@ impl Default for AccessTable {
 }
 
 impl AccessTable {
-    /// [`SERVER_FN_ACCESS`], [`FILE_ACCESS`] and [`CUSTOMER_ACCESS`].
+    /// [`SERVER_FN_ACCESS`], [`FILE_ACCESS`], [`CUSTOMER_ACCESS`] and [`SIGN_IN_ACCESS`].
     pub fn standard() -> Self {
         AccessTable {
             server_fns: Cow::Borrowed(SERVER_FN_ACCESS),
             files: Cow::Borrowed(FILE_ACCESS),
             customer: Cow::Borrowed(CUSTOMER_ACCESS),
+            sign_in: Cow::Borrowed(SIGN_IN_ACCESS),
         }
     }
 
@@ -315,6 +327,11 @@ impl AccessTable {
     /// The rule of the customer-facing route `route`; `None`: not a customer route of the table.
     pub fn customer(&self, route: &str) -> Option<Access> {
         rule_in(&self.customer, route)
+    }
+
+    /// The rule of the sign-in route `route`; `None`: not a sign-in route of the table.
+    pub fn sign_in(&self, route: &str) -> Option<Access> {
+        rule_in(&self.sign_in, route)
     }
 
     /// Every server-function rule.

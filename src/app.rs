@@ -200,9 +200,15 @@ fn admitted_user() -> Option<CurrentUser> {
 fn Layout(me: CurrentUser) -> impl IntoView {
     provide_context(me.clone());
     let logout = ServerAction::<Logout>::new();
+    let signed_on = me.single_sign_on;
     Effect::new(move |_| {
         if logout.value().get().is_some() {
-            go_to("/login");
+            // After a single sign-on the sign-in page offers to sign out at the provider too.
+            go_to(if signed_on {
+                "/login?signed_out=sso"
+            } else {
+                "/login"
+            });
         }
     });
     let nav = AREAS
@@ -220,7 +226,7 @@ fn Layout(me: CurrentUser) -> impl IntoView {
                 <div class="me">
                     <span class="who" data-testid="current-user">{me.display_name.clone()}</span>
                     <span class="badge role" data-testid="current-role">{me.role.label()}</span>
-                    <a href="/account/password">"Change password"</a>
+                    {(!me.sso_only).then(|| view! { <a href="/account/password">"Change password"</a> })}
                     <a href="/account/authenticator" data-testid="authenticator-link">"Authenticator"</a>
                     <ActionForm action=logout attr:class="inline">
                         <button type="submit" class="link" data-testid="sign-out">"Sign out"</button>

@@ -18,6 +18,8 @@ pub enum CredentialKind {
     MessageCentralSms,
     /// SMTP server for email.
     Smtp,
+    /// The company's identity provider for staff single sign-on (OpenID Connect).
+    SingleSignOn,
 }
 
 /// How one field of a credential is entered and checked.
@@ -178,13 +180,52 @@ const SMTP_FIELDS: &[FieldSpec] = &[
     ),
 ];
 
+const SSO_FIELDS: &[FieldSpec] = &[
+    field(
+        "issuer",
+        "Issuer URL",
+        true,
+        "The identity provider's issuer, e.g. https://login.example.com/realms/staff; KYC Desk reads /.well-known/openid-configuration under it.",
+    ),
+    field(
+        "client_id",
+        "Client ID",
+        true,
+        "The client registered for KYC Desk; its redirect URI is {public URL}/login/sso/callback.",
+    ),
+    secret(
+        "client_secret",
+        "Client secret",
+        "Given by the identity provider for that client.",
+    ),
+    field(
+        "email_claim",
+        "Email claim",
+        false,
+        "The ID-token claim holding the staff member's email (default: email, which must come with email_verified).",
+    ),
+    field(
+        "mfa_amr",
+        "Second factor at the identity provider",
+        false,
+        "amr values that count as KYC Desk's second factor, comma-separated (e.g. mfa, otp, hwk). Empty: a sign-on never counts as one.",
+    ),
+    field(
+        "button_label",
+        "Name on the sign-in page",
+        false,
+        "Shown as 'Sign in with …' (default: single sign-on).",
+    ),
+];
+
 impl CredentialKind {
     /// Every kind, in page order.
-    pub const ALL: [CredentialKind; 4] = [
+    pub const ALL: [CredentialKind; 5] = [
         CredentialKind::MessageCentralEkyc,
         CredentialKind::EkoDigilocker,
         CredentialKind::MessageCentralSms,
         CredentialKind::Smtp,
+        CredentialKind::SingleSignOn,
     ];
 
     /// Stored spelling.
@@ -194,6 +235,7 @@ impl CredentialKind {
             CredentialKind::EkoDigilocker => "eko_digilocker",
             CredentialKind::MessageCentralSms => "message_central_sms",
             CredentialKind::Smtp => "smtp",
+            CredentialKind::SingleSignOn => "single_sign_on",
         }
     }
 
@@ -211,6 +253,7 @@ impl CredentialKind {
             CredentialKind::EkoDigilocker => "Eko DigiLocker",
             CredentialKind::MessageCentralSms => "Message Central SMS / WhatsApp",
             CredentialKind::Smtp => "Email (SMTP)",
+            CredentialKind::SingleSignOn => "Single sign-on (OpenID Connect)",
         }
     }
 
@@ -220,7 +263,7 @@ impl CredentialKind {
             CredentialKind::MessageCentralEkyc => &["production", "trial"],
             CredentialKind::EkoDigilocker => &["uat", "production"],
             CredentialKind::MessageCentralSms => &["production", "staging"],
-            CredentialKind::Smtp => &["default"],
+            CredentialKind::Smtp | CredentialKind::SingleSignOn => &["default"],
         }
     }
 
@@ -231,6 +274,7 @@ impl CredentialKind {
             CredentialKind::EkoDigilocker => EKO_FIELDS,
             CredentialKind::MessageCentralSms => MC_SMS_FIELDS,
             CredentialKind::Smtp => SMTP_FIELDS,
+            CredentialKind::SingleSignOn => SSO_FIELDS,
         }
     }
 
@@ -247,7 +291,7 @@ impl CredentialKind {
                 "https://cpaas-staging.messagecentral.com"
             }
             (CredentialKind::MessageCentralSms, _) => "https://cpaas.messagecentral.com",
-            (CredentialKind::Smtp, _) => "",
+            (CredentialKind::Smtp | CredentialKind::SingleSignOn, _) => "",
         }
     }
 
@@ -507,6 +551,26 @@ pub fn check_credential(
                     value = channels.join(",");
                     None
                 }
+            }
+            "issuer" => {
+                let trimmed = value.trim_end_matches('/').to_string();
+                value = trimmed;
+                base_url_problem(&value)
+            }
+            "client_id" | "email_claim" if value.contains(char::is_whitespace) => {
+                Some("This value has no spaces; copy it again from the identity provider.".into())
+            }
+            "mfa_amr" => {
+                let values: Vec<String> = value.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect();
+                if values.iter().any(|v| v.contains(char::is_whitespace) || v.len() > 40) {
+                    Some("Give amr values separated by commas, e.g. mfa, otp, hwk.".into())
+                } else {
+                    value = values.join(",");
+                    None
+                }
+            }
+            "button_label" if value.chars().count() > 60 => {
+                Some(format!("At most 60 characters ({} given).", value.chars().count()))
             }
             "port" => match value.parse::<u16>() {
                 Ok(port) if port > 0 => None,

@@ -77,6 +77,21 @@ pub struct CurrentUser {
     /// A message for the user about their own account, shown once (a recovery code was used to
     /// sign in, for instance).
     pub notice: Option<String>,
+    /// Signs in only through single sign-on: has no password (the password pages are hidden).
+    #[serde(default)]
+    pub sso_only: bool,
+    /// This session was signed in through single sign-on.
+    #[serde(default)]
+    pub single_sign_on: bool,
+}
+
+/// What the sign-in page offers besides email and password.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInChoices {
+    /// "Sign in with {label}" when single sign-on is set up.
+    pub single_sign_on: Option<String>,
+    /// Where to sign out at the identity provider too (asked for after an SSO sign-out).
+    pub provider_sign_out: Option<String>,
 }
 
 /// How a step-up (re-confirmation before a sensitive action) is given.
@@ -88,6 +103,9 @@ pub enum StepUpMethod {
     Password,
     /// One of the user's passkeys (their only second factors).
     Passkey,
+    /// Signing in again at the identity provider (an SSO-only user without a second factor
+    /// of KYC Desk's own).
+    SingleSignOn,
 }
 
 /// One of the caller's passkeys, as the account page lists it.
@@ -120,6 +138,10 @@ pub struct UserRow {
     pub must_change_password: bool,
     /// Whether the user has a second factor (an authenticator app).
     pub second_factor: bool,
+    /// Signs in only through single sign-on (no password).
+    pub sso_only: bool,
+    /// Has signed in through single sign-on (an identity is linked).
+    pub sso_linked: bool,
     /// Last successful sign-in, formatted in UTC, if any.
     pub last_sign_in: Option<String>,
     /// Creation time, formatted in UTC.
@@ -207,6 +229,7 @@ pub enum AppError {
         StepUpMethod::Code => "Confirm it is you first: enter the code from your authenticator app, then try again.",
         StepUpMethod::Password => "Confirm it is you first: enter your password, then try again.",
         StepUpMethod::Passkey => "Confirm it is you first with your passkey, then try again.",
+        StepUpMethod::SingleSignOn => "Confirm it is you first by signing in again at your identity provider, then try again.",
     })]
     StepUpRequired {
         /// What the user confirms with.

@@ -1,6 +1,6 @@
 //! Sign-in, sign-out, first-run setup and the caller's own account.
 
-use crate::types::{AppError, CurrentUser, SetupLinkState, SignedIn};
+use crate::types::{AppError, CurrentUser, SetupLinkState, SignInChoices, SignedIn};
 use leptos::prelude::*;
 
 #[cfg(feature = "ssr")]
@@ -16,6 +16,27 @@ pub async fn whoami() -> Result<Option<CurrentUser>, AppError> {
     respond(async move {
         let caller = guard::enter("whoami").await?;
         Ok(caller.user.map(|u| u.current_user()))
+    })
+    .await
+}
+
+/// What the sign-in page offers besides a password: single sign-on's button, and (after an
+/// SSO sign-out, `provider_sign_out`) where to sign out at the identity provider too.
+#[server(endpoint = "sign_in_options")]
+pub async fn sign_in_options(provider_sign_out: bool) -> Result<SignInChoices, AppError> {
+    use crate::server::auth::single_sign_on;
+    respond(async move {
+        let caller = guard::enter("sign_in_options").await?;
+        let single_sign_on = single_sign_on::sign_in_label(&caller.state).await;
+        let provider_sign_out = if provider_sign_out && single_sign_on.is_some() {
+            single_sign_on::provider_sign_out_url(&caller.state).await
+        } else {
+            None
+        };
+        Ok(SignInChoices {
+            single_sign_on,
+            provider_sign_out,
+        })
     })
     .await
 }
@@ -110,7 +131,7 @@ pub(crate) fn after_second_step(
 
 /// Only local paths are followed after sign-in (no open redirect).
 #[cfg(feature = "ssr")]
-fn safe_next(next: Option<&str>) -> String {
+pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(path)
             if path.starts_with('/')

@@ -157,6 +157,10 @@ pub async fn step_up(secret: String) -> Result<SteppedUp, AppError> {
                 "secret",
                 "Your second factor is a passkey: confirm with it (the “Use a passkey” button).",
             )),
+            second_factor::StepUp::UseSingleSignOn => Err(AppError::field(
+                "secret",
+                "You sign in with single sign-on and have no password: confirm by signing in again at your identity provider.",
+            )),
         }
     })
     .await

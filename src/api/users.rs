@@ -20,16 +20,19 @@ pub async fn list_users() -> Result<Vec<UserRow>, AppError> {
     .await
 }
 
-/// Creates a user whose initial password must be changed at first sign-in (admins only).
+/// Creates a user whose initial password must be changed at first sign-in, or (`sso_only`) one
+/// who signs in with single sign-on only and has no password (admins only).
 #[server(endpoint = "create_user")]
 pub async fn create_user(
     email: String,
     display_name: String,
     role: String,
-    password: String,
+    #[server(default)] password: String,
+    #[server(default)] sso_only: Option<String>,
 ) -> Result<UserRow, AppError> {
     respond(async move {
         let (caller, admin) = guard::require("create_user").await?;
+        let sso_only = matches!(sso_only.as_deref(), Some("true" | "on" | "1"));
         accounts::create_user(
             &caller.state,
             &caller.meta,
@@ -42,6 +45,7 @@ pub async fn create_user(
                 password_confirm: None,
             },
             true,
+            sso_only,
         )
         .await
     })
@@ -94,6 +98,21 @@ pub async fn reset_user_factors(user_id: i64) -> Result<UserRow, AppError> {
     respond(async move {
         let (caller, admin) = guard::require("reset_user_factors").await?;
         accounts::reset_factors(&caller.state, &caller.meta, &admin, user_id).await
+    })
+    .await
+}
+
+/// Changes how a user signs in: `sso_only` (no password), `allow_password` (the admin then
+/// sets a temporary one) or `unlink` (forget the linked single-sign-on identity); ends that
+/// user's sessions (admins, after a step-up).
+#[server(endpoint = "set_user_sign_on")]
+pub async fn set_user_sign_on(user_id: i64, change: String) -> Result<UserRow, AppError> {
+    respond(async move {
+        let (caller, admin) = guard::require("set_user_sign_on").await?;
+        let change = accounts::SignOnChange::parse(&change).ok_or_else(|| {
+            AppError::field("change", "Choose sso_only, allow_password or unlink.")
+        })?;
+        accounts::set_sign_on(&caller.state, &caller.meta, &admin, user_id, change).await
     })
     .await
 }

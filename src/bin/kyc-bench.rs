@@ -341,6 +341,7 @@ async fn signed_in_users(
                 password_confirm: None,
             },
             false,
+            false,
         )
         .await
         .expect("user");
@@ -569,6 +570,7 @@ async fn sessions(url: &str, rows: i64, requests: usize) {
                     password: secrecy::SecretString::from(BENCH_PASSWORD),
                     password_confirm: None,
                 },
+                false,
                 false,
             )
             .await
@@ -929,6 +931,7 @@ async fn sign_in_flood(url: &str, parallel: usize, samples: usize) {
                 password: secrecy::SecretString::from(BENCH_PASSWORD),
                 password_confirm: None,
             },
+            false,
             false,
         )
         .await

@@ -382,6 +382,7 @@ async fn create_users(state: &kyc_desk::server::state::AppState, role: Role, cou
                 password_confirm: None,
             },
             false,
+            false,
         )
         .await
         .expect("create a soak user");

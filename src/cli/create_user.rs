@@ -23,6 +23,9 @@ pub struct Args {
     /// Make the user replace this password at first sign-in.
     #[arg(long)]
     temporary: bool,
+    /// The user signs in with single sign-on only: no password is read or set.
+    #[arg(long, conflicts_with = "temporary")]
+    sso_only: bool,
 }
 
 /// Creates the account as the command line (audited as such); prints its id.
@@ -32,12 +35,17 @@ pub async fn run(state: &AppState, args: Args) -> ExitCode {
         role,
         display_name,
         temporary,
+        sso_only,
     } = args;
-    let password = match read_password() {
-        Ok(password) => password,
-        Err(error) => {
-            eprintln!("kyc-desk: {error}");
-            return ExitCode::from(2);
+    let password = if sso_only {
+        SecretString::from(String::new())
+    } else {
+        match read_password() {
+            Ok(password) => password,
+            Err(error) => {
+                eprintln!("kyc-desk: {error}");
+                return ExitCode::from(2);
+            }
         }
     };
     let display_name =
@@ -49,7 +57,16 @@ pub async fn run(state: &AppState, args: Args) -> ExitCode {
         password,
         password_confirm: None,
     };
-    match accounts::create_user(state, &RequestMeta::cli(), Actor::Cli, input, temporary).await {
+    match accounts::create_user(
+        state,
+        &RequestMeta::cli(),
+        Actor::Cli,
+        input,
+        temporary,
+        sso_only,
+    )
+    .await
+    {
         Ok(user) => {
             out!(
                 "Created {} ({}) with id {}.",

@@ -1,7 +1,7 @@
 //! Sign-in, first-run setup and the caller's own password.
 
 use super::{ErrorBanner, TextField, failure_message, field_message, go_to, result_of};
-use crate::api::auth::{ChangePassword, CreateFirstAdmin, Login, setup_state};
+use crate::api::auth::{ChangePassword, CreateFirstAdmin, Login, setup_state, sign_in_options};
 use crate::types::{CurrentUser, SetupLinkState};
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -23,6 +23,8 @@ pub fn LoginPage() -> impl IntoView {
         }
     });
     let pending = login.pending();
+    let signed_out_sso = move || query.read().get("signed_out").as_deref() == Some("sso");
+    let options = Resource::new(signed_out_sso, sign_in_options);
     let passkey_error = RwSignal::new(None::<String>);
     let use_passkey = move |_| {
         passkey_error.set(None);
@@ -40,6 +42,37 @@ pub fn LoginPage() -> impl IntoView {
             <section class="auth-card">
                 <h1 class="brand-title">"KYC Desk"</h1>
                 <p class="muted">"Sign in with your staff account."</p>
+                <Suspense fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        let options = options.await.unwrap_or_default();
+                        let sign_out = options.provider_sign_out.map(|url| view! {
+                            <p class="banner info" role="status" data-testid="signed-out-sso">
+                                "You are signed out of KYC Desk. Your identity provider may still have you signed in there. "
+                                <a href=url rel="external" data-testid="provider-sign-out">"Sign out at the identity provider too"</a>
+                            </p>
+                        });
+                        let sign_on = options.single_sign_on.map(|label| {
+                            let href = move || {
+                                let next: String = next()
+                                    .bytes()
+                                    .map(|b| if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+                                        (b as char).to_string()
+                                    } else {
+                                        format!("%{b:02X}")
+                                    })
+                                    .collect();
+                                if next.is_empty() { "/login/sso".to_string() } else { format!("/login/sso?next={next}") }
+                            };
+                            view! {
+                                <a class="button primary sso" rel="external" href=href data-testid="sso-login">
+                                    {format!("Sign in with {label}")}
+                                </a>
+                                <p class="muted">"Or with your email and password:"</p>
+                            }
+                        });
+                        view! { {sign_out} {sign_on} }
+                    })}
+                </Suspense>
                 <ActionForm action=login attr:data-testid="login-form">
                     <input type="hidden" name="next" prop:value=next />
                     <TextField

@@ -13,10 +13,22 @@ use leptos_router::hooks::use_query_map;
 fn secret_field(method: StepUpMethod) -> (&'static str, &'static str, &'static str) {
     match method {
         StepUpMethod::Code => ("Code from your authenticator app", "text", "one-time-code"),
-        StepUpMethod::Password | StepUpMethod::Passkey => {
+        StepUpMethod::Password | StepUpMethod::Passkey | StepUpMethod::SingleSignOn => {
             ("Your password", "password", "current-password")
         }
     }
+}
+
+/// `text` as a query value (percent-encoded; `/` kept for legibility).
+fn url_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 /// A failed action's message: the step-up prompt when the action needs the user to confirm it
@@ -75,7 +87,13 @@ pub fn StepUpPrompt(
         (_, Some(Ok(minutes))) => Some(minutes),
         _ => None,
     };
-    let typed = method != StepUpMethod::Passkey;
+    let typed = !matches!(method, StepUpMethod::Passkey | StepUpMethod::SingleSignOn);
+    let location = leptos_router::hooks::use_location();
+    // Signing in again at the identity provider leaves this page and comes back to it.
+    let sign_on_again = move || {
+        let here = format!("{}{}", location.pathname.get(), location.search.get());
+        format!("/login/sso?confirm=1&next={}", url_escape(&here))
+    };
     view! {
         <div class="step-up" role="group" aria-labelledby="step-up-title" data-testid="step-up">
             {move || match done() {
@@ -95,8 +113,14 @@ pub fn StepUpPrompt(
                             StepUpMethod::Code => "This action needs a fresh code from your authenticator app.",
                             StepUpMethod::Password => "This action needs your password again.",
                             StepUpMethod::Passkey => "This action needs your passkey.",
+                            StepUpMethod::SingleSignOn => "This action needs you to sign in again at your identity provider. You come back to this page afterwards; what you typed here is not kept.",
                         }}
                     </p>
+                    {(method == StepUpMethod::SingleSignOn).then(|| view! {
+                        <a class="button primary" rel="external" href=sign_on_again data-testid="step-up-sso">
+                            "Sign in again at your identity provider"
+                        </a>
+                    })}
                     {typed.then(|| view! {
                         <label for="step-up-secret">{label}</label>
                         <input
@@ -167,6 +191,7 @@ pub fn ConfirmPage() -> impl IntoView {
     let confirm = ServerAction::<StepUp>::new();
     let value = result_of(confirm);
     let pending = confirm.pending();
+    let sso_only = use_context::<crate::types::CurrentUser>().is_some_and(|me| me.sso_only);
     Effect::new(move |_| {
         if let Some(Ok(_)) = value.get() {
             go_to(&next());
@@ -186,6 +211,16 @@ pub fn ConfirmPage() -> impl IntoView {
         <Title text="Confirm it is you" />
         <section class="panel narrow">
             <h1>"Confirm it is you"</h1>
+            {sso_only.then(|| view! {
+                <p>
+                    "You sign in with single sign-on: "
+                    <a class="button primary" rel="external" data-testid="confirm-sso" href=move || {
+                        let next: String = url_escape(&next());
+                        format!("/login/sso?confirm=1&next={next}")
+                    }>"sign in again at your identity provider"</a>
+                    " to go on, or use a second factor below."
+                </p>
+            })}
             <p>
                 "What you asked for holds personal data. Enter the code your authenticator app shows now (or your password, if you have no second factor), or use your passkey."
             </p>

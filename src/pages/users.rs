@@ -4,7 +4,8 @@
 use super::step_up::ActionFailure;
 use super::{ErrorBanner, Guarded, TextField, failure_message, field_message, result_of};
 use crate::api::users::{
-    CreateUser, ResetUserFactors, ResetUserPassword, SetUserDisabled, SetUserRole, list_users,
+    CreateUser, ResetUserFactors, ResetUserPassword, SetUserDisabled, SetUserRole, SetUserSignOn,
+    list_users,
 };
 use crate::pages::account::NEW_PASSWORD_HINT;
 use crate::types::{AppError, CurrentUser, Role, UserRow};
@@ -30,6 +31,7 @@ fn UsersAdmin() -> impl IntoView {
     let set_disabled = ServerAction::<SetUserDisabled>::new();
     let reset = ServerAction::<ResetUserPassword>::new();
     let reset_factors = ServerAction::<ResetUserFactors>::new();
+    let sign_on = ServerAction::<SetUserSignOn>::new();
     let users = Resource::new(
         move || {
             (
@@ -38,6 +40,7 @@ fn UsersAdmin() -> impl IntoView {
                 set_disabled.version().get(),
                 reset.version().get(),
                 reset_factors.version().get(),
+                sign_on.version().get(),
             )
         },
         |_| list_users(),
@@ -54,6 +57,7 @@ fn UsersAdmin() -> impl IntoView {
                 .and_then(Result::err)
                 .filter(|e| !matches!(e, AppError::Validation { .. })),
             reset_factors.value().get().and_then(Result::err),
+            sign_on.value().get().and_then(Result::err),
         ]
         .into_iter()
         .flatten()
@@ -70,10 +74,28 @@ fn UsersAdmin() -> impl IntoView {
     });
     Effect::new(move |_| {
         if let Some(Ok(row)) = create.value().get() {
-            notice.set(Some(format!(
-                "{} was created. Give them the initial password; they must change it at first sign-in.",
-                row.email
-            )));
+            notice.set(Some(if row.sso_only {
+                format!(
+                    "{} was created. They sign in with single sign-on (their first sign-on links the account by email).",
+                    row.email
+                )
+            } else {
+                format!(
+                    "{} was created. Give them the initial password; they must change it at first sign-in.",
+                    row.email
+                )
+            }));
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(Ok(row)) = sign_on.value().get() {
+            notice.set(Some(if row.sso_only {
+                format!("{} now signs in with single sign-on only; their password no longer works and their sessions ended.", row.email)
+            } else if !row.sso_linked {
+                format!("{} may use a password again or sign on afresh; their sessions ended. Set a temporary password with “Reset password” if they need one.", row.email)
+            } else {
+                format!("{} may use a password again; their sessions ended. Set a temporary password with “Reset password”.", row.email)
+            }));
         }
     });
     Effect::new(move |_| {
@@ -95,6 +117,7 @@ fn UsersAdmin() -> impl IntoView {
     });
     let create_value = result_of(create);
     let creating = create.pending();
+    let new_sso_only = RwSignal::new(false);
     let my_id = me.id;
 
     view! {
@@ -122,7 +145,7 @@ fn UsersAdmin() -> impl IntoView {
                                 Ok(rows) => view! {
                                     <tbody>
                                         {rows.into_iter().map(|row| view! {
-                                            <UserRowView row=row my_id=my_id set_role=set_role set_disabled=set_disabled reset=reset reset_factors=reset_factors />
+                                            <UserRowView row=row my_id=my_id set_role=set_role set_disabled=set_disabled reset=reset reset_factors=reset_factors sign_on=sign_on />
                                         }).collect_view()}
                                     </tbody>
                                 }.into_any(),
@@ -150,15 +173,30 @@ fn UsersAdmin() -> impl IntoView {
                     </select>
                     {move || field_message(create_value, "role").get().map(|m| view! { <p class="field-error">{m}</p> })}
                 </div>
-                <TextField
-                    label="Initial password"
-                    name="password"
-                    id_prefix="new"
-                    kind="password"
-                    autocomplete="new-password"
-                    hint=NEW_PASSWORD_HINT
-                    error=field_message(create_value, "password")
-                />
+                <div class="field checkbox">
+                    <label>
+                        <input
+                            type="checkbox"
+                            name="sso_only"
+                            value="true"
+                            data-testid="new-sso-only"
+                            on:change=move |ev| new_sso_only.set(event_target_checked(&ev))
+                        />
+                        " Single sign-on only (no password; needs single sign-on set up under Credentials)"
+                    </label>
+                </div>
+                <div hidden=move || new_sso_only.get()>
+                    <TextField
+                        label="Initial password"
+                        name="password"
+                        id_prefix="new"
+                        kind="password"
+                        autocomplete="new-password"
+                        hint=NEW_PASSWORD_HINT
+                        required=false
+                        error=field_message(create_value, "password")
+                    />
+                </div>
                 <ErrorBanner message=Signal::derive(move || {
                     match create_value.get() {
                         Some(Err(AppError::Validation { .. })) => None,
@@ -181,8 +219,11 @@ fn UserRowView(
     set_disabled: ServerAction<SetUserDisabled>,
     reset: ServerAction<ResetUserPassword>,
     reset_factors: ServerAction<ResetUserFactors>,
+    sign_on: ServerAction<SetUserSignOn>,
 ) -> impl IntoView {
     let id = row.id;
+    let sso_only = row.sso_only;
+    let sso_linked = row.sso_linked;
     let has_factor = row.second_factor;
     let disabled = row.disabled;
     let is_me = row.id == my_id;
@@ -219,6 +260,8 @@ fn UserRowView(
                     view! { <span class="badge status-active">"Active"</span> }.into_any()
                 }}
                 {has_factor.then(|| view! { <span class="badge" data-testid="has-second-factor" title="Has a second factor (authenticator app or passkey)">"2FA"</span> })}
+                {sso_only.then(|| view! { <span class="badge" data-testid="sso-only" title="Signs in with single sign-on only">"SSO only"</span> })}
+                {sso_linked.then(|| view! { <span class="badge" data-testid="sso-linked" title="Has signed in with single sign-on">"SSO linked"</span> })}
             </td>
             <td>{row.last_sign_in.clone().unwrap_or_else(|| "never".into())}</td>
             <td class="actions">
@@ -244,7 +287,32 @@ fn UserRowView(
                             "Reset second factor"
                         </button>
                     })}
-                    <details class="inline-form" on:submit=move |_| submitted_here.set(true)>
+                    <button
+                        type="button"
+                        class="secondary"
+                        data-testid="toggle-sso-only"
+                        on:click=move |_| {
+                            sign_on.dispatch(SetUserSignOn {
+                                user_id: id,
+                                change: if sso_only { "allow_password" } else { "sso_only" }.to_string(),
+                            });
+                        }
+                    >
+                        {if sso_only { "Allow a password" } else { "Make SSO-only" }}
+                    </button>
+                    {sso_linked.then(|| view! {
+                        <button
+                            type="button"
+                            class="secondary"
+                            data-testid="unlink-sso"
+                            on:click=move |_| {
+                                sign_on.dispatch(SetUserSignOn { user_id: id, change: "unlink".to_string() });
+                            }
+                        >
+                            "Unlink single sign-on"
+                        </button>
+                    })}
+                    <details class="inline-form" hidden=sso_only on:submit=move |_| submitted_here.set(true)>
                         <summary>"Reset password"</summary>
                         <ActionForm action=reset>
                             <input type="hidden" name="user_id" value=id.to_string() />

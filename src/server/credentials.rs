@@ -634,6 +634,12 @@ pub async fn test_connection(
                 Err(message) => (false, message),
             }
         }
+        CredentialKind::SingleSignOn => {
+            match crate::server::auth::single_sign_on::test_settings(state).await {
+                Ok(message) => (true, message),
+                Err(message) => (false, message),
+            }
+        }
         CredentialKind::MessageCentralSms => {
             match crate::server::notify::sms::check_sms(
                 &state.providers,

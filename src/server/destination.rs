@@ -23,7 +23,8 @@ pub fn documented_hosts(kind: CredentialKind) -> &'static [&'static str] {
             "cpaas-staging.messagecentral.com",
         ],
         CredentialKind::EkoDigilocker => &["api.eko.in", "staging.eko.in"],
-        CredentialKind::Smtp => &[],
+        // An identity provider is the company's own: any https issuer.
+        CredentialKind::Smtp | CredentialKind::SingleSignOn => &[],
     }
 }
 
@@ -32,6 +33,7 @@ pub fn documented_hosts(kind: CredentialKind) -> &'static [&'static str] {
 pub fn destination_fields(kind: CredentialKind) -> &'static [&'static str] {
     match kind {
         CredentialKind::Smtp => &["host", "port", "tls", "username"],
+        CredentialKind::SingleSignOn => &["issuer"],
         _ => &["base_url"],
     }
 }
@@ -83,6 +85,12 @@ pub fn destination_problem(
             ));
         }
         return None;
+    }
+    if kind == CredentialKind::SingleSignOn {
+        // The client secret goes to the issuer's token endpoint: https, or this machine (a
+        // provider for development and tests); no allow-list, the company picks its own.
+        return crate::credential_kinds::base_url_problem(&setting("issuer"))
+            .map(|problem| ("issuer", problem));
     }
     let base = setting("base_url");
     let Ok(url) = url::Url::parse(&base) else {

@@ -81,6 +81,7 @@ pub async fn first_run(state: &AppState) -> Result<(), FirstRunError> {
             Err(error) => tracing::warn!(%error, "could not store the sandbox credentials"),
         }
     }
+    crate::server::auth::single_sign_on::discover_at_start(state).await;
     Ok(())
 }
 

@@ -44,6 +44,8 @@ pub struct AppState {
     /// The WebAuthn relying party (passkeys), for the public URL's host; `None` when that host
     /// cannot be one (browsers refuse passkeys for an IP address).
     pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
+    /// Single sign-on's discovered identity provider and its HTTP client.
+    pub sso: Arc<crate::server::auth::single_sign_on::SsoDirectory>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -125,6 +127,11 @@ impl AppState {
             config.provider_request_timeout,
         )
         .map_err(|e| StartError::Providers(e.to_string()))?;
+        let sso = crate::server::auth::single_sign_on::SsoDirectory::new(
+            config.provider_connect_timeout,
+            config.provider_request_timeout,
+        )
+        .map_err(StartError::Providers)?;
         let assets = match &config.bundle_hash_file {
             Some(path) => {
                 AssetNames::load(path, &config.site_root.join("pkg")).map_err(StartError::Bundle)?
@@ -161,6 +168,7 @@ impl AppState {
             access: Arc::new(AccessTable::standard()),
             assets: Arc::new(assets),
             webauthn: crate::server::auth::passkeys::relying_party(&config_public_url),
+            sso: Arc::new(sso),
         })
     }
 }

@@ -124,6 +124,12 @@ const SPECS: &[Spec] = &[
     ),
     // Hostile "passwords" here would be counted guesses that lock the test users out.
     spec("step_up", &[("secret", "")], &[("secret", PASSWORD)], &[]),
+    spec(
+        "sign_in_options",
+        &[("provider_sign_out", "false")],
+        &[("provider_sign_out", "true")],
+        &[],
+    ),
     spec("new_recovery_codes", &[], &[], &[]),
     spec("remove_authenticator", &[], &[], &[]),
     // The passkey ceremonies answer "not available" on the tests' 127.0.0.1 address; the
@@ -370,6 +376,12 @@ const SPECS: &[Spec] = &[
         &[("user_id", "999999")],
         &[("user_id", "{victim}")],
         &[],
+    ),
+    spec(
+        "set_user_sign_on",
+        &[("user_id", "999999"), ("change", "unlink")],
+        &[("user_id", "{victim}"), ("change", "unlink")],
+        &["change"],
     ),
 ];
 
@@ -1685,6 +1697,8 @@ async fn invoke_in_process(
                 last_seen_at_ms: now,
                 second_factor_pending: false,
                 stepped_up_at_ms: Some(now),
+                single_sign_on: false,
+                provider_mfa: false,
             },
         )
         .await

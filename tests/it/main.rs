@@ -27,3 +27,4 @@ mod sandbox;
 mod scaleout;
 mod second_factor;
 mod secret_destinations;
+mod single_sign_on;

@@ -41,6 +41,8 @@ fn auth_user(row: &kyc_desk::types::UserRow) -> AuthUser {
         must_enrol: false,
         stepped_up_at_ms: None,
         notice: None,
+        sso_only: false,
+        single_sign_on: false,
     }
 }
 

@@ -179,6 +179,7 @@ pub async fn create_first_admin(
             role: Role::Admin,
             password_hash: &hash,
             must_change_password: false,
+            sso_only: false,
         },
     )
     .await?;
@@ -212,6 +213,8 @@ pub async fn create_first_admin(
         must_enrol: super::must_have_factor(state, Role::Admin),
         stepped_up_at_ms: None,
         notice: None,
+        sso_only: false,
+        single_sign_on: false,
     };
     Ok(admin)
 }
@@ -222,9 +225,15 @@ pub async fn create_user(
     state: &AppState,
     meta: &RequestMeta,
     actor: Actor,
-    input: NewAccount,
+    mut input: NewAccount,
     must_change_password: bool,
+    sso_only: bool,
 ) -> Result<UserRow, AppError> {
+    if sso_only {
+        // No password: one nobody knows is hashed, so the column is never empty.
+        input.password = random_password();
+        input.password_confirm = None;
+    }
     let valid = validate_account(&input)?;
     if users::find_by_email(&state.db.pool, &valid.email)
         .await?
@@ -245,7 +254,8 @@ pub async fn create_user(
             display_name: &valid.display_name,
             role: valid.role,
             password_hash: &hash,
-            must_change_password,
+            must_change_password: must_change_password && !sso_only,
+            sso_only,
         },
     )
     .await;
@@ -264,7 +274,7 @@ pub async fn create_user(
             meta,
             &AuditEvent::new(actor, "user.create", Outcome::Success)
                 .object("user", id)
-                .detail(serde_json::json!({ "role": valid.role.as_str() })),
+                .detail(serde_json::json!({ "role": valid.role.as_str(), "sso_only": sso_only })),
         )
         .await?;
     tx.commit().await?;
@@ -314,6 +324,9 @@ async fn finish_user_change(
     tx.commit().await?;
     let mut row = updated.to_row();
     row.second_factor = super::second_factor::has_factor(state, user_id).await?;
+    row.sso_linked = db::identities::linked_users(&state.db.pool)
+        .await?
+        .contains(&user_id);
     Ok(row)
 }
 
@@ -419,6 +432,12 @@ pub async fn reset_password(
     let target = users::find_by_id(&state.db.pool, user_id)
         .await?
         .ok_or_else(|| AppError::NotFound("No such user. Reload the page.".into()))?;
+    if target.sso_only != 0 {
+        return Err(AppError::Conflict(format!(
+            "{} signs in with single sign-on only and has no password. Choose “Allow a password” first.",
+            target.email
+        )));
+    }
     if let Some(problem) = validation::password_problem(new_password.expose_secret(), &target.email)
     {
         return Err(AppError::field("password", problem));
@@ -529,12 +548,14 @@ pub async fn change_own_password(
 pub async fn list(state: &AppState) -> Result<Vec<UserRow>, AppError> {
     let mut enrolled = db::second_factors::enrolled_users(&state.db.pool).await?;
     enrolled.extend(db::passkeys::users_with_passkeys(&state.db.pool).await?);
+    let linked = db::identities::linked_users(&state.db.pool).await?;
     Ok(users::list(&state.db.pool)
         .await?
         .iter()
         .map(|record| {
             let mut row = record.to_row();
             row.second_factor = enrolled.contains(&record.id);
+            row.sso_linked = linked.contains(&record.id);
             row
         })
         .collect())
@@ -574,5 +595,108 @@ pub async fn reset_factors(
             "authenticator": removed_authenticator,
             "passkeys": removed_passkeys,
         }));
+    finish_user_change(state, tx, meta, user_id, event).await
+}
+
+/// A password nobody knows (48 random bytes): what an SSO-only user's hash is made from.
+fn random_password() -> SecretString {
+    let mut bytes = [0u8; 48];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    SecretString::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// How an admin changes the way a user signs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignOnChange {
+    /// Single sign-on only: the password stops working (replaced by one nobody knows).
+    SsoOnly,
+    /// A password may be used again (the admin then sets a temporary one with a reset).
+    AllowPassword,
+    /// Forget the linked identity: the next sign-on links the account by email again.
+    Unlink,
+}
+
+impl SignOnChange {
+    /// Parses the form's value.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim() {
+            "sso_only" => Some(SignOnChange::SsoOnly),
+            "allow_password" => Some(SignOnChange::AllowPassword),
+            "unlink" => Some(SignOnChange::Unlink),
+            _ => None,
+        }
+    }
+}
+
+/// Changes how user `user_id` signs in; every change ends that user's sessions. Not one's own
+/// (an admin could lock themselves out).
+pub async fn set_sign_on(
+    state: &AppState,
+    meta: &RequestMeta,
+    admin: &AuthUser,
+    user_id: i64,
+    change: SignOnChange,
+) -> Result<UserRow, AppError> {
+    if user_id == admin.id {
+        return Err(AppError::Conflict(
+            "You cannot change how you sign in yourself; ask another admin.".into(),
+        ));
+    }
+    let hash = match change {
+        SignOnChange::SsoOnly => Some(
+            state
+                .passwords
+                .hash(random_password())
+                .await
+                .map_err(AuthError::from)?,
+        ),
+        _ => None,
+    };
+    let mut tx = state.db.begin().await?;
+    db::lock(&mut tx, "users").await?;
+    let target = target_user(&mut tx, user_id).await?;
+    let (action, detail) = match change {
+        SignOnChange::SsoOnly | SignOnChange::AllowPassword => {
+            let sso_only = change == SignOnChange::SsoOnly;
+            if (target.sso_only != 0) == sso_only {
+                return Err(AppError::Conflict(format!(
+                    "{} {} already.",
+                    target.email,
+                    if sso_only {
+                        "signs in with single sign-on only"
+                    } else {
+                        "may use a password"
+                    }
+                )));
+            }
+            users::set_sso_only(&mut tx, user_id, sso_only, hash.as_deref()).await?;
+            (
+                if sso_only {
+                    "user.sso_only"
+                } else {
+                    "user.password_allowed"
+                },
+                serde_json::json!({}),
+            )
+        }
+        SignOnChange::Unlink => {
+            let removed = db::identities::unlink_all(&mut tx, user_id).await?;
+            if removed == 0 {
+                return Err(AppError::Conflict(format!(
+                    "{} has not signed in with single sign-on yet; there is nothing to unlink.",
+                    target.email
+                )));
+            }
+            users::end_sessions(&mut tx, user_id).await?;
+            (
+                "user.sso_unlinked",
+                serde_json::json!({ "identities": removed }),
+            )
+        }
+    };
+    let ended = auth_sessions::delete_for_user(&mut tx, user_id).await?;
+    let mut detail = detail;
+    detail["sessions_ended"] = serde_json::json!(ended);
+    let event = AuditEvent::new(admin.actor(), action, Outcome::Success).detail(detail);
     finish_user_change(state, tx, meta, user_id, event).await
 }

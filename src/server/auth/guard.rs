@@ -25,6 +25,8 @@ pub enum Door<'a> {
     File(&'a str),
     /// A customer-facing route (no staff account), by the route as the router spells it.
     Customer(&'a str),
+    /// A route of signing in (single sign-on's start and callback).
+    SignIn(&'a str),
 }
 
 /// Why the gate did not let a request through.
@@ -87,13 +89,16 @@ impl Door<'_> {
             }),
             Door::File(route) => state.access.file(route).ok_or_else(|| unlisted(route)),
             Door::Customer(route) => state.access.customer(route).ok_or_else(|| unlisted(route)),
+            Door::SignIn(route) => state.access.sign_in(route).ok_or_else(|| unlisted(route)),
         }
     }
 
     /// How a refusal for a must-change-password user reads at this door.
     fn change_password_first(self) -> AppError {
         AppError::Forbidden(match self {
-            Door::File(_) | Door::Customer(_) => "Change your initial password first.".into(),
+            Door::File(_) | Door::Customer(_) | Door::SignIn(_) => {
+                "Change your initial password first.".into()
+            }
             _ => "Change your initial password first (My account → Change password).".into(),
         })
     }
@@ -117,7 +122,7 @@ impl Door<'_> {
                     "Your role ({role}) cannot do this. Ask an admin if you need access."
                 )),
             ),
-            Door::File(route) | Door::Customer(route) => (
+            Door::File(route) | Door::Customer(route) | Door::SignIn(route) => (
                 event.reason(format!("role may not export {route}")),
                 AppError::Forbidden(format!("Your role ({role}) cannot make this export.")),
             ),
@@ -207,6 +212,8 @@ pub async fn admit(
                     StepUpMethod::Code
                 } else if factors.passkeys > 0 {
                     StepUpMethod::Passkey
+                } else if user.sso_only {
+                    StepUpMethod::SingleSignOn
                 } else {
                     StepUpMethod::Password
                 };

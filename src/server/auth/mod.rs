@@ -6,6 +6,7 @@ pub mod guard;
 pub mod passkeys;
 pub mod password;
 pub mod second_factor;
+pub mod single_sign_on;
 pub mod throttle;
 
 use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
@@ -62,6 +63,13 @@ pub struct SessionAuth {
     /// When the user last confirmed it is them (step-up), Unix milliseconds.
     #[serde(default)]
     pub stepped_up_at_ms: Option<i64>,
+    /// Signed in through single sign-on (sign-out then offers the provider's sign-out too).
+    #[serde(default)]
+    pub single_sign_on: bool,
+    /// The identity provider said a second factor was used (an `amr` value the admin counts),
+    /// which stands for KYC Desk's own for the second-factor policy.
+    #[serde(default)]
+    pub provider_mfa: bool,
 }
 
 /// A signed-in, enabled user whose session is within its timeouts.
@@ -85,6 +93,10 @@ pub struct AuthUser {
     pub stepped_up_at_ms: Option<i64>,
     /// A one-time message for the user, taken from the session by the page door.
     pub notice: Option<String>,
+    /// Signs in only through single sign-on (no password to confirm with).
+    pub sso_only: bool,
+    /// This session was signed in through single sign-on.
+    pub single_sign_on: bool,
 }
 
 impl AuthUser {
@@ -99,6 +111,8 @@ impl AuthUser {
             must_enrol: false,
             stepped_up_at_ms: None,
             notice: None,
+            sso_only: user.sso_only != 0,
+            single_sign_on: false,
         }
     }
 
@@ -124,8 +138,10 @@ impl AuthUser {
             email: self.email.clone(),
             display_name: self.display_name.clone(),
             role: self.role,
-            must_change_password: self.must_change_password,
+            must_change_password: self.must_change_password && !self.sso_only,
             must_enrol: self.must_enrol,
+            sso_only: self.sso_only,
+            single_sign_on: self.single_sign_on,
             notice: self.notice.clone(),
         }
     }
@@ -185,7 +201,9 @@ pub async fn authenticate(
     let mut signed_in = AuthUser::from_record(&user);
     signed_in.second_factor_pending = auth.second_factor_pending;
     signed_in.stepped_up_at_ms = auth.stepped_up_at_ms;
+    signed_in.single_sign_on = auth.single_sign_on;
     signed_in.must_enrol = !auth.second_factor_pending
+        && !auth.provider_mfa
         && must_have_factor(state, signed_in.role)
         && !second_factor::has_factor(state, user.id).await?;
     Ok(Some(signed_in))
@@ -243,6 +261,8 @@ pub async fn start_session_as(
                 last_seen_at_ms: now,
                 second_factor_pending,
                 stepped_up_at_ms: None,
+                single_sign_on: false,
+                provider_mfa: false,
             },
         )
         .await?;
@@ -307,7 +327,11 @@ pub async fn sign_in(
         }
     };
 
-    let user = db::users::find_by_email(pool, &email).await?;
+    // An SSO-only user has no password: their stored hash (of a password nobody knows) is
+    // not even checked, and the answer is the one an unknown email gets.
+    let user = db::users::find_by_email(pool, &email)
+        .await?
+        .filter(|user| user.sso_only == 0);
     // Kept for a possible hash upgrade after a successful check.
     let password_again = SecretString::from(password.expose_secret().to_owned());
     let verified = match state
@@ -428,7 +452,9 @@ pub async fn check_own_password(
         Ok(attempt) => attempt,
         Err(refusal) => return Ok(Err(refusal)),
     };
-    let record = db::users::find_by_id(pool, user.id).await?;
+    let record = db::users::find_by_id(pool, user.id)
+        .await?
+        .filter(|record| record.sso_only == 0);
     let verified = match state
         .passwords
         .verify(password, record.map(|r| r.password_hash))

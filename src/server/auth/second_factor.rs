@@ -392,6 +392,8 @@ pub enum StepUp {
     Throttled(throttle::Refusal),
     /// The user's only second factors are passkeys: they confirm with one of those.
     UsePasskey,
+    /// An SSO-only user without an authenticator: they confirm at the identity provider.
+    UseSingleSignOn,
 }
 
 /// A step-up: the signed-in `user` confirms it is them with a fresh authenticator code (or,
@@ -407,6 +409,9 @@ pub async fn step_up(
     let factors = factors_of(state, user.id).await?;
     if !factors.authenticator && factors.passkeys > 0 {
         return Ok(StepUp::UsePasskey);
+    }
+    if !factors.authenticator && user.sso_only {
+        return Ok(StepUp::UseSingleSignOn);
     }
     let outcome = if factors.authenticator {
         match check_code(

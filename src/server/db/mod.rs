@@ -8,6 +8,7 @@ pub mod app_role;
 pub mod audit;
 pub mod auth_sessions;
 pub mod credentials;
+pub mod identities;
 pub mod links;
 pub mod passkeys;
 pub mod second_factors;

@@ -26,6 +26,8 @@ pub struct UserRecord {
     pub last_sign_in_at: Option<i64>,
     /// Creation time (Unix seconds).
     pub created_at: i64,
+    /// 1 when the user signs in only through single sign-on: the password is never checked.
+    pub sso_only: i64,
 }
 
 impl UserRecord {
@@ -45,6 +47,8 @@ impl UserRecord {
             disabled: self.disabled != 0,
             must_change_password: self.must_change_password != 0,
             second_factor: false,
+            sso_only: self.sso_only != 0,
+            sso_linked: false,
             last_sign_in: self.last_sign_in_at.map(super::format_time),
             created: super::format_time(self.created_at),
         }
@@ -52,7 +56,7 @@ impl UserRecord {
 }
 
 const COLUMNS: &str = "id, email, display_name, role, password_hash, must_change_password, \
-                       disabled, session_epoch, last_sign_in_at, created_at";
+                       disabled, session_epoch, last_sign_in_at, created_at, sso_only";
 
 /// Number of users, of any state.
 pub async fn count(pool: &AnyPool) -> Result<i64, sqlx::Error> {
@@ -116,6 +120,9 @@ pub struct NewUser<'a> {
     pub password_hash: &'a str,
     /// Whether the password must be changed at first sign-in.
     pub must_change_password: bool,
+    /// Signs in only through single sign-on (`password_hash` is then a hash of a random
+    /// password nobody knows).
+    pub sso_only: bool,
 }
 
 /// Inserts a user and returns its id. A duplicate email is a unique-constraint error.
@@ -123,7 +130,7 @@ pub async fn insert(conn: &mut AnyConnection, user: &NewUser<'_>) -> Result<i64,
     let now = super::now();
     sqlx::query_scalar(
         "INSERT INTO users (email, display_name, role, password_hash, must_change_password, \
-         password_changed_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6, $6) RETURNING id",
+         password_changed_at, created_at, updated_at, sso_only) VALUES ($1, $2, $3, $4, $5, $6, $6, $6, $7) RETURNING id",
     )
     .bind(user.email)
     .bind(user.display_name)
@@ -131,6 +138,7 @@ pub async fn insert(conn: &mut AnyConnection, user: &NewUser<'_>) -> Result<i64,
     .bind(user.password_hash)
     .bind(i64::from(user.must_change_password))
     .bind(now)
+    .bind(i64::from(user.sso_only))
     .fetch_one(conn)
     .await
 }
@@ -207,6 +215,29 @@ pub async fn set_password(
     .bind(id)
     .fetch_one(conn)
     .await
+}
+
+/// Makes the user SSO-only (`password_hash`: a hash of a random password nobody knows) or lets
+/// them use a password again (an admin then sets a temporary one); either way every session of
+/// the user ends (epoch bump).
+pub async fn set_sso_only(
+    conn: &mut AnyConnection,
+    id: i64,
+    sso_only: bool,
+    password_hash: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE users SET sso_only = $1, password_hash = COALESCE($2, password_hash), \
+         must_change_password = CASE WHEN $1 = 1 THEN 0 ELSE must_change_password END, \
+         session_epoch = session_epoch + 1, updated_at = $3 WHERE id = $4",
+    )
+    .bind(i64::from(sso_only))
+    .bind(password_hash)
+    .bind(super::now())
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Stores a stronger hash of the same password (parameter upgrade); sessions are unaffected.

@@ -3,7 +3,8 @@
 //! `middleware` (concurrency limit, security headers, deadline, origin check, body size and
 //! time limits, NUL refusal), `doors`
 //! (the page, server-function and file doors of the one gate), `error` (the one place a failure
-//! becomes a response), `files` (CSV exports, QR image), `returns` (customers' return pages).
+//! becomes a response), `files` (CSV exports, QR image), `returns` (customers' return pages), `sign_on` (single
+//! sign-on's start and callback).
 
 pub mod assets;
 mod doors;
@@ -12,6 +13,7 @@ mod files;
 pub mod middleware;
 pub mod request;
 mod returns;
+mod sign_on;
 
 pub use error::{internal_error, respond, set_error_status};
 pub use middleware::{CspNonce, same_origin};
@@ -97,6 +99,8 @@ pub fn router(state: AppState) -> Router {
         .route("/sessions/export.csv", get(files::sessions_export))
         .route("/sessions/{public_id}/qr.svg", get(files::session_qr))
         .route("/kyc/return", get(returns::kyc_return_by_journey))
+        .route(auth::single_sign_on::START_ROUTE, get(sign_on::start))
+        .route(auth::single_sign_on::CALLBACK_ROUTE, get(sign_on::callback))
         .route("/kyc/return/{public_id}", get(returns::kyc_return))
         .leptos_routes_with_context(
             &state,

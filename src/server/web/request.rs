@@ -16,6 +16,8 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// functions (which check the session themselves and answer 401).
 pub fn is_public(path: &str) -> bool {
     path == "/login"
+        || path == "/login/sso"
+        || path == "/login/sso/callback"
         || path.starts_with("/setup/")
         || path == "/healthz"
         || path == "/readyz"

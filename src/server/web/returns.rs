@@ -12,7 +12,9 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
+/// A plain page of the server's own (no console frame, no script): a title and a body of
+/// trusted markup.
+pub(super) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let css = crate::server::web::assets::stylesheet_href();
     (
         status,

@@ -223,6 +223,7 @@ impl TestApp {
                 password_confirm: None,
             },
             temporary,
+            false,
         )
         .await
         .expect("create test user")
