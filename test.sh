@@ -58,7 +58,7 @@ server_bin=target/release/kyc-desk
 say "checking the browser bundle for server-only strings"
 bundle=(target/site/pkg/*.wasm target/site/pkg/*.js)
 leaks=0
-for needle in "$canary" "CREATE TABLE" "sign_in_throttle" "auth_sessions" "password_hash" '$argon2id$' "second_factors" "totp_seed" "code_hash" "passkeys_by_user" "DATABASE_URL" "SELECT COUNT"; do
+for needle in "$canary" "CREATE TABLE" "sign_in_throttle" "auth_sessions" "password_hash" '$argon2id$' "second_factors" "totp_seed" "code_hash" "passkeys_by_user" "user_identities" "pkce_verifier" "DATABASE_URL" "SELECT COUNT"; do
   if grep -a -q -F -- "$needle" "${bundle[@]}"; then
     echo "LEAK: '$needle' is in the browser bundle" >&2
     leaks=1

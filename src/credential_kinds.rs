@@ -884,4 +884,48 @@ mod tests {
             vec!["environment"]
         );
     }
+
+    #[test]
+    fn single_sign_on_rules() {
+        let errors = fields_of(check_credential(
+            &input(
+                "single_sign_on",
+                "default",
+                &[
+                    ("issuer", "http://login.example.com"),
+                    ("client_id", "kyc desk"),
+                    ("mfa_amr", "mfa, two words"),
+                ],
+                &[],
+            ),
+            true,
+        ));
+        assert_eq!(
+            errors,
+            vec!["issuer", "client_id", "client_secret", "mfa_amr"]
+        );
+        let ok = check_credential(
+            &input(
+                "single_sign_on",
+                "default",
+                &[
+                    ("issuer", "https://login.example.com/realms/staff/"),
+                    ("client_id", "kyc-desk"),
+                    ("mfa_amr", " mfa,hwk , "),
+                ],
+                &[("client_secret", "s3cret")],
+            ),
+            true,
+        )
+        .expect("valid");
+        assert_eq!(
+            ok.settings["issuer"],
+            "https://login.example.com/realms/staff"
+        );
+        assert_eq!(ok.settings["mfa_amr"], "mfa,hwk");
+        assert!(
+            !ok.settings.contains_key("email_claim"),
+            "an empty optional stays unset"
+        );
+    }
 }

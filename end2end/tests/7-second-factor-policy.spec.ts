@@ -1,10 +1,9 @@
 import { test, expect } from '@playwright/test';
 import { ChildProcess, spawn } from 'child_process';
 import { mkdtempSync, readFileSync } from 'fs';
-import { createServer } from 'net';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { expectNoConsoleErrors, hydrated, totp, watchConsole } from './helpers';
+import { expectNoConsoleErrors, freePort, hydrated, totp, watchConsole } from './helpers';
 
 // The shared test server lets every role in without a second factor (its specs sign the same
 // people in many times a minute). This spec starts a server of its own on a fresh database with
@@ -23,17 +22,6 @@ const STEP_UP_SECONDS = 10;
 let server: ChildProcess | undefined;
 let base = '';
 let log = '';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 test.describe.configure({ mode: 'serial' });
 

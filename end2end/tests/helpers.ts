@@ -1,6 +1,9 @@
 import { expect, Page } from '@playwright/test';
+import { ChildProcess, spawn } from 'child_process';
 import { createHmac } from 'crypto';
 import { readFileSync } from 'fs';
+import { createServer } from 'net';
+import { join } from 'path';
 
 /** Waits until the WASM has hydrated the page: clicks before that do nothing. */
 export async function hydrated(page: Page) {
@@ -94,4 +97,46 @@ export function totp(key: string, offsetSteps = 0): string {
   const offset = mac[mac.length - 1] & 15;
   const code = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
   return code.toString().padStart(6, '0');
+}
+
+/** A free TCP port on this machine (for a server a spec starts itself). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+/**
+ * Starts the test OpenID provider (`end2end/oidc/provider.mjs`, the `oidc-provider` package)
+ * with KYC Desk at `base` registered as its client; resolves with its issuer URL.
+ */
+export async function startIdentityProvider(
+  base: string,
+  secret: string,
+): Promise<{ issuer: string; process: ChildProcess }> {
+  const child = spawn(
+    process.execPath,
+    [
+      join(process.env.KYC_DESK_ROOT ?? join(__dirname, '..', '..'), 'end2end', 'oidc', 'provider.mjs'),
+      '--secret', secret,
+      '--redirect', `${base}/login/sso/callback`,
+      '--post-logout', `${base}/login`,
+    ],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
+  const issuer = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (chunk) => {
+      out += chunk.toString();
+      const match = out.match(/^issuer (\S+)/m);
+      if (match) resolve(match[1]);
+    });
+    child.once('exit', (code) => reject(new Error(`the identity provider stopped (${code}): ${out}`)));
+  });
+  return { issuer, process: child };
 }
