@@ -190,6 +190,9 @@ test('an operator adds a passkey, signs in with it (after the password, then alo
   await page.reload();
   await hydrated(page);
   await expect(page.getByTestId('passkey')).toContainText('Virtual laptop');
+  // A passkey-only user keeps their recovery codes on the same page, and can make new ones.
+  await expect(page.getByTestId('recovery-codes-left')).toContainText('10 of 10');
+  await expect(page.getByTestId('recovery-codes-form').getByRole('button', { name: 'Make new recovery codes' })).toBeVisible();
 
   // Signing in again: the password, then the passkey. (A click before hydration would post the
   // sign-out form natively.)

@@ -22,6 +22,10 @@ pub struct AuthenticatorState {
     pub required: bool,
     /// Unused recovery codes.
     pub recovery_codes_left: i64,
+    /// The caller has a second factor of any kind (an authenticator or a passkey), so recovery
+    /// codes can be made anew.
+    #[serde(default)]
+    pub any_factor: bool,
 }
 
 /// The recovery codes, shown once. Deliberately no `Debug`.
@@ -57,6 +61,7 @@ pub async fn authenticator_status() -> Result<AuthenticatorState, AppError> {
             enrolled: second_factor::has_authenticator(&caller.state, user.id).await?,
             required: crate::server::auth::must_have_factor(&caller.state, user.role),
             recovery_codes_left: second_factor::recovery_codes_left(&caller.state, user.id).await?,
+            any_factor: second_factor::has_factor(&caller.state, user.id).await?,
         })
     })
     .await

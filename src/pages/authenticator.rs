@@ -1,6 +1,7 @@
 //! The second step of signing in, and the caller's authenticator (TOTP) set-up: scan the QR
 //! code (or type the key), confirm with a first code, keep the recovery codes shown once; later,
-//! new recovery codes or removal. The key is shown only while the set-up is unconfirmed.
+//! removal; new recovery codes for any second factor (authenticator or passkeys). The key is
+//! shown only while the set-up is unconfirmed.
 
 use super::step_up::ActionFailure;
 use super::{ErrorBanner, TextField, failure_message, field_message, go_to, result_of};
@@ -114,8 +115,16 @@ pub fn AuthenticatorPage() -> impl IntoView {
             <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match status.await {
-                        Ok(status) if status.enrolled => view! { <Enrolled status /> }.into_any(),
-                        Ok(_) => view! { <Enrol /> }.into_any(),
+                        Ok(status) => {
+                            let left = status.recovery_codes_left;
+                            let codes = status.any_factor.then(|| view! { <RecoveryCodesPanel left /> });
+                            let app = if status.enrolled {
+                                view! { <Enrolled status /> }.into_any()
+                            } else {
+                                view! { <Enrol /> }.into_any()
+                            };
+                            view! { {app} {codes} }.into_any()
+                        }
                         Err(error) => view! { <p class="banner error">{error.to_string()}</p> }.into_any(),
                     }
                 })}
@@ -144,24 +153,15 @@ fn RecoveryCodeList(codes: Vec<String>) -> impl IntoView {
     }
 }
 
-/// A confirmed authenticator: recovery codes left, new codes, removal.
+/// The recovery codes left, and new ones (for any second factor: authenticator or passkeys).
 #[component]
-fn Enrolled(status: AuthenticatorState) -> impl IntoView {
+fn RecoveryCodesPanel(left: i64) -> impl IntoView {
     let renew = ServerAction::<NewRecoveryCodes>::new();
-    let remove = ServerAction::<RemoveAuthenticator>::new();
     let renewed = result_of(renew);
-    let removed = result_of(remove);
-    Effect::new(move |_| {
-        if let Some(Ok(())) = removed.get() {
-            go_to(crate::access::ENROL_PAGE);
-        }
-    });
     view! {
-        <p class="banner success" data-testid="authenticator-enrolled">
-            "An authenticator app is set up for your account."
-        </p>
+        <h2>"Recovery codes"</h2>
         <p data-testid="recovery-codes-left">
-            {format!("Recovery codes left: {} of {RECOVERY_CODES}.", status.recovery_codes_left)}
+            {format!("Recovery codes left: {left} of {RECOVERY_CODES}.")}
         </p>
         {move || match renewed.get() {
             Some(Ok(codes)) => view! { <RecoveryCodeList codes=codes.codes /> }.into_any(),
@@ -172,6 +172,23 @@ fn Enrolled(status: AuthenticatorState) -> impl IntoView {
             <ActionFailure result=renewed again="Press “Make new recovery codes” again." />
             <button type="submit">"Make new recovery codes"</button>
         </ActionForm>
+    }
+}
+
+/// A confirmed authenticator: removal (unless the role must keep it).
+#[component]
+fn Enrolled(status: AuthenticatorState) -> impl IntoView {
+    let remove = ServerAction::<RemoveAuthenticator>::new();
+    let removed = result_of(remove);
+    Effect::new(move |_| {
+        if let Some(Ok(())) = removed.get() {
+            go_to(crate::access::ENROL_PAGE);
+        }
+    });
+    view! {
+        <p class="banner success" data-testid="authenticator-enrolled">
+            "An authenticator app is set up for your account."
+        </p>
         {if status.required {
             view! {
                 <p class="muted" data-testid="authenticator-required">

@@ -81,7 +81,12 @@ pub async fn first_run(state: &AppState) -> Result<(), FirstRunError> {
             Err(error) => tracing::warn!(%error, "could not store the sandbox credentials"),
         }
     }
-    crate::server::auth::single_sign_on::discover_at_start(state).await;
+    // In the background: an unreachable identity provider is logged, and does not hold up
+    // the start for its timeouts.
+    let discovering = state.clone();
+    tokio::spawn(async move {
+        crate::server::auth::single_sign_on::discover_at_start(&discovering).await;
+    });
     Ok(())
 }
 
