@@ -15,12 +15,17 @@ use axum::response::{IntoResponse, Response};
 /// A plain page of the server's own (no console frame, no script): a title and a body of
 /// trusted markup.
 pub(super) fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    page_with_head(status, title, "", body)
+}
+
+/// [`page`] with trusted markup added to its head (a refresh, say).
+pub(super) fn page_with_head(status: StatusCode, title: &str, head: &str, body: &str) -> Response {
     let css = crate::server::web::assets::stylesheet_href();
     (
         status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title><link rel=\"stylesheet\" href=\"{css}\"></head><body><main class=\"standalone\" data-testid=\"kyc-return\"><h1>{title}</h1>{body}</main></body></html>"
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{head}<title>{title}</title><link rel=\"stylesheet\" href=\"{css}\"></head><body><main class=\"standalone\" data-testid=\"kyc-return\"><h1>{title}</h1>{body}</main></body></html>"
         ),
     )
         .into_response()

@@ -4,7 +4,7 @@
 //! is a plain page in words with a way back, never a raw error.
 
 use super::request::{meta_from, query_pairs};
-use super::returns::page;
+use super::returns::{page, page_with_head};
 use crate::server::auth::guard::{self, Door};
 use crate::server::auth::single_sign_on::{
     self, CALLBACK_ROUTE, CallbackQuery, START_ROUTE, SsoError,
@@ -102,8 +102,44 @@ pub async fn start(State(state): State<AppState>, request: Request) -> Response 
     }
 }
 
+/// The page a browser lands on when the provider sends it back: it goes on at once to the same
+/// address, now from KYC Desk's own page.
+///
+/// Why: the session cookie is `SameSite=Strict`, so the browser leaves it off a navigation that
+/// comes from the provider's site, and off every redirect after it. Without the cookie the
+/// sign-on started in this browser cannot be found (nor, for a step-up, the user signed in).
+/// The same address opened from this page is a same-site navigation and carries the cookie.
+/// Nothing here reads or writes the session, so the cookie-less request cannot replace it.
+fn same_site_bounce(uri: &axum::http::Uri) -> Response {
+    let target = escape(
+        uri.path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or(CALLBACK_ROUTE),
+    );
+    let mut response = page_with_head(
+        StatusCode::OK,
+        "Signing you in…",
+        &format!("<meta http-equiv=\"refresh\" content=\"0;url={target}\">"),
+        &format!(
+            "<p>Signing you in to KYC Desk… <a href=\"{target}\" data-testid=\"sso-continue\">Continue</a></p>"
+        ),
+    );
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
 /// `GET /login/sso/callback?code=…&state=…`: the identity provider's answer.
 pub async fn callback(State(state): State<AppState>, request: Request) -> Response {
+    if request
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|site| site.as_bytes() == b"cross-site")
+    {
+        return same_site_bounce(request.uri());
+    }
     let meta = meta_from(&state, request.extensions(), request.headers());
     let Some(session) = session_of(&request) else {
         return refused(
