@@ -2,7 +2,9 @@
 //! second factors.
 
 use super::step_up::ActionFailure;
-use super::{ErrorBanner, Guarded, TextField, failure_message, field_message, result_of};
+use super::{
+    ErrorBanner, Guarded, TextField, failure_message, field_message, page_resource, result_of,
+};
 use crate::api::users::{
     CreateUser, ResetUserFactors, ResetUserPassword, SetUserDisabled, SetUserRole, list_users,
 };
@@ -30,7 +32,7 @@ fn UsersAdmin() -> impl IntoView {
     let set_disabled = ServerAction::<SetUserDisabled>::new();
     let reset = ServerAction::<ResetUserPassword>::new();
     let reset_factors = ServerAction::<ResetUserFactors>::new();
-    let users = Resource::new(
+    let users = page_resource(
         move || {
             (
                 create.version().get(),
