@@ -1,6 +1,8 @@
 //! Sign-in, first-run setup and the caller's own password.
 
-use super::{ErrorBanner, TextField, failure_message, field_message, go_to, result_of};
+use super::{
+    ErrorBanner, TextField, failure_message, field_message, go_to, page_resource, result_of,
+};
 use crate::api::auth::{ChangePassword, CreateFirstAdmin, Login, setup_state, sign_in_options};
 use crate::types::{CurrentUser, SetupLinkState};
 use leptos::prelude::*;
@@ -24,7 +26,7 @@ pub fn LoginPage() -> impl IntoView {
     });
     let pending = login.pending();
     let signed_out_sso = move || query.read().get("signed_out").as_deref() == Some("sso");
-    let options = Resource::new(signed_out_sso, sign_in_options);
+    let options = page_resource(signed_out_sso, sign_in_options);
     let passkey_error = RwSignal::new(None::<String>);
     let use_passkey = move |_| {
         passkey_error.set(None);
@@ -109,7 +111,7 @@ pub fn LoginPage() -> impl IntoView {
 pub fn SetupPage() -> impl IntoView {
     let params = use_params_map();
     let token = move || params.read().get("token").unwrap_or_default();
-    let link_state = Resource::new(token, setup_state);
+    let link_state = page_resource(token, setup_state);
     view! {
         <Title text="Set up KYC Desk" />
         <main class="auth-page">

@@ -1,7 +1,7 @@
 //! The auditor's workspace: the tamper-evident audit log with filters in the URL, keyset
 //! pages, row details, CSV export and chain verification.
 
-use super::{ErrorBanner, Guarded, result_of};
+use super::{ErrorBanner, Guarded, page_resource, result_of};
 use crate::api::audit::{VerifyAudit, list_audit};
 use crate::types::{AppError, AuditEntry, AuditFilter};
 use leptos::prelude::*;
@@ -73,7 +73,7 @@ fn filter_from_query(query: &leptos_router::params::ParamsMap) -> AuditFilter {
 fn AuditWorkspace() -> impl IntoView {
     let query = use_query_map();
     let filter = Memo::new(move |_| filter_from_query(&query.get()));
-    let rows = Resource::new(move || filter.get(), |filter| list_audit(Some(filter)));
+    let rows = page_resource(move || filter.get(), |filter| list_audit(Some(filter)));
     let verify = ServerAction::<VerifyAudit>::new();
     let verify_value = result_of(verify);
     let export_href = move || {

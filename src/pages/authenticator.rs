@@ -4,7 +4,9 @@
 //! shown only while the set-up is unconfirmed.
 
 use super::step_up::ActionFailure;
-use super::{ErrorBanner, TextField, failure_message, field_message, go_to, result_of};
+use super::{
+    ErrorBanner, TextField, failure_message, field_message, go_to, page_resource, result_of,
+};
 use crate::api::auth::SecondStep;
 use crate::api::factors::{
     AuthenticatorState, ConfirmAuthenticator, NewRecoveryCodes, RemoveAuthenticator,
@@ -30,7 +32,7 @@ pub fn SecondStepPage() -> impl IntoView {
     let next = move || query.read().get("next").unwrap_or_default();
     let step = ServerAction::<SecondStep>::new();
     let value = result_of(step);
-    let choices = Resource::new(|| (), |_| second_step_options());
+    let choices = page_resource(|| (), |_| second_step_options());
     // A full page load: the session changed, and the console must be rendered for it.
     Effect::new(move |_| {
         if let Some(Ok(signed_in)) = value.get() {
@@ -100,7 +102,7 @@ async fn sign_in_with_passkey(next: String) -> Result<String, String> {
 #[component]
 pub fn AuthenticatorPage() -> impl IntoView {
     let me = expect_context::<CurrentUser>();
-    let status = Resource::new(|| (), |_| authenticator_status());
+    let status = page_resource(|| (), |_| authenticator_status());
     view! {
         <Title text="Second factors" />
         <section class="panel narrow">
@@ -291,7 +293,7 @@ fn Passkeys() -> impl IntoView {
             });
         }
     });
-    let list = Resource::new(
+    let list = page_resource(
         move || {
             (
                 added.get().is_some_and(|r| r.is_ok()),

@@ -3,7 +3,7 @@
 //! the connection test.
 
 use super::step_up::{ActionFailure, StepUpPrompt};
-use super::{Guarded, field_message, result_of};
+use super::{Guarded, field_message, page_resource, result_of};
 use crate::api::credentials::{SaveCredential, TestCredential, list_credentials};
 use crate::api::links::{SaveEmailTemplate, email_template};
 use crate::credential_kinds::{
@@ -49,7 +49,7 @@ fn CredentialsAdmin() -> impl IntoView {
             refresh.update(|n| *n += 1);
         }
     });
-    let overview = Resource::new(move || refresh.get(), |_| list_credentials());
+    let overview = page_resource(move || refresh.get(), |_| list_credentials());
     view! {
         <section class="panel">
             <h1>"Credentials"</h1>
@@ -100,7 +100,7 @@ fn EmailTemplateEditor() -> impl IntoView {
     let save = ServerAction::<SaveEmailTemplate>::new();
     let value = result_of(save);
     let pending = save.pending();
-    let template = Resource::new(|| (), |_| email_template());
+    let template = page_resource(|| (), |_| email_template());
     let body_error = field_message(value, "body");
     view! {
         <section class="panel" data-testid="email-template">

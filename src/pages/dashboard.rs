@@ -1,7 +1,7 @@
 //! The landing page after sign-in: the KYC figures, then the areas the role may open.
 
 use super::links::SendLinkButtons;
-use super::{StatusBadge, may_act, split_when};
+use super::{StatusBadge, may_act, page_resource, split_when};
 use crate::access::AREAS;
 use crate::api::links::{get_dashboard_stats, link_options};
 use crate::channel::Channel;
@@ -56,11 +56,11 @@ pub fn Dashboard() -> impl IntoView {
 fn KycFigures() -> impl IntoView {
     let me = expect_context::<CurrentUser>();
     let acts = may_act(me.role);
-    let stats = Resource::new(|| (), |_| get_dashboard_stats());
+    let stats = page_resource(|| (), |_| get_dashboard_stats());
     // The channel a one-click resend uses: SMS when it is set up, else email. One server call
     // per resource: the server may render this page more than once, and every rendering must
     // resolve to the same value or the browser's copy would not match.
-    let channel = Resource::new(
+    let channel = page_resource(
         || (),
         move |_| async move {
             if !acts {

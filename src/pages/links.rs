@@ -2,7 +2,8 @@
 //! session page: copy button, QR code, live countdown and the send buttons.
 
 use super::{
-    Countdown, Guarded, StatusBadge, field_message, new_idempotency_key, result_of, split_when,
+    Countdown, Guarded, StatusBadge, field_message, new_idempotency_key, page_resource, result_of,
+    split_when,
 };
 use crate::api::links::{CreateLink, SendLink, link_options};
 use crate::channel::Channel;
@@ -26,7 +27,7 @@ pub fn LinksPage() -> impl IntoView {
 
 #[component]
 fn NewLink() -> impl IntoView {
-    let options = Resource::new(|| (), |_| link_options());
+    let options = page_resource(|| (), |_| link_options());
     view! {
         <Suspense fallback=|| view! { <p class="loading">"Loading the providers…"</p> }>
             {move || Suspend::new(async move {

@@ -2,7 +2,9 @@
 //! (everything about it, its timeline and deliveries, and the staff actions).
 
 use super::links::{HandOver, channel_label};
-use super::{Guarded, StatusBadge, may_act, new_idempotency_key, result_of, split_when};
+use super::{
+    Guarded, StatusBadge, may_act, new_idempotency_key, page_resource, result_of, split_when,
+};
 use crate::api::links::{
     CancelLink, RecordOutcome, RegenerateLink, get_session_detail, list_sessions,
 };
@@ -54,7 +56,7 @@ fn SessionsList() -> impl IntoView {
     let may_export_contacts = crate::access::CONTACTS_EXPORT.admits(me.role);
     let query = use_query_map();
     let filter = Memo::new(move |_| filter_from_query(&query.get()));
-    let page = Resource::new(move || filter.get(), |filter| list_sessions(Some(filter)));
+    let page = page_resource(move || filter.get(), |filter| list_sessions(Some(filter)));
     view! {
         <section class="panel">
             <h1>"Sessions"</h1>
@@ -298,7 +300,7 @@ pub fn SessionDetailPage() -> impl IntoView {
 fn SessionDetailLoader() -> impl IntoView {
     let params = use_params_map();
     let public_id = Memo::new(move |_| params.with(|p| p.get("public_id").unwrap_or_default()));
-    let detail = Resource::new(move || public_id.get(), get_session_detail);
+    let detail = page_resource(move || public_id.get(), get_session_detail);
     view! {
         <p class="breadcrumb"><a href="/sessions">"← All sessions"</a></p>
         <Suspense fallback=|| view! { <p class="loading">"Loading the session…"</p> }>

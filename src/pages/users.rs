@@ -2,7 +2,9 @@
 //! second factors.
 
 use super::step_up::ActionFailure;
-use super::{ErrorBanner, Guarded, TextField, failure_message, field_message, result_of};
+use super::{
+    ErrorBanner, Guarded, TextField, failure_message, field_message, page_resource, result_of,
+};
 use crate::api::users::{
     CreateUser, ResetUserFactors, ResetUserPassword, SetUserDisabled, SetUserRole, SetUserSignOn,
     list_users,
@@ -32,7 +34,7 @@ fn UsersAdmin() -> impl IntoView {
     let reset = ServerAction::<ResetUserPassword>::new();
     let reset_factors = ServerAction::<ResetUserFactors>::new();
     let sign_on = ServerAction::<SetUserSignOn>::new();
-    let users = Resource::new(
+    let users = page_resource(
         move || {
             (
                 create.version().get(),

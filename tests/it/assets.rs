@@ -112,6 +112,11 @@ async fn the_bundle_is_sent_compressed_and_kept_for_a_year() {
             header(&response, "content-security-policy".parse().unwrap()),
             ""
         );
+        // Nor what a file that never changes cannot use: a validator for a revalidation that
+        // never comes, ranges the file handler does not serve, a request id nobody looks up.
+        for useless in ["last-modified", "accept-ranges", "x-request-id"] {
+            assert_eq!(header(&response, useless.parse().unwrap()), "", "{useless}");
+        }
         assert_eq!(response.text().await.unwrap(), body, "{asked}");
     }
 
@@ -190,6 +195,7 @@ async fn pages_name_the_hashed_files_and_are_never_stored() {
         .unwrap();
     assert_eq!(favicon.status(), StatusCode::OK);
     assert_eq!(header(&favicon, CACHE_CONTROL), "public, max-age=3600");
+    assert_ne!(header(&favicon, "last-modified".parse().unwrap()), "");
     let plain = client
         .get(format!("{}/pkg/kyc-desk.css", app.base))
         .send()
@@ -206,6 +212,8 @@ async fn pages_name_the_hashed_files_and_are_never_stored() {
         .unwrap();
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
     assert_eq!(header(&gone, CACHE_CONTROL), "no-store");
+    // A missing file still names its request, for whoever looks into it.
+    assert_ne!(header(&gone, "x-request-id".parse().unwrap()), "");
 
     // File routes below the top level carry personal data: never stored either.
     app.user("olga@example.com", Role::Operator).await;

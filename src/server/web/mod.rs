@@ -127,12 +127,14 @@ pub fn router(state: AppState) -> Router {
                         )
                     }),
                 )
-                .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(page_compression())
                 .layer(axum::middleware::from_fn_with_state(
                     state.clone(),
                     middleware::security_headers,
                 ))
+                // Inside `security_headers`, which takes the id off the answers that are
+                // content-hashed bundle files (see there); every other answer keeps it.
+                .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(axum::middleware::from_fn_with_state(
                     concurrency,
                     middleware::concurrency_limit,
