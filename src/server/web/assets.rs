@@ -21,8 +21,8 @@ pub const OUTPUT_NAME: &str = "kyc-desk";
 /// `Cache-Control` of a content-hashed bundle file: a year, never revalidated.
 pub const IMMUTABLE: HeaderValue = HeaderValue::from_static("public, max-age=31536000, immutable");
 /// `Cache-Control` of a bundle file without a hash (a build without `hash-files`): the browser
-/// asks each time whether it changed (answered `304` when not), so a new release never meets
-/// a stale bundle.
+/// may not use its copy without asking, and the file is sent again (the static file handler
+/// answers no conditional request with `304`), so a new release never meets a stale bundle.
 pub const REVALIDATE: HeaderValue = HeaderValue::from_static("no-cache");
 /// `Cache-Control` of the other static files (the favicon): an hour.
 pub const SHORT: HeaderValue = HeaderValue::from_static("public, max-age=3600");
