@@ -1,9 +1,5 @@
 import { test, expect } from '@playwright/test';
-import { ChildProcess, spawn } from 'child_process';
-import { mkdtempSync, readFileSync } from 'fs';
-import { tmpdir } from 'os';
-import { join } from 'path';
-import { expectNoConsoleErrors, freePort, hydrated, totp, watchConsole } from './helpers';
+import { OwnServer, expectNoConsoleErrors, freePort, hydrated, startOwnServer, totp, watchConsole } from './helpers';
 
 // The shared test server lets every role in without a second factor (its specs sign the same
 // people in many times a minute). This spec starts a server of its own on a fresh database with
@@ -19,58 +15,29 @@ const OPERATOR = {
 };
 const STEP_UP_SECONDS = 10;
 
-let server: ChildProcess | undefined;
+let own: OwnServer | undefined;
 let base = '';
-let log = '';
 
 test.describe.configure({ mode: 'serial' });
 
 test.beforeAll(async () => {
-  const bin = process.env.KYC_DESK_BIN;
-  const root = process.env.KYC_DESK_ROOT;
-  if (!bin || !root) throw new Error('KYC_DESK_BIN / KYC_DESK_ROOT are not set (run the tests through ../test.sh)');
-  const dir = mkdtempSync(join(tmpdir(), 'kyc-desk-policy-'));
-  const port = await freePort();
-  base = `http://localhost:${port}`;
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    DATABASE_URL: `sqlite://${dir}/policy.db`,
-    KYC_DESK_MASTER_KEY_FILE: `${dir}/master.key`,
-    KYC_DESK_DEV_GENERATE_MASTER_KEY: 'true',
-    KYC_DESK_ADDR: `127.0.0.1:${port}`,
-    KYC_DESK_PUBLIC_URL: base,
-    KYC_DESK_SITE_ROOT: 'target/site',
-    KYC_DESK_SANDBOX: 'true',
+  own = await startOwnServer('policy', await freePort(), {
     KYC_DESK_STEP_UP_WINDOW: `${STEP_UP_SECONDS}s`,
-    RUST_LOG: 'info',
-  };
-  delete env.KYC_DESK_SECOND_FACTOR_ROLES;
-  server = spawn(bin, ['serve'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  server.stdout!.on('data', (chunk) => (log += chunk.toString()));
-  server.stderr!.on('data', (chunk) => (log += chunk.toString()));
-  for (let i = 0; i < 120; i++) {
-    if (/\/setup\/[A-Za-z0-9_-]+/.test(log)) {
-      try {
-        if ((await fetch(`${base}/readyz`)).ok) return;
-      } catch {
-        // not listening yet
-      }
-    }
-    if (server.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error(`the policy server did not start:\n${log}`);
+    // The default policy: admins and auditors must have a second factor.
+    KYC_DESK_SECOND_FACTOR_ROLES: undefined,
+  });
+  base = own.base;
 });
 
 test.afterAll(async () => {
-  server?.kill();
+  own?.process.kill();
 });
 
 test('an admin must set up an authenticator before anything else, and confirms with a code before a rotation', async ({ page }) => {
   test.setTimeout(90_000);
   const errors: string[] = [];
   watchConsole(page, errors);
-  const setup = log.match(/https?:\/\/\S+?(\/setup\/[A-Za-z0-9_-]+)/)![1];
+  const setup = own!.log().match(/https?:\/\/\S+?(\/setup\/[A-Za-z0-9_-]+)/)![1];
 
   // The first admin, right after setup: sent to enrolment; the console stays closed.
   await page.goto(base + setup);

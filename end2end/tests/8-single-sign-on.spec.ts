@@ -1,9 +1,8 @@
 import { test, expect } from '@playwright/test';
-import { ChildProcess, spawn } from 'child_process';
-import { mkdtempSync } from 'fs';
-import { tmpdir } from 'os';
-import { join } from 'path';
-import { expectNoConsoleErrors, freePort, hydrated, startIdentityProvider, watchConsole } from './helpers';
+import { ChildProcess } from 'child_process';
+import {
+  OwnServer, expectNoConsoleErrors, freePort, hydrated, startIdentityProvider, startOwnServer, watchConsole,
+} from './helpers';
 
 // Single sign-on through a real OpenID provider (the `oidc-provider` package, started here on
 // loopback with KYC Desk registered as its client). A server of this spec's own, on a fresh
@@ -12,53 +11,23 @@ const ADMIN = { email: 'sso.admin@example.com', password: 'sso admin phrase 4711
 const STAFF = { email: 'sso.operator@example.com', name: 'Olu Operator' };
 const CLIENT_SECRET = 'browser-test-client-secret-93b1';
 
-let server: ChildProcess | undefined;
+let own: OwnServer | undefined;
 let provider: ChildProcess | undefined;
 let issuer = '';
 let base = '';
-let log = '';
 
 test.describe.configure({ mode: 'serial' });
 
 test.beforeAll(async () => {
-  const bin = process.env.KYC_DESK_BIN;
-  const root = process.env.KYC_DESK_ROOT;
-  if (!bin || !root) throw new Error('KYC_DESK_BIN / KYC_DESK_ROOT are not set (run the tests through ../test.sh)');
-  const dir = mkdtempSync(join(tmpdir(), 'kyc-desk-sso-'));
+  // The provider must know KYC Desk's address before either starts.
   const port = await freePort();
-  base = `http://localhost:${port}`;
-  ({ issuer, process: provider } = await startIdentityProvider(base, CLIENT_SECRET));
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    DATABASE_URL: `sqlite://${dir}/sso.db`,
-    KYC_DESK_MASTER_KEY_FILE: `${dir}/master.key`,
-    KYC_DESK_DEV_GENERATE_MASTER_KEY: 'true',
-    KYC_DESK_ADDR: `127.0.0.1:${port}`,
-    KYC_DESK_PUBLIC_URL: base,
-    KYC_DESK_SITE_ROOT: 'target/site',
-    KYC_DESK_SANDBOX: 'true',
-    KYC_DESK_SECOND_FACTOR_ROLES: 'none',
-    RUST_LOG: 'info',
-  };
-  server = spawn(bin, ['serve'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  server.stdout!.on('data', (chunk) => (log += chunk.toString()));
-  server.stderr!.on('data', (chunk) => (log += chunk.toString()));
-  for (let i = 0; i < 120; i++) {
-    if (/\/setup\/[A-Za-z0-9_-]+/.test(log)) {
-      try {
-        if ((await fetch(`${base}/readyz`)).ok) return;
-      } catch {
-        // not listening yet
-      }
-    }
-    if (server.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  throw new Error(`the single-sign-on server did not start:\n${log}`);
+  ({ issuer, process: provider } = await startIdentityProvider(`http://localhost:${port}`, CLIENT_SECRET));
+  own = await startOwnServer('sso', port, { KYC_DESK_SECOND_FACTOR_ROLES: 'none' });
+  base = own.base;
 });
 
 test.afterAll(async () => {
-  server?.kill();
+  own?.process.kill();
   provider?.kill();
 });
 
@@ -67,7 +36,7 @@ test('an admin sets up single sign-on; an SSO-only operator signs in through the
   const errors: string[] = [];
   const admin = await browser.newPage();
   watchConsole(admin, errors);
-  const setup = log.match(/https?:\/\/\S+?(\/setup\/[A-Za-z0-9_-]+)/)![1];
+  const setup = own!.log().match(/https?:\/\/\S+?(\/setup\/[A-Za-z0-9_-]+)/)![1];
   await admin.goto(base + setup);
   await hydrated(admin);
   await admin.getByLabel('Email').fill(ADMIN.email);
@@ -154,6 +123,6 @@ test('an admin sets up single sign-on; an SSO-only operator signs in through the
   await hydrated(page);
   await expectNoConsoleErrors(errors);
   // The client secret reached neither a page nor the server's log.
-  expect(log).not.toContain(CLIENT_SECRET);
+  expect(own!.log()).not.toContain(CLIENT_SECRET);
   await context.close();
 });

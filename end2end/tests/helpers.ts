@@ -1,8 +1,9 @@
 import { expect, Page } from '@playwright/test';
 import { ChildProcess, spawn } from 'child_process';
 import { createHmac } from 'crypto';
-import { readFileSync } from 'fs';
+import { mkdtempSync, readFileSync } from 'fs';
 import { createServer } from 'net';
+import { tmpdir } from 'os';
 import { join } from 'path';
 
 /** Waits until the WASM has hydrated the page: clicks before that do nothing. */
@@ -139,4 +140,56 @@ export async function startIdentityProvider(
     child.once('exit', (code) => reject(new Error(`the identity provider stopped (${code}): ${out}`)));
   });
   return { issuer, process: child };
+}
+
+/** A KYC Desk server a spec started for itself (on a fresh SQLite database). */
+export interface OwnServer {
+  /** Its public URL, `http://localhost:PORT` (passkeys need a domain name). */
+  base: string;
+  process: ChildProcess;
+  /** Everything it logged so far. */
+  log(): string;
+}
+
+/**
+ * Starts `kyc-desk serve` (the binary ../test.sh built) on `port` with a fresh database and
+ * master key, the sandbox on, and `env` on top (a variable set to `undefined` is removed);
+ * resolves once it answers `/readyz` and has printed its setup link.
+ */
+export async function startOwnServer(name: string, port: number, env: NodeJS.ProcessEnv): Promise<OwnServer> {
+  const bin = process.env.KYC_DESK_BIN;
+  const root = process.env.KYC_DESK_ROOT;
+  if (!bin || !root) throw new Error('KYC_DESK_BIN / KYC_DESK_ROOT are not set (run the tests through ../test.sh)');
+  const dir = mkdtempSync(join(tmpdir(), `kyc-desk-${name}-`));
+  const base = `http://localhost:${port}`;
+  const merged: NodeJS.ProcessEnv = {
+    ...process.env,
+    DATABASE_URL: `sqlite://${dir}/${name}.db`,
+    KYC_DESK_MASTER_KEY_FILE: `${dir}/master.key`,
+    KYC_DESK_DEV_GENERATE_MASTER_KEY: 'true',
+    KYC_DESK_ADDR: `127.0.0.1:${port}`,
+    KYC_DESK_PUBLIC_URL: base,
+    KYC_DESK_SITE_ROOT: 'target/site',
+    KYC_DESK_SANDBOX: 'true',
+    RUST_LOG: 'info',
+    ...env,
+  };
+  for (const [key, value] of Object.entries(merged)) if (value === undefined) delete merged[key];
+  let log = '';
+  const server = spawn(bin, ['serve'], { cwd: root, env: merged, stdio: ['ignore', 'pipe', 'pipe'] });
+  server.stdout!.on('data', (chunk) => (log += chunk.toString()));
+  server.stderr!.on('data', (chunk) => (log += chunk.toString()));
+  for (let i = 0; i < 120; i++) {
+    if (/\/setup\/[A-Za-z0-9_-]+/.test(log)) {
+      try {
+        if ((await fetch(`${base}/readyz`)).ok) return { base, process: server, log: () => log };
+      } catch {
+        // not listening yet
+      }
+    }
+    if (server.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  server.kill();
+  throw new Error(`the ${name} server did not start:\n${log}`);
 }
