@@ -5,6 +5,7 @@
 
 use super::request::{meta_from, query_pairs};
 use super::returns::{page, page_with_head};
+use crate::markup::escape_markup as escape;
 use crate::server::auth::guard::{self, Door};
 use crate::server::auth::single_sign_on::{
     self, CALLBACK_ROUTE, CallbackQuery, START_ROUTE, SsoError,
@@ -14,13 +15,6 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use tower_sessions::Session;
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// The page of a sign-on that did not go through: what happened and the way back.
 fn refused(error: &SsoError, request_id: &str) -> Response {
