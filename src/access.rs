@@ -217,6 +217,9 @@ pub const SERVER_FN_ACCESS: &[(&str, Access)] = &[
     ("dashboard_stats", Access::Roles(READERS)),
     ("email_template", Access::Roles(ADMINS)),
     ("save_email_template", Access::StepUp(ADMINS)),
+    // api/notice.rs
+    ("privacy_notice", Access::Roles(ADMINS)),
+    ("save_privacy_notice", Access::StepUp(ADMINS)),
     // api/users.rs
     ("list_users", Access::Roles(ADMINS)),
     ("create_user", Access::Roles(ADMINS)),
@@ -244,6 +247,11 @@ pub const FILE_ACCESS: &[(&str, Access)] = &[
 pub const CUSTOMER_ACCESS: &[(&str, Access)] = &[
     ("/kyc/return", Access::Public),
     ("/kyc/return/{public_id}", Access::Public),
+    // KYC Desk's customer link: the page, Start, a one-time code, withdrawing consent.
+    ("/v/{code}", Access::Public),
+    ("/v/{code}/start", Access::Public),
+    ("/v/{code}/code", Access::Public),
+    ("/v/{code}/withdraw", Access::Public),
 ];
 
 /// The routes of signing in that are neither console pages nor server functions: single

@@ -449,17 +449,23 @@ pub struct AuditVerification {
     pub summary: String,
 }
 
-/// Where a KYC session is in its life. `creating → created → sent → returned → completed`,
-/// with `failed`, `expired`, `cancelled` and `superseded` as the other ends.
+/// Where a KYC session is in its life. A customer link: `issued → opened → consented →
+/// started → returned → completed`; a provider URL handed over in person: `creating → started
+/// → …`. `failed`, `expired`, `cancelled`, `superseded` and `withdrawn` are the other ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KycStatus {
-    /// The row is written; the provider is being asked for a link.
+    /// The row is written; the provider is being asked for a URL (in-person hand-over).
     Creating,
-    /// The link exists and has not been sent yet.
-    Created,
-    /// The link was handed over (email, SMS, WhatsApp).
-    Sent,
+    /// KYC Desk's customer link exists; the customer has not opened it yet.
+    Issued,
+    /// The customer opened the link's page.
+    Opened,
+    /// The customer accepted the privacy notice and consented.
+    Consented,
+    /// The provider's URL exists: minted when the customer pressed Start, or at once for an
+    /// in-person hand-over.
+    Started,
     /// The customer's browser came back from the provider's journey: a claim, awaiting a
     /// verdict from the provider's API or a named staff member.
     Returned,
@@ -473,34 +479,42 @@ pub enum KycStatus {
     Cancelled,
     /// Replaced by a regenerated link.
     Superseded,
+    /// The customer withdrew their consent before the verification finished.
+    Withdrawn,
 }
 
 impl KycStatus {
     /// Every status, in life order.
-    pub const ALL: [KycStatus; 9] = [
+    pub const ALL: [KycStatus; 12] = [
         KycStatus::Creating,
-        KycStatus::Created,
-        KycStatus::Sent,
+        KycStatus::Issued,
+        KycStatus::Opened,
+        KycStatus::Consented,
+        KycStatus::Started,
         KycStatus::Returned,
         KycStatus::Completed,
         KycStatus::Failed,
         KycStatus::Expired,
         KycStatus::Cancelled,
         KycStatus::Superseded,
+        KycStatus::Withdrawn,
     ];
 
     /// The stored spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             KycStatus::Creating => "creating",
-            KycStatus::Created => "created",
-            KycStatus::Sent => "sent",
+            KycStatus::Issued => "issued",
+            KycStatus::Opened => "opened",
+            KycStatus::Consented => "consented",
+            KycStatus::Started => "started",
             KycStatus::Returned => "returned",
             KycStatus::Completed => "completed",
             KycStatus::Failed => "failed",
             KycStatus::Expired => "expired",
             KycStatus::Cancelled => "cancelled",
             KycStatus::Superseded => "superseded",
+            KycStatus::Withdrawn => "withdrawn",
         }
     }
 
@@ -513,14 +527,17 @@ impl KycStatus {
     pub fn label(self) -> &'static str {
         match self {
             KycStatus::Creating => "Creating",
-            KycStatus::Created => "Created",
-            KycStatus::Sent => "Sent",
+            KycStatus::Issued => "Issued",
+            KycStatus::Opened => "Opened by the customer",
+            KycStatus::Consented => "Consented",
+            KycStatus::Started => "Started",
             KycStatus::Returned => "Returned, awaiting confirmation",
             KycStatus::Completed => "Completed",
             KycStatus::Failed => "Failed",
             KycStatus::Expired => "Expired",
             KycStatus::Cancelled => "Cancelled",
             KycStatus::Superseded => "Superseded",
+            KycStatus::Withdrawn => "Withdrawn by the customer",
         }
     }
 
@@ -533,6 +550,7 @@ impl KycStatus {
                 | KycStatus::Expired
                 | KycStatus::Cancelled
                 | KycStatus::Superseded
+                | KycStatus::Withdrawn
         )
     }
 
@@ -540,25 +558,38 @@ impl KycStatus {
     pub fn is_open(self) -> bool {
         matches!(
             self,
-            KycStatus::Created | KycStatus::Sent | KycStatus::Returned
+            KycStatus::Issued
+                | KycStatus::Opened
+                | KycStatus::Consented
+                | KycStatus::Started
+                | KycStatus::Returned
         )
     }
+
+    /// The stored spellings of the open statuses, as an SQL list: `('issued', …)`.
+    pub const OPEN_SQL: &'static str = "('issued', 'opened', 'consented', 'started', 'returned')";
 
     /// The one table of legal moves.
     pub fn may_become(self, next: KycStatus) -> bool {
         use KycStatus::*;
         match self {
-            Creating => matches!(next, Created | Failed),
-            Created => matches!(
+            Creating => matches!(next, Started | Failed),
+            Issued => matches!(next, Opened | Expired | Cancelled | Superseded),
+            Opened => matches!(
                 next,
-                Sent | Returned | Completed | Failed | Expired | Cancelled | Superseded
+                Consented | Expired | Cancelled | Superseded | Withdrawn
             ),
-            Sent => matches!(
+            Consented => matches!(next, Started | Expired | Cancelled | Superseded | Withdrawn),
+            Started => matches!(
                 next,
-                Returned | Completed | Failed | Expired | Cancelled | Superseded
+                Returned | Completed | Failed | Expired | Cancelled | Superseded | Withdrawn
             ),
-            Returned => matches!(next, Completed | Failed | Expired | Cancelled | Superseded),
-            Completed | Failed | Expired | Cancelled | Superseded => false,
+            // A customer link's customer may start again (a new provider URL) after coming back.
+            Returned => matches!(
+                next,
+                Started | Completed | Failed | Expired | Cancelled | Superseded | Withdrawn
+            ),
+            Completed | Failed | Expired | Cancelled | Superseded | Withdrawn => false,
         }
     }
 }
@@ -587,7 +618,21 @@ pub struct LinkFormOptions {
     pub options: Vec<LinkOption>,
     /// Channels that can send a link: `email`, `sms`, `whatsapp`.
     pub channels: Vec<String>,
+    /// The customer link's lifetime the form offers first, in hours.
+    #[serde(default)]
+    pub lifetime_hours_default: i64,
+    /// The shortest lifetime an operator may pick, in hours.
+    #[serde(default)]
+    pub lifetime_hours_min: i64,
+    /// The longest, in hours.
+    #[serde(default)]
+    pub lifetime_hours_max: i64,
 }
+
+/// How the customer gets to the provider.
+pub const HANDOVER_CUSTOMER_LINK: &str = "customer_link";
+/// The provider's URL made at once, for an in-person hand-over.
+pub const HANDOVER_PROVIDER_URL: &str = "provider_url";
 
 /// The new-link form, as submitted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -616,6 +661,15 @@ pub struct NewLinkInput {
     /// One random key per form instance, so a resubmission never makes a second link.
     #[serde(default)]
     pub idempotency_key: String,
+    /// [`HANDOVER_CUSTOMER_LINK`] (also when empty) or [`HANDOVER_PROVIDER_URL`].
+    #[serde(default)]
+    pub handover: String,
+    /// The customer link's lifetime in hours (empty: the default).
+    #[serde(default)]
+    pub lifetime_hours: String,
+    /// "off" to send no reminders for this link.
+    #[serde(default)]
+    pub reminders: String,
 }
 
 /// A KYC session as lists show it.
@@ -729,6 +783,41 @@ pub struct SessionDetail {
     /// Whether staff may record an outcome now (a Message Central session still open after
     /// its customer came back).
     pub outcome_recordable: bool,
+    /// KYC Desk's customer link, when the session has one.
+    #[serde(default)]
+    pub customer_link: Option<CustomerLinkView>,
+}
+
+/// A session's customer link as staff see it (its address is the detail's `link_url`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerLinkView {
+    /// Until when the link works (UTC text).
+    pub expires_at: String,
+    /// Provider URLs minted so far.
+    pub mints_used: i64,
+    /// Provider URLs it may mint.
+    pub mint_limit: i64,
+    /// When the customer first opened it (UTC text).
+    pub opened_at: Option<String>,
+    /// Whether a one-time code to the mobile is asked before Start.
+    pub code_required: bool,
+    /// The customer's recorded consent.
+    pub consent: Option<ConsentView>,
+}
+
+/// The consent a customer gave on the link's page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentView {
+    /// The privacy notice version shown.
+    pub notice_version: i64,
+    /// The language it was shown in (`en`, `hi`).
+    pub language: String,
+    /// When (UTC text).
+    pub at: String,
+    /// The start of the keyed hash of the client's address.
+    pub client_hash: String,
+    /// The start of the keyed hash of the browser's user agent.
+    pub agent_hash: String,
 }
 
 /// Longest note a staff member may give when recording an outcome, in characters.
@@ -840,27 +929,50 @@ mod tests {
     #[test]
     fn the_state_machine_allows_only_forward_moves() {
         let allowed: &[(KycStatus, &[KycStatus])] = &[
-            (Creating, &[Created, Failed]),
+            (Creating, &[Started, Failed]),
+            (Issued, &[Opened, Expired, Cancelled, Superseded]),
             (
-                Created,
+                Opened,
+                &[Consented, Expired, Cancelled, Superseded, Withdrawn],
+            ),
+            (
+                Consented,
+                &[Started, Expired, Cancelled, Superseded, Withdrawn],
+            ),
+            (
+                Started,
                 &[
-                    Sent, Returned, Completed, Failed, Expired, Cancelled, Superseded,
+                    Returned, Completed, Failed, Expired, Cancelled, Superseded, Withdrawn,
                 ],
             ),
             (
-                Sent,
-                &[Returned, Completed, Failed, Expired, Cancelled, Superseded],
-            ),
-            (
                 Returned,
-                &[Completed, Failed, Expired, Cancelled, Superseded],
+                &[
+                    Started, Completed, Failed, Expired, Cancelled, Superseded, Withdrawn,
+                ],
             ),
             (Completed, &[]),
             (Failed, &[]),
             (Expired, &[]),
             (Cancelled, &[]),
             (Superseded, &[]),
+            (Withdrawn, &[]),
         ];
+        assert_eq!(
+            allowed.len(),
+            KycStatus::ALL.len(),
+            "every status is listed"
+        );
+        let open: Vec<&str> = KycStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_open())
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(
+            KycStatus::OPEN_SQL,
+            format!("('{}')", open.join("', '")),
+            "the SQL list of open statuses is the open statuses"
+        );
         for (from, targets) in allowed {
             for to in KycStatus::ALL {
                 assert_eq!(
@@ -890,4 +1002,44 @@ mod tests {
         assert_eq!(filter.to_query(), "status=failed&q=Asha%20Rao%20%26%20co");
         assert_eq!(super::query_escape("a+b@c"), "a%2Bb%40c");
     }
+}
+
+/// The texts of the customer's privacy notice in one language (India's DPDP Act asks each).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeTexts {
+    /// Why the data is processed.
+    #[serde(default)]
+    pub purpose: String,
+    /// Which data items.
+    #[serde(default)]
+    pub data_items: String,
+    /// How long records are kept.
+    #[serde(default)]
+    pub retention: String,
+    /// How to withdraw consent.
+    #[serde(default)]
+    pub withdrawal: String,
+    /// How to complain.
+    #[serde(default)]
+    pub complaint: String,
+}
+
+/// One version of the privacy notice: its texts in English (`en`) and Hindi (`hi`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrivacyNotice {
+    /// Version, from 1 (0 in a form that saves a new one).
+    #[serde(default)]
+    pub version: i64,
+    /// Who wrote it.
+    #[serde(default)]
+    pub created_by: String,
+    /// When (UTC text).
+    #[serde(default)]
+    pub created_at: String,
+    /// English.
+    #[serde(default)]
+    pub en: NoticeTexts,
+    /// Hindi.
+    #[serde(default)]
+    pub hi: NoticeTexts,
 }

@@ -12,5 +12,6 @@ pub mod auth;
 pub mod credentials;
 pub mod factors;
 pub mod links;
+pub mod notice;
 pub mod passkeys;
 pub mod users;

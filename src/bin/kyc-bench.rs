@@ -481,6 +481,7 @@ async fn links(url: &str, operators: usize, seconds: u64, pace_ms: u64) {
                         ("input[phone]", "9876543210"),
                         ("input[consent]", "on"),
                         ("input[idempotency_key]", key.as_str()),
+                        ("input[handover]", "provider_url"),
                     ])
                     .send()
                     .await;
@@ -489,7 +490,7 @@ async fn links(url: &str, operators: usize, seconds: u64, pace_ms: u64) {
                         .json::<serde_json::Value>()
                         .await
                         .ok()
-                        .filter(|body| body["summary"]["status"] == "created"),
+                        .filter(|body| body["summary"]["status"] == "started"),
                     _ => None,
                 };
                 let Some(created) = created else {
@@ -600,8 +601,8 @@ async fn sessions(url: &str, rows: i64, requests: usize) {
         "completed",
         "expired",
         "failed",
-        "sent",
-        "created",
+        "issued",
+        "started",
         "cancelled",
     ];
     let started = Instant::now();
@@ -628,7 +629,7 @@ async fn sessions(url: &str, rows: i64, requests: usize) {
                 "('p{i:012}', 'k{i:012}', 'eko', 'digilocker', 'uat', {credential}, 1, '{name}', '{phone}', 'AADHAAR', 'ok', '{status}', {}, {created}, {created}, {}, {}, 'R{i}', '{} {phone} r{i}')",
                 operators[(i % 20) as usize],
                 created + 86_400,
-                if status == "sent" || status == "created" { "NULL".to_string() } else { (created + 600).to_string() },
+                if status == "issued" || status == "started" { "NULL".to_string() } else { (created + 600).to_string() },
                 name.to_lowercase(),
             ));
         }

@@ -127,6 +127,11 @@ fn NewLinkWorkspace(form_options: LinkFormOptions) -> impl IntoView {
     let form_ref = NodeRef::<html::Form>::new();
     let key_ref = NodeRef::<html::Input>::new();
     let first_ref = NodeRef::<html::Select>::new();
+    let lifetime = (
+        form_options.lifetime_hours_default,
+        form_options.lifetime_hours_min,
+        form_options.lifetime_hours_max,
+    );
     let options = StoredValue::new(form_options.options);
 
     // A failed creation is tried again with the same entries and a new key (the old key
@@ -205,6 +210,7 @@ fn NewLinkWorkspace(form_options: LinkFormOptions) -> impl IntoView {
                         <LinkForm
                             create=create
                             options=options.get_value()
+                            lifetime=lifetime
                             form_ref=form_ref
                             key_ref=key_ref
                             first_ref=first_ref
@@ -222,6 +228,8 @@ fn NewLinkWorkspace(form_options: LinkFormOptions) -> impl IntoView {
 fn LinkForm(
     create: ServerAction<CreateLink>,
     options: Vec<LinkOption>,
+    /// The customer link's lifetime in hours: (default, shortest, longest).
+    lifetime: (i64, i64, i64),
     form_ref: NodeRef<html::Form>,
     key_ref: NodeRef<html::Input>,
     first_ref: NodeRef<html::Select>,
@@ -246,6 +254,9 @@ fn LinkForm(
     let option_error = field_message(value, "option");
     let documents_error = field_message(value, "documents");
     let consent_error = field_message(value, "consent");
+    let lifetime_error = field_message(value, "lifetime_hours");
+    let customer_link = RwSignal::new(true);
+    let (default_hours, min_hours, max_hours) = lifetime;
     let banner = Signal::derive(move || match value.get() {
         Some(Err(AppError::Validation { message, fields })) => Some(
             fields
@@ -401,6 +412,51 @@ fn LinkForm(
                             }
                         })
                 }}
+                <fieldset class="field handover">
+                    <legend>"How the customer gets the link"</legend>
+                    <label class="checkbox">
+                        <input
+                            type="radio"
+                            name="input[handover]"
+                            value="customer_link"
+                            checked=true
+                            data-testid="handover-customer-link"
+                            on:change=move |_| customer_link.set(true)
+                        />
+                        "KYC Desk's link (works for days; the provider's page is made when the customer starts)"
+                    </label>
+                    <label class="checkbox">
+                        <input
+                            type="radio"
+                            name="input[handover]"
+                            value="provider_url"
+                            data-testid="handover-provider-url"
+                            on:change=move |_| customer_link.set(false)
+                        />
+                        "The provider's URL now, for an in-person hand-over (works once, expires soon)"
+                    </label>
+                </fieldset>
+                <div
+                    class="field"
+                    class:invalid=move || lifetime_error.get().is_some()
+                    hidden=move || !customer_link.get()
+                >
+                    <label for="nl-lifetime">"Link valid for (hours)"</label>
+                    <input
+                        type="number"
+                        id="nl-lifetime"
+                        name="input[lifetime_hours]"
+                        min=min_hours
+                        max=max_hours
+                        value=default_hours
+                        data-testid="link-lifetime"
+                        aria-describedby="nl-lifetime-hint nl-lifetime-error"
+                    />
+                    <p class="hint" id="nl-lifetime-hint">
+                        {format!("From {min_hours} to {max_hours} hours.")}
+                    </p>
+                    {move || lifetime_error.get().map(|m| view! { <p class="field-error" id="nl-lifetime-error">{m}</p> })}
+                </div>
                 <div class="field consent" class:invalid=move || consent_error.get().is_some()>
                     <label class="checkbox" for="nl-consent">
                         <input

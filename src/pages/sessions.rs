@@ -515,6 +515,34 @@ fn SessionFacts(detail: SessionDetail) -> impl IntoView {
             <dd>{when}</dd>
             <dt>"Consent"</dt>
             <dd>{or_dash(Some(detail.consent_note.clone()))}</dd>
+            {detail.customer_link.clone().map(|c| {
+                let consent = match &c.consent {
+                    Some(given) => format!(
+                        "Given on the link's page {} (privacy notice version {}, {}; client {}…, browser {}…)",
+                        given.at,
+                        given.notice_version,
+                        if given.language == "hi" { "Hindi" } else { "English" },
+                        given.client_hash,
+                        given.agent_hash
+                    ),
+                    None => "Not yet given on the link's page".into(),
+                };
+                view! {
+                    <dt>"Customer's consent"</dt>
+                    <dd data-testid="customer-consent">{consent}</dd>
+                    <dt>"Customer link"</dt>
+                    <dd data-testid="customer-link-facts">
+                        {format!(
+                            "Valid until {}; provider URLs made {} of {}{}{}",
+                            c.expires_at,
+                            c.mints_used,
+                            c.mint_limit,
+                            c.opened_at.map(|at| format!("; first opened {at}")).unwrap_or_default(),
+                            if c.code_required { "; asks a one-time code" } else { "" }
+                        )}
+                    </dd>
+                }
+            })}
             {detail.supersedes.clone().map(|id| view! {
                 <dt>"Replaces"</dt>
                 <dd>{link(&id, "supersedes-link")}</dd>

@@ -84,6 +84,24 @@ pub struct Config {
     /// How long a step-up (a fresh second factor, or the password for a user without one)
     /// opens the sensitive doors (`KYC_DESK_STEP_UP_WINDOW`; default 5 minutes).
     pub step_up_window: Duration,
+    /// Customer links: lifetimes, the mint budget, the flows that ask a one-time code.
+    pub customer_links: CustomerLinkSettings,
+}
+
+/// How KYC Desk's customer links (`/v/{code}`) behave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerLinkSettings {
+    /// The lifetime the new-link form offers first (`KYC_DESK_LINK_LIFETIME`, 72h).
+    pub default_lifetime: Duration,
+    /// The shortest lifetime an operator may pick (`KYC_DESK_LINK_LIFETIME_MIN`, 1h).
+    pub min_lifetime: Duration,
+    /// The longest (`KYC_DESK_LINK_LIFETIME_MAX`, 7 days).
+    pub max_lifetime: Duration,
+    /// Provider URLs one customer link may mint (`KYC_DESK_LINK_MINTS`, 3).
+    pub mint_limit: i64,
+    /// Flows whose customer page asks a one-time code sent to the session's mobile before
+    /// Start (`KYC_DESK_CUSTOMER_CODE_FLOWS`: `basic`, `premium`, `digilocker`; none by default).
+    pub code_flows: Vec<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -108,6 +126,7 @@ impl std::fmt::Debug for Config {
             .field("request_deadline", &self.request_deadline)
             .field("second_factor_roles", &self.second_factor_roles)
             .field("step_up_window", &self.step_up_window)
+            .field("customer_links", &self.customer_links)
             .finish()
     }
 }
@@ -485,6 +504,8 @@ impl Config {
             ));
         }
 
+        let customer_links = customer_link_settings(&get)?;
+
         Ok(Config {
             database_url,
             migrate_database_url,
@@ -511,6 +532,7 @@ impl Config {
             password_check_wait,
             second_factor_roles,
             step_up_window,
+            customer_links,
         })
     }
 
@@ -552,6 +574,71 @@ fn roles_setting(
         }
     }
     Ok(roles)
+}
+
+/// The customer-link settings, each checked against the others.
+fn customer_link_settings(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<CustomerLinkSettings, ConfigError> {
+    let min_lifetime = duration(get, "KYC_DESK_LINK_LIFETIME_MIN", "1h")?;
+    let max_lifetime = duration(get, "KYC_DESK_LINK_LIFETIME_MAX", "7d")?;
+    let default_lifetime = duration(get, "KYC_DESK_LINK_LIFETIME", "72h")?;
+    if min_lifetime < Duration::from_secs(15 * 60) {
+        return Err(problem(
+            "KYC_DESK_LINK_LIFETIME_MIN",
+            "must be at least 15m: a customer needs time to open the link",
+        ));
+    }
+    if max_lifetime > Duration::from_secs(30 * 86_400) || max_lifetime < min_lifetime {
+        return Err(problem(
+            "KYC_DESK_LINK_LIFETIME_MAX",
+            "must lie between KYC_DESK_LINK_LIFETIME_MIN and 30 days",
+        ));
+    }
+    if default_lifetime < min_lifetime || default_lifetime > max_lifetime {
+        return Err(problem(
+            "KYC_DESK_LINK_LIFETIME",
+            "must lie between KYC_DESK_LINK_LIFETIME_MIN and KYC_DESK_LINK_LIFETIME_MAX",
+        ));
+    }
+    let mints_text = get("KYC_DESK_LINK_MINTS").unwrap_or_else(|| "3".into());
+    let mint_limit = match mints_text.trim().parse::<i64>() {
+        Ok(n) if (1..=20).contains(&n) => n,
+        _ => {
+            return Err(problem(
+                "KYC_DESK_LINK_MINTS",
+                format!("'{mints_text}' is not a whole number from 1 to 20"),
+            ));
+        }
+    };
+    let mut code_flows = Vec::new();
+    let flows_text = get("KYC_DESK_CUSTOMER_CODE_FLOWS").unwrap_or_default();
+    for flow in flows_text
+        .split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+    {
+        let flow = flow.to_lowercase();
+        if flow == "none" {
+            continue;
+        }
+        if !matches!(flow.as_str(), "basic" | "premium" | "digilocker") {
+            return Err(problem(
+                "KYC_DESK_CUSTOMER_CODE_FLOWS",
+                format!("'{flow}' is not a flow (basic, premium, digilocker; or none)"),
+            ));
+        }
+        if !code_flows.contains(&flow) {
+            code_flows.push(flow);
+        }
+    }
+    Ok(CustomerLinkSettings {
+        default_lifetime,
+        min_lifetime,
+        max_lifetime,
+        mint_limit,
+        code_flows,
+    })
 }
 
 fn duration(

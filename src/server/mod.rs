@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config;
 pub mod credentials;
 pub mod csv;
+pub mod customer;
 pub mod db;
 pub mod destination;
 pub mod fresh_database;

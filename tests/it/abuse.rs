@@ -272,7 +272,7 @@ const SPECS: &[Spec] = &[
         "list_sessions",
         &[],
         &[
-            ("filter[status]", "created"),
+            ("filter[status]", "started"),
             ("filter[provider]", "eko"),
             ("filter[flow]", "digilocker"),
             ("filter[staff]", "{operator_email}"),
@@ -335,6 +335,24 @@ const SPECS: &[Spec] = &[
             ("body", "Hello {name}, verify here: {link}"),
         ],
         &["subject", "body"],
+    ),
+    spec("privacy_notice", &[], &[], &[]),
+    spec(
+        "save_privacy_notice",
+        &[("notice[en][purpose]", "")],
+        &[
+            ("notice[en][purpose]", "Purpose"),
+            ("notice[en][data_items]", "Name and mobile"),
+            ("notice[en][retention]", "Five years"),
+            ("notice[en][withdrawal]", "The link on the page"),
+            ("notice[en][complaint]", "The grievance officer"),
+            ("notice[hi][purpose]", "उद्देश्य"),
+            ("notice[hi][data_items]", "नाम और मोबाइल"),
+            ("notice[hi][retention]", "पाँच वर्ष"),
+            ("notice[hi][withdrawal]", "पृष्ठ का लिंक"),
+            ("notice[hi][complaint]", "शिकायत अधिकारी"),
+        ],
+        &["notice[en][purpose]", "notice[hi][complaint]"],
     ),
     spec("list_users", &[], &[], &[]),
     spec(
@@ -432,19 +450,18 @@ fn access_of(endpoint: &str) -> Access {
 }
 
 /// The name a field error uses for a submitted key: `input[documents][0]` → `documents`,
-/// `filter[q]` → `q`, `input.settings.company_name` → `company_name`.
+/// `filter[q]` → `q`, `input.settings.company_name` → `company_name`; a key nested deeper than
+/// the argument names its path: `notice[hi][purpose]` → `hi.purpose`.
 fn leaf(key: &str) -> String {
-    let mut key = key;
-    while let Some(stripped) = key.strip_suffix(']') {
-        let Some(open) = stripped.rfind('[') else {
-            break;
-        };
-        let inner = &stripped[open + 1..];
-        if inner.chars().all(|c| c.is_ascii_digit()) {
-            key = &stripped[..open];
-        } else {
-            return inner.to_string();
+    if let Some(open) = key.find('[') {
+        let parts: Vec<&str> = key[open..]
+            .split(['[', ']'])
+            .filter(|part| !part.is_empty() && !part.chars().all(|c| c.is_ascii_digit()))
+            .collect();
+        if !parts.is_empty() {
+            return parts.join(".");
         }
+        return key[..open].to_string();
     }
     key.rsplit('.').next().unwrap_or(key).to_string()
 }
@@ -1883,7 +1900,7 @@ both_backends!(
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!(body["summary"]["status"], "created", "{body}");
+        assert_eq!(body["summary"]["status"], "started", "{body}");
         let mut refused = 0;
         for sender in flood {
             refused += sender.await.unwrap();

@@ -120,7 +120,7 @@ both_backends!(
             &[("internal_ref", "CUST-42")],
         );
         let first = create(&app, &operator, &args).await;
-        assert_eq!(first["summary"]["status"], "created");
+        assert_eq!(first["summary"]["status"], "started");
         assert_eq!(first["summary"]["phone_masked"], "+91******3210");
         let link = first["link_url"].as_str().unwrap().to_string();
         assert!(
@@ -168,7 +168,7 @@ both_backends!(
         .await;
         assert!(reviewed["link_url"].is_null(), "{reviewed}");
         assert_eq!(reviewed["link_withheld"], true);
-        assert_eq!(reviewed["summary"]["status"], "created");
+        assert_eq!(reviewed["summary"]["status"], "started");
         assert!(!reviewed.to_string().contains(&link), "{reviewed}");
         for unknown in ["nosuchsession", "a%00b", "%27%20OR%201%3D1", "ABC"] {
             let unknown = operator
@@ -222,7 +222,7 @@ both_backends!(
         assert_eq!(returned["outcome_recordable"], true);
         assert_eq!(
             timeline_kinds(&returned),
-            ["creating", "created", "returned"]
+            ["creating", "started", "returned"]
         );
         assert!(
             returned["timeline"][2]["detail"]
@@ -246,7 +246,7 @@ both_backends!(
         assert!(done["link_url"].is_null(), "an ended session shows no link");
         assert_eq!(
             timeline_kinds(&done),
-            ["creating", "created", "returned", "completed"]
+            ["creating", "started", "returned", "completed"]
         );
         assert_eq!(done["timeline"][3]["actor"], "olga@example.com");
 
@@ -335,7 +335,7 @@ both_backends!(
         let created = answers
             .iter()
             .filter(|(status, body)| {
-                *status == StatusCode::OK && body["summary"]["status"] == "created"
+                *status == StatusCode::OK && body["summary"]["status"] == "started"
             })
             .count();
         assert_eq!(created, 3, "{answers:?}");
@@ -371,7 +371,7 @@ both_backends!(
             ),
         )
         .await;
-        assert_eq!(created["summary"]["status"], "created");
+        assert_eq!(created["summary"]["status"], "started");
         assert_eq!(created["documents"], serde_json::json!(["AADHAAR"]));
         let public_id = created["summary"]["public_id"]
             .as_str()
@@ -891,7 +891,7 @@ both_backends!(
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{sent}");
-        assert_eq!(sent["summary"]["status"], "sent");
+        assert_eq!(sent["summary"]["status"], "started");
         assert_eq!(sent["deliveries"][0]["destination"], "m***@example.com");
         assert_eq!(sent["deliveries"][0]["outcome"], "sent");
         // The SMTP server received one message with both parts and the link.
@@ -968,7 +968,7 @@ both_backends!(
         );
         let after = detail(&app, &operator, &second_id).await;
         assert_eq!(
-            after["summary"]["status"], "created",
+            after["summary"]["status"], "started",
             "a failure never marks a link sent"
         );
         assert_eq!(after["deliveries"][0]["outcome"], "failed");
@@ -989,7 +989,7 @@ both_backends!(
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{retried}");
-        assert_eq!(retried["summary"]["status"], "sent");
+        assert_eq!(retried["summary"]["status"], "started");
         drop(smtp);
     }
 );
@@ -1037,6 +1037,7 @@ both_backends!(
                     supersedes: None,
                     search_text: &format!("{} {phone} ref-{i}", name.to_lowercase()),
                     now: kyc_desk::server::db::now() - 60 + i,
+                    customer_link: None,
                 },
             )
             .await
@@ -1289,7 +1290,7 @@ both_backends!(
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{sent}");
-        assert_eq!(sent["summary"]["status"], "sent");
+        assert_eq!(sent["summary"]["status"], "started");
         assert_eq!(sent["deliveries"][0]["channel"], "whatsapp");
         assert_eq!(sent["deliveries"][0]["destination"], "+91******6780");
         assert!(
@@ -1397,8 +1398,8 @@ both_backends!(
                 now + 3600,
                 &["sent", "returned", "completed"],
             ),
-            ("B", today, "created", now + 300, &[]),
-            ("C", today, "sent", now + 3600, &["sent"]),
+            ("B", today, "started", now + 300, &[]),
+            ("C", today, "issued", now + 3600, &["sent"]),
             ("D", today - 3 * 86_400 + 10, "failed", now, &[]),
             ("E", today - 20 * 86_400, "completed", now, &["completed"]),
             ("F", today - 40 * 86_400, "completed", now, &["completed"]),
@@ -1428,6 +1429,7 @@ both_backends!(
                     supersedes: None,
                     search_text: "customer",
                     now: created_at,
+                    customer_link: None,
                 },
             )
             .await
@@ -1459,8 +1461,8 @@ both_backends!(
         assert_eq!(
             [
                 count(0, "completed"),
-                count(0, "created"),
-                count(0, "sent"),
+                count(0, "started"),
+                count(0, "issued"),
                 count(0, "failed")
             ],
             [1, 1, 1, 0]
@@ -1469,13 +1471,16 @@ both_backends!(
         assert_eq!(count(1, "completed"), 1);
         assert_eq!(count(2, "completed"), 2, "30 days include E, not F");
         assert_eq!(count(0, "returned"), 1, "G awaits confirmation");
-        // Created 6; E completed without a recorded send or return, so it counts for both.
+        // Created 6; E completed without a recorded send, opening, start or return, so it
+        // counts for each; so does A, and G (returned) counts as opened and started.
         // G came back but is not completed: awaiting confirmation, counted apart.
         assert_eq!(
             stats["funnel"],
             serde_json::json!([
                 ["Created", 6],
                 ["Sent", 3],
+                ["Opened", 2],
+                ["Started", 2],
                 ["Returned", 2],
                 ["Completed", 2]
             ])

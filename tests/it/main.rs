@@ -16,6 +16,7 @@ mod bounded_waits;
 mod cli;
 mod connection_checks;
 mod credentials;
+mod customer_link;
 mod faults;
 mod links;
 mod page_stress;

@@ -54,7 +54,7 @@ fn pages_of(role: Role, public_id: &str) -> Vec<String> {
     let mut pages: Vec<String> = vec![
         "/".into(),
         "/sessions".into(),
-        "/sessions?status=created".into(),
+        "/sessions?status=started".into(),
         format!("/sessions/{public_id}"),
         "/account/password".into(),
     ];
@@ -210,6 +210,7 @@ async fn create_link(
         ("input[phone]", "9123456780"),
         ("input[consent]", "on"),
         ("input[idempotency_key]", key.as_str()),
+        ("input[handover]", "provider_url"),
     ];
     app.call(client, "create_link", &args).await
 }

@@ -37,7 +37,7 @@ async fn create(app: &TestApp, client: &reqwest::Client, option: &str, name: &st
     let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let (status, body) = app.call(client, "create_link", &args).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["summary"]["status"], "created", "{body}");
+    assert_eq!(body["summary"]["status"], "started", "{body}");
     body["summary"]["public_id"].as_str().unwrap().to_string()
 }
 

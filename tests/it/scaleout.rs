@@ -478,7 +478,7 @@ async fn load_on_both(cluster: &Arc<Cluster>) -> BTreeMap<String, String> {
 /// exactly once: the lease keeps the other process off it.
 async fn one_poller_per_session(cluster: &Cluster) {
     let eko_sessions = cluster
-        .count("SELECT COUNT(*) FROM kyc_sessions WHERE provider = 'eko' AND status = 'created'")
+        .count("SELECT COUNT(*) FROM kyc_sessions WHERE provider = 'eko' AND status = 'started'")
         .await;
     assert_eq!(eko_sessions, EKO_SESSIONS as i64);
     assert_eq!(

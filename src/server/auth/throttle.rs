@@ -58,6 +58,8 @@ pub enum Scope {
     InFlight,
     /// The client address made too many customer returns.
     Return,
+    /// Too many requests to customer links from the client address, or to one link.
+    Customer,
 }
 
 impl Scope {
@@ -68,6 +70,7 @@ impl Scope {
             Scope::Address => "address",
             Scope::InFlight => "in_flight",
             Scope::Return => "return",
+            Scope::Customer => "customer",
         }
     }
 }
@@ -92,7 +95,9 @@ impl Refusal {
             Scope::Address => {
                 format!("Too many failed sign-ins from your network. Try again in {wait}.")
             }
-            Scope::Return => format!("Too many requests from your network. Try again in {wait}."),
+            Scope::Return | Scope::Customer => {
+                format!("Too many requests from your network. Try again in {wait}.")
+            }
             Scope::InFlight => format!(
                 "A sign-in for this email address or from your network is already being checked. Try again in {wait}."
             ),
@@ -158,6 +163,45 @@ pub async fn count_return(
             scope: Scope::Return,
             retry_after_secs: (window_end - now).max(1) as u64,
         }));
+    }
+    Ok(None)
+}
+
+/// Requests to customer links one client address may make within the window.
+pub const CUSTOMER_REQUESTS_PER_ADDRESS: i64 = 120;
+/// Requests one customer link may get within the window (from all addresses).
+pub const CUSTOMER_REQUESTS_PER_LINK: i64 = 60;
+/// Window over which customer-link requests are counted.
+pub const CUSTOMER_WINDOW_SECS: i64 = 10 * 60;
+
+/// Counts one request to a customer link from `ip` (and, once the link is known, to the
+/// session `link`); refused once either went over its share within the window. Unknown codes
+/// count on the address only, so guessing codes runs into the address's share.
+pub async fn count_customer(
+    pool: &AnyPool,
+    ip: Option<IpAddr>,
+    link: Option<i64>,
+) -> Result<Option<Refusal>, sqlx::Error> {
+    let now = db::now();
+    let mut keys = Vec::new();
+    if let Some(ip) = ip {
+        keys.push((
+            format!("customer:{}", client_key(ip)),
+            CUSTOMER_REQUESTS_PER_ADDRESS,
+        ));
+    }
+    if let Some(link) = link {
+        keys.push((format!("customer_link:{link}"), CUSTOMER_REQUESTS_PER_LINK));
+    }
+    for (key, limit) in keys {
+        let counter = throttle::count_attempt(pool, &key, now, CUSTOMER_WINDOW_SECS).await?;
+        if counter.failures > limit {
+            let window_end = counter.window_started_at + CUSTOMER_WINDOW_SECS;
+            return Ok(Some(Refusal {
+                scope: Scope::Customer,
+                retry_after_secs: (window_end - now).max(1) as u64,
+            }));
+        }
     }
     Ok(None)
 }
@@ -351,7 +395,8 @@ pub async fn prune(pool: &AnyPool) -> Result<u64, sqlx::Error> {
         db::now(),
         ACCOUNT_WINDOW_SECS
             .max(ADDRESS_WINDOW_SECS)
-            .max(RETURN_WINDOW_SECS),
+            .max(RETURN_WINDOW_SECS)
+            .max(CUSTOMER_WINDOW_SECS),
     )
     .await
 }

@@ -92,9 +92,58 @@ pub struct SessionRow {
     pub poll_failures: i64,
     /// 1 when `result` holds only the status call's details (no document fetched).
     pub result_partial: i64,
+    /// KYC Desk's customer link code (`/v/{code}`); `None` for an in-person hand-over.
+    pub customer_code: Option<String>,
+    /// Until when the customer link works.
+    pub link_expires_at: Option<i64>,
+    /// Until when the current provider URL works.
+    pub provider_url_expires_at: Option<i64>,
+    /// When the current provider URL was minted.
+    pub minted_at: Option<i64>,
+    /// Provider URLs minted so far.
+    pub mint_count: i64,
+    /// Provider URLs the customer link may mint.
+    pub mint_limit: i64,
+    /// When the customer first opened the link's page.
+    pub opened_at: Option<i64>,
+    /// The privacy notice version the customer consented to.
+    pub consent_notice_version: Option<i64>,
+    /// The language the notice was shown in.
+    pub consent_language: Option<String>,
+    /// When the customer consented.
+    pub consent_at: Option<i64>,
+    /// Keyed hash of the consenting client's address.
+    pub consent_client_hash: Option<String>,
+    /// Keyed hash of the consenting browser's user agent.
+    pub consent_agent_hash: Option<String>,
+    /// 1 when a one-time code to the session's mobile must be given before Start.
+    pub otp_required: i64,
+    /// Hash of the one-time code last sent.
+    pub otp_hash: Option<String>,
+    /// Until when that code works.
+    pub otp_expires_at: Option<i64>,
+    /// Wrong codes since the last lock.
+    pub otp_failures: i64,
+    /// The link refuses codes until then (too many wrong ones).
+    pub otp_locked_until: Option<i64>,
+    /// Codes sent.
+    pub otp_sends: i64,
+    /// When a right code was given.
+    pub otp_passed_at: Option<i64>,
+    /// 1 when reminders may be sent.
+    pub reminders_on: i64,
+    /// Reminders sent.
+    pub reminders_sent: i64,
+    /// When the next reminder is due.
+    pub next_reminder_at: Option<i64>,
+    /// The channel the link was last sent by.
+    pub sent_channel: Option<String>,
     /// Creator's email (joined).
     pub creator_email: String,
 }
+
+/// The open statuses, as an SQL list.
+const OPEN: &str = crate::types::KycStatus::OPEN_SQL;
 
 /// The select list of [`SessionRow`].
 pub const SESSION_SELECT: &str = "SELECT s.id, s.public_id, s.idempotency_key, s.provider, s.flow, s.environment, \
@@ -103,7 +152,11 @@ pub const SESSION_SELECT: &str = "SELECT s.id, s.public_id, s.idempotency_key, s
      s.verification_id, s.result, s.last_error, s.created_by, s.created_at, s.updated_at, s.ended_at, \
      s.supersedes, s.superseded_by, s.next_poll_at, s.poll_count, s.poll_failing_since, s.poll_failures, \
      s.result_partial, s.return_claim, s.return_count, s.last_return_at, s.outcome_by, s.outcome_at, \
-     s.outcome_note, u.email AS creator_email \
+     s.outcome_note, s.customer_code, s.link_expires_at, s.provider_url_expires_at, s.minted_at, \
+     s.mint_count, s.mint_limit, s.opened_at, s.consent_notice_version, s.consent_language, s.consent_at, \
+     s.consent_client_hash, s.consent_agent_hash, s.otp_required, s.otp_hash, s.otp_expires_at, \
+     s.otp_failures, s.otp_locked_until, s.otp_sends, s.otp_passed_at, s.reminders_on, s.reminders_sent, \
+     s.next_reminder_at, s.sent_channel, u.email AS creator_email \
      FROM kyc_sessions s JOIN users u ON u.id = s.created_by";
 
 impl SessionRow {
@@ -131,9 +184,14 @@ impl SessionRow {
             internal_ref: new.internal_ref.map(str::to_string),
             documents: new.documents.to_string(),
             consent_note: new.consent_note.to_string(),
-            status: "creating".to_string(),
+            status: if new.customer_link.is_some() {
+                "issued"
+            } else {
+                "creating"
+            }
+            .to_string(),
             link_url: None,
-            expires_at: None,
+            expires_at: new.customer_link.as_ref().map(|c| c.expires_at),
             provider_token: None,
             journey_id: None,
             reference_id: None,
@@ -158,6 +216,35 @@ impl SessionRow {
             poll_failing_since: None,
             poll_failures: 0,
             result_partial: 0,
+            customer_code: new.customer_link.as_ref().map(|c| c.code.to_string()),
+            link_expires_at: new.customer_link.as_ref().map(|c| c.expires_at),
+            provider_url_expires_at: None,
+            minted_at: None,
+            mint_count: 0,
+            mint_limit: new.customer_link.as_ref().map_or(0, |c| c.mint_limit),
+            opened_at: None,
+            consent_notice_version: None,
+            consent_language: None,
+            consent_at: None,
+            consent_client_hash: None,
+            consent_agent_hash: None,
+            otp_required: new
+                .customer_link
+                .as_ref()
+                .map_or(0, |c| i64::from(c.otp_required)),
+            otp_hash: None,
+            otp_expires_at: None,
+            otp_failures: 0,
+            otp_locked_until: None,
+            otp_sends: 0,
+            otp_passed_at: None,
+            reminders_on: new
+                .customer_link
+                .as_ref()
+                .map_or(0, |c| i64::from(c.reminders_on)),
+            reminders_sent: 0,
+            next_reminder_at: None,
+            sent_channel: None,
             creator_email: creator_email.to_string(),
         }
     }
@@ -165,9 +252,12 @@ impl SessionRow {
     /// This row after [`mark_created`] stored `link` at `now`.
     pub fn with_created_link(self, link: &CreatedLink<'_>, now: i64) -> SessionRow {
         SessionRow {
-            status: "created".to_string(),
+            status: "started".to_string(),
             link_url: Some(link.url.to_string()),
             expires_at: Some(link.expires_at),
+            provider_url_expires_at: Some(link.expires_at),
+            minted_at: Some(now),
+            mint_count: 1,
             provider_token: link.token.map(str::to_string),
             journey_id: link.journey_id.map(str::to_string),
             reference_id: link.reference_id.map(str::to_string),
@@ -217,16 +307,35 @@ pub struct NewSession<'a> {
     pub search_text: &'a str,
     /// Now.
     pub now: i64,
+    /// KYC Desk's customer link, when the session hands one out (it starts `issued`, no
+    /// provider call yet); `None` for an in-person hand-over of the provider's URL.
+    pub customer_link: Option<NewCustomerLink<'a>>,
 }
 
-/// Writes a session in `creating`; returns its id. A duplicate idempotency key is a unique
+/// A new session's customer link.
+pub struct NewCustomerLink<'a> {
+    /// The code of `/v/{code}`.
+    pub code: &'a str,
+    /// Until when it works.
+    pub expires_at: i64,
+    /// Provider URLs it may mint.
+    pub mint_limit: i64,
+    /// Whether a one-time code to the mobile is asked before Start.
+    pub otp_required: bool,
+    /// Whether reminders may go.
+    pub reminders_on: bool,
+}
+
+/// Writes a session in `creating` (or `issued`, with a customer link); returns its id. A duplicate idempotency key is a unique
 /// violation (the caller then reads the existing row).
 pub async fn insert(conn: &mut AnyConnection, new: &NewSession<'_>) -> Result<i64, sqlx::Error> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO kyc_sessions (public_id, idempotency_key, provider, flow, environment, credential_id, sandbox, \
          customer_name, phone, email, internal_ref, documents, consent_note, status, client_ref_id, supersedes, \
-         search_text, created_by, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'creating', $14, $15, $16, $17, $18, $18) \
+         search_text, created_by, created_at, updated_at, customer_code, link_expires_at, expires_at, \
+         mint_limit, otp_required, reminders_on) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19, \
+         $20, $21, $21, $22, $23, $24) \
          RETURNING id",
     )
     .bind(new.public_id)
@@ -242,11 +351,21 @@ pub async fn insert(conn: &mut AnyConnection, new: &NewSession<'_>) -> Result<i6
     .bind(new.internal_ref)
     .bind(new.documents)
     .bind(new.consent_note)
+    .bind(if new.customer_link.is_some() {
+        "issued"
+    } else {
+        "creating"
+    })
     .bind(new.client_ref_id)
     .bind(new.supersedes)
     .bind(new.search_text)
     .bind(new.created_by)
     .bind(new.now)
+    .bind(new.customer_link.as_ref().map(|c| c.code))
+    .bind(new.customer_link.as_ref().map(|c| c.expires_at))
+    .bind(new.customer_link.as_ref().map_or(0, |c| c.mint_limit))
+    .bind(new.customer_link.as_ref().map_or(0, |c| i64::from(c.otp_required)))
+    .bind(new.customer_link.as_ref().map_or(0, |c| i64::from(c.reminders_on)))
     .fetch_one(&mut *conn)
     .await?;
     add_terms(conn, id, search_terms(new.search_text)).await?;
@@ -296,15 +415,28 @@ pub async fn find_by_journey(
             return Ok(found);
         }
     }
-    match token {
-        Some(token) => {
+    if let Some(token) = token {
+        let found: Option<SessionRow> =
             sqlx::query_as(&format!("{SESSION_SELECT} WHERE s.provider_token = $1"))
                 .bind(token)
                 .fetch_optional(pool)
-                .await
+                .await?;
+        if found.is_some() {
+            return Ok(found);
         }
-        None => Ok(None),
     }
+    if journey_id.is_none() && token.is_none() {
+        return Ok(None);
+    }
+    // An older mint of a customer link (the session follows the newest).
+    sqlx::query_as(&format!(
+        "{SESSION_SELECT} WHERE s.id = (SELECT MIN(m.session_id) FROM link_mints m \
+         WHERE m.journey_id = $1 OR m.token = $2)"
+    ))
+    .bind(journey_id)
+    .bind(token)
+    .fetch_optional(pool)
+    .await
 }
 
 /// What a successful provider call stores.
@@ -325,7 +457,8 @@ pub struct CreatedLink<'a> {
     pub search_text: &'a str,
 }
 
-/// `creating → created` with the link; false when the row was no longer `creating`.
+/// `creating → started` with the provider's URL (its first mint); false when the row was no
+/// longer `creating`.
 pub async fn mark_created(
     conn: &mut AnyConnection,
     id: i64,
@@ -333,8 +466,9 @@ pub async fn mark_created(
     now: i64,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
-        "UPDATE kyc_sessions SET status = 'created', link_url = $1, expires_at = $2, provider_token = $3, \
-         journey_id = $4, reference_id = $5, next_poll_at = $6, search_text = $7, updated_at = $8 \
+        "UPDATE kyc_sessions SET status = 'started', link_url = $1, expires_at = $2, provider_token = $3, \
+         journey_id = $4, reference_id = $5, next_poll_at = $6, search_text = $7, updated_at = $8, \
+         provider_url_expires_at = $2, minted_at = $8, mint_count = 1 \
          WHERE id = $9 AND status = 'creating'",
     )
     .bind(link.url)
@@ -351,6 +485,7 @@ pub async fn mark_created(
     if done.rows_affected() != 1 {
         return Ok(false);
     }
+    insert_mint(&mut *conn, id, link, now).await?;
     // The search text gained the provider's ids; so do the terms.
     let ids = [link.journey_id, link.reference_id]
         .into_iter()
@@ -492,6 +627,230 @@ pub async fn set_superseded_by(
         .bind(id)
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// Keeps the channel a link was last sent by (a reminder goes the same way).
+pub async fn set_sent_channel(
+    conn: &mut AnyConnection,
+    id: i64,
+    channel: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE kyc_sessions SET sent_channel = $1 WHERE id = $2")
+        .bind(channel)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records one minted provider URL in `link_mints` (returns with an older mint's ids still
+/// find the session).
+async fn insert_mint(
+    conn: &mut AnyConnection,
+    session_id: i64,
+    link: &CreatedLink<'_>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO link_mints (session_id, minted_at, expires_at, token, journey_id, reference_id) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(session_id)
+    .bind(now)
+    .bind(link.expires_at)
+    .bind(link.token)
+    .bind(link.journey_id)
+    .bind(link.reference_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The session of customer link `code`.
+pub async fn find_by_code(pool: &AnyPool, code: &str) -> Result<Option<SessionRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{SESSION_SELECT} WHERE s.customer_code = $1"))
+        .bind(code)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Notes the first time the customer opened the link's page.
+pub async fn mark_opened(conn: &mut AnyConnection, id: i64, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE kyc_sessions SET opened_at = COALESCE(opened_at, $1) WHERE id = $2")
+        .bind(now)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The customer's consent, as recorded on the session.
+pub struct Consent<'a> {
+    /// The notice version shown.
+    pub notice_version: i64,
+    /// The language it was shown in.
+    pub language: &'a str,
+    /// Keyed hash of the client address.
+    pub client_hash: &'a str,
+    /// Keyed hash of the user agent.
+    pub agent_hash: &'a str,
+    /// When.
+    pub at: i64,
+}
+
+/// Stores the customer's consent.
+pub async fn record_consent(
+    conn: &mut AnyConnection,
+    id: i64,
+    consent: &Consent<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE kyc_sessions SET consent_notice_version = $1, consent_language = $2, consent_at = $3, \
+         consent_client_hash = $4, consent_agent_hash = $5 WHERE id = $6",
+    )
+    .bind(consent.notice_version)
+    .bind(consent.language)
+    .bind(consent.at)
+    .bind(consent.client_hash)
+    .bind(consent.agent_hash)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Takes one of a customer link's provider-URL mints, in one statement so parallel Starts
+/// cannot outrun the budget; false when none is left.
+pub async fn reserve_mint(conn: &mut AnyConnection, id: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE kyc_sessions SET mint_count = mint_count + 1 WHERE id = $1 AND mint_count < mint_limit",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives back a mint whose provider call provably never left.
+pub async fn give_back_mint(conn: &mut AnyConnection, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE kyc_sessions SET mint_count = mint_count - 1 WHERE id = $1 AND mint_count > 0",
+    )
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Stores a provider URL minted for a customer link (the mint was reserved; `link.search_text`
+/// holds the new provider ids, added to the session's search text): the session
+/// follows the newest URL and ids (the Eko poller the newest reference), its expiry is the
+/// later of the customer link's and the URL's.
+pub async fn store_mint(
+    conn: &mut AnyConnection,
+    id: i64,
+    link: &CreatedLink<'_>,
+    client_ref_id: Option<&str>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE kyc_sessions SET link_url = $1, provider_url_expires_at = $2, \
+         expires_at = CASE WHEN expires_at IS NULL OR expires_at < $2 THEN $2 ELSE expires_at END, \
+         provider_token = $3, journey_id = $4, reference_id = $5, \
+         next_poll_at = COALESCE($6, next_poll_at), search_text = search_text || ' ' || $7, minted_at = $8, updated_at = $8, \
+         client_ref_id = COALESCE($10, client_ref_id) \
+         WHERE id = $9",
+    )
+    .bind(link.url)
+    .bind(link.expires_at)
+    .bind(link.token)
+    .bind(link.journey_id)
+    .bind(link.reference_id)
+    .bind(link.next_poll_at)
+    .bind(link.search_text)
+    .bind(now)
+    .bind(id)
+    .bind(client_ref_id)
+    .execute(&mut *conn)
+    .await?;
+    insert_mint(&mut *conn, id, link, now).await?;
+    let ids = [link.journey_id, link.reference_id]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    add_terms(conn, id, search_terms(&ids)).await?;
+    Ok(())
+}
+
+/// Stores a new one-time code's hash and expiry and counts the send, unless the link sent
+/// `max_sends` already or refuses codes until later; false then.
+pub async fn store_code(
+    conn: &mut AnyConnection,
+    id: i64,
+    hash: &str,
+    expires_at: i64,
+    max_sends: i64,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE kyc_sessions SET otp_hash = $1, otp_expires_at = $2, otp_sends = otp_sends + 1 \
+         WHERE id = $3 AND otp_sends < $4 AND (otp_locked_until IS NULL OR otp_locked_until <= $5)",
+    )
+    .bind(hash)
+    .bind(expires_at)
+    .bind(id)
+    .bind(max_sends)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Counts one try of a one-time code before it is compared, in one statement, so parallel
+/// guesses cannot outrun the limit: the try's number, or `None` when the link refuses codes
+/// (locked, or `max_tries` counted already).
+pub async fn count_code_try(
+    conn: &mut AnyConnection,
+    id: i64,
+    max_tries: i64,
+    now: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE kyc_sessions SET otp_failures = otp_failures + 1 \
+         WHERE id = $1 AND otp_failures < $2 AND (otp_locked_until IS NULL OR otp_locked_until <= $3) \
+         RETURNING otp_failures",
+    )
+    .bind(id)
+    .bind(max_tries)
+    .bind(now)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A right code: passed now; the code is spent and the tries start again.
+pub async fn code_passed(conn: &mut AnyConnection, id: i64, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE kyc_sessions SET otp_passed_at = $1, otp_hash = NULL, otp_failures = 0 WHERE id = $2",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Too many wrong codes: the link refuses codes until `until`; the code is spent, and the
+/// tries start again after the lock.
+pub async fn lock_codes(conn: &mut AnyConnection, id: i64, until: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE kyc_sessions SET otp_locked_until = $1, otp_hash = NULL, otp_failures = 0 WHERE id = $2",
+    )
+    .bind(until)
+    .bind(id)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -960,10 +1319,10 @@ pub async fn explain_search(
 
 /// Open sessions whose expiry has passed.
 pub async fn expired_open(pool: &AnyPool, now: i64) -> Result<Vec<(i64, String)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, status FROM kyc_sessions WHERE status IN ('created', 'sent', 'returned') \
-         AND expires_at < $1 ORDER BY expires_at LIMIT 500",
-    )
+    sqlx::query_as(&format!(
+        "SELECT id, status FROM kyc_sessions WHERE status IN {OPEN} \
+         AND expires_at < $1 ORDER BY expires_at LIMIT 500"
+    ))
     .bind(now)
     .fetch_all(pool)
     .await
@@ -981,10 +1340,10 @@ pub async fn stale_creating(pool: &AnyPool, before: i64) -> Result<Vec<i64>, sql
 
 /// Eko sessions due for a status poll.
 pub async fn due_polls(pool: &AnyPool, now: i64) -> Result<Vec<i64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT id FROM kyc_sessions WHERE next_poll_at <= $1 AND status IN ('created', 'sent', 'returned') \
-         AND (lease_until IS NULL OR lease_until < $1) ORDER BY next_poll_at LIMIT 20",
-    )
+    sqlx::query_scalar(&format!(
+        "SELECT id FROM kyc_sessions WHERE next_poll_at <= $1 AND status IN {OPEN} \
+         AND (lease_until IS NULL OR lease_until < $1) ORDER BY next_poll_at LIMIT 20"
+    ))
     .bind(now)
     .fetch_all(pool)
     .await
@@ -1079,7 +1438,7 @@ pub async fn store_result(
 pub async fn failing_polls(pool: &AnyPool, at_least: i64) -> Result<Vec<SessionRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "{SESSION_SELECT} WHERE s.poll_failing_since IS NOT NULL AND s.poll_failures >= $1 \
-         AND s.status IN ('created', 'sent', 'returned') ORDER BY s.poll_failing_since LIMIT 20"
+         AND s.status IN {OPEN} ORDER BY s.poll_failing_since LIMIT 20"
     ))
     .bind(at_least)
     .fetch_all(pool)
@@ -1128,7 +1487,7 @@ pub async fn expiring(
     until: i64,
 ) -> Result<Vec<SessionRow>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "{SESSION_SELECT} WHERE s.status IN ('created', 'sent', 'returned') AND s.expires_at >= $1 \
+        "{SESSION_SELECT} WHERE s.status IN {OPEN} AND s.expires_at >= $1 \
          AND s.expires_at < $2 ORDER BY s.expires_at LIMIT 20"
     ))
     .bind(now)

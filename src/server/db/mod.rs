@@ -10,6 +10,7 @@ pub mod auth_sessions;
 pub mod credentials;
 pub mod identities;
 pub mod links;
+pub mod notices;
 pub mod passkeys;
 pub mod second_factors;
 pub mod setup;

@@ -37,6 +37,16 @@ pub fn new_public_id() -> String {
         .collect()
 }
 
+/// A customer link's code: 128 random bits, URL-safe base64 (22 characters, short enough for
+/// an SMS).
+pub fn new_customer_code() -> String {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// The public address a customer returns to.
 pub fn return_url(state: &AppState, public_id: &str) -> String {
     format!(
@@ -61,7 +71,7 @@ pub async fn options(state: &AppState) -> Result<LinkFormOptions, AppError> {
 }
 
 /// The credential behind the chosen form option, if it is still offered.
-fn credential_of<'a>(
+pub(super) fn credential_of<'a>(
     options: &[(LinkOption, &'a CredentialRow)],
     chosen: &LinkOption,
 ) -> Option<&'a CredentialRow> {
@@ -82,7 +92,7 @@ fn settings_of(row: &CredentialRow, sandbox_prefix: &str) -> (BTreeMap<String, S
 }
 
 /// The form options the given active credentials allow, each with its credential.
-fn options_with_credentials<'a>(
+pub(super) fn options_with_credentials<'a>(
     state: &AppState,
     active: &'a [CredentialRow],
 ) -> Vec<(LinkOption, &'a CredentialRow)> {
@@ -158,7 +168,7 @@ fn options_with_credentials<'a>(
 }
 
 /// A [`LinkOption::id`], as the form submits it: `provider:environment:flow`.
-fn option_id(provider: Provider, environment: &str, flow: &str) -> String {
+pub(super) fn option_id(provider: Provider, environment: &str, flow: &str) -> String {
     format!("{provider}:{environment}:{flow}")
 }
 
@@ -169,7 +179,14 @@ fn options_from(state: &AppState, active: &[CredentialRow]) -> LinkFormOptions {
             .map(|(option, _)| option)
             .collect(),
         channels: send::channels_from(&send::in_use(state, active)),
+        lifetime_hours_default: hours(state.config.customer_links.default_lifetime),
+        lifetime_hours_min: hours(state.config.customer_links.min_lifetime).max(1),
+        lifetime_hours_max: hours(state.config.customer_links.max_lifetime),
     }
+}
+
+fn hours(duration: Duration) -> i64 {
+    (duration.as_secs() / 3600) as i64
 }
 
 /// A checked new-link form.
@@ -183,9 +200,40 @@ struct CheckedLink {
     internal_ref: Option<String>,
     documents: Vec<String>,
     idempotency_key: String,
+    /// KYC Desk's customer link (`None`: the provider's URL at once, in person).
+    customer_link: Option<CheckedCustomerLink>,
 }
 
-fn check_input(input: &NewLinkInput, options: &[LinkOption]) -> Result<CheckedLink, AppError> {
+/// The customer-link choices of a checked form.
+struct CheckedCustomerLink {
+    lifetime: Duration,
+    reminders_on: bool,
+}
+
+/// The customer link's lifetime the form asked for, within the configured bounds.
+fn lifetime_of(
+    text: &str,
+    settings: &crate::server::config::CustomerLinkSettings,
+) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(settings.default_lifetime);
+    }
+    let min = hours(settings.min_lifetime).max(1);
+    let max = hours(settings.max_lifetime);
+    match text.parse::<i64>() {
+        Ok(h) if (min..=max).contains(&h) => Ok(Duration::from_secs(h as u64 * 3600)),
+        _ => Err(format!(
+            "Choose a lifetime from {min} to {max} hours (whole hours)."
+        )),
+    }
+}
+
+fn check_input(
+    input: &NewLinkInput,
+    options: &[LinkOption],
+    settings: &crate::server::config::CustomerLinkSettings,
+) -> Result<CheckedLink, AppError> {
     let mut fields = Vec::new();
     let mut problem = |field: &str, message: String| {
         fields.push(FieldError {
@@ -260,6 +308,29 @@ fn check_input(input: &NewLinkInput, options: &[LinkOption]) -> Result<CheckedLi
             "This form is out of date. Reload the page and try again.".into(),
         );
     }
+    let handover = input.handover.trim();
+    let customer_link = match handover {
+        "" | crate::types::HANDOVER_CUSTOMER_LINK => {
+            match lifetime_of(&input.lifetime_hours, settings) {
+                Ok(lifetime) => Some(CheckedCustomerLink {
+                    lifetime,
+                    reminders_on: input.reminders.trim() != "off",
+                }),
+                Err(message) => {
+                    problem("lifetime_hours", message);
+                    None
+                }
+            }
+        }
+        crate::types::HANDOVER_PROVIDER_URL => None,
+        _ => {
+            problem(
+                "handover",
+                "Choose how the customer gets the link: KYC Desk's link, or the provider's URL now.".into(),
+            );
+            None
+        }
+    };
     if let Some(error) = AppError::from_fields(fields) {
         return Err(error);
     }
@@ -278,10 +349,11 @@ fn check_input(input: &NewLinkInput, options: &[LinkOption]) -> Result<CheckedLi
         internal_ref: Some(input.internal_ref.trim().to_string()).filter(|r| !r.is_empty()),
         documents,
         idempotency_key: key.to_string(),
+        customer_link,
     })
 }
 
-fn search_text(row_parts: &[Option<&str>]) -> String {
+pub(super) fn search_text(row_parts: &[Option<&str>]) -> String {
     row_parts
         .iter()
         .flatten()
@@ -291,16 +363,16 @@ fn search_text(row_parts: &[Option<&str>]) -> String {
 }
 
 /// What the provider answered, reduced to what is stored.
-struct ProviderLink {
-    url: String,
-    expires_at: i64,
-    token: Option<String>,
-    journey_id: Option<String>,
-    reference_id: Option<String>,
+pub(super) struct ProviderLink {
+    pub(super) url: String,
+    pub(super) expires_at: i64,
+    pub(super) token: Option<String>,
+    pub(super) journey_id: Option<String>,
+    pub(super) reference_id: Option<String>,
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn call_provider(
+pub(super) async fn call_provider(
     state: &AppState,
     row: &CredentialRow,
     unlocked: Result<Option<Opened>, ProviderError>,
@@ -380,7 +452,7 @@ pub async fn create(
         .await?;
     let options = options_with_credentials(state, &active);
     let offered: Vec<LinkOption> = options.iter().map(|(o, _)| o.clone()).collect();
-    let checked = match check_input(&input, &offered) {
+    let checked = match check_input(&input, &offered, &state.config.customer_links) {
         Ok(checked) => checked,
         // A resubmitted form whose first submission went through is answered with that
         // session even if the form would no longer pass (say, the flow was switched off).
@@ -450,14 +522,25 @@ struct Draft<'a> {
     /// The `creating` event's text.
     asked: String,
     now: i64,
+    /// The customer link's code and expiry, when the session hands one out.
+    customer_code: Option<String>,
+    link_expires_at: i64,
+    /// Provider URLs the customer link may mint.
+    mint_limit: i64,
+    /// Whether the customer page asks a one-time code first.
+    otp_required: bool,
 }
 
 impl<'a> Draft<'a> {
     fn new(
+        state: &AppState,
         checked: &'a CheckedLink,
         credential: &'a CredentialRow,
         supersedes: Option<&'a SessionRow>,
     ) -> Self {
+        let now = db::now();
+        let settings = &state.config.customer_links;
+        let customer_code = checked.customer_link.as_ref().map(|_| new_customer_code());
         let provider = checked.option.provider;
         let public_id = new_public_id();
         let client_ref_id = (provider == Provider::Eko).then(eko::new_client_ref_id);
@@ -481,7 +564,15 @@ impl<'a> Draft<'a> {
                 "Asked {} for a link.",
                 provider_label(provider, &checked.flow)
             ),
-            now: db::now(),
+            now,
+            link_expires_at: now
+                + checked
+                    .customer_link
+                    .as_ref()
+                    .map_or(0, |c| c.lifetime.as_secs() as i64),
+            customer_code,
+            mint_limit: settings.mint_limit,
+            otp_required: settings.code_flows.contains(&checked.flow),
         }
     }
 
@@ -516,6 +607,17 @@ impl<'a> Draft<'a> {
             supersedes: self.supersedes.map(|s| s.id),
             search_text: &self.search_text,
             now: self.now,
+            customer_link: self
+                .customer_code
+                .as_deref()
+                .zip(checked.customer_link.as_ref())
+                .map(|(code, link)| repo::NewCustomerLink {
+                    code,
+                    expires_at: self.link_expires_at,
+                    mint_limit: self.mint_limit,
+                    otp_required: self.otp_required,
+                    reminders_on: link.reminders_on,
+                }),
         }
     }
 
@@ -528,6 +630,11 @@ impl<'a> Draft<'a> {
             "sandbox": self.checked.option.sandbox,
             "phone": validation::mask_phone(&self.checked.phone),
             "regenerated_from": self.supersedes.map(|s| s.public_id.clone()),
+            "handover": if self.customer_code.is_some() {
+                crate::types::HANDOVER_CUSTOMER_LINK
+            } else {
+                crate::types::HANDOVER_PROVIDER_URL
+            },
         })
     }
 }
@@ -543,7 +650,11 @@ async fn start(
     supersedes: Option<&SessionRow>,
     channels: Vec<String>,
 ) -> Result<SessionDetail, AppError> {
-    let draft = Draft::new(checked, credential, supersedes);
+    let draft = Draft::new(state, checked, credential, supersedes);
+    if draft.customer_code.is_some() {
+        // KYC Desk's own link: no provider call until the customer presses Start.
+        return issue(state, meta, user, &draft, channels).await;
+    }
     if draft.is_trial() && !credentials::reserve_trial_link(state, credential).await? {
         // The last one may have gone to this very form's first submission.
         if let Some(existing) = repo::find_by_key(&state.db.pool, &checked.idempotency_key).await? {
@@ -600,6 +711,7 @@ async fn start(
         .await?;
     match timeline {
         Some(timeline) => Ok(detail_from(
+            state,
             &row,
             true,
             channels,
@@ -614,8 +726,76 @@ async fn start(
     }
 }
 
+/// Issues KYC Desk's customer link: the session is written `issued` with its timeline event
+/// and audit row in one transaction (superseding the old session of a regeneration); the
+/// provider is not called until the customer presses Start.
+async fn issue(
+    state: &AppState,
+    meta: &RequestMeta,
+    user: &AuthUser,
+    draft: &Draft<'_>,
+    channels: Vec<String>,
+) -> Result<SessionDetail, AppError> {
+    let mut tx = state.db.begin().await?;
+    let new = draft.new_session(user.id);
+    let id = match repo::insert(&mut tx, &new).await {
+        Ok(id) => id,
+        Err(error) if db::users::is_unique_violation(&error) => {
+            drop(tx);
+            let existing = repo::find_by_key(&state.db.pool, &draft.checked.idempotency_key)
+                .await?
+                .ok_or_else(|| AppError::Conflict("Submit the form again.".into()))?;
+            return replay(state, user, existing).await;
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let detail = format!(
+        "Customer link issued for {}; valid until {}. The provider's URL is made when the customer presses Start.",
+        provider_label(draft.provider(), &draft.checked.flow),
+        db::format_time(draft.link_expires_at)
+    );
+    repo::add_event(&mut tx, id, "issued", &user.email, &detail, draft.now).await?;
+    if let Some(old) = draft.supersedes {
+        supersede(&mut tx, user, old, id, &draft.public_id).await?;
+    }
+    let action = if draft.supersedes.is_some() {
+        "link.regenerate"
+    } else {
+        "link.create"
+    };
+    state
+        .audit
+        .append(
+            &mut tx,
+            meta,
+            &AuditEvent::new(user.actor(), action, Outcome::Success)
+                .object("kyc_session", &draft.public_id)
+                .detail(draft.audit_detail()),
+        )
+        .await?;
+    tx.commit().await?;
+    let row = SessionRow::as_inserted(id, &new, draft.provider(), &user.email);
+    Ok(detail_from(
+        state,
+        &row,
+        true,
+        channels,
+        vec![TimelineEvent {
+            at: db::format_time(draft.now),
+            kind: "issued".into(),
+            actor: user.email.clone(),
+            detail,
+        }],
+        Vec::new(),
+        Related {
+            supersedes: draft.supersedes.map(|old| old.public_id.clone()),
+            superseded_by: None,
+        },
+    ))
+}
+
 /// Gives back a reserved trial link; a failure is logged (the caller's answer stands).
-async fn give_back_trial_link(state: &AppState, credential: &CredentialRow) {
+pub(super) async fn give_back_trial_link(state: &AppState, credential: &CredentialRow) {
     if let Err(error) = credentials::give_back_trial_link(state, credential).await {
         tracing::error!(%error, "could not give back an unused Message Central trial link");
     }
@@ -766,13 +946,13 @@ async fn record_created(
         return Ok(None);
     }
     let created = format!(
-        "Link created; valid until {}.",
+        "The provider's URL was created for an in-person hand-over; valid until {}.",
         db::format_time(link.expires_at)
     );
-    repo::add_event(&mut *tx, id, "created", &user.email, &created, created_at).await?;
+    repo::add_event(&mut *tx, id, "started", &user.email, &created, created_at).await?;
     let timeline = [
         ("creating", draft.now, draft.asked.clone()),
-        ("created", created_at, created),
+        ("started", created_at, created),
     ]
     .into_iter()
     .map(|(kind, at, detail)| TimelineEvent {
@@ -865,7 +1045,12 @@ pub async fn regenerate(
 ) -> Result<SessionDetail, AppError> {
     let row = session(state, public_id).await?;
     let status = status_of(&row);
-    if !(status.is_open() || matches!(status, KycStatus::Expired | KycStatus::Failed)) {
+    if !(status.is_open()
+        || matches!(
+            status,
+            KycStatus::Expired | KycStatus::Failed | KycStatus::Withdrawn
+        ))
+    {
         return Err(AppError::Conflict(format!(
             "A {} session cannot be regenerated.",
             status.label().to_lowercase()
@@ -888,16 +1073,31 @@ pub async fn regenerate(
         documents: vec![row.documents.clone()],
         consent: "on".into(),
         idempotency_key: idempotency_key.into(),
+        handover: if row.customer_code.is_some() {
+            crate::types::HANDOVER_CUSTOMER_LINK
+        } else {
+            crate::types::HANDOVER_PROVIDER_URL
+        }
+        .into(),
+        lifetime_hours: String::new(),
+        reminders: if row.customer_code.is_some() && row.reminders_on == 0 {
+            "off".into()
+        } else {
+            String::new()
+        },
     };
-    let checked = check_input(&input, &offered).map_err(|error| match error {
-        AppError::Validation { fields, .. } => AppError::Conflict(
-            fields
-                .first()
-                .map(|f| f.message.clone())
-                .unwrap_or_else(|| "This session cannot be regenerated.".into()),
-        ),
-        other => other,
-    })?;
+    let checked =
+        check_input(&input, &offered, &state.config.customer_links).map_err(
+            |error| match error {
+                AppError::Validation { fields, .. } => AppError::Conflict(
+                    fields
+                        .first()
+                        .map(|f| f.message.clone())
+                        .unwrap_or_else(|| "This session cannot be regenerated.".into()),
+                ),
+                other => other,
+            },
+        )?;
     let credential = credential_of(&options, &checked.option).ok_or_else(|| {
         AppError::Conflict("This provider flow is not available any more.".into())
     })?;

@@ -5,6 +5,7 @@
 
 pub mod create;
 pub mod jobs;
+pub mod mint;
 pub mod outcome;
 pub mod send;
 pub mod view;
@@ -18,6 +19,17 @@ use crate::server::db::links::{self as repo, SessionRow};
 use crate::server::db::{self};
 use crate::server::state::AppState;
 use crate::types::{AppError, KycStatus, SessionDetail};
+
+/// The customer link of a session that has one: `{public_url}/v/{code}`.
+pub fn customer_link_url(state: &AppState, row: &SessionRow) -> Option<String> {
+    row.customer_code.as_ref().map(|code| {
+        format!(
+            "{}{}{code}",
+            state.config.public_url.as_str().trim_end_matches('/'),
+            crate::server::customer::LINK_PREFIX
+        )
+    })
+}
 
 fn status_of(row: &SessionRow) -> KycStatus {
     KycStatus::parse(&row.status).unwrap_or(KycStatus::Failed)

@@ -3,7 +3,7 @@
 //! attempt is a `deliveries` row, a timeline event and an audit row; a failure never marks the
 //! link as sent.
 
-use super::{move_to, status_of};
+use super::status_of;
 use crate::channel::Channel;
 use crate::credential_kinds::CredentialKind;
 use crate::server::audit::{AuditEvent, Outcome, RequestMeta};
@@ -14,7 +14,7 @@ use crate::server::db::links::{self as repo};
 use crate::server::db::{self, credentials as credential_repo};
 use crate::server::notify::{email, sms};
 use crate::server::state::AppState;
-use crate::types::{AppError, KycStatus, SessionDetail};
+use crate::types::{AppError, SessionDetail};
 use crate::validation;
 
 use std::collections::BTreeMap;
@@ -132,7 +132,7 @@ pub fn email_html(body: &str, link: &str) -> String {
     )
 }
 
-async fn company_name(state: &AppState) -> String {
+pub(crate) async fn company_name(state: &AppState) -> String {
     let mut conn = match state.db.pool.acquire().await {
         Ok(conn) => conn,
         Err(_) => return "our team".into(),
@@ -216,6 +216,27 @@ async fn send_sms(
     link: &str,
     expires: &str,
 ) -> Result<Option<String>, String> {
+    let company = company_name(state).await;
+    send_sms_with(state, sandbox_session, channel, phone, |template| {
+        let template = if template.trim().is_empty() {
+            "Dear {name}, complete your KYC for {company}: {link} (valid until {expires})"
+        } else {
+            template
+        };
+        fill_template(template, name, link, expires, &company)
+    })
+    .await
+}
+
+/// Sends one text by SMS or WhatsApp through the active SMS credential (never the sandbox's
+/// for a real session); `text_of` makes the text from the credential's link template.
+pub(crate) async fn send_sms_with(
+    state: &AppState,
+    sandbox_session: bool,
+    channel: Channel,
+    phone: &str,
+    text_of: impl FnOnce(&str) -> String,
+) -> Result<Option<String>, String> {
     let Some(national) = phone.strip_prefix("+91") else {
         return Err("SMS and WhatsApp sending supports Indian (+91) numbers only; send by email or copy the link".into());
     };
@@ -253,13 +274,7 @@ async fn send_sms(
         });
     };
     let template = settings.get("template").cloned().unwrap_or_default();
-    let company = company_name(state).await;
-    let template = if template.trim().is_empty() {
-        "Dear {name}, complete your KYC for {company}: {link} (valid until {expires})".to_string()
-    } else {
-        template
-    };
-    let text = fill_template(&template, name, link, expires, &company);
+    let text = text_of(&template);
     let flow = if channel == Channel::WhatsApp {
         "WHATSAPP"
     } else {
@@ -309,7 +324,11 @@ pub async fn send(
             status.label().to_lowercase()
         )));
     }
-    let link = row.link_url.clone().unwrap_or_default();
+    // A customer link is what is handed over; a session without one (an in-person hand-over)
+    // sends the provider's URL.
+    let link = super::customer_link_url(state, &row)
+        .or_else(|| row.link_url.clone())
+        .unwrap_or_default();
     let (destination, masked) = if channel == Channel::Email {
         let email = row.email.clone().ok_or_else(|| {
             AppError::Conflict(
@@ -363,22 +382,8 @@ pub async fn send(
             repo::finish_delivery(&mut tx, delivery_id, "sent", message_id.as_deref(), None)
                 .await?;
             let detail = format!("Sent by {channel_label} to {masked}.");
-            let current = repo::find(&mut tx, row.id)
-                .await?
-                .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
-            if status_of(&current) == KycStatus::Created {
-                move_to(
-                    &mut tx,
-                    &current,
-                    KycStatus::Sent,
-                    &user.email,
-                    &detail,
-                    None,
-                )
-                .await?;
-            } else {
-                repo::add_event(&mut tx, row.id, "sent", &user.email, &detail, db::now()).await?;
-            }
+            repo::add_event(&mut tx, row.id, "sent", &user.email, &detail, db::now()).await?;
+            repo::set_sent_channel(&mut tx, row.id, channel.as_str()).await?;
             Outcome::Success
         }
         Err(reason) => {

@@ -101,6 +101,7 @@ pub(super) async fn detail_of(
         superseded_by: public_of(row.superseded_by).await?,
     };
     Ok(detail_from(
+        state,
         row,
         show_contacts,
         channels,
@@ -139,6 +140,7 @@ fn delivery_view(delivery: repo::DeliveryRow) -> DeliveryView {
 
 /// A session's detail from its row and what is known about its timeline and deliveries.
 pub(super) fn detail_from(
+    state: &AppState,
     row: &SessionRow,
     show_contacts: bool,
     channels: Vec<String>,
@@ -165,7 +167,10 @@ pub(super) fn detail_from(
         .unwrap_or_default();
     SessionDetail {
         summary: summary_of(row),
-        link_url: row.link_url.clone().filter(|_| status.is_open()),
+        // A customer link is what staff hand over; otherwise the provider's URL.
+        link_url: super::customer_link_url(state, row)
+            .or_else(|| row.link_url.clone())
+            .filter(|_| status.is_open()),
         link_withheld: false,
         expires_at_unix: row.expires_at.filter(|_| status.is_open()),
         email_masked: row.email.as_deref().map(|e| {
@@ -208,7 +213,35 @@ pub(super) fn detail_from(
             _ => None,
         },
         outcome_recordable: super::outcome::recordable(row),
+        customer_link: customer_link_view(row),
     }
+}
+
+/// The customer link part of a session's detail.
+fn customer_link_view(row: &SessionRow) -> Option<crate::types::CustomerLinkView> {
+    row.customer_code.as_ref()?;
+    let short = |hash: &Option<String>| {
+        hash.as_deref()
+            .map(|h| h.chars().take(12).collect::<String>())
+            .unwrap_or_default()
+    };
+    Some(crate::types::CustomerLinkView {
+        expires_at: row.link_expires_at.map(db::format_time).unwrap_or_default(),
+        mints_used: row.mint_count,
+        mint_limit: row.mint_limit,
+        opened_at: row.opened_at.map(db::format_time),
+        code_required: row.otp_required != 0,
+        consent: match (row.consent_notice_version, row.consent_at) {
+            (Some(version), Some(at)) => Some(crate::types::ConsentView {
+                notice_version: version,
+                language: row.consent_language.clone().unwrap_or_default(),
+                at: db::format_time(at),
+                client_hash: short(&row.consent_client_hash),
+                agent_hash: short(&row.consent_agent_hash),
+            }),
+            _ => None,
+        },
+    })
 }
 
 /// One session's detail; opening it is recorded (a read of personal data).
@@ -401,6 +434,8 @@ pub async fn dashboard(state: &AppState) -> Result<crate::types::DashboardStats,
     let mut funnel = vec![("Created".to_string(), created)];
     for (label, kind) in [
         ("Sent", "sent"),
+        ("Opened", "opened"),
+        ("Started", "started"),
         ("Returned", "returned"),
         ("Completed", "completed"),
     ] {
@@ -409,8 +444,9 @@ pub async fn dashboard(state: &AppState) -> Result<crate::types::DashboardStats,
             repo::count_reached(&state.db.pool, since, kind).await?,
         ));
     }
-    // A completed session counts as returned and sent even if those steps were skipped
-    // (a link copied by hand, a provider that reports completion directly).
+    // A completed session counts as returned, started, opened and sent even if those steps
+    // were skipped (a link copied by hand, an in-person hand-over, a provider that reports
+    // completion directly).
     for i in (1..funnel.len() - 1).rev() {
         funnel[i].1 = funnel[i].1.max(funnel[i + 1].1);
     }

@@ -255,6 +255,17 @@ impl Vault {
         mac.update(secret.expose_secret().as_bytes());
         hex(&mac.finalize().into_bytes()[..6])
     }
+
+    /// A keyed hash of `value` for `purpose` (hex): what is kept instead of a customer's client
+    /// address or user agent, or a one-time code. Without the master key it cannot be checked
+    /// against guesses (an IPv4 address has only 2^32 of them).
+    pub fn keyed_hash(&self, purpose: &str, value: &str) -> String {
+        let sub_key = self.key.derive(purpose);
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(sub_key.as_ref()).expect("any key length");
+        mac.update(value.as_bytes());
+        hex(&mac.finalize().into_bytes())
+    }
 }
 
 /// The last four characters of a secret, for `•••• 1234` displays (nothing for short secrets,

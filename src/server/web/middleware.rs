@@ -60,7 +60,11 @@ pub async fn security_headers(
     } else {
         // Pages, file routes, server functions, and any refusal or missing file: never kept.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        document_headers(headers, &nonce);
+        document_headers(
+            headers,
+            &nonce,
+            path.starts_with(crate::server::customer::LINK_PREFIX),
+        );
     }
     if state.config.is_https() {
         headers.insert(
@@ -91,11 +95,18 @@ fn strip_immutable_file_headers(headers: &mut HeaderMap) {
 
 /// The headers of a document (a page, an error page, an export): its content security policy,
 /// no framing, no referrer, its own browsing context group, no powerful features.
-fn document_headers(headers: &mut HeaderMap, nonce: &str) {
+///
+/// A customer's page (`customer`) differs in two ways, both for its plain HTML forms: Start
+/// posts to KYC Desk and is redirected to the provider's https page, which `form-action` must
+/// allow (browsers check it on the redirect too); and its referrer policy is `same-origin`,
+/// because under `no-referrer` a browser sends `Origin: null` with a form's POST, which the
+/// origin check refuses. The provider still gets no referrer (it is another origin).
+fn document_headers(headers: &mut HeaderMap, nonce: &str, customer: bool) {
+    let form_action = if customer { "'self' https:" } else { "'self'" };
     let csp = format!(
         "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
-         style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
-         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+         style-src 'self' 'nonce-{nonce}'; img-src 'self' data:; connect-src 'self'; font-src 'self'; \
+         object-src 'none'; base-uri 'none'; form-action {form_action}; frame-ancestors 'none'"
     );
     if let Ok(value) = HeaderValue::from_str(&csp) {
         headers.insert(header::CONTENT_SECURITY_POLICY, value);
@@ -103,7 +114,11 @@ fn document_headers(headers: &mut HeaderMap, nonce: &str) {
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static(if customer {
+            "same-origin"
+        } else {
+            "no-referrer"
+        }),
     );
     headers.insert(
         "cross-origin-opener-policy",
@@ -408,19 +423,20 @@ fn nul_error(field: &str) -> AppError {
     AppError::field(field, "This field cannot contain a NUL character.")
 }
 
-/// The form field name of a submitted key: `input[documents][0]` → `documents`.
+/// The form field name of a submitted key: `input[documents][0]` → `documents`; a key nested
+/// deeper than the argument names its path, as the field errors of such a form do:
+/// `notice[hi][purpose]` → `hi.purpose`.
 fn field_name(key: &str) -> String {
-    let mut key = key.replace('\0', "");
-    while key.ends_with(']') {
-        let Some(open) = key.rfind('[') else {
-            break;
-        };
-        let inner = key[open + 1..key.len() - 1].to_string();
-        if inner.is_empty() || inner.chars().all(|c| c.is_ascii_digit()) {
-            key.truncate(open);
-        } else {
-            return inner;
+    let key = key.replace('\0', "");
+    if let Some(open) = key.find('[') {
+        let parts: Vec<&str> = key[open..]
+            .split(['[', ']'])
+            .filter(|part| !part.is_empty() && !part.chars().all(|c| c.is_ascii_digit()))
+            .collect();
+        if !parts.is_empty() {
+            return parts.join(".");
         }
+        return key[..open].to_string();
     }
     key
 }

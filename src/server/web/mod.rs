@@ -7,6 +7,7 @@
 //! sign-on's start and callback).
 
 pub mod assets;
+mod customer;
 mod doors;
 pub mod error;
 mod files;
@@ -102,6 +103,16 @@ pub fn router(state: AppState) -> Router {
         .route(auth::single_sign_on::START_ROUTE, get(sign_on::start))
         .route(auth::single_sign_on::CALLBACK_ROUTE, get(sign_on::callback))
         .route("/kyc/return/{public_id}", get(returns::kyc_return))
+        .route(customer::PAGE_ROUTE, get(customer::open))
+        .route(customer::START_ROUTE, axum::routing::post(customer::start))
+        .route(
+            customer::CODE_ROUTE,
+            axum::routing::post(customer::send_code),
+        )
+        .route(
+            customer::WITHDRAW_ROUTE,
+            get(customer::withdraw_form).post(customer::withdraw),
+        )
         .leptos_routes_with_context(
             &state,
             routes,

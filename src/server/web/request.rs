@@ -24,6 +24,7 @@ pub fn is_public(path: &str) -> bool {
         || path.starts_with("/api/")
         || path.starts_with("/pkg/")
         || path.starts_with("/sandbox/")
+        || path.starts_with(crate::server::customer::LINK_PREFIX)
         || path == "/kyc/return"
         || path.starts_with("/kyc/return/")
         || path
@@ -32,10 +33,14 @@ pub fn is_public(path: &str) -> bool {
             .is_some_and(|last| last.contains('.'))
 }
 
-/// `path` fit for a log line or an audit row: the one-time token of a setup link or a sandbox
-/// journey is replaced, since whoever reads the logs could otherwise use it.
+/// `path` fit for a log line or an audit row: the one-time token of a setup link, a sandbox
+/// journey or a customer link is replaced, since whoever reads the logs could otherwise use it.
 pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
-    for prefix in ["/setup/", "/sandbox/journey/"] {
+    for prefix in [
+        "/setup/",
+        "/sandbox/journey/",
+        crate::server::customer::LINK_PREFIX,
+    ] {
         if let Some(rest) = path.strip_prefix(prefix)
             && !rest.is_empty()
         {

@@ -12,7 +12,9 @@ pub fn form_key() -> String {
 }
 
 /// The link form as the page posts it to `create_link`: `option`, customer, phone, consent
-/// and idempotency `key`; each `extra` field (named without `input[...]`) replaces or adds one.
+/// and idempotency `key`, handing over the provider's URL at once (the in-person hand-over
+/// the older tests exercise; `("handover", "customer_link")` in `extra` issues KYC Desk's
+/// link instead); each `extra` field (named without `input[...]`) replaces or adds one.
 pub fn link_form_with(
     option: &str,
     name: &str,
@@ -26,6 +28,7 @@ pub fn link_form_with(
         ("input[phone]".into(), phone.into()),
         ("input[consent]".into(), "on".into()),
         ("input[idempotency_key]".into(), key.into()),
+        ("input[handover]".into(), "provider_url".into()),
     ];
     for (field, value) in extra {
         let field = format!("input[{field}]");

@@ -57,7 +57,7 @@ async fn killed_mid_creation(backend: Backend) {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{answered}");
-    assert_eq!(answered["summary"]["status"], "created");
+    assert_eq!(answered["summary"]["status"], "started");
     let answered_id = answered["summary"]["public_id"]
         .as_str()
         .unwrap()
@@ -160,9 +160,9 @@ async fn killed_mid_creation(backend: Backend) {
 
     // The answered creation: still created, its link unchanged, nothing added.
     let kept = stored(&pool, &answered_id).await;
-    assert_eq!(kept.status, "created", "{kept:?}");
+    assert_eq!(kept.status, "started", "{kept:?}");
     assert_eq!(kept.link_url.as_deref(), Some(answered_link.as_str()));
-    assert_eq!(kept.kinds(), ["creating", "created"], "{kept:?}");
+    assert_eq!(kept.kinds(), ["creating", "started"], "{kept:?}");
     let created_rows = audit_rows_about(&setup.state.db, "link.create", &answered_id).await;
     assert_eq!(created_rows.len(), 1);
     assert_eq!(created_rows[0].outcome, "success");
@@ -174,7 +174,7 @@ async fn killed_mid_creation(backend: Backend) {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{shown}");
-    assert_eq!(shown["summary"]["status"], "created");
+    assert_eq!(shown["summary"]["status"], "started");
     assert_eq!(shown["link_url"], answered_link.as_str());
 
     // Nothing called the provider again after the restart.

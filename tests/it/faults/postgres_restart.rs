@@ -135,7 +135,7 @@ async fn database_outage_and_recovery(
     let create = || link_form("message_central:trial:basic", "Asha Rao", None, &form_key());
     let (status, before) = call_at(&app.base, operator, "create_link", &create()).await;
     assert_eq!(status, StatusCode::OK, "{before}");
-    assert_eq!(before["summary"]["status"], "created");
+    assert_eq!(before["summary"]["status"], "started");
 
     outage();
     let (status, _, body) = app.get(&app.client(), "/readyz").await;
@@ -184,15 +184,15 @@ async fn database_outage_and_recovery(
     // The same signed-in operator carries on.
     let (status, after) = call_at(&app.base, operator, "create_link", &create()).await;
     assert_eq!(status, StatusCode::OK, "{after}");
-    assert_eq!(after["summary"]["status"], "created");
+    assert_eq!(after["summary"]["status"], "started");
     let (status, _, page) = app.get(operator, "/sessions").await;
     assert_eq!(status, StatusCode::OK);
     assert!(!page.contains("Temporarily unavailable"));
     for session in [&before, &after] {
         let public_id = session["summary"]["public_id"].as_str().unwrap();
         let kept = stored(&app.state.db.pool, public_id).await;
-        assert_eq!(kept.status, "created");
-        assert_eq!(kept.kinds(), ["creating", "created"]);
+        assert_eq!(kept.status, "started");
+        assert_eq!(kept.kinds(), ["creating", "started"]);
     }
     assert_audit_chain_intact(&app.state).await;
 }

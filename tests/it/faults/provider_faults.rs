@@ -239,7 +239,7 @@ async fn create_eko_link(app: &TestApp, operator: &reqwest::Client) -> String {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["summary"]["status"], "created", "{body}");
+    assert_eq!(body["summary"]["status"], "started", "{body}");
     body["summary"]["public_id"].as_str().unwrap().to_string()
 }
 
@@ -306,7 +306,7 @@ both_backends!(
             ]
         );
         let detail = session_detail(&app, &operator, &public_id).await;
-        assert_eq!(detail["summary"]["status"], "created", "{detail}");
+        assert_eq!(detail["summary"]["status"], "started", "{detail}");
         let (kind, note) = last_event(&detail);
         assert_eq!(kind, "polled");
         assert!(

@@ -77,7 +77,7 @@ async fn smtp_fault(backend: Backend, fault: SmtpFault) {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{created}");
-    assert_eq!(created["summary"]["status"], "created");
+    assert_eq!(created["summary"]["status"], "started");
     let public_id = created["summary"]["public_id"]
         .as_str()
         .unwrap()
@@ -114,7 +114,7 @@ async fn smtp_fault(backend: Backend, fault: SmtpFault) {
     assert_plain(&told);
 
     let kept = stored(&app.state.db.pool, &public_id).await;
-    assert_eq!(kept.status, "created", "{context}: never marked sent");
+    assert_eq!(kept.status, "started", "{context}: never marked sent");
     assert_eq!(kept.link_url.as_deref(), Some(link.as_str()), "{context}");
     assert_eq!(kept.deliveries.len(), 1, "{context}: {kept:?}");
     assert_eq!(kept.deliveries[0].0, "failed", "{context}");
@@ -123,7 +123,7 @@ async fn smtp_fault(backend: Backend, fault: SmtpFault) {
     assert_plain(&reason);
     assert_eq!(
         kept.kinds(),
-        ["creating", "created", "delivery_failed"],
+        ["creating", "started", "delivery_failed"],
         "{context}"
     );
     let audit = audit_rows_about(&app.state.db, "link.send", &public_id).await;
@@ -161,7 +161,7 @@ async fn smtp_fault(backend: Backend, fault: SmtpFault) {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(shown["summary"]["status"], "created");
+    assert_eq!(shown["summary"]["status"], "started");
     assert_eq!(shown["link_url"], link.as_str());
     assert_eq!(shown["deliveries"][0]["outcome"], "failed");
     if let Some(server) = &server {
@@ -188,7 +188,7 @@ async fn smtp_fault(backend: Backend, fault: SmtpFault) {
     let connections_before = server.connections.load(Ordering::SeqCst);
     let (status, sent) = call_at(&app.base, &operator, "send_link", &send).await;
     assert_eq!(status, StatusCode::OK, "{context}: {sent}");
-    assert_eq!(sent["summary"]["status"], "sent");
+    assert_eq!(sent["summary"]["status"], "started");
     assert_eq!(sent["link_url"], link.as_str());
     assert_eq!(
         server.connections.load(Ordering::SeqCst),
@@ -206,13 +206,13 @@ async fn smtp_fault(backend: Backend, fault: SmtpFault) {
     );
 
     let kept = stored(&app.state.db.pool, &public_id).await;
-    assert_eq!(kept.status, "sent");
+    assert_eq!(kept.status, "started");
     assert_eq!(kept.link_url.as_deref(), Some(link.as_str()));
     let outcomes: Vec<&str> = kept.deliveries.iter().map(|(o, _)| o.as_str()).collect();
     assert_eq!(outcomes, ["failed", "sent"], "{context}");
     assert_eq!(
         kept.kinds(),
-        ["creating", "created", "delivery_failed", "sent"],
+        ["creating", "started", "delivery_failed", "sent"],
         "{context}"
     );
     let outcomes: Vec<String> = audit_rows_about(&app.state.db, "link.send", &public_id)

@@ -1,0 +1,534 @@
+//! The customer's side of a KYC Desk link (`/v/{code}`): opening the page, consenting to the
+//! privacy notice, the optional one-time code, Start (the provider's URL made then), and
+//! withdrawing. Every step is a move of the one state machine, a timeline event and an audit
+//! row; nothing the customer's browser sends is taken as a verdict. The HTTP side (the gate,
+//! limits, cookies) is `server::web::customer`; the texts are in [`texts`], the markup in
+//! [`page`].
+
+pub mod notice;
+pub mod one_time_code;
+pub mod page;
+pub mod texts;
+
+use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
+use crate::server::db::links::{self as repo, SessionRow};
+use crate::server::db::{self};
+use crate::server::links::mint::{self, MintRefusal};
+use crate::server::links::move_to;
+use crate::server::state::AppState;
+use crate::types::{AppError, KycStatus};
+use axum::http::StatusCode;
+use one_time_code::{Checked, Sent};
+use page::{CodeStep, StartPage};
+use texts::Language;
+
+/// Where customer links live: `{public_url}/v/{code}`.
+pub const LINK_PREFIX: &str = "/v/";
+
+/// The longest code looked up (a real one has 22 characters).
+pub const MAX_CODE_CHARS: usize = 64;
+
+/// What the customer's request comes to.
+pub enum Answer {
+    /// A page of ours, with its status.
+    Page(StatusCode, String),
+    /// On to the provider's URL (303).
+    Provider(String),
+}
+
+/// What the customer's browser sent with Start or a request for a code.
+#[derive(Debug, Default)]
+pub struct StartForm {
+    /// The language the page was shown in.
+    pub lang: String,
+    /// "on" when the consent box was ticked.
+    pub consent: String,
+    /// The notice version the page showed.
+    pub notice_version: String,
+    /// The one-time code typed.
+    pub code: String,
+}
+
+/// Who the customer's browser is, kept only as keyed hashes with the consent.
+pub struct Client<'a> {
+    /// The client address (after trusted proxies), as text.
+    pub address: &'a str,
+    /// The browser's user agent.
+    pub user_agent: &'a str,
+}
+
+/// The page address of a customer link.
+pub fn here(code: &str) -> String {
+    format!("{LINK_PREFIX}{code}")
+}
+
+/// The last four digits of a phone number.
+fn last_digits(phone: &str) -> String {
+    let digits: Vec<char> = phone.chars().filter(char::is_ascii_digit).collect();
+    digits[digits.len().saturating_sub(4)..].iter().collect()
+}
+
+fn status_of(row: &SessionRow) -> KycStatus {
+    KycStatus::parse(&row.status).unwrap_or(KycStatus::Failed)
+}
+
+/// The page of an unknown code.
+pub fn unknown_page(language: Language, here: &str) -> Answer {
+    let t = language.texts();
+    Answer::Page(
+        StatusCode::NOT_FOUND,
+        page::message_page(
+            language,
+            here,
+            t.unknown_heading,
+            &page::fill(t.unknown_text, &[]),
+            None,
+        ),
+    )
+}
+
+/// The page of a session that can no longer start, or `None` while it can: expired (also a
+/// link past its time the sweeper has not reached yet), finished, withdrawn, cancelled.
+async fn ended_page(state: &AppState, row: &SessionRow, language: Language) -> Option<Answer> {
+    let status = status_of(row);
+    let now = db::now();
+    let past_time = row.link_expires_at.is_some_and(|until| until <= now)
+        && !(status == KycStatus::Started && mint::reusable(row, now));
+    let t = language.texts();
+    let (code, heading, text) = match status {
+        KycStatus::Expired => (StatusCode::GONE, t.expired_heading, t.expired_text),
+        _ if status.is_open() && past_time => (StatusCode::GONE, t.expired_heading, t.expired_text),
+        KycStatus::Completed | KycStatus::Failed => {
+            (StatusCode::OK, t.finished_heading, t.finished_text)
+        }
+        KycStatus::Withdrawn => (StatusCode::OK, t.withdrawn_heading, t.withdrawn_text),
+        KycStatus::Cancelled | KycStatus::Superseded | KycStatus::Creating => {
+            (StatusCode::GONE, t.cancelled_heading, t.cancelled_text)
+        }
+        _ => return None,
+    };
+    let company = crate::server::links::send::company_name(state).await;
+    let here = here(row.customer_code.as_deref().unwrap_or_default());
+    Some(Answer::Page(
+        code,
+        page::message_page(
+            language,
+            &here,
+            heading,
+            &page::fill(text, &[("company", &company)]),
+            None,
+        ),
+    ))
+}
+
+/// The main page, with an error or a confirmation to show, and the code step as it stands.
+async fn main_page(
+    state: &AppState,
+    row: &SessionRow,
+    language: Language,
+    status: StatusCode,
+    error: Option<String>,
+    info: Option<String>,
+    code_sent: bool,
+) -> Result<Answer, AppError> {
+    let company = crate::server::links::send::company_name(state).await;
+    let notice = notice::current(state).await?;
+    let texts = match language {
+        Language::En => &notice.en,
+        Language::Hi => &notice.hi,
+    };
+    let now = db::now();
+    let code_step = (row.otp_required != 0 && row.otp_passed_at.is_none()).then(|| {
+        if code_sent
+            || row.otp_expires_at.is_some_and(|until| until > now) && row.otp_hash.is_some()
+        {
+            CodeStep::Sent
+        } else {
+            CodeStep::NotSent
+        }
+    });
+    let consented_at = row.consent_at.map(db::format_time);
+    let here = here(row.customer_code.as_deref().unwrap_or_default());
+    let html = page::start_page(&StartPage {
+        language,
+        here: &here,
+        company: &company,
+        digits: &last_digits(&row.phone),
+        digilocker: row.provider == crate::provider::Provider::Eko,
+        documents: &row.documents.replace(',', ", "),
+        expires: &row.link_expires_at.map(db::format_time).unwrap_or_default(),
+        notice_version: notice.version,
+        notice: texts,
+        consented_at: consented_at.as_deref(),
+        code_step,
+        error,
+        info,
+    });
+    Ok(Answer::Page(status, html))
+}
+
+/// `GET /v/{code}`: the page; the first visit moves the session to `opened`.
+pub async fn open(
+    state: &AppState,
+    meta: &RequestMeta,
+    row: SessionRow,
+    language: Language,
+) -> Result<Answer, AppError> {
+    if let Some(ended) = ended_page(state, &row, language).await {
+        return Ok(ended);
+    }
+    let row = if status_of(&row) == KycStatus::Issued {
+        let now = db::now();
+        let mut tx = state.db.begin().await?;
+        repo::mark_opened(&mut tx, row.id, now).await?;
+        match move_to(
+            &mut tx,
+            &row,
+            KycStatus::Opened,
+            "customer",
+            "The customer opened the link's page.",
+            None,
+        )
+        .await
+        {
+            Ok(()) => {
+                state
+                    .audit
+                    .append(
+                        &mut tx,
+                        meta,
+                        &AuditEvent::new(Actor::Anonymous, "link.open", Outcome::Success)
+                            .object("kyc_session", &row.public_id),
+                    )
+                    .await?;
+                tx.commit().await?;
+            }
+            // Another request opened it at the same moment.
+            Err(AppError::Conflict(_)) => drop(tx),
+            Err(error) => return Err(error),
+        }
+        reload(state, &row).await?
+    } else {
+        row
+    };
+    main_page(state, &row, language, StatusCode::OK, None, None, false).await
+}
+
+async fn reload(state: &AppState, row: &SessionRow) -> Result<SessionRow, AppError> {
+    let mut conn = state.db.pool.acquire().await?;
+    repo::find(&mut conn, row.id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("The session vanished.".into()))
+}
+
+/// `POST /v/{code}/code`: sends a one-time code (for a link that asks one).
+pub async fn request_code(
+    state: &AppState,
+    meta: &RequestMeta,
+    row: SessionRow,
+    language: Language,
+) -> Result<Answer, AppError> {
+    if let Some(ended) = ended_page(state, &row, language).await {
+        return Ok(ended);
+    }
+    if row.otp_required == 0 || row.otp_passed_at.is_some() {
+        return main_page(state, &row, language, StatusCode::OK, None, None, false).await;
+    }
+    let t = language.texts();
+    let company = crate::server::links::send::company_name(state).await;
+    let (status, error, info, sent) = match one_time_code::send_code(state, meta, &row).await? {
+        Sent::Sent => (
+            StatusCode::OK,
+            None,
+            Some(page::fill_plain(
+                t.code_sent,
+                &[(
+                    "minutes",
+                    &(one_time_code::CODE_LIFETIME_SECS / 60).to_string(),
+                )],
+            )),
+            true,
+        ),
+        Sent::LimitReached => (
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(page::fill_plain(
+                t.code_send_limit,
+                &[("company", &company)],
+            )),
+            None,
+            false,
+        ),
+        Sent::Locked(until) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(locked_words(language, until)),
+            None,
+            false,
+        ),
+        Sent::Failed(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(t.code_send_failed.to_string()),
+            None,
+            false,
+        ),
+    };
+    let row = reload(state, &row).await?;
+    main_page(state, &row, language, status, error, info, sent).await
+}
+
+fn locked_words(language: Language, until: i64) -> String {
+    let wait = crate::server::auth::throttle::human_wait((until - db::now()).max(1) as u64);
+    page::fill_plain(language.texts().code_locked, &[("wait", &wait)])
+}
+
+/// `POST /v/{code}/start`: consent (recorded once, with the notice version, language, time
+/// and keyed hashes of the client), the one-time code when asked, then on to the provider's
+/// URL — the valid unused one, or a new one within the link's budget.
+pub async fn start(
+    state: &AppState,
+    meta: &RequestMeta,
+    row: SessionRow,
+    language: Language,
+    form: &StartForm,
+    client: &Client<'_>,
+) -> Result<Answer, AppError> {
+    if let Some(ended) = ended_page(state, &row, language).await {
+        return Ok(ended);
+    }
+    let t = language.texts();
+    let mut row = row;
+    if status_of(&row) == KycStatus::Issued {
+        // Start without the page having been opened first (a bookmarked form): open it now.
+        open(state, meta, row.clone(), language).await?;
+        row = reload(state, &row).await?;
+    }
+    let consented = row.consent_at.is_some();
+    if !consented {
+        let current = notice::current(state).await?.version;
+        let shown = form.notice_version.trim().parse::<i64>().ok();
+        if form.consent != "on" || shown != Some(current) {
+            return main_page(
+                state,
+                &row,
+                language,
+                StatusCode::BAD_REQUEST,
+                Some(t.consent_missing.to_string()),
+                None,
+                false,
+            )
+            .await;
+        }
+    }
+    if row.otp_required != 0 && row.otp_passed_at.is_none() {
+        let problem = match one_time_code::check_code(state, meta, &row, &form.code).await? {
+            Checked::Passed => None,
+            Checked::Malformed => Some(t.code_malformed.to_string()),
+            Checked::Wrong(left) => Some(page::fill_plain(
+                t.code_wrong,
+                &[("left", &left.to_string())],
+            )),
+            Checked::Expired => Some(t.code_expired.to_string()),
+            Checked::Locked(until) => Some(locked_words(language, until)),
+        };
+        if let Some(problem) = problem {
+            let row = reload(state, &row).await?;
+            return main_page(
+                state,
+                &row,
+                language,
+                StatusCode::BAD_REQUEST,
+                Some(problem),
+                None,
+                false,
+            )
+            .await;
+        }
+        row = reload(state, &row).await?;
+    }
+    if !consented {
+        record_consent(state, meta, &row, language, client).await?;
+        row = reload(state, &row).await?;
+    }
+    match mint::provider_url_for_customer(state, meta, &row).await {
+        Ok(url) => Ok(Answer::Provider(url)),
+        Err(refusal) => refused(state, &row, language, refusal).await,
+    }
+}
+
+/// The page for a Start that got no provider URL.
+async fn refused(
+    state: &AppState,
+    row: &SessionRow,
+    language: Language,
+    refusal: MintRefusal,
+) -> Result<Answer, AppError> {
+    let t = language.texts();
+    let here = here(row.customer_code.as_deref().unwrap_or_default());
+    let company = crate::server::links::send::company_name(state).await;
+    match refusal {
+        MintRefusal::UsedUp => Ok(Answer::Page(
+            StatusCode::CONFLICT,
+            page::message_page(
+                language,
+                &here,
+                t.used_up_heading,
+                &page::fill(
+                    t.used_up_text,
+                    &[
+                        ("count", &row.mint_limit.to_string()),
+                        ("company", &company),
+                    ],
+                ),
+                None,
+            ),
+        )),
+        MintRefusal::ProviderFailed(_) => Ok(Answer::Page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            page::message_page(
+                language,
+                &here,
+                t.provider_down_heading,
+                &page::fill(t.provider_down_text, &[]),
+                Some(&format!("{here}/start")),
+            ),
+        )),
+        MintRefusal::NotStartable(_) => {
+            let row = reload(state, row).await?;
+            Ok(match ended_page(state, &row, language).await {
+                Some(ended) => ended,
+                None => {
+                    main_page(
+                        state,
+                        &row,
+                        language,
+                        StatusCode::CONFLICT,
+                        None,
+                        None,
+                        false,
+                    )
+                    .await?
+                }
+            })
+        }
+        MintRefusal::Internal(error) => Err(error),
+    }
+}
+
+/// `opened → consented`, with the consent's record, a timeline event and an audit row.
+async fn record_consent(
+    state: &AppState,
+    meta: &RequestMeta,
+    row: &SessionRow,
+    language: Language,
+    client: &Client<'_>,
+) -> Result<(), AppError> {
+    let version = notice::current(state).await?.version;
+    let now = db::now();
+    let client_hash = state.vault.keyed_hash("customer_client", client.address);
+    let agent_hash = state.vault.keyed_hash("customer_agent", client.user_agent);
+    let mut tx = state.db.begin().await?;
+    repo::touch(&mut tx, row.id, now).await?;
+    let current = repo::find(&mut tx, row.id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
+    if current.consent_at.is_some() {
+        // Another request recorded it at the same moment.
+        return Ok(());
+    }
+    move_to(
+        &mut tx,
+        &current,
+        KycStatus::Consented,
+        "customer",
+        &format!(
+            "The customer consented on the link's page (privacy notice version {version}, {}).",
+            language.texts().name
+        ),
+        None,
+    )
+    .await?;
+    repo::record_consent(
+        &mut tx,
+        row.id,
+        &repo::Consent {
+            notice_version: version,
+            language: language.code(),
+            client_hash: &client_hash,
+            agent_hash: &agent_hash,
+            at: now,
+        },
+    )
+    .await?;
+    state
+        .audit
+        .append(
+            &mut tx,
+            meta,
+            &AuditEvent::new(Actor::Anonymous, "link.consent", Outcome::Success)
+                .object("kyc_session", &row.public_id)
+                .detail(serde_json::json!({
+                    "notice_version": version,
+                    "language": language.code(),
+                })),
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `GET /v/{code}/withdraw`: the confirmation.
+pub async fn withdraw_form(
+    state: &AppState,
+    row: SessionRow,
+    language: Language,
+) -> Result<Answer, AppError> {
+    if let Some(ended) = ended_page(state, &row, language).await {
+        return Ok(ended);
+    }
+    let company = crate::server::links::send::company_name(state).await;
+    let here = here(row.customer_code.as_deref().unwrap_or_default());
+    Ok(Answer::Page(
+        StatusCode::OK,
+        page::withdraw_page(language, &here, &company),
+    ))
+}
+
+/// `POST /v/{code}/withdraw`: ends the unfinished session as withdrawn by the customer.
+pub async fn withdraw(
+    state: &AppState,
+    meta: &RequestMeta,
+    row: SessionRow,
+    language: Language,
+) -> Result<Answer, AppError> {
+    if let Some(ended) = ended_page(state, &row, language).await {
+        return Ok(ended);
+    }
+    let mut row = row;
+    if status_of(&row) == KycStatus::Issued {
+        open(state, meta, row.clone(), language).await?;
+        row = reload(state, &row).await?;
+    }
+    let mut tx = state.db.begin().await?;
+    move_to(
+        &mut tx,
+        &row,
+        KycStatus::Withdrawn,
+        "customer",
+        "The customer withdrew their consent on the link's page; the verification stopped.",
+        None,
+    )
+    .await?;
+    state
+        .audit
+        .append(
+            &mut tx,
+            meta,
+            &AuditEvent::new(Actor::Anonymous, "link.withdraw", Outcome::Success)
+                .object("kyc_session", &row.public_id),
+        )
+        .await?;
+    tx.commit().await?;
+    let row = reload(state, &row).await?;
+    Ok(ended_page(state, &row, language)
+        .await
+        .unwrap_or_else(|| unknown_page(language, &here(""))))
+}

@@ -1,0 +1,682 @@
+//! KYC Desk's own customer link (`/v/{code}`): issued without a provider call; the customer's
+//! page (no personal data but the number's last digits, English and Hindi, the versioned
+//! privacy notice); consent recorded with the notice version, language, time and keyed hashes;
+//! the provider's URL minted at Start, reused while valid and unused, minted again within the
+//! link's budget (which parallel Starts cannot outrun); withdrawal; an expired or unknown link
+//! says so; the one-time code and its limits; the admin's notice versions.
+
+use crate::common;
+
+use common::{TestApp, forms};
+use kyc_desk::types::Role;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+const OPERATOR: &str = "olga@example.com";
+const ADMIN: &str = "root@example.com";
+
+/// A sandbox server (with `extra` settings) and a signed-in operator and admin.
+async fn world(
+    backend: common::Backend,
+    extra: &[(&str, &str)],
+) -> (TestApp, reqwest::Client, reqwest::Client) {
+    let app = common::sandbox_app(backend, extra).await;
+    app.user(OPERATOR, Role::Operator).await;
+    app.user(ADMIN, Role::Admin).await;
+    let operator = app.signed_in(OPERATOR).await;
+    let admin = app.signed_in(ADMIN).await;
+    (app, operator, admin)
+}
+
+/// Issues a customer link of `option` with the form's `extra` fields; returns the detail.
+async fn issue(
+    app: &TestApp,
+    operator: &reqwest::Client,
+    option: &str,
+    extra: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let mut fields = vec![("handover", "customer_link")];
+    fields.extend_from_slice(extra);
+    let args = forms::link_form_with(
+        option,
+        "Asha Rao",
+        "9876543210",
+        &forms::form_key(),
+        &fields,
+    );
+    let args: Vec<(&str, &str)> = args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    app.call(operator, "create_link", &args).await
+}
+
+/// The code of a customer link's address.
+fn code_of(detail: &Value) -> String {
+    let url = detail["link_url"].as_str().expect("a link");
+    url.rsplit("/v/").next().unwrap().to_string()
+}
+
+/// A customer's browser: its own cookies, no redirects followed.
+fn customer() -> reqwest::Client {
+    forms::browser()
+}
+
+async fn get(app: &TestApp, client: &reqwest::Client, path: &str) -> (StatusCode, String) {
+    let response = client
+        .get(format!("{}{path}", app.base))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.text().await.unwrap())
+}
+
+/// Posts a customer form from the page's own origin; status, `Location`, body.
+async fn post(
+    app: &TestApp,
+    client: &reqwest::Client,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (StatusCode, String, String) {
+    let response = client
+        .post(format!("{}{path}", app.base))
+        .header("origin", &app.base)
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, location, response.text().await.unwrap())
+}
+
+async fn detail(app: &TestApp, client: &reqwest::Client, public_id: &str) -> Value {
+    let (status, body) = app
+        .call(client, "session_detail", &[("public_id", public_id)])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+fn kinds(detail: &Value) -> Vec<String> {
+    detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn scalar(app: &TestApp, sql: &str, public_id: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .bind(public_id)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap()
+}
+
+async fn execute(app: &TestApp, sql: &str, public_id: &str) {
+    sqlx::query(sql)
+        .bind(public_id)
+        .execute(&app.state.db.pool)
+        .await
+        .unwrap();
+}
+
+both_backends!(
+    a_customer_link_mints_the_provider_url_when_the_customer_starts,
+    |backend| async move {
+        let (app, operator, _admin) = world(backend, &[]).await;
+
+        // Lifetimes outside the bounds are field errors.
+        for bad in ["0", "169", "two days"] {
+            let (status, body) = issue(
+                &app,
+                &operator,
+                "eko:uat:digilocker",
+                &[("lifetime_hours", bad)],
+            )
+            .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+            assert!(body.to_string().contains("lifetime_hours"), "{body}");
+        }
+        let (status, body) = issue(&app, &operator, "message_central:trial:basic", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["summary"]["status"], "issued", "{body}");
+        let public_id = body["summary"]["public_id"].as_str().unwrap().to_string();
+        let code = code_of(&body);
+        assert_eq!(code.len(), 22, "128 bits, URL-safe base64: {code}");
+        assert!(
+            code.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+        assert!(
+            body["link_url"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{}/v/", app.base)),
+            "{body}"
+        );
+        assert_eq!(body["customer_link"]["mints_used"], 0);
+        assert_eq!(body["customer_link"]["mint_limit"], 3);
+        assert!(body["customer_link"]["consent"].is_null());
+        assert_eq!(kinds(&body), ["issued"]);
+        // No provider call yet: no trial link spent, no mint.
+        assert_eq!(
+            scalar(&app, "SELECT COUNT(*) FROM link_mints m JOIN kyc_sessions s ON s.id = m.session_id WHERE s.public_id = $1", &public_id).await,
+            0
+        );
+        let hours = scalar(
+            &app,
+            "SELECT (link_expires_at - created_at) / 3600 FROM kyc_sessions WHERE public_id = $1",
+            &public_id,
+        )
+        .await;
+        assert_eq!(hours, 72, "the default lifetime");
+
+        // The customer opens it: the company, the number's last digits, what happens, the
+        // notice; no name, no full number.
+        let browser = customer();
+        let (status, page) = get(&app, &browser, &format!("/v/{code}")).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(page.contains("ending 3210"), "{page}");
+        assert!(page.contains("Privacy notice (version 1)"), "{page}");
+        assert!(page.contains("Message Central"), "{page}");
+        assert!(
+            !page.contains("9876543210") && !page.contains("Asha"),
+            "{page}"
+        );
+        assert!(
+            !page.contains("<script"),
+            "no script on the customer's page"
+        );
+        assert!(page.len() < 30 * 1024, "{} bytes", page.len());
+        let shown = detail(&app, &operator, &public_id).await;
+        assert_eq!(shown["summary"]["status"], "opened");
+        assert!(shown["customer_link"]["opened_at"].is_string(), "{shown}");
+
+        // Hindi, kept by a cookie.
+        let (_, hindi) = get(&app, &browser, &format!("/v/{code}?lang=hi")).await;
+        assert!(
+            hindi.contains("lang=\"hi\"") && hindi.contains("गोपनीयता सूचना"),
+            "{hindi}"
+        );
+        let (_, again) = get(&app, &browser, &format!("/v/{code}")).await;
+        assert!(again.contains("lang=\"hi\""), "the choice is kept");
+
+        // Start without consent: the page again, with the reason; nothing minted.
+        let start = format!("/v/{code}/start");
+        let (status, _, page) = post(
+            &app,
+            &browser,
+            &start,
+            &[("lang", "hi"), ("notice_version", "1")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(page.contains("टिक करें"), "the reason, in Hindi: {page}");
+        // A cross-site post changes nothing.
+        let refused = browser
+            .post(format!("{}{start}", app.base))
+            .header("origin", "https://evil.example")
+            .form(&[("consent", "on"), ("notice_version", "1")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            detail(&app, &operator, &public_id).await["summary"]["status"],
+            "opened"
+        );
+
+        // Start with consent: on to the provider's URL, made now.
+        let consent = [("lang", "hi"), ("notice_version", "1"), ("consent", "on")];
+        let (status, first_url, _) = post(&app, &browser, &start, &consent).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(first_url.contains("/sandbox/"), "{first_url}");
+        let shown = detail(&app, &operator, &public_id).await;
+        assert_eq!(shown["summary"]["status"], "started", "{shown}");
+        assert_eq!(shown["customer_link"]["mints_used"], 1);
+        let given = &shown["customer_link"]["consent"];
+        assert_eq!(given["notice_version"], 1, "{shown}");
+        assert_eq!(given["language"], "hi");
+        assert_eq!(given["client_hash"].as_str().unwrap().len(), 12);
+        let stored_hash: String =
+            sqlx::query_scalar("SELECT consent_client_hash FROM kyc_sessions WHERE public_id = $1")
+                .bind(&public_id)
+                .fetch_one(&app.state.db.pool)
+                .await
+                .unwrap();
+        assert_eq!(stored_hash.len(), 64);
+        assert!(!stored_hash.contains("127.0.0.1"));
+        assert_eq!(kinds(&shown), ["issued", "opened", "consented", "started"]);
+        // The staff-facing link is still KYC Desk's.
+        assert!(
+            shown["link_url"].as_str().unwrap().contains("/v/"),
+            "{shown}"
+        );
+
+        // Back while it is valid and unused: the same URL, no new mint.
+        let (status, url, _) = post(&app, &browser, &start, &consent).await;
+        assert_eq!(
+            (status, url.as_str()),
+            (StatusCode::SEE_OTHER, first_url.as_str())
+        );
+        assert_eq!(
+            detail(&app, &operator, &public_id).await["customer_link"]["mints_used"],
+            1
+        );
+
+        // The provider's URL expired before the customer used it: a new one.
+        execute(
+            &app,
+            "UPDATE kyc_sessions SET provider_url_expires_at = 1 WHERE public_id = $1",
+            &public_id,
+        )
+        .await;
+        let (status, second_url, _) = post(&app, &browser, &start, &consent).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_ne!(second_url, first_url);
+        let shown = detail(&app, &operator, &public_id).await;
+        assert_eq!(shown["customer_link"]["mints_used"], 2);
+        assert!(kinds(&shown).contains(&"minted".to_string()), "{shown}");
+
+        // Used: the customer came back from it; the next Start makes the third.
+        let (status, _) = get(
+            &app,
+            &app.client(),
+            &format!("/kyc/return/{public_id}?status=failed"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            detail(&app, &operator, &public_id).await["summary"]["status"],
+            "returned"
+        );
+        let (status, third_url, _) = post(&app, &browser, &start, &consent).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(third_url != second_url && third_url != first_url);
+        let shown = detail(&app, &operator, &public_id).await;
+        assert_eq!(shown["summary"]["status"], "started");
+        assert_eq!(shown["customer_link"]["mints_used"], 3);
+
+        // The budget is spent: a clear page, and the operator sees it.
+        execute(
+            &app,
+            "UPDATE kyc_sessions SET provider_url_expires_at = 1 WHERE public_id = $1",
+            &public_id,
+        )
+        .await;
+        let (status, _, page) = post(&app, &browser, &start, &[("lang", "en")]).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{page}");
+        assert!(
+            page.contains("cannot start the verification again"),
+            "{page}"
+        );
+        assert!(
+            page.contains("Ask KYC Desk Sandbox for a new link"),
+            "{page}"
+        );
+        let shown = detail(&app, &operator, &public_id).await;
+        assert_eq!(shown["customer_link"]["mints_used"], 3);
+        assert!(kinds(&shown).contains(&"mints_used_up".to_string()));
+        assert_eq!(
+            scalar(&app, "SELECT COUNT(*) FROM link_mints m JOIN kyc_sessions s ON s.id = m.session_id WHERE s.public_id = $1", &public_id).await,
+            3
+        );
+
+        // Withdrawal ends it; the page says so from then on.
+        let (status, page) = get(&app, &browser, &format!("/v/{code}/withdraw?lang=en")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("Withdraw your consent?"), "{page}");
+        let (status, _, page) = post(
+            &app,
+            &browser,
+            &format!("/v/{code}/withdraw"),
+            &[("lang", "en")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(page.contains("Your consent was withdrawn"), "{page}");
+        let shown = detail(&app, &operator, &public_id).await;
+        assert_eq!(shown["summary"]["status"], "withdrawn");
+        assert!(
+            shown["link_url"].is_null(),
+            "an ended session offers no link"
+        );
+        let (_, page) = get(&app, &browser, &format!("/v/{code}")).await;
+        assert!(page.contains("Your consent was withdrawn"), "{page}");
+        let (status, _, _) = post(&app, &browser, &start, &consent).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "a withdrawn link's Start shows the end page"
+        );
+        assert_eq!(
+            detail(&app, &operator, &public_id).await["customer_link"]["mints_used"],
+            3
+        );
+
+        // Each step is audited; the code itself is in no audit row.
+        let audit = app.audit_text().await;
+        for action in ["link.open", "link.consent", "link.mint", "link.withdraw"] {
+            assert!(audit.contains(action), "{action} audited");
+        }
+        assert!(!audit.contains(&code), "the link's code is a bearer token");
+
+        // An unknown code, and an expired link.
+        let (status, page) = get(&app, &browser, "/v/AAAAAAAAAAAAAAAAAAAAAA").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(page.contains("This link is not valid"), "{page}");
+        let (_, other) = issue(
+            &app,
+            &operator,
+            "eko:uat:digilocker",
+            &[("lifetime_hours", "1")],
+        )
+        .await;
+        let other_id = other["summary"]["public_id"].as_str().unwrap().to_string();
+        execute(
+            &app,
+            "UPDATE kyc_sessions SET link_expires_at = 1, expires_at = 1 WHERE public_id = $1",
+            &other_id,
+        )
+        .await;
+        let (status, page) = get(&app, &browser, &format!("/v/{}?lang=en", code_of(&other))).await;
+        assert_eq!(status, StatusCode::GONE);
+        assert!(
+            page.contains("This link has expired")
+                && page.contains("Ask KYC Desk Sandbox for a new one"),
+            "{page}"
+        );
+    }
+);
+
+both_backends!(
+    parallel_starts_cannot_outrun_the_mint_budget,
+    |backend| async move {
+        let (app, operator, _admin) = world(backend, &[("KYC_DESK_LINK_MINTS", "2")]).await;
+        let (_, body) = issue(&app, &operator, "eko:uat:digilocker", &[]).await;
+        let public_id = body["summary"]["public_id"].as_str().unwrap().to_string();
+        let code = code_of(&body);
+        let browser = customer();
+        let (status, _) = get(&app, &browser, &format!("/v/{code}")).await;
+        assert_eq!(status, StatusCode::OK);
+        let consent = [("lang", "en"), ("notice_version", "1"), ("consent", "on")];
+        let (status, _, _) = post(&app, &browser, &format!("/v/{code}/start"), &consent).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        // Its URL expired: eight Starts at once may make one more URL between them.
+        execute(
+            &app,
+            "UPDATE kyc_sessions SET provider_url_expires_at = 1 WHERE public_id = $1",
+            &public_id,
+        )
+        .await;
+        let mut starts = Vec::new();
+        for _ in 0..8 {
+            let app_base = app.base.clone();
+            let path = format!("{app_base}/v/{code}/start");
+            starts.push(tokio::spawn(async move {
+                forms::browser()
+                    .post(path)
+                    .header("origin", app_base)
+                    .form(&[("lang", "en"), ("consent", "on"), ("notice_version", "1")])
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }));
+        }
+        let mut redirected = 0;
+        for start in starts {
+            if start.await.unwrap() == StatusCode::SEE_OTHER {
+                redirected += 1;
+            }
+        }
+        assert!(redirected >= 1, "one Start got the new URL");
+        let mints = scalar(
+            &app,
+            "SELECT mint_count FROM kyc_sessions WHERE public_id = $1",
+            &public_id,
+        )
+        .await;
+        assert_eq!(mints, 2, "never more than the budget");
+        assert_eq!(
+            scalar(&app, "SELECT COUNT(*) FROM link_mints m JOIN kyc_sessions s ON s.id = m.session_id WHERE s.public_id = $1", &public_id).await,
+            2
+        );
+    }
+);
+
+/// The one-time codes in the sandbox's outbox, oldest first.
+async fn codes_sent(app: &TestApp, admin: &reqwest::Client) -> Vec<String> {
+    let outbox = admin
+        .get(format!("{}/sandbox/messages", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut codes: Vec<(usize, String)> = outbox
+        .match_indices(" is your code to verify")
+        .filter_map(|(at, _)| {
+            let code = outbox.get(at.checked_sub(6)?..at)?;
+            code.chars()
+                .all(|c| c.is_ascii_digit())
+                .then(|| (at, code.to_string()))
+        })
+        .collect();
+    codes.sort();
+    codes.into_iter().map(|(_, code)| code).collect()
+}
+
+both_backends!(
+    a_one_time_code_guards_start_and_is_limited,
+    |backend| async move {
+        let (app, operator, admin) =
+            world(backend, &[("KYC_DESK_CUSTOMER_CODE_FLOWS", "digilocker")]).await;
+        let (_, body) = issue(&app, &operator, "eko:uat:digilocker", &[]).await;
+        assert_eq!(body["customer_link"]["code_required"], true, "{body}");
+        let public_id = body["summary"]["public_id"].as_str().unwrap().to_string();
+        let code = code_of(&body);
+        let browser = customer();
+        let (_, page) = get(&app, &browser, &format!("/v/{code}")).await;
+        assert!(page.contains("Send me a code"), "{page}");
+        let start = format!("/v/{code}/start");
+        let consent = [("lang", "en"), ("notice_version", "1"), ("consent", "on")];
+        // Start without a code: refused, nothing minted, no consent recorded yet.
+        let (status, _, page) = post(&app, &browser, &start, &consent).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(page.contains("Enter the 6 digits"), "{page}");
+
+        let (status, _, page) = post(&app, &browser, &format!("/v/{code}/code"), &consent).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(page.contains("We sent a code"), "{page}");
+        let sent = codes_sent(&app, &admin).await;
+        assert_eq!(sent.len(), 1, "one code in the outbox");
+        let right = sent[0].clone();
+        let wrong = if right == "000000" {
+            "111111"
+        } else {
+            "000000"
+        };
+        let with_code = |typed: &'static str| {
+            [
+                ("lang", "en"),
+                ("notice_version", "1"),
+                ("consent", "on"),
+                ("code", typed),
+            ]
+        };
+        let (status, _, page) = post(&app, &browser, &start, &with_code(wrong)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(page.contains("You can try 4 more times"), "{page}");
+        let right: &'static str = Box::leak(right.into_boxed_str());
+        let (status, url, _) = post(&app, &browser, &start, &with_code(right)).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "the right code starts");
+        assert!(url.contains("/sandbox/"), "{url}");
+        let hash: String = sqlx::query_scalar(
+            "SELECT COALESCE(otp_hash, 'spent') FROM kyc_sessions WHERE public_id = $1",
+        )
+        .bind(&public_id)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+        assert_eq!(hash, "spent", "a used code is gone");
+
+        // Another link: five wrong codes lock it for an hour, the right one included.
+        let (_, body) = issue(&app, &operator, "eko:uat:digilocker", &[]).await;
+        let other_id = body["summary"]["public_id"].as_str().unwrap().to_string();
+        let code = code_of(&body);
+        let start = format!("/v/{code}/start");
+        let (_, _) = get(&app, &browser, &format!("/v/{code}")).await;
+        let (status, _, _) = post(&app, &browser, &format!("/v/{code}/code"), &consent).await;
+        assert_eq!(status, StatusCode::OK);
+        let right: &'static str =
+            Box::leak(codes_sent(&app, &admin).await[1].clone().into_boxed_str());
+        let wrong = if right == "000000" {
+            "111111"
+        } else {
+            "000000"
+        };
+        let wrong: &'static str = Box::leak(wrong.to_string().into_boxed_str());
+        for left in (0..5).rev() {
+            let (status, _, page) = post(&app, &browser, &start, &with_code(wrong)).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            if left > 0 {
+                assert!(page.contains(&format!("try {left} more")), "{page}");
+            } else {
+                assert!(page.contains("Too many wrong codes"), "{page}");
+            }
+        }
+        let (status, _, page) = post(&app, &browser, &start, &with_code(right)).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "locked: even the right code"
+        );
+        assert!(page.contains("Too many wrong codes"), "{page}");
+        let (status, _, _) = post(&app, &browser, &format!("/v/{code}/code"), &consent).await;
+        assert_eq!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "no codes while locked"
+        );
+        let shown = detail(&app, &operator, &other_id).await;
+        assert!(
+            kinds(&shown).contains(&"code_locked".to_string()),
+            "{shown}"
+        );
+        assert_eq!(shown["summary"]["status"], "opened", "nothing started");
+
+        // Sends are limited per link.
+        let (_, body) = issue(&app, &operator, "eko:uat:digilocker", &[]).await;
+        let code = code_of(&body);
+        for _ in 0..5 {
+            let (status, _, _) = post(&app, &browser, &format!("/v/{code}/code"), &consent).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        let (status, _, page) = post(&app, &browser, &format!("/v/{code}/code"), &consent).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{page}");
+        assert!(page.contains("Too many codes were sent"), "{page}");
+    }
+);
+
+both_backends!(
+    the_privacy_notice_is_versioned_and_named_by_the_consent,
+    |backend| async move {
+        let (app, operator, admin) = world(backend, &[]).await;
+        let (status, notice) = app.call(&admin, "privacy_notice", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{notice}");
+        assert_eq!(notice["version"], 1);
+        assert!(notice["hi"]["purpose"].as_str().unwrap().contains("सत्यापन"));
+        let (status, _) = app.call(&operator, "privacy_notice", &[]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "admins only");
+
+        let mut form: Vec<(String, String)> = Vec::new();
+        for language in ["en", "hi"] {
+            for part in [
+                "purpose",
+                "data_items",
+                "retention",
+                "withdrawal",
+                "complaint",
+            ] {
+                form.push((
+                    format!("notice[{language}][{part}]"),
+                    format!("{language} {part} of version two"),
+                ));
+            }
+        }
+        let args = |form: &[(String, String)]| -> Vec<(String, String)> { form.to_vec() };
+        // A missing part is a field error; nothing is written.
+        let mut missing = args(&form);
+        missing.retain(|(name, _)| name != "notice[hi][retention]");
+        let pairs: Vec<(&str, &str)> = missing
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let (status, body) = app.call(&admin, "save_privacy_notice", &pairs).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body.to_string().contains("hi.retention"), "{body}");
+        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (status, _) = app.call(&operator, "save_privacy_notice", &pairs).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, saved) = app.call(&admin, "save_privacy_notice", &pairs).await;
+        assert_eq!(status, StatusCode::OK, "{saved}");
+        assert_eq!(saved["version"], 2);
+        assert_eq!(saved["created_by"], ADMIN);
+        // Version 1 is kept as it was.
+        let first: String =
+            sqlx::query_scalar("SELECT texts FROM privacy_notices WHERE version = $1")
+                .bind(1i64)
+                .fetch_one(&app.state.db.pool)
+                .await
+                .unwrap();
+        assert!(first.contains("Reserve Bank of India"), "{first}");
+        assert!(app.audit_text().await.contains("notice.save"));
+
+        // The customer sees version 2 and consents to it; a page still showing version 1
+        // is asked again.
+        let (_, body) = issue(&app, &operator, "eko:uat:digilocker", &[]).await;
+        let public_id = body["summary"]["public_id"].as_str().unwrap().to_string();
+        let code = code_of(&body);
+        let browser = customer();
+        let (_, page) = get(&app, &browser, &format!("/v/{code}?lang=en")).await;
+        assert!(
+            page.contains("Privacy notice (version 2)")
+                && page.contains("en retention of version two"),
+            "{page}"
+        );
+        let start = format!("/v/{code}/start");
+        let (status, _, _) = post(
+            &app,
+            &browser,
+            &start,
+            &[("lang", "en"), ("notice_version", "1"), ("consent", "on")],
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "consent to an old version is not taken"
+        );
+        let (status, _, _) = post(
+            &app,
+            &browser,
+            &start,
+            &[("lang", "en"), ("notice_version", "2"), ("consent", "on")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let shown = detail(&app, &operator, &public_id).await;
+        assert_eq!(
+            shown["customer_link"]["consent"]["notice_version"], 2,
+            "{shown}"
+        );
+        assert_eq!(shown["customer_link"]["consent"]["language"], "en");
+    }
+);
