@@ -240,6 +240,8 @@ pub const FILE_ACCESS: &[(&str, Access)] = &[
     ("/sessions/{public_id}/qr.svg", LIVE_LINKS),
     // Every text the sandbox "sent", with customers' names and live links.
     ("/sandbox/messages", Access::Roles(ADMINS)),
+    // The stream of session moves that keeps the sessions pages current (statuses only).
+    (SESSION_EVENTS_ROUTE, Access::Roles(READERS)),
 ];
 
 /// Every customer-facing route and who may open it: customers have no account, so these are
@@ -261,6 +263,9 @@ pub const SIGN_IN_ACCESS: &[(&str, Access)] = &[
     ("/login/sso", Access::Public),
     ("/login/sso/callback", Access::Public),
 ];
+
+/// The stream of session moves (server-sent events) the sessions pages listen to.
+pub const SESSION_EVENTS_ROUTE: &str = "/sessions/events";
 
 /// Who may see a session's live link (and its QR code): those who hand links over. Auditors
 /// see that a link exists and its status only.

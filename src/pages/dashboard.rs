@@ -57,6 +57,8 @@ fn KycFigures() -> impl IntoView {
     let me = expect_context::<CurrentUser>();
     let acts = may_act(me.role);
     let stats = page_resource(|| (), |_| get_dashboard_stats());
+    // The figures follow the sessions as they move.
+    super::live::on_session_moves(move |_| stats.refetch());
     // The channel a one-click resend uses: SMS when it is set up, else email. One server call
     // per resource: the server may render this page more than once, and every rendering must
     // resolve to the same value or the browser's copy would not match.

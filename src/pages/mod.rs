@@ -6,6 +6,7 @@ pub mod authenticator;
 pub mod credentials;
 pub mod dashboard;
 pub mod links;
+pub mod live;
 pub mod sessions;
 pub mod step_up;
 pub mod users;

@@ -57,6 +57,8 @@ fn SessionsList() -> impl IntoView {
     let query = use_query_map();
     let filter = Memo::new(move |_| filter_from_query(&query.get()));
     let page = page_resource(move || filter.get(), |filter| list_sessions(Some(filter)));
+    // A session that moves (or appears) shows without a reload.
+    super::live::on_session_moves(move |_| page.refetch());
     view! {
         <section class="panel">
             <h1>"Sessions"</h1>
@@ -327,6 +329,18 @@ fn SessionView(initial: SessionDetail) -> impl IntoView {
     let detail = RwSignal::new(initial);
     let status = Memo::new(move |_| detail.with(|d| d.summary.status));
     let notice = RwSignal::new(None::<String>);
+    // The customer opening, consenting, starting, coming back… shows without a reload.
+    let public_id = detail.with_untracked(|d| d.summary.public_id.clone());
+    super::live::on_session_moves(move |moved| {
+        if moved.is_empty() || moved.contains(&public_id) {
+            let public_id = public_id.clone();
+            leptos::task::spawn_local(async move {
+                if let Ok(fresh) = get_session_detail(public_id).await {
+                    detail.set(fresh);
+                }
+            });
+        }
+    });
     view! {
         <Title text=detail.with_untracked(|d| format!("Session of {}", d.summary.customer_name)) />
         <section class="panel session" data-testid="session-detail">

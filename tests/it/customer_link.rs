@@ -680,3 +680,62 @@ both_backends!(
         assert_eq!(shown["customer_link"]["consent"]["language"], "en");
     }
 );
+
+/// Reads the event stream of `response` until an event of `kind` about `public_id` arrives
+/// (or a minute passes); returns what it read.
+async fn read_until(response: &mut reqwest::Response, public_id: &str, kind: &str) -> String {
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !(seen.contains(public_id) && seen.contains(&format!("\"kind\":\"{kind}\""))) {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no {kind} event for {public_id}; read: {seen}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the stream ended; read: {seen}"));
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    seen
+}
+
+both_backends!(
+    staff_see_session_moves_as_they_happen,
+    |backend| async move {
+        let (app, operator, _admin) = world(backend, &[]).await;
+        // Signed-out callers are sent to sign in, like at every staff door.
+        let refused = customer()
+            .get(format!("{}/sessions/events", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::SEE_OTHER);
+        assert!(
+            refused.headers()["location"]
+                .to_str()
+                .unwrap()
+                .starts_with("/login")
+        );
+        let mut stream = operator
+            .get(format!("{}/sessions/events", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), StatusCode::OK);
+        assert_eq!(
+            stream.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        let (_, body) = issue(&app, &operator, "eko:uat:digilocker", &[]).await;
+        let public_id = body["summary"]["public_id"].as_str().unwrap().to_string();
+        let seen = read_until(&mut stream, &public_id, "issued").await;
+        assert!(seen.contains("event: sessions"), "{seen}");
+        // The customer opens the link: the staff's stream hears it.
+        let (status, _) = get(&app, &customer(), &format!("/v/{}", code_of(&body))).await;
+        assert_eq!(status, StatusCode::OK);
+        let seen = read_until(&mut stream, &public_id, "opened").await;
+        assert!(seen.contains("\"status\":\"opened\""), "{seen}");
+        assert!(
+            !seen.contains("Asha") && !seen.contains("9876543210"),
+            "statuses only: {seen}"
+        );
+    }
+);

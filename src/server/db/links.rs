@@ -854,6 +854,43 @@ pub async fn lock_codes(conn: &mut AnyConnection, id: i64, until: i64) -> Result
     Ok(())
 }
 
+/// The newest timeline event's id (0 when there is none).
+pub async fn last_event_id(pool: &AnyPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM kyc_events")
+        .fetch_one(pool)
+        .await
+}
+
+/// One move of a session, as the live view reports it.
+#[derive(sqlx::FromRow, Debug, Clone, serde::Serialize)]
+pub struct SessionMove {
+    /// The event's id (the stream's position).
+    pub id: i64,
+    /// The session.
+    pub public_id: String,
+    /// Its status now.
+    pub status: String,
+    /// What happened (`opened`, `consented`, `started`, `sent`, …).
+    pub kind: String,
+}
+
+/// Timeline events after `after`, oldest first, at most `limit`, with their session's public
+/// id and current status (read by the primary key's order).
+pub async fn moves_after(
+    pool: &AnyPool,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<SessionMove>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT e.id, s.public_id, s.status, e.kind FROM kyc_events e \
+         JOIN kyc_sessions s ON s.id = e.session_id WHERE e.id > $1 ORDER BY e.id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
 /// Stores the masked result and the Eko verification id.
 pub async fn set_result(
     conn: &mut AnyConnection,

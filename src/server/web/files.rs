@@ -131,7 +131,9 @@ pub async fn session_qr(
         }
     };
     let open = crate::types::KycStatus::parse(&row.status).is_some_and(|s| s.is_open());
-    let (Some(url), true) = (row.link_url, open) else {
+    // The link staff hand over: KYC Desk's customer link, or the provider's URL in person.
+    let url = crate::server::links::customer_link_url(&state, &row).or(row.link_url);
+    let (Some(url), true) = (url, open) else {
         return no_link();
     };
     match tokio::task::spawn_blocking(move || crate::server::links::qr_svg(&url)).await {

@@ -11,6 +11,7 @@ mod customer;
 mod doors;
 pub mod error;
 mod files;
+mod live;
 pub mod middleware;
 pub mod request;
 mod returns;
@@ -99,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .route("/audit/export.csv", get(files::audit_export))
         .route("/sessions/export.csv", get(files::sessions_export))
         .route("/sessions/{public_id}/qr.svg", get(files::session_qr))
+        .route(live::ROUTE, get(live::session_events))
         .route("/kyc/return", get(returns::kyc_return_by_journey))
         .route(auth::single_sign_on::START_ROUTE, get(sign_on::start))
         .route(auth::single_sign_on::CALLBACK_ROUTE, get(sign_on::callback))
