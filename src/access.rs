@@ -214,6 +214,7 @@ pub const SERVER_FN_ACCESS: &[(&str, Access)] = &[
     ("cancel_link", Access::Roles(ACTORS)),
     ("record_outcome", Access::Roles(ACTORS)),
     ("regenerate_link", Access::Roles(ACTORS)),
+    ("set_link_reminders", Access::Roles(ACTORS)),
     ("dashboard_stats", Access::Roles(READERS)),
     ("email_template", Access::Roles(ADMINS)),
     ("save_email_template", Access::StepUp(ADMINS)),

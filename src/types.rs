@@ -801,6 +801,15 @@ pub struct CustomerLinkView {
     pub opened_at: Option<String>,
     /// Whether a one-time code to the mobile is asked before Start.
     pub code_required: bool,
+    /// Whether reminders may go.
+    #[serde(default)]
+    pub reminders_on: bool,
+    /// Reminders sent.
+    #[serde(default)]
+    pub reminders_sent: i64,
+    /// When the next reminder is due (UTC text).
+    #[serde(default)]
+    pub next_reminder: Option<String>,
     /// The customer's recorded consent.
     pub consent: Option<ConsentView>,
 }

@@ -34,6 +34,16 @@ pub async fn create_link(input: NewLinkInput) -> Result<SessionDetail, AppError>
     .await
 }
 
+/// Turns a customer link's reminders on or off (operators and admins).
+#[server(endpoint = "set_link_reminders")]
+pub async fn set_link_reminders(public_id: String, on: bool) -> Result<SessionDetail, AppError> {
+    respond(async move {
+        let (caller, user) = guard::require("set_link_reminders").await?;
+        links::set_reminders(&caller.state, &caller.meta, &user, &public_id, on).await
+    })
+    .await
+}
+
 /// One session in full (everyone; auditors read only). Opening it is recorded.
 #[server(endpoint = "session_detail")]
 pub async fn get_session_detail(public_id: String) -> Result<SessionDetail, AppError> {

@@ -256,6 +256,7 @@ fn LinkForm(
     let consent_error = field_message(value, "consent");
     let lifetime_error = field_message(value, "lifetime_hours");
     let customer_link = RwSignal::new(true);
+    let remind = RwSignal::new(true);
     let (default_hours, min_hours, max_hours) = lifetime;
     let banner = Signal::derive(move || match value.get() {
         Some(Err(AppError::Validation { message, fields })) => Some(
@@ -456,6 +457,16 @@ fn LinkForm(
                         {format!("From {min_hours} to {max_hours} hours.")}
                     </p>
                     {move || lifetime_error.get().map(|m| view! { <p class="field-error" id="nl-lifetime-error">{m}</p> })}
+                    <input type="hidden" name="input[reminders]" value=move || if remind.get() { "on" } else { "off" } />
+                    <label class="checkbox">
+                        <input
+                            type="checkbox"
+                            checked=true
+                            data-testid="link-reminders"
+                            on:change=move |ev| remind.set(event_target_checked(&ev))
+                        />
+                        "Remind the customer if they have not started (outside quiet hours)"
+                    </label>
                 </div>
                 <div class="field consent" class:invalid=move || consent_error.get().is_some()>
                     <label class="checkbox" for="nl-consent">

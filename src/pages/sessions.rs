@@ -6,7 +6,7 @@ use super::{
     Guarded, StatusBadge, may_act, new_idempotency_key, page_resource, result_of, split_when,
 };
 use crate::api::links::{
-    CancelLink, RecordOutcome, RegenerateLink, get_session_detail, list_sessions,
+    CancelLink, RecordOutcome, RegenerateLink, SetLinkReminders, get_session_detail, list_sessions,
 };
 use crate::provider::Provider;
 use crate::types::{
@@ -547,12 +547,17 @@ fn SessionFacts(detail: SessionDetail) -> impl IntoView {
                     <dt>"Customer link"</dt>
                     <dd data-testid="customer-link-facts">
                         {format!(
-                            "Valid until {}; provider URLs made {} of {}{}{}",
+                            "Valid until {}; provider URLs made {} of {}{}{}; {}",
                             c.expires_at,
                             c.mints_used,
                             c.mint_limit,
                             c.opened_at.map(|at| format!("; first opened {at}")).unwrap_or_default(),
-                            if c.code_required { "; asks a one-time code" } else { "" }
+                            if c.code_required { "; asks a one-time code" } else { "" },
+                            match (c.reminders_on, &c.next_reminder) {
+                                (false, _) => "reminders off".to_string(),
+                                (true, Some(at)) => format!("{} reminder(s) sent, next {at}", c.reminders_sent),
+                                (true, None) => format!("{} reminder(s) sent", c.reminders_sent),
+                            }
                         )}
                     </dd>
                 }
@@ -679,6 +684,12 @@ fn SessionActions(
 ) -> impl IntoView {
     let cancel = ServerAction::<CancelLink>::new();
     let regenerate = ServerAction::<RegenerateLink>::new();
+    let reminders = ServerAction::<SetLinkReminders>::new();
+    Effect::new(move |_| {
+        if let Some(Ok(changed)) = reminders.value().get() {
+            detail.set(changed);
+        }
+    });
     let cancel_value = result_of(cancel);
     let regenerate_value = result_of(regenerate);
     let navigate = use_navigate();
@@ -703,6 +714,7 @@ fn SessionActions(
         [
             cancel_value.get().and_then(Result::err),
             regenerate_value.get().and_then(Result::err),
+            reminders.value().get().and_then(Result::err),
         ]
         .into_iter()
         .flatten()
@@ -744,6 +756,24 @@ fn SessionActions(
                                 </details>
                             }
                         })}
+                    {move || {
+                        let waiting = matches!(
+                            status.get(),
+                            KycStatus::Issued | KycStatus::Opened | KycStatus::Consented
+                        );
+                        detail
+                            .with(|d| d.customer_link.as_ref().map(|c| c.reminders_on))
+                            .filter(|_| waiting)
+                            .map(|on| view! {
+                                <ActionForm action=reminders>
+                                    <input type="hidden" name="public_id" value=public_id.get_value() />
+                                    <input type="hidden" name="on" value=if on { "false" } else { "true" } />
+                                    <button type="submit" class="secondary" data-testid="reminders-toggle" disabled=move || reminders.pending().get()>
+                                        {if on { "Turn reminders off" } else { "Turn reminders on" }}
+                                    </button>
+                                </ActionForm>
+                            })
+                    }}
                     <details class="confirm" data-testid="regenerate-step">
                         <summary data-testid="regenerate-link">"Regenerate link…"</summary>
                         <p>

@@ -102,6 +102,14 @@ pub struct CustomerLinkSettings {
     /// Flows whose customer page asks a one-time code sent to the session's mobile before
     /// Start (`KYC_DESK_CUSTOMER_CODE_FLOWS`: `basic`, `premium`, `digilocker`; none by default).
     pub code_flows: Vec<String>,
+    /// How long after a link was sent, not started, the customer is reminded
+    /// (`KYC_DESK_REMINDER_AFTER`, 24h; again as long after each reminder).
+    pub reminder_after: Duration,
+    /// Reminders per link at most (`KYC_DESK_REMINDERS`, 2; 0 turns them off).
+    pub max_reminders: i64,
+    /// Quiet hours, India time, as minutes after midnight: no reminder starts from the first
+    /// to the second (`KYC_DESK_QUIET_HOURS`, `21:00-09:00`; `none` for none).
+    pub quiet_hours: Option<(u32, u32)>,
 }
 
 impl std::fmt::Debug for Config {
@@ -632,13 +640,57 @@ fn customer_link_settings(
             code_flows.push(flow);
         }
     }
+    let reminder_after = duration(get, "KYC_DESK_REMINDER_AFTER", "24h")?;
+    if reminder_after < Duration::from_secs(15 * 60) {
+        return Err(problem(
+            "KYC_DESK_REMINDER_AFTER",
+            "must be at least 15m: a customer is not reminded minutes after the message",
+        ));
+    }
+    let reminders_text = get("KYC_DESK_REMINDERS").unwrap_or_else(|| "2".into());
+    let max_reminders = match reminders_text.trim().parse::<i64>() {
+        Ok(n) if (0..=5).contains(&n) => n,
+        _ => {
+            return Err(problem(
+                "KYC_DESK_REMINDERS",
+                format!("'{reminders_text}' is not a whole number from 0 to 5"),
+            ));
+        }
+    };
+    let quiet_text = get("KYC_DESK_QUIET_HOURS").unwrap_or_else(|| "21:00-09:00".into());
+    let quiet_hours = parse_quiet_hours(&quiet_text).ok_or_else(|| {
+        problem(
+            "KYC_DESK_QUIET_HOURS",
+            format!("'{quiet_text}' is not a range of India times such as 21:00-09:00 (or none)"),
+        )
+    })?;
     Ok(CustomerLinkSettings {
         default_lifetime,
         min_lifetime,
         max_lifetime,
         mint_limit,
         code_flows,
+        reminder_after,
+        max_reminders,
+        quiet_hours,
     })
+}
+
+/// `HH:MM-HH:MM` as minutes after midnight (`Some(None)` for `none`; `None` when malformed or
+/// empty).
+fn parse_quiet_hours(text: &str) -> Option<Option<(u32, u32)>> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("none") {
+        return Some(None);
+    }
+    let minutes = |part: &str| {
+        let (h, m) = part.trim().split_once(':')?;
+        let (h, m) = (h.parse::<u32>().ok()?, m.parse::<u32>().ok()?);
+        (h < 24 && m < 60).then_some(h * 60 + m)
+    };
+    let (from, to) = text.split_once('-')?;
+    let (from, to) = (minutes(from)?, minutes(to)?);
+    (from != to).then_some(Some((from, to)))
 }
 
 fn duration(
@@ -726,6 +778,39 @@ mod tests {
         assert_eq!(config.max_concurrent_requests, 256);
         assert_eq!(config.max_concurrent_requests_per_client, 32);
         assert_eq!(config.password_check_wait, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn customer_link_settings_have_bounds() {
+        let links = load(&[]).unwrap().customer_links;
+        assert_eq!(links.default_lifetime, Duration::from_secs(72 * 3600));
+        assert_eq!(links.min_lifetime, Duration::from_secs(3600));
+        assert_eq!(links.max_lifetime, Duration::from_secs(7 * 86_400));
+        assert_eq!(links.mint_limit, 3);
+        assert!(links.code_flows.is_empty());
+        assert_eq!(links.reminder_after, Duration::from_secs(86_400));
+        assert_eq!(links.max_reminders, 2);
+        assert_eq!(links.quiet_hours, Some((21 * 60, 9 * 60)));
+        let links = load(&[
+            ("KYC_DESK_CUSTOMER_CODE_FLOWS", "DigiLocker, basic"),
+            ("KYC_DESK_QUIET_HOURS", "none"),
+        ])
+        .unwrap()
+        .customer_links;
+        assert_eq!(links.code_flows, ["digilocker", "basic"]);
+        assert_eq!(links.quiet_hours, None);
+        for (variable, value) in [
+            ("KYC_DESK_LINK_LIFETIME", "8d"),
+            ("KYC_DESK_LINK_LIFETIME_MIN", "5m"),
+            ("KYC_DESK_LINK_MINTS", "0"),
+            ("KYC_DESK_CUSTOMER_CODE_FLOWS", "video"),
+            ("KYC_DESK_REMINDERS", "9"),
+            ("KYC_DESK_QUIET_HOURS", "21-9"),
+            ("KYC_DESK_REMINDER_AFTER", "1m"),
+        ] {
+            let error = load(&[(variable, value)]).unwrap_err();
+            assert_eq!(error.variable, variable, "{value}: {error}");
+        }
     }
 
     #[test]

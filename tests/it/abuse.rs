@@ -325,6 +325,12 @@ const SPECS: &[Spec] = &[
         &[("public_id", "{session}"), ("idempotency_key", "{key}")],
         &["public_id", "idempotency_key"],
     ),
+    spec(
+        "set_link_reminders",
+        &[("public_id", "no-such-session"), ("on", "false")],
+        &[("public_id", "{session}"), ("on", "false")],
+        &["public_id"],
+    ),
     spec("dashboard_stats", &[], &[], &[]),
     spec("email_template", &[], &[], &[]),
     spec(

@@ -739,3 +739,194 @@ both_backends!(
         );
     }
 );
+
+/// 2030-01-15 12:00 in India (06:30 UTC).
+const NOON_IN_INDIA: i64 = 1_894_689_000;
+
+async fn reminder_rows(app: &TestApp, public_id: &str) -> Vec<(String, String, Option<i64>)> {
+    sqlx::query_as(
+        "SELECT d.channel, d.outcome, d.attempted_by FROM deliveries d JOIN kyc_sessions s \
+         ON s.id = d.session_id WHERE s.public_id = $1 AND d.attempted_by IS NULL ORDER BY d.id",
+    )
+    .bind(public_id)
+    .fetch_all(&app.state.db.pool)
+    .await
+    .unwrap()
+}
+
+async fn next_reminder(app: &TestApp, public_id: &str) -> Option<i64> {
+    sqlx::query_scalar("SELECT next_reminder_at FROM kyc_sessions WHERE public_id = $1")
+        .bind(public_id)
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap()
+}
+
+/// Issues a customer link valid until well after the test's clock and sends it by SMS.
+async fn sent_link(app: &TestApp, operator: &reqwest::Client) -> (String, String) {
+    let (status, body) = issue(app, operator, "eko:uat:digilocker", &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let public_id = body["summary"]["public_id"].as_str().unwrap().to_string();
+    let (status, sent) = app
+        .call(
+            operator,
+            "send_link",
+            &[("public_id", public_id.as_str()), ("channel", "sms")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    execute(
+        app,
+        &format!(
+            "UPDATE kyc_sessions SET link_expires_at = {}, expires_at = {} WHERE public_id = $1",
+            NOON_IN_INDIA + 30 * 86_400,
+            NOON_IN_INDIA + 30 * 86_400
+        ),
+        &public_id,
+    )
+    .await;
+    (public_id, code_of(&body))
+}
+
+both_backends!(
+    reminders_wait_for_quiet_hours_and_go_once_across_instances,
+    |backend| async move {
+        use kyc_desk::server::links::reminders::run_due;
+        let (app, operator, admin) = world(backend, &[]).await;
+        let (public_id, code) = sent_link(&app, &operator).await;
+        // Sending scheduled the first reminder a day later.
+        let first = next_reminder(&app, &public_id)
+            .await
+            .expect("a reminder is scheduled");
+        let now = kyc_desk::server::db::now();
+        assert!(
+            (now + 86_400 - 5..=now + 86_400 + 5).contains(&first),
+            "{first}"
+        );
+        assert_eq!(
+            run_due(&app.state, "a", now).await.unwrap(),
+            0,
+            "not due yet"
+        );
+
+        // Due at noon India time: sent by the link's channel, in English.
+        execute(
+            &app,
+            &format!(
+                "UPDATE kyc_sessions SET next_reminder_at = {NOON_IN_INDIA} WHERE public_id = $1"
+            ),
+            &public_id,
+        )
+        .await;
+        assert_eq!(run_due(&app.state, "a", NOON_IN_INDIA).await.unwrap(), 1);
+        assert_eq!(
+            reminder_rows(&app, &public_id).await,
+            [("sms".into(), "sent".into(), None)]
+        );
+        let outbox = admin
+            .get(format!("{}/sandbox/messages", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            outbox.contains("Reminder: KYC Desk Sandbox is waiting"),
+            "{outbox}"
+        );
+        assert!(
+            outbox.contains(&format!("/v/{code}")),
+            "the reminder carries the customer link"
+        );
+        let shown = detail(&app, &operator, &public_id).await;
+        assert!(kinds(&shown).contains(&"reminder".to_string()), "{shown}");
+        assert_eq!(shown["customer_link"]["reminders_sent"], 1);
+        assert_eq!(
+            next_reminder(&app, &public_id).await,
+            Some(NOON_IN_INDIA + 86_400)
+        );
+
+        // The next falls at 23:00 India time: held until 09:00.
+        let night = NOON_IN_INDIA + 11 * 3600;
+        execute(
+            &app,
+            &format!("UPDATE kyc_sessions SET next_reminder_at = {night} WHERE public_id = $1"),
+            &public_id,
+        )
+        .await;
+        assert_eq!(run_due(&app.state, "a", night).await.unwrap(), 0);
+        let morning = NOON_IN_INDIA + 21 * 3600;
+        assert_eq!(next_reminder(&app, &public_id).await, Some(morning));
+        assert_eq!(reminder_rows(&app, &public_id).await.len(), 1);
+
+        // Two instances at 09:00: one reminder between them; then none is left.
+        let (a, b) = tokio::join!(
+            run_due(&app.state, "instance-a", morning),
+            run_due(&app.state, "instance-b", morning)
+        );
+        assert_eq!(a.unwrap() + b.unwrap(), 1, "sent once");
+        assert_eq!(reminder_rows(&app, &public_id).await.len(), 2);
+        assert_eq!(next_reminder(&app, &public_id).await, None, "two at most");
+        assert_eq!(
+            run_due(&app.state, "a", morning + 5 * 86_400)
+                .await
+                .unwrap(),
+            0
+        );
+        let audit = app.audit_text().await;
+        assert_eq!(
+            audit.matches("link.remind").count(),
+            2,
+            "one audit row each"
+        );
+
+        // A link the customer started is not reminded.
+        let (started_id, started_code) = sent_link(&app, &operator).await;
+        let browser = customer();
+        get(&app, &browser, &format!("/v/{started_code}")).await;
+        let (status, _, _) = post(
+            &app,
+            &browser,
+            &format!("/v/{started_code}/start"),
+            &[("lang", "hi"), ("notice_version", "1"), ("consent", "on")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        execute(
+            &app,
+            &format!(
+                "UPDATE kyc_sessions SET next_reminder_at = {NOON_IN_INDIA} WHERE public_id = $1"
+            ),
+            &started_id,
+        )
+        .await;
+        assert_eq!(run_due(&app.state, "a", NOON_IN_INDIA).await.unwrap(), 0);
+        assert_eq!(next_reminder(&app, &started_id).await, None);
+
+        // The operator turns a link's reminders off; an expired link gets none either.
+        let (off_id, _) = sent_link(&app, &operator).await;
+        let (status, body) = app
+            .call(
+                &operator,
+                "set_link_reminders",
+                &[("public_id", off_id.as_str()), ("on", "false")],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["customer_link"]["reminders_on"], false);
+        assert_eq!(next_reminder(&app, &off_id).await, None);
+        let (expired_id, _) = sent_link(&app, &operator).await;
+        execute(
+            &app,
+            &format!(
+                "UPDATE kyc_sessions SET next_reminder_at = {NOON_IN_INDIA}, link_expires_at = {} WHERE public_id = $1",
+                NOON_IN_INDIA - 1
+            ),
+            &expired_id,
+        )
+        .await;
+        assert_eq!(run_due(&app.state, "a", NOON_IN_INDIA).await.unwrap(), 0);
+        assert!(reminder_rows(&app, &expired_id).await.is_empty());
+    }
+);

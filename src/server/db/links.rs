@@ -891,6 +891,98 @@ pub async fn moves_after(
     .await
 }
 
+/// Schedules a session's first reminder at `at` (kept when one is scheduled already): only a
+/// customer link with reminders on, not started yet, that has reminders left.
+pub async fn schedule_reminder(
+    conn: &mut AnyConnection,
+    id: i64,
+    at: i64,
+    max_reminders: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE kyc_sessions SET next_reminder_at = COALESCE(next_reminder_at, $1) \
+         WHERE id = $2 AND reminders_on = 1 AND customer_code IS NOT NULL \
+         AND status IN ('issued', 'opened', 'consented') AND reminders_sent < $3",
+    )
+    .bind(at)
+    .bind(id)
+    .bind(max_reminders)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Turns a link's reminders on or off (off also drops the scheduled one).
+pub async fn set_reminders(conn: &mut AnyConnection, id: i64, on: bool) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE kyc_sessions SET reminders_on = $1, \
+         next_reminder_at = CASE WHEN $1 = 1 THEN next_reminder_at ELSE NULL END WHERE id = $2",
+    )
+    .bind(i64::from(on))
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Sessions whose reminder is due at `now` and not being sent by another instance.
+pub async fn due_reminders(pool: &AnyPool, now: i64) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM kyc_sessions WHERE next_reminder_at <= $1 \
+         AND (reminder_lease_until IS NULL OR reminder_lease_until < $1) \
+         ORDER BY next_reminder_at LIMIT 20",
+    )
+    .bind(now)
+    .fetch_all(pool)
+    .await
+}
+
+/// Takes a due reminder's lease for `owner` until `until`, in one statement; false when another
+/// instance holds it or it is no longer due.
+pub async fn claim_reminder(
+    pool: &AnyPool,
+    id: i64,
+    owner: &str,
+    now: i64,
+    until: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE kyc_sessions SET reminder_lease_owner = $1, reminder_lease_until = $2 \
+         WHERE id = $3 AND next_reminder_at <= $4 \
+         AND (reminder_lease_until IS NULL OR reminder_lease_until < $4)",
+    )
+    .bind(owner)
+    .bind(until)
+    .bind(id)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Ends `owner`'s turn at a reminder: counts it when one was `sent`, sets the next one (or
+/// none) and gives the lease back.
+pub async fn finish_reminder(
+    conn: &mut AnyConnection,
+    id: i64,
+    owner: &str,
+    sent: bool,
+    next: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE kyc_sessions SET reminders_sent = reminders_sent + $1, next_reminder_at = $2, \
+         reminder_lease_owner = NULL, reminder_lease_until = NULL \
+         WHERE id = $3 AND reminder_lease_owner = $4",
+    )
+    .bind(i64::from(sent))
+    .bind(next)
+    .bind(id)
+    .bind(owner)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Stores the masked result and the Eko verification id.
 pub async fn set_result(
     conn: &mut AnyConnection,
@@ -1063,7 +1155,7 @@ pub async fn insert_delivery(
     session_id: i64,
     channel: Channel,
     destination_masked: &str,
-    by: i64,
+    by: Option<i64>,
     now: i64,
 ) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(

@@ -7,6 +7,7 @@ pub mod create;
 pub mod jobs;
 pub mod mint;
 pub mod outcome;
+pub mod reminders;
 pub mod send;
 pub mod view;
 
@@ -84,6 +85,57 @@ async fn session(state: &AppState, public_id: &str) -> Result<SessionRow, AppErr
     repo::find_public(&state.db.pool, public_id.trim())
         .await?
         .ok_or_else(|| AppError::NotFound("There is no such KYC session.".into()))
+}
+
+/// Turns a customer link's reminders on or off (operators and admins); audited
+/// `link.reminders`, on the timeline.
+pub async fn set_reminders(
+    state: &AppState,
+    meta: &RequestMeta,
+    user: &AuthUser,
+    public_id: &str,
+    on: bool,
+) -> Result<SessionDetail, AppError> {
+    let row = session(state, public_id).await?;
+    if row.customer_code.is_none() {
+        return Err(AppError::Conflict(
+            "This session's provider URL was handed over in person; it has no reminders.".into(),
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    repo::set_reminders(&mut tx, row.id, on).await?;
+    if on {
+        // A link already sent and still waiting gets its reminder back.
+        if row.sent_channel.is_some() {
+            reminders::schedule_after_send(state, &mut tx, &row).await?;
+        }
+    }
+    repo::add_event(
+        &mut tx,
+        row.id,
+        "reminders",
+        &user.email,
+        if on {
+            "Reminders turned on."
+        } else {
+            "Reminders turned off."
+        },
+        db::now(),
+    )
+    .await?;
+    state
+        .audit
+        .append(
+            &mut tx,
+            meta,
+            &AuditEvent::new(user.actor(), "link.reminders", Outcome::Success)
+                .object("kyc_session", &row.public_id)
+                .detail(serde_json::json!({ "on": on })),
+        )
+        .await?;
+    tx.commit().await?;
+    let row = session(state, public_id).await?;
+    view::detail_of(state, &row, true).await
 }
 
 /// Cancels an open session.

@@ -165,6 +165,32 @@ async fn send_email(
     link: &str,
     expires: &str,
 ) -> Result<Option<String>, String> {
+    let (subject, body) = repo::template(&state.db.pool, "link_email")
+        .await
+        .map_err(|_| "the email template could not be read".to_string())?
+        .unwrap_or_else(|| {
+            (
+                "Complete your identity verification".into(),
+                "Dear {name},\n\nPlease verify your identity: {link}\n\nValid until {expires}."
+                    .into(),
+            )
+        });
+    let company = company_name(state).await;
+    let subject = fill_template(&subject, name, link, expires, &company);
+    let text = fill_template(&body, name, link, expires, &company);
+    send_email_with(state, to, name, &subject, text, link).await
+}
+
+/// Sends one email (its subject and plain text filled already; the HTML part made from the
+/// text, with `link` as a button) through the active SMTP credential.
+pub(crate) async fn send_email_with(
+    state: &AppState,
+    to: &str,
+    name: &str,
+    subject: &str,
+    text: String,
+    link: &str,
+) -> Result<Option<String>, String> {
     let unlocked = credentials::open(
         state,
         CredentialRef::Active(CredentialKind::Smtp, "default"),
@@ -179,19 +205,6 @@ async fn send_email(
     else {
         return Err("no email (SMTP) credential is configured".into());
     };
-    let (subject, body) = repo::template(&state.db.pool, "link_email")
-        .await
-        .map_err(|_| "the email template could not be read".to_string())?
-        .unwrap_or_else(|| {
-            (
-                "Complete your identity verification".into(),
-                "Dear {name},\n\nPlease verify your identity: {link}\n\nValid until {expires}."
-                    .into(),
-            )
-        });
-    let company = company_name(state).await;
-    let subject = fill_template(&subject, name, link, expires, &company).replace(['\r', '\n'], " ");
-    let text = fill_template(&body, name, link, expires, &company);
     let html = email_html(&text, link);
     email::send(
         &settings,
@@ -199,7 +212,7 @@ async fn send_email(
         email::Email {
             to,
             name,
-            subject,
+            subject: subject.replace(['\r', '\n'], " "),
             text,
             html,
         },
@@ -346,8 +359,8 @@ pub async fn send(
         .any(|d| d.outcome == "sent");
     let delivery_id = {
         let mut tx = state.db.begin().await?;
-        let id =
-            repo::insert_delivery(&mut tx, row.id, channel, &masked, user.id, db::now()).await?;
+        let id = repo::insert_delivery(&mut tx, row.id, channel, &masked, Some(user.id), db::now())
+            .await?;
         tx.commit().await?;
         id
     };
@@ -384,6 +397,7 @@ pub async fn send(
             let detail = format!("Sent by {channel_label} to {masked}.");
             repo::add_event(&mut tx, row.id, "sent", &user.email, &detail, db::now()).await?;
             repo::set_sent_channel(&mut tx, row.id, channel.as_str()).await?;
+            super::reminders::schedule_after_send(state, &mut tx, &row).await?;
             Outcome::Success
         }
         Err(reason) => {

@@ -231,6 +231,9 @@ fn customer_link_view(row: &SessionRow) -> Option<crate::types::CustomerLinkView
         mint_limit: row.mint_limit,
         opened_at: row.opened_at.map(db::format_time),
         code_required: row.otp_required != 0,
+        reminders_on: row.reminders_on != 0,
+        reminders_sent: row.reminders_sent,
+        next_reminder: row.next_reminder_at.map(db::format_time),
         consent: match (row.consent_notice_version, row.consent_at) {
             (Some(version), Some(at)) => Some(crate::types::ConsentView {
                 notice_version: version,

@@ -247,6 +247,7 @@ pub async fn audit_checkpoint(state: &AppState) {
 /// audit chain (the first one at start).
 pub fn spawn_housekeeping(state: AppState) {
     crate::server::links::jobs::spawn(state.clone());
+    crate::server::links::reminders::spawn(state.clone());
     let anchoring = state.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(AUDIT_CHECKPOINT_EVERY);
