@@ -121,16 +121,33 @@ async fn ended_page(state: &AppState, row: &SessionRow, language: Language) -> O
     ))
 }
 
-/// The main page, with an error or a confirmation to show, and the code step as it stands.
+/// What the main page says beyond the session's own state.
+#[derive(Default)]
+struct Notes {
+    /// The last attempt's error.
+    error: Option<String>,
+    /// A confirmation (a code was sent).
+    info: Option<String>,
+    /// A code was just sent.
+    code_sent: bool,
+    /// The consent box was ticked on the form that led here.
+    consent_ticked: bool,
+}
+
+/// The main page, with the notes to show and the code step as it stands.
 async fn main_page(
     state: &AppState,
     row: &SessionRow,
     language: Language,
     status: StatusCode,
-    error: Option<String>,
-    info: Option<String>,
-    code_sent: bool,
+    notes: Notes,
 ) -> Result<Answer, AppError> {
+    let Notes {
+        error,
+        info,
+        code_sent,
+        consent_ticked,
+    } = notes;
     let company = crate::server::links::send::company_name(state).await;
     let notice = notice::current(state).await?;
     let texts = match language {
@@ -163,6 +180,7 @@ async fn main_page(
         code_step,
         error,
         info,
+        consent_ticked,
     });
     Ok(Answer::Page(status, html))
 }
@@ -211,7 +229,7 @@ pub async fn open(
     } else {
         row
     };
-    main_page(state, &row, language, StatusCode::OK, None, None, false).await
+    main_page(state, &row, language, StatusCode::OK, Notes::default()).await
 }
 
 async fn reload(state: &AppState, row: &SessionRow) -> Result<SessionRow, AppError> {
@@ -227,12 +245,13 @@ pub async fn request_code(
     meta: &RequestMeta,
     row: SessionRow,
     language: Language,
+    ticked: bool,
 ) -> Result<Answer, AppError> {
     if let Some(ended) = ended_page(state, &row, language).await {
         return Ok(ended);
     }
     if row.otp_required == 0 || row.otp_passed_at.is_some() {
-        return main_page(state, &row, language, StatusCode::OK, None, None, false).await;
+        return main_page(state, &row, language, StatusCode::OK, Notes::default()).await;
     }
     let t = language.texts();
     let company = crate::server::links::send::company_name(state).await;
@@ -272,7 +291,19 @@ pub async fn request_code(
         ),
     };
     let row = reload(state, &row).await?;
-    main_page(state, &row, language, status, error, info, sent).await
+    main_page(
+        state,
+        &row,
+        language,
+        status,
+        Notes {
+            error,
+            info,
+            code_sent: sent,
+            consent_ticked: ticked,
+        },
+    )
+    .await
 }
 
 fn locked_words(language: Language, until: i64) -> String {
@@ -311,9 +342,10 @@ pub async fn start(
                 &row,
                 language,
                 StatusCode::BAD_REQUEST,
-                Some(t.consent_missing.to_string()),
-                None,
-                false,
+                Notes {
+                    error: Some(t.consent_missing.to_string()),
+                    ..Notes::default()
+                },
             )
             .await;
         }
@@ -336,9 +368,11 @@ pub async fn start(
                 &row,
                 language,
                 StatusCode::BAD_REQUEST,
-                Some(problem),
-                None,
-                false,
+                Notes {
+                    error: Some(problem),
+                    consent_ticked: form.consent == "on",
+                    ..Notes::default()
+                },
             )
             .await;
         }
@@ -401,9 +435,7 @@ async fn refused(
                         &row,
                         language,
                         StatusCode::CONFLICT,
-                        None,
-                        None,
-                        false,
+                        Notes::default(),
                     )
                     .await?
                 }

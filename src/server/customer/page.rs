@@ -96,6 +96,8 @@ pub struct StartPage<'a> {
     pub error: Option<String>,
     /// A confirmation above the form (a code was sent).
     pub info: Option<String>,
+    /// The consent box was ticked on the form that led here (kept ticked).
+    pub consent_ticked: bool,
 }
 
 /// Where the one-time code step stands.
@@ -183,7 +185,8 @@ pub fn start_page(page: &StartPage<'_>) -> String {
             fill(t.consented_already, &[("at", at)])
         )),
         None => body.push_str(&format!(
-            "<label class=\"consent\"><input type=\"checkbox\" name=\"consent\" value=\"on\" required data-testid=\"consent-box\"{described}><span>{}</span></label>",
+            "<label class=\"consent\"><input type=\"checkbox\" name=\"consent\" value=\"on\" required data-testid=\"consent-box\"{described}{}><span>{}</span></label>",
+            if page.consent_ticked { " checked" } else { "" },
             fill(t.consent_label, &company)
         )),
     }
@@ -308,6 +311,7 @@ mod tests {
             code_step: None,
             error: Some("<oops>".into()),
             info: None,
+            consent_ticked: true,
         });
         assert!(!html.contains("<script"), "{html}");
         assert!(html.contains("A&amp;B &lt;script&gt;"));
@@ -316,6 +320,9 @@ mod tests {
         assert!(html.contains("lang=\"hi\""));
         assert!(html.contains("?lang=en"));
         assert!(html.contains("3210"));
+        assert!(
+            html.contains("data-testid=\"consent-box\" aria-describedby=\"start-error\" checked")
+        );
         assert!(html.len() < 30 * 1024, "{} bytes", html.len());
     }
 }

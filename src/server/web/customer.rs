@@ -261,7 +261,9 @@ async fn answer(
     Ok(match step {
         Step::Open => customer::open(state, meta, row, language).await?,
         Step::Start => customer::start(state, meta, row, language, form, &client).await?,
-        Step::Code => customer::request_code(state, meta, row, language).await?,
+        Step::Code => {
+            customer::request_code(state, meta, row, language, form.consent == "on").await?
+        }
         Step::WithdrawForm => customer::withdraw_form(state, row, language).await?,
         Step::Withdraw => customer::withdraw(state, meta, row, language).await?,
     })

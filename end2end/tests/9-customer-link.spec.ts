@@ -1,0 +1,177 @@
+import { test, expect, Browser, Page } from '@playwright/test';
+import { readFileSync } from 'fs';
+import { expectNoConsoleErrors, freePort, hydrated, OwnServer, startOwnServer, watchConsole } from './helpers';
+
+// KYC Desk's own customer link, end to end: an operator issues it; the customer opens it on a
+// phone-sized screen, switches to Hindi, consents, passes a one-time code from the sandbox's
+// outbox, starts, goes through the sandbox provider and comes back; the operator's session page
+// shows each step without a reload. The link's one provider URL (budget 1 here) is then used
+// up; another customer withdraws. The customer's page passes axe-core. A server of this spec's
+// own, with one-time codes on for the Basic flow and a budget of one provider URL per link.
+const ADMIN = { email: 'desk.admin@example.com', password: 'desk admin phrase 5150', name: 'Dev Admin' };
+const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+const PHONE = {
+  viewport: { width: 360, height: 740 },
+  isMobile: true,
+  hasTouch: true,
+  userAgent: 'Mozilla/5.0 (Linux; Android 14; Pixel 7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36',
+};
+
+let own: OwnServer | undefined;
+let base = '';
+
+test.describe.configure({ mode: 'serial' });
+
+test.beforeAll(async () => {
+  own = await startOwnServer('customer', await freePort(), {
+    KYC_DESK_SECOND_FACTOR_ROLES: 'none',
+    KYC_DESK_CUSTOMER_CODE_FLOWS: 'basic',
+    KYC_DESK_LINK_MINTS: '1',
+  });
+  base = own.base;
+});
+
+test.afterAll(async () => {
+  own?.process.kill();
+});
+
+/** The first admin, signed in. */
+async function firstAdmin(page: Page) {
+  const setup = own!.log().match(/https?:\/\/\S+?(\/setup\/[A-Za-z0-9_-]+)/)![1];
+  await page.goto(base + setup);
+  await hydrated(page);
+  await page.getByLabel('Email').fill(ADMIN.email);
+  await page.getByLabel('Display name').fill(ADMIN.name);
+  await page.getByLabel('Password', { exact: true }).fill(ADMIN.password);
+  await page.getByLabel('Repeat password').fill(ADMIN.password);
+  await page.getByRole('button', { name: 'Create admin and sign in' }).click();
+  await expect(page.getByTestId('main-nav')).toBeVisible();
+}
+
+/** Issues a customer link (KYC Desk's, the form's default); returns its address. */
+async function issueLink(page: Page, option: string, name: string) {
+  await page.goto(base + '/links');
+  await hydrated(page);
+  await page.getByTestId('link-option').selectOption(option);
+  await page.getByTestId('link-form').getByLabel(/full name/i).fill(name);
+  await page.getByTestId('link-form').getByLabel(/mobile/i).fill('98765 43210');
+  await expect(page.getByTestId('handover-customer-link')).toBeChecked();
+  await expect(page.getByTestId('link-lifetime')).toHaveValue('72');
+  await page.getByTestId('link-consent').check();
+  await page.getByTestId('link-submit').click();
+  await expect(page.getByTestId('link-result')).toBeVisible();
+  const link = await page.getByTestId('link-url').inputValue();
+  expect(link).toMatch(/\/v\/[A-Za-z0-9_-]{22}$/);
+  return link;
+}
+
+/** axe-core's serious and critical findings on `url`, in a context that lets its script in. */
+async function accessibilityProblems(browser: Browser, url: string) {
+  const context = await browser.newContext({ ...PHONE, bypassCSP: true });
+  const page = await context.newPage();
+  await page.goto(url);
+  await page.addScriptTag({ content: AXE });
+  const found = await page.evaluate(async () => {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const result = await (window as any).axe.run(document);
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    return result.violations.map((v: any) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length }));
+  });
+  await context.close();
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  return found.filter((v: any) => v.impact === 'serious' || v.impact === 'critical');
+}
+
+/** The newest one-time code in the sandbox's outbox. */
+async function newestCode(admin: Page) {
+  await admin.goto(base + '/sandbox/messages');
+  const text = await admin.locator('body').innerText();
+  const codes = [...text.matchAll(/(\d{6}) is your code to verify/g)].map((m) => m[1]);
+  expect(codes.length).toBeGreaterThan(0);
+  // The outbox lists the newest first.
+  return codes[0];
+}
+
+test('a customer opens the link on a phone, consents in Hindi, passes a code, starts and comes back while staff watch', async ({ browser }) => {
+  test.setTimeout(180_000);
+  const errors: string[] = [];
+  const adminContext = await browser.newContext();
+  const admin = await adminContext.newPage();
+  watchConsole(admin, errors);
+  await firstAdmin(admin);
+  const link = await issueLink(admin, 'message_central:trial:basic', 'Asha Rao');
+  await admin.getByTestId('session-link').click();
+  await hydrated(admin);
+  const badge = admin.getByTestId('status-badge').first();
+  await expect(badge).toHaveText('Issued');
+  const outbox = await adminContext.newPage();
+
+  // The customer's page on a phone: plain HTML (no WebAssembly), small, accessible.
+  const phoneContext = await browser.newContext(PHONE);
+  const phone = await phoneContext.newPage();
+  watchConsole(phone, errors);
+  const wasm: string[] = [];
+  phone.on('request', (r) => {
+    if (r.url().includes('/pkg/')) wasm.push(r.url());
+  });
+  const answer = await phone.goto(link);
+  expect(answer!.status()).toBe(200);
+  expect((await answer!.body()).length).toBeLessThan(30 * 1024);
+  await expect(phone.getByTestId('customer-intro')).toContainText('ending 3210');
+  await expect(phone.getByTestId('privacy-notice')).toContainText('Privacy notice (version 1)');
+  await expect(phone.locator('body')).not.toContainText('Asha');
+  expect(await accessibilityProblems(browser, link)).toEqual([]);
+
+  // Staff see it opened, without reloading.
+  await expect(badge).toHaveText('Opened by the customer', { timeout: 20_000 });
+
+  // Hindi; the choice is kept.
+  await phone.getByTestId('lang-hi').click();
+  await expect(phone.locator('html')).toHaveAttribute('lang', 'hi');
+  await expect(phone.locator('h1')).toContainText('अपनी पहचान सत्यापित करें');
+  expect(await accessibilityProblems(browser, link + '?lang=hi')).toEqual([]);
+  await phone.goto(link);
+  await expect(phone.locator('html')).toHaveAttribute('lang', 'hi');
+
+  // Consent and a one-time code to the mobile (the sandbox's outbox).
+  await phone.getByTestId('consent-box').check();
+  await phone.getByTestId('send-code').click();
+  await expect(phone.getByTestId('customer-info')).toContainText('कोड भेजा');
+  await expect(phone.getByTestId('consent-box')).toBeChecked();
+  const code = await newestCode(outbox);
+  await phone.getByTestId('code-input').fill(code);
+  await phone.getByTestId('start').click();
+
+  // On to the provider's page (made now), then back to KYC Desk.
+  await expect(phone).toHaveURL(/\/sandbox\/journey\//);
+  await expect(badge).toHaveText('Started', { timeout: 20_000 });
+  await phone.getByRole('button', { name: 'Approve' }).click();
+  await expect(phone.getByTestId('kyc-return')).toContainText('Thank you');
+  await expect(badge).toHaveText('Returned, awaiting confirmation', { timeout: 20_000 });
+  await expect(admin.getByTestId('customer-consent')).toContainText('privacy notice version 1, Hindi');
+  await expect(admin.getByTestId('timeline')).toContainText('consented');
+
+  // The link's only provider URL is used: pressing Start again gives a clear page.
+  await phone.goto(link + '?lang=en');
+  await expect(phone.getByTestId('consented')).toBeVisible();
+  await phone.getByTestId('start').click();
+  await expect(phone.locator('h1')).toHaveText('This link cannot start the verification again');
+  await expect(phone.getByTestId('customer-message')).toContainText('Ask KYC Desk Sandbox for a new link');
+  await expect(admin.getByTestId('timeline')).toContainText('provider URLs of this link were used', { timeout: 20_000 });
+
+  // Another customer withdraws; the sessions list shows it.
+  const second = await issueLink(admin, 'message_central:trial:basic', 'Ravi Kumar');
+  await phone.goto(second + '?lang=en');
+  await phone.getByTestId('withdraw-link').click();
+  await expect(phone.locator('h1')).toHaveText('Withdraw your consent?');
+  await phone.getByTestId('withdraw-confirm').click();
+  await expect(phone.locator('h1')).toHaveText('Your consent was withdrawn');
+  await admin.goto(base + '/sessions');
+  await hydrated(admin);
+  await expect(admin.getByTestId('session-row').filter({ hasText: 'Ravi Kumar' })).toContainText('Withdrawn by the customer');
+
+  expect(wasm, 'the customer page loads no script or WebAssembly').toEqual([]);
+  await expectNoConsoleErrors(errors);
+  await phoneContext.close();
+  await adminContext.close();
+});
