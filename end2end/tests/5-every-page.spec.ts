@@ -22,7 +22,7 @@ const ROLES: Role[] = [
     name: 'operator',
     email: 'lena@example.com',
     password: 'lena own phrase 2026',
-    pages: ['/', '/links', '/sessions', '/sessions?status=created', '/sessions/:first', '/account/password', '/account/authenticator', '/account/confirm?next=%2Fsessions'],
+    pages: ['/', '/links', '/sessions', '/sessions?status=started', '/sessions/:first', '/account/password', '/account/authenticator', '/account/confirm?next=%2Fsessions'],
     refused: ['/users', '/credentials', '/audit'],
   },
   {

@@ -66,6 +66,23 @@ enum Command {
         #[arg(long, default_value_t = 40)]
         requests: usize,
     },
+    /// The customer link at scale: the customer's page (`/v/{code}`, first opening and again)
+    /// among N sessions, and Start (consent, a provider URL minted, 303) against a bare
+    /// sandbox create call from the same tool, in one run.
+    CustomerLink {
+        /// sqlite://path or postgres://... (a fresh database is made next to it).
+        #[arg(long)]
+        database_url: String,
+        /// Sessions to write (each with a customer link).
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: i64,
+        /// Customer pages measured (each opened twice).
+        #[arg(long, default_value_t = 400)]
+        requests: usize,
+        /// Starts measured (and as many bare provider calls).
+        #[arg(long, default_value_t = 300)]
+        starts: usize,
+    },
     /// A real user's sign-in time, idle and while waves of parallel wrong-password sign-ins
     /// for another account pour in from another address.
     SignInFlood {
@@ -799,6 +816,192 @@ async fn sessions(url: &str, rows: i64, requests: usize) {
     }
 }
 
+/// The customer code of seeded session `i` (22 characters, as a real one).
+fn bench_code(i: i64) -> String {
+    format!("bench{i:017}")
+}
+
+async fn customer_link(url: &str, rows: i64, requests: usize, starts: usize) {
+    use kyc_desk::server::startup;
+    let backend = if url.starts_with("sqlite") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    let url = fresh(url).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Customers come from many addresses: the tool sends each request as another client
+    // through the trusted loopback proxy, so the per-address limit does not refuse the run.
+    let config = bench_config(
+        &url,
+        addr,
+        [
+            ("KYC_DESK_SANDBOX", "true".to_string()),
+            ("KYC_DESK_TRUSTED_PROXIES", "127.0.0.1".to_string()),
+            (
+                "KYC_DESK_MAX_CONCURRENT_REQUESTS_PER_CLIENT",
+                "256".to_string(),
+            ),
+        ],
+    );
+    let state = startup::open(config).await.expect("open");
+    kyc_desk::server::sandbox::seed::seed(&state)
+        .await
+        .expect("seed");
+    startup::serve_in_background(listener, state.clone());
+    let base = format!("http://{addr}");
+    let creator = signed_in_users(&state, &base, kyc_desk::types::Role::Operator, 1).await;
+    drop(creator);
+    let operator: i64 = sqlx::query_scalar("SELECT MIN(id) FROM users")
+        .fetch_one(&state.db.pool)
+        .await
+        .unwrap();
+    let credential: i64 =
+        sqlx::query_scalar("SELECT id FROM credentials WHERE kind = 'eko_digilocker'")
+            .fetch_one(&state.db.pool)
+            .await
+            .unwrap();
+    let now = kyc_desk::server::db::now();
+    let started = Instant::now();
+    let batch = 1000i64;
+    let mut next = 0i64;
+    while next < rows {
+        let end = (next + batch).min(rows);
+        let mut sql = String::from(
+            "INSERT INTO kyc_sessions (public_id, idempotency_key, provider, flow, environment, credential_id, sandbox, \
+             customer_name, phone, documents, consent_note, status, created_by, created_at, updated_at, expires_at, \
+             customer_code, link_expires_at, mint_limit, search_text) VALUES ",
+        );
+        for i in next..end {
+            if i > next {
+                sql.push(',');
+            }
+            let created = now - (rows - i);
+            sql.push_str(&format!(
+                "('c{i:012}', 'ck{i:012}', 'eko', 'digilocker', 'uat', {credential}, 1, 'Customer {i}', '+9198{i:08}', \
+                 'AADHAAR', 'ok', 'issued', {operator}, {created}, {created}, {exp}, '{code}', {exp}, 3, 'customer {i}')",
+                exp = now + 72 * 3600,
+                code = bench_code(i),
+            ));
+        }
+        sqlx::query(&sql).execute(&state.db.pool).await.unwrap();
+        next = end;
+    }
+    let settle = match state.db.backend {
+        kyc_desk::server::db::Backend::Sqlite => "ANALYZE",
+        kyc_desk::server::db::Backend::Postgres => "VACUUM ANALYZE",
+    };
+    sqlx::raw_sql(settle).execute(&state.db.pool).await.unwrap();
+    println!(
+        "seeded {rows} sessions with customer links in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut client_number = 0u32;
+    let mut next_address = || {
+        client_number += 1;
+        format!("10.{}.{}.{}", client_number >> 16 & 255, client_number >> 8 & 255, client_number & 255)
+    };
+    // Sessions spread over the table, the last `starts` kept for Start.
+    let step = ((rows - starts as i64) / requests as i64).max(1);
+    let (mut first, mut again) = (Vec::new(), Vec::new());
+    for n in 0..requests as i64 {
+        let code = bench_code(n * step);
+        for latencies in [&mut first, &mut again] {
+            let t = Instant::now();
+            let response = client
+                .get(format!("{base}/v/{code}"))
+                .header("x-forwarded-for", next_address())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), reqwest::StatusCode::OK, "/v/{code}");
+            let body = response.text().await.unwrap();
+            assert!(body.contains("customer-intro"));
+            latencies.push(t.elapsed());
+        }
+    }
+    for (label, mut latencies) in [("first-open", first), ("again", again)] {
+        latencies.sort();
+        println!(
+            "customer-page backend={backend} rows={rows} visit={label} n={} p50_ms={:.2} p95_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+            latencies.len(),
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.95),
+            percentile(&latencies, 0.99),
+            percentile(&latencies, 1.0),
+        );
+    }
+
+    // Start: the page opened first (as a customer does), then consent + mint + 303, against
+    // the bare signed Eko create call to the same sandbox, alternating, from the same tool.
+    let creds = kyc_desk::server::providers::eko::EkoCredentials {
+        base_url: format!("{base}/sandbox/eko"),
+        developer_key: secrecy::SecretString::from(
+            kyc_desk::server::sandbox::seed::EKO_DEVELOPER_KEY,
+        ),
+        access_key: secrecy::SecretString::from(kyc_desk::server::sandbox::seed::EKO_ACCESS_KEY),
+        initiator_id: kyc_desk::server::sandbox::seed::EKO_INITIATOR_ID.into(),
+        user_code: kyc_desk::server::sandbox::seed::EKO_USER_CODE.into(),
+    };
+    let http = kyc_desk::server::providers::ProviderHttp::with_default_timeouts().unwrap();
+    let (mut bare, mut start) = (Vec::new(), Vec::new());
+    for n in 0..starts as i64 {
+        let code = bench_code(rows - 1 - n);
+        let address = next_address();
+        let opened = client
+            .get(format!("{base}/v/{code}"))
+            .header("x-forwarded-for", &address)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(opened.status(), reqwest::StatusCode::OK);
+        let t = Instant::now();
+        kyc_desk::server::providers::eko::create_digilocker_url(
+            &http,
+            &creds,
+            &kyc_desk::server::providers::eko::new_client_ref_id(),
+            &["AADHAAR".to_string()],
+            &format!("{base}/kyc/return/x"),
+        )
+        .await
+        .unwrap();
+        bare.push(t.elapsed());
+        let t = Instant::now();
+        let response = client
+            .post(format!("{base}/v/{code}/start"))
+            .header("origin", &base)
+            .header("x-forwarded-for", &address)
+            .form(&[("lang", "en"), ("notice_version", "1"), ("consent", "on")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::SEE_OTHER, "/v/{code}/start");
+        start.push(t.elapsed());
+    }
+    bare.sort();
+    start.sort();
+    for (label, latencies) in [("bare-sandbox-call", &bare), ("start-redirect", &start)] {
+        println!(
+            "customer-start backend={backend} phase={label} n={} p50_ms={:.2} p95_ms={:.2} p99_ms={:.2}",
+            latencies.len(),
+            percentile(latencies, 0.50),
+            percentile(latencies, 0.95),
+            percentile(latencies, 0.99),
+        );
+    }
+    println!(
+        "customer-start backend={backend} overhead p50_ms={:.2} p99_ms={:.2}",
+        percentile(&start, 0.50) - percentile(&bare, 0.50),
+        percentile(&start, 0.99) - percentile(&bare, 0.99),
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
@@ -824,6 +1027,12 @@ async fn main() {
             rows,
             requests,
         } => sessions(&database_url, rows, requests).await,
+        Command::CustomerLink {
+            database_url,
+            rows,
+            requests,
+            starts,
+        } => customer_link(&database_url, rows, requests, starts).await,
         Command::SignInFlood {
             database_url,
             parallel,

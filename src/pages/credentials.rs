@@ -107,7 +107,7 @@ fn EmailTemplateEditor() -> impl IntoView {
             <h2>"Link email"</h2>
             <p class="muted">
                 "The message a customer receives when a link is sent by email (sent as plain text and as HTML). "
-                "Placeholders: {name} (customer), {link} (required), {expires} (link expiry), {company} (from the SMTP credential)."
+                "Placeholders: {name} (customer), {link} (required), {expires} (link expiry), {company} (the company name of the Message Central eKYC credential)."
             </p>
             <Suspense fallback=|| view! { <p class="loading">"Loading the template…"</p> }>
                 {move || Suspend::new(async move {

@@ -10,7 +10,8 @@ use leptos::prelude::*;
 pub const FALLBACK_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Calls `on_move` with the public ids of the sessions that moved (empty: "something may have
-/// changed", from the periodic fallback) for as long as the calling component lives. Nothing
+/// changed": when the stream opens, and from the periodic fallback) for as long as the calling
+/// component lives. Nothing
 /// happens on the server's render.
 pub fn on_session_moves(on_move: impl Fn(Vec<String>) + Clone + 'static) {
     #[cfg(feature = "hydrate")]
@@ -44,6 +45,7 @@ mod browser {
     struct Watch {
         source: EventSource,
         _on_message: Closure<dyn FnMut(JsValue)>,
+        _on_open: Closure<dyn FnMut(JsValue)>,
         _on_error: Closure<dyn FnMut(JsValue)>,
     }
 
@@ -91,6 +93,11 @@ mod browser {
                 on_data(ids);
             }
         });
+        // The stream starts at the newest move when it opens; anything between the page's own
+        // read and that moment is caught by reading once more as it opens (and after every
+        // reconnection).
+        let on_open_move = on_move.clone();
+        let on_open = Closure::<dyn FnMut(JsValue)>::new(move |_| on_open_move(Vec::new()));
         let fallen = std::rc::Rc::new(std::cell::Cell::new(false));
         let on_error = Closure::<dyn FnMut(JsValue)>::new(move |_| {
             // The browser retries a dropped stream itself (readyState CONNECTING); a stream it
@@ -111,6 +118,7 @@ mod browser {
             }
         });
         source.add_event_listener("sessions", on_message.as_ref().unchecked_ref());
+        source.add_event_listener("open", on_open.as_ref().unchecked_ref());
         source.add_event_listener("error", on_error.as_ref().unchecked_ref());
         WATCHES.with(|w| {
             w.borrow_mut().insert(
@@ -118,6 +126,7 @@ mod browser {
                 Watch {
                     source,
                     _on_message: on_message,
+                    _on_open: on_open,
                     _on_error: on_error,
                 },
             )

@@ -29,3 +29,4 @@ mod scaleout;
 mod second_factor;
 mod secret_destinations;
 mod single_sign_on;
+mod upgrade;

@@ -362,6 +362,29 @@ impl Db {
         Ok(())
     }
 
+    /// Applies the embedded migrations up to `version` only: the schema an older release left,
+    /// for rehearsing an upgrade (data written under it, then [`Db::migrate`] for the rest).
+    pub async fn migrate_up_to(&self, version: i64) -> Result<(), DbError> {
+        let all = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let older = Migrator {
+            migrations: all
+                .migrations
+                .iter()
+                .filter(|m| m.version <= version)
+                .cloned()
+                .collect::<Vec<_>>()
+                .into(),
+            ignore_missing: all.ignore_missing,
+            locking: all.locking,
+            no_tx: all.no_tx,
+        };
+        older.run(&self.pool).await?;
+        Ok(())
+    }
+
     /// Cheap liveness query for `/readyz`.
     pub async fn ping(&self) -> Result<(), DbError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 
+mod customer_link_faults;
 mod kill_mid_creation;
 mod postgres_restart;
 mod provider_faults;
