@@ -123,3 +123,37 @@ test('admin edits the link email: field-level checks, then the saved template is
   await expect(page.getByTestId('email-template-form').getByLabel('Message')).toHaveValue(/please verify here: \{link\}/);
   expectNoConsoleErrors(errors);
 });
+
+test('admin publishes the next version of the privacy notice: a part left blank is named under its box', async ({ page }) => {
+  const errors: string[] = [];
+  watchConsole(page, errors);
+  await signIn(page, ADMIN.email, ADMIN.password);
+  await expect(page).toHaveURL(/\/$/);
+  await page.goto('/credentials');
+  await hydrated(page);
+  const editor = page.getByTestId('notice-editor');
+  // The migration wrote version 1; no earlier spec saves the notice.
+  await expect(editor.getByTestId('notice-version')).toContainText('Version 1');
+  await expect(editor).toContainText('Saving publishes version 2');
+  await expect(editor.getByTestId('notice-hi-purpose')).toHaveValue(/\{company\}/);
+  await editor.getByTestId('notice-en-purpose').fill('{company} checks your identity before opening your account.');
+  // Spaces only: the browser lets it through (it is not empty), the server names the part.
+  await editor.getByTestId('notice-hi-retention').fill('   ');
+  await editor.getByTestId('notice-save').click();
+  await editor.getByTestId('step-up').getByLabel('Your password').fill(ADMIN.password);
+  await editor.getByTestId('step-up').getByRole('button', { name: 'Confirm' }).click();
+  await expect(editor.getByTestId('step-up-done')).toBeVisible();
+  await editor.getByTestId('notice-save').click();
+  await expect(editor.getByTestId('form-error')).toContainText('highlighted field');
+  await expect(editor.getByTestId('notice-hi-retention')).toHaveAttribute('aria-invalid', 'true');
+  await expect(editor.locator('#notice-hi-retention-error')).toContainText('Write this part');
+  await editor.getByTestId('notice-hi-retention').fill('रिकॉर्ड पाँच वर्ष तक रखे जाते हैं।');
+  await editor.getByTestId('notice-save').click();
+  await expect(editor.getByTestId('notice-saved')).toContainText('Version 2 published');
+  await expect(editor.getByTestId('notice-version')).toContainText(`Version 2 · saved by ${ADMIN.email}`);
+  await page.reload();
+  await hydrated(page);
+  await expect(page.getByTestId('notice-version')).toContainText('Version 2');
+  await expect(page.getByTestId('notice-en-purpose')).toHaveValue('{company} checks your identity before opening your account.');
+  await expectNoConsoleErrors(errors);
+});

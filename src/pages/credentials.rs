@@ -1,15 +1,16 @@
 //! The admins' credentials page: one card per kind and environment with the masked active
-//! version, an editor that saves settings or rotates secrets (with re-authentication), and
-//! the connection test.
+//! version, an editor that saves settings or rotates secrets (with re-authentication), the
+//! connection test, the link email and the customer's privacy notice.
 
 use super::step_up::{ActionFailure, StepUpPrompt};
-use super::{Guarded, field_message, page_resource, result_of};
+use super::{Guarded, described_by, field_message, page_resource, result_of};
 use crate::api::credentials::{SaveCredential, TestCredential, list_credentials};
 use crate::api::links::{SaveEmailTemplate, email_template};
+use crate::api::notice::{SavePrivacyNotice, get_privacy_notice};
 use crate::credential_kinds::{
     CredentialInput, CredentialKind, CredentialView, FieldSpec, TRIAL_LINKS,
 };
-use crate::types::AppError;
+use crate::types::{AppError, NoticeTexts, PrivacyNotice};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use std::collections::BTreeMap;
@@ -91,6 +92,7 @@ fn CredentialsAdmin() -> impl IntoView {
             })}
         </Suspense>
         <EmailTemplateEditor />
+        <PrivacyNoticeEditor />
     }
 }
 
@@ -138,6 +140,125 @@ fn EmailTemplateEditor() -> impl IntoView {
                 })}
             </Suspense>
         </section>
+    }
+}
+
+/// The longest part of the notice the browser lets through: the server's own limit
+/// (`MAX_SECTION_CHARS`, in server-only code; a test keeps the two equal).
+const NOTICE_PART_MAX: usize = 2000;
+
+/// The customer's privacy notice (India's DPDP Act) in English and Hindi. Saving publishes
+/// the next version; a version is never changed, so a consent keeps naming what was read.
+#[component]
+fn PrivacyNoticeEditor() -> impl IntoView {
+    let save = ServerAction::<SavePrivacyNotice>::new();
+    let value = result_of(save);
+    let pending = save.pending();
+    let notice = page_resource(|| (), |_| get_privacy_notice());
+    // The version saved here last (number, by, when). The page's copy is not fetched again
+    // after a save, so what the admin typed stays in the form; only this line moves on.
+    let saved = RwSignal::new(None::<(i64, String, String)>);
+    Effect::new(move |_| {
+        if let Some(Ok(notice)) = value.get() {
+            saved.set(Some((notice.version, notice.created_by, notice.created_at)));
+        }
+    });
+    view! {
+        <section class="panel notice-editor" data-testid="notice-editor">
+            <h2>"Customer privacy notice"</h2>
+            <p class="muted">
+                "What a customer reads on their link's page before consenting, in English and Hindi; the law asks for every part. "
+                "Write {company} where your company's name belongs: it is filled with the company name of the Message Central eKYC credential (“our team” while none is set)."
+            </p>
+            <Suspense fallback=|| view! { <p class="loading">"Loading the notice…"</p> }>
+                {move || Suspend::new(async move {
+                    match notice.await {
+                        Ok(loaded) => {
+                            let first = (loaded.version, loaded.created_by, loaded.created_at);
+                            let current = Signal::derive(move || saved.get().unwrap_or_else(|| first.clone()));
+                            view! {
+                                <p data-testid="notice-version">
+                                    {move || current.with(|(version, by, at)| format!("Version {version} · saved by {by} · {at}"))}
+                                </p>
+                                <p class="hint">
+                                    {move || format!(
+                                        "Saving publishes version {}; customers who consented keep the version they saw. It asks you to confirm it is you if you have not in the last few minutes.",
+                                        current.with(|(version, _, _)| version + 1)
+                                    )}
+                                </p>
+                                <ActionForm action=save attr:data-testid="notice-form">
+                                    <NoticeLanguage value language="en" legend="English" texts=loaded.en />
+                                    <NoticeLanguage value language="hi" legend="हिन्दी" texts=loaded.hi />
+                                    <ActionFailure result=value again="Press “Save notice” again." />
+                                    {move || match value.get() {
+                                        Some(Ok(saved)) => Some(view! {
+                                            <p class="banner success" role="status" data-testid="notice-saved">
+                                                {format!("Version {} published. Customers opening a link see it from now on.", saved.version)}
+                                            </p>
+                                        }),
+                                        _ => None,
+                                    }}
+                                    <button type="submit" class="primary" data-testid="notice-save" disabled=move || pending.get()>
+                                        {move || if pending.get() { "Saving…" } else { "Save notice" }}
+                                    </button>
+                                </ActionForm>
+                            }.into_any()
+                        }
+                        Err(error) => view! { <p class="banner error">{error.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+/// The five parts of the notice in one language, each a textarea named as the server reads it
+/// (`notice[en][purpose]`) with the server's message for it (`en.purpose`) underneath.
+#[component]
+fn NoticeLanguage(
+    value: Signal<Option<Result<PrivacyNotice, AppError>>>,
+    language: &'static str,
+    legend: &'static str,
+    texts: NoticeTexts,
+) -> impl IntoView {
+    let parts = [
+        ("purpose", "Why we ask", texts.purpose),
+        ("data_items", "What is collected", texts.data_items),
+        ("retention", "How long it is kept", texts.retention),
+        ("withdrawal", "Withdrawing consent", texts.withdrawal),
+        ("complaint", "Concerns and complaints", texts.complaint),
+    ];
+    let fields = parts
+        .into_iter()
+        .map(|(part, label, text)| {
+            let id = format!("notice-{language}-{part}");
+            let error_id = format!("{id}-error");
+            let field = format!("{language}.{part}");
+            let error = Signal::derive(move || crate::types::field_error(&value.get(), &field));
+            view! {
+                <div class="field" class:invalid=move || error.get().is_some()>
+                    <label for=id.clone()>{label}</label>
+                    <textarea
+                        id=id.clone()
+                        name=format!("notice[{language}][{part}]")
+                        data-testid=id
+                        lang=language
+                        rows=4
+                        maxlength=NOTICE_PART_MAX
+                        required
+                        aria-invalid=move || error.get().is_some().to_string()
+                        aria-describedby=described_by(None, error_id.clone(), error)
+                    >{textarea_text(text)}</textarea>
+                    {move || error.get().map(|m| view! { <p class="field-error" id=error_id.clone()>{m}</p> })}
+                </div>
+            }
+        })
+        .collect_view();
+    view! {
+        <fieldset>
+            <legend lang=language>{legend}</legend>
+            {fields}
+        </fieldset>
     }
 }
 
@@ -388,5 +509,52 @@ fn TestButton(
                 Err(error) => view! { <p class="banner error" role="alert" data-testid="test-result">{error.to_string()}</p> }.into_any(),
             })}
         </div>
+    }
+}
+
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    #[test]
+    fn the_notice_form_lets_through_what_the_server_takes() {
+        assert_eq!(
+            super::NOTICE_PART_MAX,
+            crate::server::customer::notice::MAX_SECTION_CHARS
+        );
+    }
+
+    /// The names are the server's contract (`notice[hi][retention]` in, `hi.retention` back).
+    #[test]
+    fn a_part_is_named_as_the_server_reads_it_and_shows_its_error() {
+        use super::*;
+        let texts = NoticeTexts {
+            retention: "</textarea><b>".into(),
+            ..NoticeTexts::default()
+        };
+        let result = Some(Err(AppError::field("hi.retention", "Write this part.")));
+        // Signals live in an owner's arena, as on a rendered page.
+        let html = Owner::new().with(|| {
+            view! { <NoticeLanguage value=Signal::stored(result) language="hi" legend="हिन्दी" texts /> }
+            .to_html()
+        });
+        assert!(html.contains(r#"name="notice[hi][retention]""#), "{html}");
+        assert!(
+            html.contains(r#"<label for="notice-hi-retention">How long it is kept</label>"#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"aria-invalid="true" aria-describedby="notice-hi-retention-error""#),
+            "{html}"
+        );
+        assert!(
+            html.contains(
+                r#"id="notice-hi-retention-error" class="field-error">Write this part.</p>"#
+            ),
+            "{html}"
+        );
+        assert!(
+            html.contains("&lt;/textarea&gt;&lt;b&gt;</textarea>"),
+            "{html}"
+        );
+        assert_eq!(html.matches(r#"aria-invalid="false""#).count(), 4, "{html}");
     }
 }
