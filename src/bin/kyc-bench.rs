@@ -905,7 +905,12 @@ async fn customer_link(url: &str, rows: i64, requests: usize, starts: usize) {
     let mut client_number = 0u32;
     let mut next_address = || {
         client_number += 1;
-        format!("10.{}.{}.{}", client_number >> 16 & 255, client_number >> 8 & 255, client_number & 255)
+        format!(
+            "10.{}.{}.{}",
+            client_number >> 16 & 255,
+            client_number >> 8 & 255,
+            client_number & 255
+        )
     };
     // Sessions spread over the table, the last `starts` kept for Start.
     let step = ((rows - starts as i64) / requests as i64).max(1);
@@ -981,7 +986,11 @@ async fn customer_link(url: &str, rows: i64, requests: usize, starts: usize) {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), reqwest::StatusCode::SEE_OTHER, "/v/{code}/start");
+        assert_eq!(
+            response.status(),
+            reqwest::StatusCode::SEE_OTHER,
+            "/v/{code}/start"
+        );
         start.push(t.elapsed());
     }
     bare.sort();

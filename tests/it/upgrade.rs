@@ -100,10 +100,11 @@ both_backends!(
             .unwrap();
         assert_eq!(notices, 1);
         if backend == Backend::Sqlite {
-            let broken: Vec<(String,)> = sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
-                .fetch_all(pool)
-                .await
-                .unwrap();
+            let broken: Vec<(String,)> =
+                sqlx::query_as("SELECT \"table\" FROM pragma_foreign_key_check")
+                    .fetch_all(pool)
+                    .await
+                    .unwrap();
             assert!(broken.is_empty(), "{broken:?}");
         }
     }

@@ -42,10 +42,17 @@ async fn a_provider_failing_at_start_offers_a_retry_and_tells_the_operator() {
         assert!(fake.requests().is_empty(), "issuing calls no provider");
         let public_id = body["summary"]["public_id"].as_str().unwrap().to_string();
         let link = body["link_url"].as_str().unwrap().to_string();
-        let path = link.split_once("/v/").map(|(_, code)| format!("/v/{code}")).unwrap();
+        let path = link
+            .split_once("/v/")
+            .map(|(_, code)| format!("/v/{code}"))
+            .unwrap();
 
         let customer = browser();
-        let page = customer.get(format!("{}{path}", app.base)).send().await.unwrap();
+        let page = customer
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(page.status(), StatusCode::OK);
         let start = |customer: &reqwest::Client| {
             customer
@@ -58,7 +65,10 @@ async fn a_provider_failing_at_start_offers_a_retry_and_tells_the_operator() {
         assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
         let words = failed.text().await.unwrap();
         assert!(words.contains("not available right now"), "{words}");
-        assert!(words.contains("data-testid=\"retry\""), "a retry button: {words}");
+        assert!(
+            words.contains("data-testid=\"retry\""),
+            "a retry button: {words}"
+        );
         assert_plain(&words);
 
         // The operator sees it on the timeline, in plain words; the consent is kept.
