@@ -1,13 +1,15 @@
 import { test, expect, Browser, Page } from '@playwright/test';
+import { execFileSync } from 'child_process';
 import { readFileSync } from 'fs';
 import { expectNoConsoleErrors, freePort, hydrated, OwnServer, startOwnServer, watchConsole } from './helpers';
 
 // KYC Desk's own customer link, end to end: an operator issues it; the customer opens it on a
 // phone-sized screen, switches to Hindi, consents, passes a one-time code from the sandbox's
 // outbox, starts, goes through the sandbox provider and comes back; the operator's session page
-// shows each step without a reload. The link's one provider URL (budget 1 here) is then used
-// up; another customer withdraws. The customer's page passes axe-core. A server of this spec's
-// own, with one-time codes on for the Basic flow and a budget of one provider URL per link.
+// shows each step without a reload. A provider URL that expired before the customer used it is
+// made again; the link's two provider URLs (its budget here) are then used up; another customer
+// withdraws; an expired link says so. The customer's page passes axe-core. A server of this
+// spec's own, with one-time codes on for the Basic flow and two provider URLs per link.
 const ADMIN = { email: 'desk.admin@example.com', password: 'desk admin phrase 5150', name: 'Dev Admin' };
 const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 const PHONE = {
@@ -26,7 +28,7 @@ test.beforeAll(async () => {
   own = await startOwnServer('customer', await freePort(), {
     KYC_DESK_SECOND_FACTOR_ROLES: 'none',
     KYC_DESK_CUSTOMER_CODE_FLOWS: 'basic',
-    KYC_DESK_LINK_MINTS: '1',
+    KYC_DESK_LINK_MINTS: '2',
   });
   base = own.base;
 });
@@ -34,6 +36,11 @@ test.beforeAll(async () => {
 test.afterAll(async () => {
   own?.process.kill();
 });
+
+/** Runs one SQL statement on the spec's server database (moving a record's clock). */
+function sql(statement: string) {
+  execFileSync('python3', ['-c', 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=10); c.execute(sys.argv[2]); c.commit()', own!.database, statement]);
+}
 
 /** The first admin, signed in. */
 async function firstAdmin(page: Page) {
@@ -112,7 +119,7 @@ test('a customer opens the link on a phone, consents in Hindi, passes a code, st
   watchConsole(phone, errors);
   const wasm: string[] = [];
   phone.on('request', (r) => {
-    if (r.url().includes('/pkg/')) wasm.push(r.url());
+    if (/\.(js|wasm)(\?|$)/.test(r.url())) wasm.push(r.url());
   });
   const answer = await phone.goto(link);
   expect(answer!.status()).toBe(200);
@@ -142,16 +149,30 @@ test('a customer opens the link on a phone, consents in Hindi, passes a code, st
   await phone.getByTestId('code-input').fill(code);
   await phone.getByTestId('start').click();
 
-  // On to the provider's page (made now), then back to KYC Desk.
+  // On to the provider's page (made now).
   await expect(phone).toHaveURL(/\/sandbox\/journey\//);
+  const firstUrl = phone.url();
   await expect(badge).toHaveText('Started', { timeout: 20_000 });
+
+  // The customer leaves it; by the time they come back that URL has expired: a new one.
+  const linkCode = link.split('/v/')[1];
+  sql(`UPDATE kyc_sessions SET provider_url_expires_at = 1 WHERE customer_code = '${linkCode}'`);
+  await phone.goto(link);
+  await expect(phone.getByTestId('consented')).toBeVisible();
+  await phone.getByTestId('start').click();
+  await expect(phone).toHaveURL(/\/sandbox\/journey\//);
+  expect(phone.url()).not.toBe(firstUrl);
+  await expect(admin.getByTestId('timeline')).toContainText('the previous one expired', { timeout: 20_000 });
+  await expect(admin.getByTestId('customer-link-facts')).toContainText('provider URLs made 2 of 2');
+
+  // Through the provider and back to KYC Desk.
   await phone.getByRole('button', { name: 'Approve' }).click();
   await expect(phone.getByTestId('kyc-return')).toContainText('Thank you');
   await expect(badge).toHaveText('Returned, awaiting confirmation', { timeout: 20_000 });
   await expect(admin.getByTestId('customer-consent')).toContainText('privacy notice version 1, Hindi');
   await expect(admin.getByTestId('timeline')).toContainText('consented');
 
-  // The link's only provider URL is used: pressing Start again gives a clear page.
+  // Both provider URLs are used: pressing Start again gives a clear page.
   await phone.goto(link + '?lang=en');
   await expect(phone.getByTestId('consented')).toBeVisible();
   await phone.getByTestId('start').click();
@@ -169,6 +190,14 @@ test('a customer opens the link on a phone, consents in Hindi, passes a code, st
   await admin.goto(base + '/sessions');
   await hydrated(admin);
   await expect(admin.getByTestId('session-row').filter({ hasText: 'Ravi Kumar' })).toContainText('Withdrawn by the customer');
+
+  // A link past its time says so, in the customer's language.
+  const third = await issueLink(admin, 'message_central:trial:basic', 'Kiran Das');
+  sql(`UPDATE kyc_sessions SET link_expires_at = 1, expires_at = 1 WHERE customer_code = '${third.split('/v/')[1]}'`);
+  const expired = await phone.goto(third + '?lang=hi');
+  expect(expired!.status()).toBe(410);
+  await expect(phone.locator('h1')).toHaveText('इस लिंक की समय-सीमा समाप्त हो गई है');
+  await expect(phone.getByTestId('customer-message')).toContainText('KYC Desk Sandbox से नया लिंक माँगें');
 
   expect(wasm, 'the customer page loads no script or WebAssembly').toEqual([]);
   await expectNoConsoleErrors(errors);

@@ -147,6 +147,8 @@ export interface OwnServer {
   /** Its public URL, `http://localhost:PORT` (passkeys need a domain name). */
   base: string;
   process: ChildProcess;
+  /** Its SQLite database file (a spec may move a record's clock, say). */
+  database: string;
   /** Everything it logged so far. */
   log(): string;
 }
@@ -182,7 +184,9 @@ export async function startOwnServer(name: string, port: number, env: NodeJS.Pro
   for (let i = 0; i < 120; i++) {
     if (/\/setup\/[A-Za-z0-9_-]+/.test(log)) {
       try {
-        if ((await fetch(`${base}/readyz`)).ok) return { base, process: server, log: () => log };
+        if ((await fetch(`${base}/readyz`)).ok) {
+          return { base, process: server, database: `${dir}/${name}.db`, log: () => log };
+        }
       } catch {
         // not listening yet
       }
