@@ -930,3 +930,46 @@ both_backends!(
         assert!(reminder_rows(&app, &expired_id).await.is_empty());
     }
 );
+
+both_backends!(
+    customer_routes_are_limited_per_link_and_per_address,
+    |backend| async move {
+        use kyc_desk::server::auth::throttle::{
+            CUSTOMER_REQUESTS_PER_ADDRESS, CUSTOMER_REQUESTS_PER_LINK,
+        };
+        let (app, operator, _admin) = world(backend, &[]).await;
+        let (_, body) = issue(&app, &operator, "eko:uat:digilocker", &[]).await;
+        let code = code_of(&body);
+        let browser = customer();
+        // One link: its share, then 429 with a wait, in words.
+        for n in 0..CUSTOMER_REQUESTS_PER_LINK {
+            let (status, _) = get(&app, &browser, &format!("/v/{code}")).await;
+            assert_eq!(status, StatusCode::OK, "request {n}");
+        }
+        let refused = browser
+            .get(format!("{}/v/{code}?lang=en", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(refused.headers().contains_key("retry-after"));
+        let page = refused.text().await.unwrap();
+        assert!(
+            page.contains("Too many requests from your network"),
+            "{page}"
+        );
+        // Guessing codes from one address runs into the address's share (every request above
+        // counted on it, the refused one too).
+        let mut statuses = Vec::new();
+        for n in 0..(CUSTOMER_REQUESTS_PER_ADDRESS - CUSTOMER_REQUESTS_PER_LINK - 1) {
+            let (status, _) = get(&app, &browser, &format!("/v/guess{n:017}")).await;
+            statuses.push(status);
+        }
+        assert!(
+            statuses.iter().all(|s| *s == StatusCode::NOT_FOUND),
+            "unknown codes are not found until the share is spent: {statuses:?}"
+        );
+        let (status, _) = get(&app, &browser, "/v/guessAAAAAAAAAAAAAAAAA").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    }
+);
