@@ -318,6 +318,9 @@ async fn start_app(url: &str) -> (kyc_desk::server::state::AppState, String) {
         addr,
         [
             ("KYC_DESK_SANDBOX", "true".to_string()),
+            // A tool that plays many clients sends each one's address as the loopback proxy
+            // would (`customer-link`); the others send none and are loopback themselves.
+            ("KYC_DESK_TRUSTED_PROXIES", "127.0.0.1".to_string()),
             // Every simulated user connects from loopback, one client address: it may use
             // every place (the default share of one client is 32).
             (
@@ -822,35 +825,15 @@ fn bench_code(i: i64) -> String {
 }
 
 async fn customer_link(url: &str, rows: i64, requests: usize, starts: usize) {
-    use kyc_desk::server::startup;
     let backend = if url.starts_with("sqlite") {
         "sqlite"
     } else {
         "postgres"
     };
     let url = fresh(url).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     // Customers come from many addresses: the tool sends each request as another client
     // through the trusted loopback proxy, so the per-address limit does not refuse the run.
-    let config = bench_config(
-        &url,
-        addr,
-        [
-            ("KYC_DESK_SANDBOX", "true".to_string()),
-            ("KYC_DESK_TRUSTED_PROXIES", "127.0.0.1".to_string()),
-            (
-                "KYC_DESK_MAX_CONCURRENT_REQUESTS_PER_CLIENT",
-                "256".to_string(),
-            ),
-        ],
-    );
-    let state = startup::open(config).await.expect("open");
-    kyc_desk::server::sandbox::seed::seed(&state)
-        .await
-        .expect("seed");
-    startup::serve_in_background(listener, state.clone());
-    let base = format!("http://{addr}");
+    let (state, base) = start_app(&url).await;
     let creator = signed_in_users(&state, &base, kyc_desk::types::Role::Operator, 1).await;
     drop(creator);
     let operator: i64 = sqlx::query_scalar("SELECT MIN(id) FROM users")

@@ -326,6 +326,15 @@ both_backends!(
             scalar(&app, "SELECT COUNT(*) FROM link_mints m JOIN kyc_sessions s ON s.id = m.session_id WHERE s.public_id = $1", &public_id).await,
             3
         );
+        // A Message Central trial account spends one of its links per mint, not per issue.
+        let trial_used: i64 = sqlx::query_scalar(
+            "SELECT trial_links_used FROM credentials WHERE kind = 'message_central_ekyc' \
+             AND environment = 'trial' AND status = 'active'",
+        )
+        .fetch_one(&app.state.db.pool)
+        .await
+        .unwrap();
+        assert_eq!(trial_used, 3);
 
         // Withdrawal ends it; the page says so from then on.
         let (status, page) = get(&app, &browser, &format!("/v/{code}/withdraw?lang=en")).await;
@@ -447,6 +456,20 @@ both_backends!(
             scalar(&app, "SELECT COUNT(*) FROM link_mints m JOIN kyc_sessions s ON s.id = m.session_id WHERE s.public_id = $1", &public_id).await,
             2
         );
+        // The Eko poller follows the newest mint's reference, and polls it.
+        let (current, newest, polled): (Option<String>, Option<String>, Option<i64>) =
+            sqlx::query_as(
+                "SELECT s.reference_id, (SELECT m.reference_id FROM link_mints m \
+                 WHERE m.session_id = s.id ORDER BY m.id DESC LIMIT 1), s.next_poll_at \
+                 FROM kyc_sessions s WHERE s.public_id = $1",
+            )
+            .bind(&public_id)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+        assert!(current.is_some(), "an Eko mint has a reference");
+        assert_eq!(current, newest);
+        assert!(polled.is_some(), "the session is being polled");
     }
 );
 
