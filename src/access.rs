@@ -218,6 +218,8 @@ pub const SERVER_FN_ACCESS: &[(&str, Access)] = &[
     ("dashboard_stats", Access::Roles(READERS)),
     ("email_template", Access::Roles(ADMINS)),
     ("save_email_template", Access::StepUp(ADMINS)),
+    ("reminder_templates", Access::Roles(ADMINS)),
+    ("save_reminder_templates", Access::StepUp(ADMINS)),
     // api/notice.rs
     ("privacy_notice", Access::Roles(ADMINS)),
     ("save_privacy_notice", Access::StepUp(ADMINS)),

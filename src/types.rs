@@ -1052,3 +1052,35 @@ pub struct PrivacyNotice {
     #[serde(default)]
     pub hi: NoticeTexts,
 }
+
+/// The reminder texts of one language: the SMS/WhatsApp text (which must match a DLT
+/// template registered for it) and the email's subject and body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReminderTexts {
+    /// SMS and WhatsApp.
+    #[serde(default)]
+    pub sms: String,
+    /// Email subject (one line).
+    #[serde(default)]
+    pub email_subject: String,
+    /// Email body (plain text; the HTML part is made from it).
+    #[serde(default)]
+    pub email_body: String,
+}
+
+/// The reminder templates admins edit, in English and Hindi.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReminderTemplates {
+    /// Who saved them last ("KYC Desk" while the built-in texts are used).
+    #[serde(default)]
+    pub updated_by: String,
+    /// When (UTC text; empty for the built-in texts).
+    #[serde(default)]
+    pub updated_at: String,
+    /// English.
+    #[serde(default)]
+    pub en: ReminderTexts,
+    /// Hindi.
+    #[serde(default)]
+    pub hi: ReminderTexts,
+}

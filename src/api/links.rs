@@ -3,8 +3,8 @@
 //! the dashboard.
 
 use crate::types::{
-    AppError, DashboardStats, LinkFormOptions, NewLinkInput, SessionDetail, SessionFilter,
-    SessionPage,
+    AppError, DashboardStats, LinkFormOptions, NewLinkInput, ReminderTemplates, SessionDetail,
+    SessionFilter, SessionPage,
 };
 use leptos::prelude::*;
 
@@ -125,6 +125,29 @@ pub async fn regenerate_link(
             &idempotency_key,
         )
         .await
+    })
+    .await
+}
+
+/// The reminder templates in English and Hindi (admins).
+#[server(endpoint = "reminder_templates")]
+pub async fn get_reminder_templates() -> Result<ReminderTemplates, AppError> {
+    respond(async move {
+        let (caller, _) = guard::require("reminder_templates").await?;
+        links::reminder_templates::current(&caller.state).await
+    })
+    .await
+}
+
+/// Saves the reminder templates of both languages (admins, after a step-up); placeholders
+/// `{name}`, `{link}` (required), `{expires}`, `{company}`.
+#[server(endpoint = "save_reminder_templates")]
+pub async fn save_reminder_templates(
+    templates: ReminderTemplates,
+) -> Result<ReminderTemplates, AppError> {
+    respond(async move {
+        let (caller, user) = guard::require("save_reminder_templates").await?;
+        links::reminder_templates::save(&caller.state, &caller.meta, &user, templates).await
     })
     .await
 }

@@ -5,12 +5,14 @@
 use super::step_up::{ActionFailure, StepUpPrompt};
 use super::{Guarded, described_by, field_message, page_resource, result_of};
 use crate::api::credentials::{SaveCredential, TestCredential, list_credentials};
-use crate::api::links::{SaveEmailTemplate, email_template};
+use crate::api::links::{
+    SaveEmailTemplate, SaveReminderTemplates, email_template, get_reminder_templates,
+};
 use crate::api::notice::{SavePrivacyNotice, get_privacy_notice};
 use crate::credential_kinds::{
     CredentialInput, CredentialKind, CredentialView, FieldSpec, TRIAL_LINKS,
 };
-use crate::types::{AppError, NoticeTexts, PrivacyNotice};
+use crate::types::{AppError, NoticeTexts, PrivacyNotice, ReminderTemplates, ReminderTexts};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use std::collections::BTreeMap;
@@ -92,6 +94,7 @@ fn CredentialsAdmin() -> impl IntoView {
             })}
         </Suspense>
         <EmailTemplateEditor />
+        <ReminderTemplateEditor />
         <PrivacyNoticeEditor />
     }
 }
@@ -140,6 +143,143 @@ fn EmailTemplateEditor() -> impl IntoView {
                 })}
             </Suspense>
         </section>
+    }
+}
+
+/// The longest reminder SMS the browser lets through: the server's own limit
+/// (`reminder_templates::SMS_MAX_CHARS`, in server-only code; a test keeps the two equal).
+const REMINDER_SMS_MAX: usize = 500;
+
+/// The reminders sent to customers who have not started (SMS/WhatsApp and email), in English
+/// and Hindi; the customer gets the language they consented in, else English.
+#[component]
+fn ReminderTemplateEditor() -> impl IntoView {
+    let save = ServerAction::<SaveReminderTemplates>::new();
+    let value = result_of(save);
+    let pending = save.pending();
+    let templates = page_resource(|| (), |_| get_reminder_templates());
+    view! {
+        <section class="panel reminder-editor" data-testid="reminder-templates">
+            <h2>"Reminders"</h2>
+            <p class="muted">
+                "What a customer receives when their link was sent and they have not started: by the channel the link went by, in the language they chose on the link's page (English until they chose). "
+                "Placeholders: {name}, {link} (required), {expires}, {company}. "
+                "In India an SMS is delivered only if its text matches a DLT template registered for your sender ID: register each SMS text below as it stands, every placeholder as a variable."
+            </p>
+            <Suspense fallback=|| view! { <p class="loading">"Loading the reminders…"</p> }>
+                {move || Suspend::new(async move {
+                    match templates.await {
+                        Ok(loaded) => {
+                            let first = format!("Saved by {} {}", loaded.updated_by, loaded.updated_at);
+                            view! {
+                                <p data-testid="reminder-templates-saved-by">
+                                    {move || match value.get() {
+                                        Some(Ok(saved)) => format!("Saved by {} {}", saved.updated_by, saved.updated_at),
+                                        _ => first.clone(),
+                                    }}
+                                </p>
+                                <ActionForm action=save attr:data-testid="reminder-templates-form">
+                                    <ReminderLanguage value language="en" legend="English" texts=loaded.en />
+                                    <ReminderLanguage value language="hi" legend="हिन्दी" texts=loaded.hi />
+                                    <ActionFailure result=value again="Press “Save reminders” again." />
+                                    {move || matches!(value.get(), Some(Ok(_))).then(|| view! {
+                                        <p class="banner success" role="status" data-testid="reminder-templates-ok">"Reminders saved. The next reminders use them."</p>
+                                    })}
+                                    <button type="submit" class="primary" data-testid="reminder-templates-save" disabled=move || pending.get()>
+                                        {move || if pending.get() { "Saving…" } else { "Save reminders" }}
+                                    </button>
+                                </ActionForm>
+                            }.into_any()
+                        }
+                        Err(error) => view! { <p class="banner error">{error.to_string()}</p> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+/// One language's reminder texts, named as the server reads them
+/// (`templates[hi][sms]`), each with the server's message for it (`hi.sms`) underneath.
+#[component]
+fn ReminderLanguage(
+    value: Signal<Option<Result<ReminderTemplates, AppError>>>,
+    language: &'static str,
+    legend: &'static str,
+    texts: ReminderTexts,
+) -> impl IntoView {
+    let parts = [
+        (
+            "sms",
+            "SMS and WhatsApp text",
+            texts.sms,
+            4,
+            REMINDER_SMS_MAX,
+        ),
+        (
+            "email_subject",
+            "Email subject",
+            texts.email_subject,
+            1,
+            200,
+        ),
+        ("email_body", "Email message", texts.email_body, 8, 5000),
+    ];
+    let fields = parts
+        .into_iter()
+        .map(|(part, label, text, rows, max)| {
+            let id = format!("reminder-{language}-{part}");
+            let error_id = format!("{id}-error");
+            let field = format!("{language}.{part}");
+            let error = Signal::derive(move || crate::types::field_error(&value.get(), &field));
+            let name = format!("templates[{language}][{part}]");
+            let control = if rows == 1 {
+                view! {
+                    <input
+                        id=id.clone()
+                        name=name
+                        data-testid=id.clone()
+                        lang=language
+                        type="text"
+                        maxlength=max
+                        required
+                        value=text
+                        aria-invalid=move || error.get().is_some().to_string()
+                        aria-describedby=described_by(None, error_id.clone(), error)
+                    />
+                }
+                .into_any()
+            } else {
+                view! {
+                    <textarea
+                        id=id.clone()
+                        name=name
+                        data-testid=id.clone()
+                        lang=language
+                        rows=rows
+                        maxlength=max
+                        required
+                        aria-invalid=move || error.get().is_some().to_string()
+                        aria-describedby=described_by(None, error_id.clone(), error)
+                    >{textarea_text(text)}</textarea>
+                }
+                .into_any()
+            };
+            let error_id = format!("{id}-error");
+            view! {
+                <div class="field" class:invalid=move || error.get().is_some()>
+                    <label for=id>{label}</label>
+                    {control}
+                    {move || error.get().map(|m| view! { <p class="field-error" id=error_id.clone()>{m}</p> })}
+                </div>
+            }
+        })
+        .collect_view();
+    view! {
+        <fieldset>
+            <legend lang=language>{legend}</legend>
+            {fields}
+        </fieldset>
     }
 }
 
@@ -519,6 +659,10 @@ mod tests {
         assert_eq!(
             super::NOTICE_PART_MAX,
             crate::server::customer::notice::MAX_SECTION_CHARS
+        );
+        assert_eq!(
+            super::REMINDER_SMS_MAX,
+            crate::server::links::reminder_templates::SMS_MAX_CHARS
         );
     }
 

@@ -996,3 +996,124 @@ both_backends!(
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     }
 );
+
+/// The reminder-template form: both languages' three texts, named as the server reads them.
+fn reminder_form(en_sms: &str, hi_sms: &str, en_body: &str) -> Vec<(String, String)> {
+    [
+        ("en", "sms", en_sms),
+        ("en", "email_subject", "A reminder from {company}"),
+        ("en", "email_body", en_body),
+        ("hi", "sms", hi_sms),
+        ("hi", "email_subject", "{company} की ओर से अनुस्मारक"),
+        ("hi", "email_body", "प्रिय {name}, यहाँ जारी रखें: {link}"),
+    ]
+    .into_iter()
+    .map(|(language, part, text)| (format!("templates[{language}][{part}]"), text.to_string()))
+    .collect()
+}
+
+both_backends!(
+    reminders_use_the_admins_templates_in_the_customers_language,
+    |backend| async move {
+        use kyc_desk::server::links::reminders::run_due;
+        let (app, operator, admin) = world(backend, &[]).await;
+        // The built-in texts until an admin saves; admins only.
+        let (status, shown) = app.call(&admin, "reminder_templates", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{shown}");
+        assert_eq!(shown["updated_by"], "KYC Desk");
+        assert!(
+            shown["hi"]["sms"].as_str().unwrap().contains("{link}"),
+            "{shown}"
+        );
+        let (status, _) = app.call(&operator, "reminder_templates", &[]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        // No {link} in the Hindi SMS, an unknown placeholder in the English email: field
+        // errors by name, nothing saved.
+        let saved_rows = || async {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM message_templates WHERE name LIKE 'reminder%'",
+            )
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap()
+        };
+        let bad = reminder_form(
+            "Nudge from {company}: {link}",
+            "याद दिलाएँ {company}",
+            "Dear {nmae}, continue: {link}",
+        );
+        let pairs: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (status, body) = app.call(&admin, "save_reminder_templates", &pairs).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let text = body.to_string();
+        assert!(
+            text.contains("hi.sms") && text.contains("en.email_body") && text.contains("{nmae}"),
+            "{text}"
+        );
+        assert_eq!(saved_rows().await, 0);
+
+        let good = reminder_form(
+            "Nudge from {company}: {link}",
+            "याद दिलाएँ {company}: {link}",
+            "Dear {name}, continue: {link}",
+        );
+        let pairs: Vec<(&str, &str)> = good.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (status, _) = app.call(&operator, "save_reminder_templates", &pairs).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, saved) = app.call(&admin, "save_reminder_templates", &pairs).await;
+        assert_eq!(status, StatusCode::OK, "{saved}");
+        assert_eq!(saved["updated_by"], ADMIN);
+        assert_eq!(saved_rows().await, 4);
+        assert!(app.audit_text().await.contains("template.update"));
+
+        // A customer who switched their page to Hindi is reminded in Hindi; one who never
+        // opened the page, in English.
+        let (hindi_id, hindi_code) = sent_link(&app, &operator).await;
+        let browser = customer();
+        let (status, _) = get(&app, &browser, &format!("/v/{hindi_code}")).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, page) = get(&app, &browser, &format!("/v/{hindi_code}?lang=hi")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("<html lang=\"hi\">"), "the page is in Hindi");
+        let (english_id, english_code) = sent_link(&app, &operator).await;
+        for public_id in [&hindi_id, &english_id] {
+            execute(
+                &app,
+                &format!(
+                    "UPDATE kyc_sessions SET next_reminder_at = {NOON_IN_INDIA} WHERE public_id = $1"
+                ),
+                public_id,
+            )
+            .await;
+        }
+        assert_eq!(run_due(&app.state, "a", NOON_IN_INDIA).await.unwrap(), 2);
+        let outbox = admin
+            .get(format!("{}/sandbox/messages", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        // Each message: the admin's text with the company filled, then that customer's link.
+        let message_with = |start: &str, code: &str| {
+            outbox.match_indices(start).any(|(at, _)| {
+                outbox[at..]
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+                    .contains(&format!("/v/{code}"))
+            })
+        };
+        assert!(
+            message_with("याद दिलाएँ KYC Desk Sandbox: ", &hindi_code),
+            "{outbox}"
+        );
+        assert!(
+            message_with("Nudge from KYC Desk Sandbox: ", &english_code),
+            "{outbox}"
+        );
+        assert!(!outbox.contains("Reminder: KYC Desk Sandbox is waiting"));
+    }
+);

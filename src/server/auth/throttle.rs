@@ -174,36 +174,40 @@ pub const CUSTOMER_REQUESTS_PER_LINK: i64 = 60;
 /// Window over which customer-link requests are counted.
 pub const CUSTOMER_WINDOW_SECS: i64 = 10 * 60;
 
-/// Counts one request to a customer link from `ip` (and, once the link is known, to the
-/// session `link`); refused once either went over its share within the window. Unknown codes
-/// count on the address only, so guessing codes runs into the address's share.
+/// Counts one request to a customer link from `ip` and, when the code named a link, to the
+/// session `link`, both in one transaction; refused once either went over its share within
+/// the window. Unknown codes count on the address only, so guessing codes runs into the
+/// address's share.
 pub async fn count_customer(
-    pool: &AnyPool,
+    db: &db::Db,
     ip: Option<IpAddr>,
     link: Option<i64>,
 ) -> Result<Option<Refusal>, sqlx::Error> {
     let now = db::now();
     let mut keys = Vec::new();
+    let mut limits = Vec::new();
     if let Some(ip) = ip {
-        keys.push((
-            format!("customer:{}", client_key(ip)),
-            CUSTOMER_REQUESTS_PER_ADDRESS,
-        ));
+        keys.push(format!("customer:{}", client_key(ip)));
+        limits.push(CUSTOMER_REQUESTS_PER_ADDRESS);
     }
     if let Some(link) = link {
-        keys.push((format!("customer_link:{link}"), CUSTOMER_REQUESTS_PER_LINK));
+        keys.push(format!("customer_link:{link}"));
+        limits.push(CUSTOMER_REQUESTS_PER_LINK);
     }
-    for (key, limit) in keys {
-        let counter = throttle::count_attempt(pool, &key, now, CUSTOMER_WINDOW_SECS).await?;
-        if counter.failures > limit {
-            let window_end = counter.window_started_at + CUSTOMER_WINDOW_SECS;
-            return Ok(Some(Refusal {
-                scope: Scope::Customer,
-                retry_after_secs: (window_end - now).max(1) as u64,
-            }));
-        }
+    if keys.is_empty() {
+        return Ok(None);
     }
-    Ok(None)
+    let names: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let counters = throttle::count_attempts(db, &names, now, CUSTOMER_WINDOW_SECS).await?;
+    Ok(counters
+        .iter()
+        .zip(limits)
+        .find(|(counter, limit)| counter.failures > *limit)
+        .map(|(counter, _)| Refusal {
+            scope: Scope::Customer,
+            retry_after_secs: (counter.window_started_at + CUSTOMER_WINDOW_SECS - now).max(1)
+                as u64,
+        }))
 }
 
 /// Work in flight on this instance, per key: password checks per account and per address,

@@ -13,7 +13,7 @@ pub mod texts;
 use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
 use crate::server::db::links::{self as repo, SessionRow};
 use crate::server::db::{self};
-use crate::server::links::mint::{self, MintRefusal};
+use crate::server::links::mint::{self, MintRefusal, Prepared};
 use crate::server::links::move_to;
 use crate::server::state::AppState;
 use crate::types::{AppError, KycStatus};
@@ -185,12 +185,14 @@ async fn main_page(
     Ok(Answer::Page(status, html))
 }
 
-/// `GET /v/{code}`: the page; the first visit moves the session to `opened`.
+/// `GET /v/{code}`: the page; the first visit moves the session to `opened`. The language
+/// shown first, and any the customer `chose` later with the switch, is kept for reminders.
 pub async fn open(
     state: &AppState,
     meta: &RequestMeta,
     row: SessionRow,
     language: Language,
+    chose: bool,
 ) -> Result<Answer, AppError> {
     if let Some(ended) = ended_page(state, &row, language).await {
         return Ok(ended);
@@ -198,7 +200,7 @@ pub async fn open(
     let row = if status_of(&row) == KycStatus::Issued {
         let now = db::now();
         let mut tx = state.db.begin().await?;
-        repo::mark_opened(&mut tx, row.id, now).await?;
+        repo::mark_opened(&mut tx, row.id, now, language.code()).await?;
         match move_to(
             &mut tx,
             &row,
@@ -216,7 +218,8 @@ pub async fn open(
                         &mut tx,
                         meta,
                         &AuditEvent::new(Actor::Anonymous, "link.open", Outcome::Success)
-                            .object("kyc_session", &row.public_id),
+                            .object("kyc_session", &row.public_id)
+                            .detail(serde_json::json!({ "language": language.code() })),
                     )
                     .await?;
                 tx.commit().await?;
@@ -227,6 +230,11 @@ pub async fn open(
         }
         reload(state, &row).await?
     } else {
+        if chose && row.customer_language.as_deref() != Some(language.code()) {
+            let mut tx = state.db.begin().await?;
+            repo::set_customer_language(&mut tx, row.id, language.code()).await?;
+            tx.commit().await?;
+        }
         row
     };
     main_page(state, &row, language, StatusCode::OK, Notes::default()).await
@@ -329,11 +337,13 @@ pub async fn start(
     let mut row = row;
     if status_of(&row) == KycStatus::Issued {
         // Start without the page having been opened first (a bookmarked form): open it now.
-        open(state, meta, row.clone(), language).await?;
+        open(state, meta, row.clone(), language, false).await?;
         row = reload(state, &row).await?;
     }
     let consented = row.consent_at.is_some();
-    if !consented {
+    let notice_version = if consented {
+        None
+    } else {
         let current = notice::current(state).await?.version;
         let shown = form.notice_version.trim().parse::<i64>().ok();
         if form.consent != "on" || shown != Some(current) {
@@ -349,7 +359,8 @@ pub async fn start(
             )
             .await;
         }
-    }
+        Some(current)
+    };
     if row.otp_required != 0 && row.otp_passed_at.is_none() {
         let problem = match one_time_code::check_code(state, meta, &row, &form.code).await? {
             Checked::Passed => None,
@@ -376,16 +387,37 @@ pub async fn start(
             )
             .await;
         }
-        row = reload(state, &row).await?;
     }
-    if !consented {
-        record_consent(state, meta, &row, language, client).await?;
-        row = reload(state, &row).await?;
+    // Back while the provider URL is good: no write at all.
+    if notice_version.is_none()
+        && status_of(&row) == KycStatus::Started
+        && mint::reusable(&row, db::now())
+    {
+        return Ok(Answer::Provider(row.link_url.clone().unwrap_or_default()));
     }
-    match mint::provider_url_for_customer(state, meta, &row).await {
-        Ok(url) => Ok(Answer::Provider(url)),
-        Err(refusal) => refused(state, &row, language, refusal).await,
+    // The consent and the mint's reservation in one transaction: one commit before the call.
+    let mut tx = state.db.begin().await?;
+    repo::touch(&mut tx, row.id, db::now()).await?;
+    let mut current = repo::find(&mut tx, row.id)
+        .await?
+        .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
+    if let Some(version) = notice_version
+        && current.consent_at.is_none()
+    {
+        current = record_consent(&mut tx, state, meta, current, version, language, client).await?;
     }
+    let prepared = mint::prepare(&mut tx, state, meta, &current).await?;
+    tx.commit().await?;
+    let refusal = match prepared {
+        Prepared::Reuse(url) => return Ok(Answer::Provider(url)),
+        Prepared::Reserved => match mint::mint_reserved(state, meta, &current).await {
+            Ok(url) => return Ok(Answer::Provider(url)),
+            Err(refusal) => refusal,
+        },
+        Prepared::UsedUp => MintRefusal::UsedUp,
+        Prepared::NotStartable(status) => MintRefusal::NotStartable(status),
+    };
+    refused(state, &current, language, refusal).await
 }
 
 /// The page for a Start that got no provider URL.
@@ -445,30 +477,24 @@ async fn refused(
     }
 }
 
-/// `opened → consented`, with the consent's record, a timeline event and an audit row.
+/// `opened → consented` in the caller's transaction `conn`: the consent's record (notice
+/// `version`, language, time, keyed hashes of the client), a timeline event and an audit row.
+/// Returns the session as it now stands.
 async fn record_consent(
+    conn: &mut sqlx::AnyConnection,
     state: &AppState,
     meta: &RequestMeta,
-    row: &SessionRow,
+    row: SessionRow,
+    version: i64,
     language: Language,
     client: &Client<'_>,
-) -> Result<(), AppError> {
-    let version = notice::current(state).await?.version;
+) -> Result<SessionRow, AppError> {
     let now = db::now();
     let client_hash = state.vault.keyed_hash("customer_client", client.address);
     let agent_hash = state.vault.keyed_hash("customer_agent", client.user_agent);
-    let mut tx = state.db.begin().await?;
-    repo::touch(&mut tx, row.id, now).await?;
-    let current = repo::find(&mut tx, row.id)
-        .await?
-        .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
-    if current.consent_at.is_some() {
-        // Another request recorded it at the same moment.
-        return Ok(());
-    }
     move_to(
-        &mut tx,
-        &current,
+        &mut *conn,
+        &row,
         KycStatus::Consented,
         "customer",
         &format!(
@@ -478,22 +504,19 @@ async fn record_consent(
         None,
     )
     .await?;
-    repo::record_consent(
-        &mut tx,
-        row.id,
-        &repo::Consent {
-            notice_version: version,
-            language: language.code(),
-            client_hash: &client_hash,
-            agent_hash: &agent_hash,
-            at: now,
-        },
-    )
-    .await?;
+    let consent = repo::Consent {
+        notice_version: version,
+        language: language.code(),
+        client_hash: &client_hash,
+        agent_hash: &agent_hash,
+        at: now,
+    };
+    repo::record_consent(&mut *conn, row.id, &consent).await?;
+    let (client_hash, agent_hash) = (client_hash.clone(), agent_hash.clone());
     state
         .audit
         .append(
-            &mut tx,
+            conn,
             meta,
             &AuditEvent::new(Actor::Anonymous, "link.consent", Outcome::Success)
                 .object("kyc_session", &row.public_id)
@@ -503,8 +526,15 @@ async fn record_consent(
                 })),
         )
         .await?;
-    tx.commit().await?;
-    Ok(())
+    Ok(SessionRow {
+        status: KycStatus::Consented.as_str().to_string(),
+        consent_notice_version: Some(version),
+        consent_language: Some(language.code().to_string()),
+        consent_at: Some(now),
+        consent_client_hash: Some(client_hash),
+        consent_agent_hash: Some(agent_hash),
+        ..row
+    })
 }
 
 /// `GET /v/{code}/withdraw`: the confirmation.
@@ -536,7 +566,7 @@ pub async fn withdraw(
     }
     let mut row = row;
     if status_of(&row) == KycStatus::Issued {
-        open(state, meta, row.clone(), language).await?;
+        open(state, meta, row.clone(), language, false).await?;
         row = reload(state, &row).await?;
     }
     let mut tx = state.db.begin().await?;

@@ -110,6 +110,8 @@ pub struct SessionRow {
     pub consent_notice_version: Option<i64>,
     /// The language the notice was shown in.
     pub consent_language: Option<String>,
+    /// The language the customer last chose on the link's page (`en`, `hi`).
+    pub customer_language: Option<String>,
     /// When the customer consented.
     pub consent_at: Option<i64>,
     /// Keyed hash of the consenting client's address.
@@ -156,7 +158,7 @@ pub const SESSION_SELECT: &str = "SELECT s.id, s.public_id, s.idempotency_key, s
      s.mint_count, s.mint_limit, s.opened_at, s.consent_notice_version, s.consent_language, s.consent_at, \
      s.consent_client_hash, s.consent_agent_hash, s.otp_required, s.otp_hash, s.otp_expires_at, \
      s.otp_failures, s.otp_locked_until, s.otp_sends, s.otp_passed_at, s.reminders_on, s.reminders_sent, \
-     s.next_reminder_at, s.sent_channel, u.email AS creator_email \
+     s.next_reminder_at, s.sent_channel, s.customer_language, u.email AS creator_email \
      FROM kyc_sessions s JOIN users u ON u.id = s.created_by";
 
 impl SessionRow {
@@ -225,6 +227,7 @@ impl SessionRow {
             opened_at: None,
             consent_notice_version: None,
             consent_language: None,
+            customer_language: None,
             consent_at: None,
             consent_client_hash: None,
             consent_agent_hash: None,
@@ -676,9 +679,32 @@ pub async fn find_by_code(pool: &AnyPool, code: &str) -> Result<Option<SessionRo
 }
 
 /// Notes the first time the customer opened the link's page.
-pub async fn mark_opened(conn: &mut AnyConnection, id: i64, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE kyc_sessions SET opened_at = COALESCE(opened_at, $1) WHERE id = $2")
-        .bind(now)
+pub async fn mark_opened(
+    conn: &mut AnyConnection,
+    id: i64,
+    now: i64,
+    language: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE kyc_sessions SET opened_at = COALESCE(opened_at, $1), \
+         customer_language = COALESCE(customer_language, $2) WHERE id = $3",
+    )
+    .bind(now)
+    .bind(language)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Keeps the language the customer chose on the link's page (reminders use it).
+pub async fn set_customer_language(
+    conn: &mut AnyConnection,
+    id: i64,
+    language: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE kyc_sessions SET customer_language = $1 WHERE id = $2")
+        .bind(language)
         .bind(id)
         .execute(conn)
         .await?;
@@ -707,7 +733,7 @@ pub async fn record_consent(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE kyc_sessions SET consent_notice_version = $1, consent_language = $2, consent_at = $3, \
-         consent_client_hash = $4, consent_agent_hash = $5 WHERE id = $6",
+         consent_client_hash = $4, consent_agent_hash = $5, customer_language = $2 WHERE id = $6",
     )
     .bind(consent.notice_version)
     .bind(consent.language)
@@ -1197,6 +1223,19 @@ pub async fn template(pool: &AnyPool, name: &str) -> Result<Option<(String, Stri
         .bind(name)
         .fetch_optional(pool)
         .await
+}
+
+/// A template with who saved it and when: (subject, body, updated_by, updated_at).
+pub async fn template_with_author(
+    pool: &AnyPool,
+    name: &str,
+) -> Result<Option<(String, String, String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT subject, body, updated_by, updated_at FROM message_templates WHERE name = $1",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await
 }
 
 /// Saves an email template.

@@ -60,41 +60,55 @@ pub fn reusable(row: &SessionRow, now: i64) -> bool {
         && row.last_return_at.is_none_or(|back| back < minted_at)
 }
 
-/// The provider URL for the customer of `row` (consented, started or returned): the current
-/// one when [`reusable`], else a newly minted one.
-pub async fn provider_url_for_customer(
+/// What a Start comes to, decided inside the caller's write transaction (which may also have
+/// recorded the consent, so one commit covers both).
+#[derive(Debug)]
+pub enum Prepared {
+    /// The session's current provider URL is still good: go there again.
+    Reuse(String),
+    /// A mint of the budget was taken: call [`mint_reserved`] after the commit.
+    Reserved,
+    /// Every mint is spent; the timeline event and audit row are written in the transaction.
+    UsedUp,
+    /// The session cannot start now (ended meanwhile).
+    NotStartable(KycStatus),
+}
+
+/// Decides a Start for `row` (read inside the transaction `conn`, after its row was locked):
+/// the current URL when [`reusable`], else one mint reserved in one `UPDATE … WHERE
+/// mint_count < mint_limit` (so parallel Starts cannot outrun the budget).
+pub async fn prepare(
+    conn: &mut sqlx::AnyConnection,
     state: &AppState,
     meta: &RequestMeta,
     row: &SessionRow,
-) -> Result<String, MintRefusal> {
+) -> Result<Prepared, AppError> {
     let status = status_of(row);
     if !matches!(
         status,
         KycStatus::Consented | KycStatus::Started | KycStatus::Returned
     ) {
-        return Err(MintRefusal::NotStartable(status));
+        return Ok(Prepared::NotStartable(status));
     }
-    let now = db::now();
-    if status == KycStatus::Started && reusable(row, now) {
-        return Ok(row.link_url.clone().unwrap_or_default());
+    if status == KycStatus::Started && reusable(row, db::now()) {
+        return Ok(Prepared::Reuse(row.link_url.clone().unwrap_or_default()));
     }
-    mint(state, meta, row).await
+    if repo::reserve_mint(&mut *conn, row.id).await? {
+        Ok(Prepared::Reserved)
+    } else {
+        record_used_up(conn, state, meta, row).await?;
+        Ok(Prepared::UsedUp)
+    }
 }
 
-/// Makes a new provider URL for the session within its budget.
-async fn mint(
+/// Makes the provider URL of a mint [`prepare`] reserved for `row` (as read before the
+/// reservation) and stores it; a failure gives the mint back when the call provably never
+/// left.
+pub async fn mint_reserved(
     state: &AppState,
     meta: &RequestMeta,
     row: &SessionRow,
 ) -> Result<String, MintRefusal> {
-    {
-        let mut conn = state.db.pool.acquire().await?;
-        if !repo::reserve_mint(&mut conn, row.id).await? {
-            drop(conn);
-            record_used_up(state, meta, row).await?;
-            return Err(MintRefusal::UsedUp);
-        }
-    }
     let number = row.mint_count + 1;
     let active = credential_repo::list_active(&state.db.pool).await?;
     let options = options_with_credentials(state, &active);
@@ -166,8 +180,9 @@ fn provider_words(error: &ProviderError) -> String {
 /// Gives a reserved mint back (the call provably never left, or never started).
 async fn give_back(state: &AppState, row: &SessionRow) {
     let result = async {
-        let mut conn = state.db.pool.acquire().await?;
-        repo::give_back_mint(&mut conn, row.id).await
+        let mut tx = state.db.begin().await?;
+        repo::give_back_mint(&mut tx, row.id).await?;
+        tx.commit().await
     }
     .await;
     if let Err(error) = result {
@@ -314,15 +329,15 @@ async fn record_failure(
     Ok(())
 }
 
-/// The budget is spent: a timeline event (once) and an audit row.
+/// The budget is spent: a timeline event and an audit row, in the caller's transaction.
 async fn record_used_up(
+    conn: &mut sqlx::AnyConnection,
     state: &AppState,
     meta: &RequestMeta,
     row: &SessionRow,
-) -> Result<(), MintRefusal> {
-    let mut tx = state.db.begin().await?;
+) -> Result<(), AppError> {
     repo::add_event(
-        &mut tx,
+        &mut *conn,
         row.id,
         "mints_used_up",
         "customer",
@@ -336,13 +351,12 @@ async fn record_used_up(
     state
         .audit
         .append(
-            &mut tx,
+            conn,
             meta,
             &AuditEvent::new(Actor::Anonymous, "link.mint", Outcome::Denied)
                 .object("kyc_session", &row.public_id)
                 .reason("every provider URL of the link was used"),
         )
         .await?;
-    tx.commit().await?;
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod create;
 pub mod jobs;
 pub mod mint;
 pub mod outcome;
+pub mod reminder_templates;
 pub mod reminders;
 pub mod send;
 pub mod view;

@@ -1,7 +1,9 @@
 //! Reminders for customer links that were sent and not started: the first
 //! `KYC_DESK_REMINDER_AFTER` (24 hours) after the link was sent, then as long after each, at
 //! most `KYC_DESK_REMINDERS` (2), through the channel the link was last sent by, in the
-//! customer's language (the one they consented in, else English); never in quiet hours (India
+//! customer's language (the one they last chose on the link's page, else English) from the
+//! admins'
+//! templates ([`super::reminder_templates`]); never in quiet hours (India
 //! time), never after the link expired, the session started or ended, or the operator turned
 //! reminders off. Each reminder is a delivery row, a timeline event and an audit row. Every
 //! instance runs the scheduler; a lease per session keeps two from sending the same reminder.
@@ -24,32 +26,6 @@ pub const RETRY_AFTER_SECONDS: i64 = 3600;
 
 /// India Standard Time, UTC+5:30 (India keeps no daylight saving time).
 const INDIA_OFFSET_SECONDS: i64 = 5 * 3600 + 30 * 60;
-
-/// The reminder texts of one language: SMS (fixed, for a DLT template) and email.
-struct ReminderTexts {
-    sms: &'static str,
-    email_subject: &'static str,
-    email_body: &'static str,
-}
-
-const ENGLISH: ReminderTexts = ReminderTexts {
-    sms: "Reminder: {company} is waiting for your identity verification. Continue here: {link} (valid until {expires})",
-    email_subject: "Reminder: verify your identity for {company}",
-    email_body: "Dear {name},\n\n{company} is still waiting for your identity verification. It takes a few minutes:\n\n{link}\n\nThe link works until {expires}. If you have finished already, ignore this message.",
-};
-
-const HINDI: ReminderTexts = ReminderTexts {
-    sms: "अनुस्मारक: {company} आपके पहचान सत्यापन की प्रतीक्षा कर रहा है। यहाँ जारी रखें: {link} ({expires} तक मान्य)",
-    email_subject: "अनुस्मारक: {company} के लिए अपनी पहचान सत्यापित करें",
-    email_body: "प्रिय {name},\n\n{company} अब भी आपके पहचान सत्यापन की प्रतीक्षा कर रहा है। इसमें कुछ ही मिनट लगते हैं:\n\n{link}\n\nयह लिंक {expires} तक काम करेगा। अगर आप पहले ही पूरा कर चुके हैं, तो इस संदेश को अनदेखा करें।",
-};
-
-fn texts_for(row: &SessionRow) -> &'static ReminderTexts {
-    match row.consent_language.as_deref() {
-        Some("hi") => &HINDI,
-        _ => &ENGLISH,
-    }
-}
 
 /// Until when `now` lies in the quiet hours `(from, to)` (minutes after midnight, India
 /// time), or `None` when it does not.
@@ -144,7 +120,14 @@ async fn remind(state: &AppState, row: &SessionRow, now: i64) -> Result<Turn, Ap
     if let Some(end) = quiet_until(now, settings.quiet_hours) {
         return Ok(Turn::Later(Some(end)));
     }
-    let texts = texts_for(row);
+    let texts = super::reminder_templates::texts(
+        state,
+        row.customer_language
+            .as_deref()
+            .or(row.consent_language.as_deref())
+            .unwrap_or("en"),
+    )
+    .await?;
     let company = send::company_name(state).await;
     let expires = row.link_expires_at.map(db::format_time).unwrap_or_default();
     let fill = |template: &str| {
@@ -164,14 +147,14 @@ async fn remind(state: &AppState, row: &SessionRow, now: i64) -> Result<Turn, Ap
             state,
             &destination,
             &row.customer_name,
-            &fill(texts.email_subject),
-            fill(texts.email_body),
+            &fill(&texts.email_subject),
+            fill(&texts.email_body),
             &link,
         )
         .await
     } else {
         send::send_sms_with(state, row.sandbox != 0, channel, &destination, |_| {
-            fill(texts.sms)
+            fill(&texts.sms)
         })
         .await
     }

@@ -445,8 +445,43 @@ pub async fn email_template(state: &AppState) -> Result<(String, String), AppErr
         .unwrap_or_default())
 }
 
-/// Saves the email template (admins): the subject one line of at most 200 characters, the
-/// body at most 5,000 characters and containing `{link}`.
+/// Checks an email template: the subject one line of at most 200 characters, the body at
+/// most 5,000 characters and containing `{link}`. Returns the trimmed subject and body (line
+/// ends as `\n`) and the field errors, named `{prefix}subject` and `{prefix}body`.
+pub(crate) fn check_email_template(
+    subject: &str,
+    body: &str,
+    prefix: &str,
+) -> (String, String, Vec<crate::types::FieldError>) {
+    let mut fields = Vec::new();
+    let subject = subject.trim();
+    let body = body.trim().replace("\r\n", "\n");
+    if subject.is_empty() {
+        fields.push(crate::types::FieldError {
+            field: format!("{prefix}subject"),
+            message: "Enter a subject.".into(),
+        });
+    } else if subject.chars().count() > 200 || subject.contains(['\n', '\r']) {
+        fields.push(crate::types::FieldError {
+            field: format!("{prefix}subject"),
+            message: "Use one line of at most 200 characters.".into(),
+        });
+    }
+    if !body.contains("{link}") {
+        fields.push(crate::types::FieldError {
+            field: format!("{prefix}body"),
+            message: "The message must contain {link}, or the customer gets no link.".into(),
+        });
+    } else if body.chars().count() > 5000 {
+        fields.push(crate::types::FieldError {
+            field: format!("{prefix}body"),
+            message: "Use at most 5,000 characters.".into(),
+        });
+    }
+    (subject.to_string(), body, fields)
+}
+
+/// Saves the email template (admins), checked by [`check_email_template`].
 pub async fn save_email_template(
     state: &AppState,
     meta: &RequestMeta,
@@ -454,34 +489,11 @@ pub async fn save_email_template(
     subject: &str,
     body: &str,
 ) -> Result<(String, String), AppError> {
-    let mut fields = Vec::new();
-    let subject = subject.trim();
-    let body = body.trim().replace("\r\n", "\n");
-    if subject.is_empty() {
-        fields.push(crate::types::FieldError {
-            field: "subject".into(),
-            message: "Enter a subject.".into(),
-        });
-    } else if subject.chars().count() > 200 || subject.contains(['\n', '\r']) {
-        fields.push(crate::types::FieldError {
-            field: "subject".into(),
-            message: "Use one line of at most 200 characters.".into(),
-        });
-    }
-    if !body.contains("{link}") {
-        fields.push(crate::types::FieldError {
-            field: "body".into(),
-            message: "The message must contain {link}, or the customer gets no link.".into(),
-        });
-    } else if body.chars().count() > 5000 {
-        fields.push(crate::types::FieldError {
-            field: "body".into(),
-            message: "Use at most 5,000 characters.".into(),
-        });
-    }
+    let (subject, body, fields) = check_email_template(subject, body, "");
     if let Some(error) = AppError::from_fields(fields) {
         return Err(error);
     }
+    let subject = subject.as_str();
     let mut tx = state.db.begin().await?;
     repo::save_template(
         &mut tx,

@@ -156,7 +156,14 @@ async fn handle(state: AppState, code: String, step: Step, request: Request) -> 
     } else {
         language
     };
-    match answer(&state, &meta, &code, step, language, &form, &user_agent).await {
+    let asked = Asked {
+        step,
+        language,
+        chose: chosen,
+        form: &form,
+        user_agent: &user_agent,
+    };
+    match answer(&state, &meta, &code, asked).await {
         Ok(Answer::Page(status, body)) => html(status, &body, keep, &nonce),
         Ok(Answer::Provider(url)) => {
             let mut response = StatusCode::SEE_OTHER.into_response();
@@ -226,18 +233,29 @@ impl<E: Into<crate::types::AppError>> From<E> for Refused {
     }
 }
 
+/// What the customer's browser asked, read off the request.
+struct Asked<'a> {
+    step: Step,
+    language: Language,
+    /// The language was chosen in the address (the switch).
+    chose: bool,
+    form: &'a StartForm,
+    user_agent: &'a str,
+}
+
 async fn answer(
     state: &AppState,
     meta: &RequestMeta,
     code: &str,
-    step: Step,
-    language: Language,
-    form: &StartForm,
-    user_agent: &str,
+    asked: Asked<'_>,
 ) -> Result<Answer, Refused> {
-    if let Some(refusal) = throttle::count_customer(&state.db.pool, meta.ip, None).await? {
-        return Err(Refused::TooMany(refusal));
-    }
+    let Asked {
+        step,
+        language,
+        chose,
+        form,
+        user_agent,
+    } = asked;
     let well_formed = !code.is_empty()
         && code
             .chars()
@@ -247,19 +265,21 @@ async fn answer(
     } else {
         None
     };
+    // Counted before anything is answered: the address always, the link once it is known.
+    let link = row.as_ref().map(|row| row.id);
+    if let Some(refusal) = throttle::count_customer(&state.db, meta.ip, link).await? {
+        return Err(Refused::TooMany(refusal));
+    }
     let Some(row) = row else {
         return Ok(customer::unknown_page(language, &customer::here(code)));
     };
-    if let Some(refusal) = throttle::count_customer(&state.db.pool, None, Some(row.id)).await? {
-        return Err(Refused::TooMany(refusal));
-    }
     let address = meta.ip.map(|ip| ip.to_string()).unwrap_or_default();
     let client = Client {
         address: &address,
         user_agent,
     };
     Ok(match step {
-        Step::Open => customer::open(state, meta, row, language).await?,
+        Step::Open => customer::open(state, meta, row, language, chose).await?,
         Step::Start => customer::start(state, meta, row, language, form, &client).await?,
         Step::Code => {
             customer::request_code(state, meta, row, language, form.consent == "on").await?
