@@ -157,3 +157,34 @@ test('admin publishes the next version of the privacy notice: a part left blank 
   await expect(page.getByTestId('notice-en-purpose')).toHaveValue('{company} checks your identity before opening your account.');
   await expectNoConsoleErrors(errors);
 });
+
+test('admin edits the reminder texts: a Hindi SMS without {link} is named under its box', async ({ page }) => {
+  const errors: string[] = [];
+  watchConsole(page, errors);
+  await signIn(page, ADMIN.email, ADMIN.password);
+  await expect(page).toHaveURL(/\/$/);
+  await page.goto('/credentials');
+  await hydrated(page);
+  const editor = page.getByTestId('reminder-templates');
+  await expect(editor.getByTestId('reminder-templates-saved-by')).toContainText('Saved by KYC Desk');
+  await expect(editor.getByTestId('reminder-en-sms')).toHaveValue(/^Reminder: \{company\}/);
+  await editor.getByTestId('reminder-en-sms').fill('{company}: your verification is waiting at {link}');
+  await editor.getByTestId('reminder-hi-sms').fill('{company}: आपका सत्यापन बाकी है');
+  await editor.getByTestId('reminder-templates-save').click();
+  await editor.getByTestId('step-up').getByLabel('Your password').fill(ADMIN.password);
+  await editor.getByTestId('step-up').getByRole('button', { name: 'Confirm' }).click();
+  await expect(editor.getByTestId('step-up-done')).toBeVisible();
+  await editor.getByTestId('reminder-templates-save').click();
+  await expect(editor.getByTestId('form-error')).toContainText('highlighted field');
+  await expect(editor.getByTestId('reminder-hi-sms')).toHaveAttribute('aria-invalid', 'true');
+  await expect(editor.locator('#reminder-hi-sms-error')).toContainText('must contain {link}');
+  await editor.getByTestId('reminder-hi-sms').fill('{company}: आपका सत्यापन बाकी है: {link}');
+  await editor.getByTestId('reminder-templates-save').click();
+  await expect(editor.getByTestId('reminder-templates-ok')).toContainText('Reminders saved');
+  await expect(editor.getByTestId('reminder-templates-saved-by')).toContainText(`Saved by ${ADMIN.email}`);
+  await page.reload();
+  await hydrated(page);
+  await expect(page.getByTestId('reminder-en-sms')).toHaveValue('{company}: your verification is waiting at {link}');
+  await expect(page.getByTestId('reminder-hi-sms')).toHaveValue('{company}: आपका सत्यापन बाकी है: {link}');
+  await expectNoConsoleErrors(errors);
+});
