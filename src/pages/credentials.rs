@@ -199,8 +199,7 @@ fn ReminderTemplateEditor() -> impl IntoView {
     }
 }
 
-/// One language's reminder texts, named as the server reads them
-/// (`templates[hi][sms]`), each with the server's message for it (`hi.sms`) underneath.
+/// One language's reminder texts (`templates[hi][sms]` in, `hi.sms` back).
 #[component]
 fn ReminderLanguage(
     value: Signal<Option<Result<ReminderTemplates, AppError>>>,
@@ -208,64 +207,88 @@ fn ReminderLanguage(
     legend: &'static str,
     texts: ReminderTexts,
 ) -> impl IntoView {
-    let parts = [
-        (
+    let parts = vec![
+        TextPart::area(
             "sms",
             "SMS and WhatsApp text",
             texts.sms,
             4,
             REMINDER_SMS_MAX,
         ),
-        (
-            "email_subject",
-            "Email subject",
-            texts.email_subject,
-            1,
-            200,
-        ),
-        ("email_body", "Email message", texts.email_body, 8, 5000),
+        TextPart::line("email_subject", "Email subject", texts.email_subject, 200),
+        TextPart::area("email_body", "Email message", texts.email_body, 8, 5000),
     ];
+    view! { <LanguageFields value form="templates" ids="reminder" language legend parts /> }
+}
+
+/// One text box of a per-language form: its name in the form, label, text, and size.
+struct TextPart {
+    part: &'static str,
+    label: &'static str,
+    text: String,
+    /// 1 for a one-line input, else a textarea of so many rows.
+    rows: u32,
+    max: usize,
+}
+
+impl TextPart {
+    fn line(part: &'static str, label: &'static str, text: String, max: usize) -> Self {
+        TextPart {
+            part,
+            label,
+            text,
+            rows: 1,
+            max,
+        }
+    }
+
+    fn area(part: &'static str, label: &'static str, text: String, rows: u32, max: usize) -> Self {
+        TextPart {
+            part,
+            label,
+            text,
+            rows,
+            max,
+        }
+    }
+}
+
+/// The text boxes of one language in a form that the server reads as `{form}[{language}][part]`
+/// and answers with field errors named `{language}.{part}`, each shown under its box (ids
+/// `{ids}-{language}-{part}`).
+#[component]
+fn LanguageFields<T: Clone + Send + Sync + 'static>(
+    value: Signal<Option<Result<T, AppError>>>,
+    form: &'static str,
+    ids: &'static str,
+    language: &'static str,
+    legend: &'static str,
+    parts: Vec<TextPart>,
+) -> impl IntoView {
     let fields = parts
         .into_iter()
-        .map(|(part, label, text, rows, max)| {
-            let id = format!("reminder-{language}-{part}");
+        .map(|TextPart { part, label, text, rows, max }| {
+            let id = format!("{ids}-{language}-{part}");
             let error_id = format!("{id}-error");
             let field = format!("{language}.{part}");
             let error = Signal::derive(move || crate::types::field_error(&value.get(), &field));
-            let name = format!("templates[{language}][{part}]");
+            let name = format!("{form}[{language}][{part}]");
+            let described = described_by(None, error_id.clone(), error);
+            let invalid = move || error.get().is_some().to_string();
             let control = if rows == 1 {
                 view! {
-                    <input
-                        id=id.clone()
-                        name=name
-                        data-testid=id.clone()
-                        lang=language
-                        type="text"
-                        maxlength=max
-                        required
-                        value=text
-                        aria-invalid=move || error.get().is_some().to_string()
-                        aria-describedby=described_by(None, error_id.clone(), error)
-                    />
+                    <input id=id.clone() name=name data-testid=id.clone() lang=language type="text"
+                        maxlength=max required value=text aria-invalid=invalid aria-describedby=described />
                 }
                 .into_any()
             } else {
                 view! {
-                    <textarea
-                        id=id.clone()
-                        name=name
-                        data-testid=id.clone()
-                        lang=language
-                        rows=rows
-                        maxlength=max
-                        required
-                        aria-invalid=move || error.get().is_some().to_string()
-                        aria-describedby=described_by(None, error_id.clone(), error)
+                    <textarea id=id.clone() name=name data-testid=id.clone() lang=language rows=rows
+                        maxlength=max required aria-invalid=invalid aria-describedby=described
                     >{textarea_text(text)}</textarea>
                 }
                 .into_any()
             };
-            let error_id = format!("{id}-error");
             view! {
                 <div class="field" class:invalid=move || error.get().is_some()>
                     <label for=id>{label}</label>
@@ -352,8 +375,7 @@ fn PrivacyNoticeEditor() -> impl IntoView {
     }
 }
 
-/// The five parts of the notice in one language, each a textarea named as the server reads it
-/// (`notice[en][purpose]`) with the server's message for it (`en.purpose`) underneath.
+/// The five parts of the notice in one language (`notice[en][purpose]` in, `en.purpose` back).
 #[component]
 fn NoticeLanguage(
     value: Signal<Option<Result<PrivacyNotice, AppError>>>,
@@ -361,45 +383,15 @@ fn NoticeLanguage(
     legend: &'static str,
     texts: NoticeTexts,
 ) -> impl IntoView {
-    let parts = [
-        ("purpose", "Why we ask", texts.purpose),
-        ("data_items", "What is collected", texts.data_items),
-        ("retention", "How long it is kept", texts.retention),
-        ("withdrawal", "Withdrawing consent", texts.withdrawal),
-        ("complaint", "Concerns and complaints", texts.complaint),
+    let part = |part, label, text| TextPart::area(part, label, text, 4, NOTICE_PART_MAX);
+    let parts = vec![
+        part("purpose", "Why we ask", texts.purpose),
+        part("data_items", "What is collected", texts.data_items),
+        part("retention", "How long it is kept", texts.retention),
+        part("withdrawal", "Withdrawing consent", texts.withdrawal),
+        part("complaint", "Concerns and complaints", texts.complaint),
     ];
-    let fields = parts
-        .into_iter()
-        .map(|(part, label, text)| {
-            let id = format!("notice-{language}-{part}");
-            let error_id = format!("{id}-error");
-            let field = format!("{language}.{part}");
-            let error = Signal::derive(move || crate::types::field_error(&value.get(), &field));
-            view! {
-                <div class="field" class:invalid=move || error.get().is_some()>
-                    <label for=id.clone()>{label}</label>
-                    <textarea
-                        id=id.clone()
-                        name=format!("notice[{language}][{part}]")
-                        data-testid=id
-                        lang=language
-                        rows=4
-                        maxlength=NOTICE_PART_MAX
-                        required
-                        aria-invalid=move || error.get().is_some().to_string()
-                        aria-describedby=described_by(None, error_id.clone(), error)
-                    >{textarea_text(text)}</textarea>
-                    {move || error.get().map(|m| view! { <p class="field-error" id=error_id.clone()>{m}</p> })}
-                </div>
-            }
-        })
-        .collect_view();
-    view! {
-        <fieldset>
-            <legend lang=language>{legend}</legend>
-            {fields}
-        </fieldset>
-    }
+    view! { <LanguageFields value form="notice" ids="notice" language legend parts /> }
 }
 
 /// The text inside a `<textarea>`. Leptos writes a textarea's children into server-rendered
