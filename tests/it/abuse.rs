@@ -342,6 +342,30 @@ const SPECS: &[Spec] = &[
         ],
         &["subject", "body"],
     ),
+    spec("reminder_templates", &[], &[], &[]),
+    spec(
+        "save_reminder_templates",
+        &[("templates[en][sms]", "")],
+        &[
+            ("templates[en][sms]", "Reminder from {company}: {link}"),
+            ("templates[en][email_subject]", "A reminder from {company}"),
+            (
+                "templates[en][email_body]",
+                "Dear {name}, continue here: {link}",
+            ),
+            ("templates[hi][sms]", "{company} की ओर से अनुस्मारक: {link}"),
+            ("templates[hi][email_subject]", "{company} की ओर से अनुस्मारक"),
+            (
+                "templates[hi][email_body]",
+                "प्रिय {name}, यहाँ जारी रखें: {link}",
+            ),
+        ],
+        &[
+            "templates[en][email_subject]",
+            "templates[en][email_body]",
+            "templates[hi][sms]",
+        ],
+    ),
     spec("privacy_notice", &[], &[], &[]),
     spec(
         "save_privacy_notice",
