@@ -830,6 +830,7 @@ async fn customer_link(url: &str, rows: i64, requests: usize, starts: usize) {
     } else {
         "postgres"
     };
+    let phases = PhaseTimer::install();
     let url = fresh(url).await;
     // Customers come from many addresses: the tool sends each request as another client
     // through the trusted loopback proxy, so the per-address limit does not refuse the run.
@@ -939,6 +940,7 @@ async fn customer_link(url: &str, rows: i64, requests: usize, starts: usize) {
     };
     let http = kyc_desk::server::providers::ProviderHttp::with_default_timeouts().unwrap();
     let (mut bare, mut start) = (Vec::new(), Vec::new());
+    drop(phases.take());
     for n in 0..starts as i64 {
         let code = bench_code(rows - 1 - n);
         let address = next_address();
@@ -992,6 +994,18 @@ async fn customer_link(url: &str, rows: i64, requests: usize, starts: usize) {
         percentile(&start, 0.50) - percentile(&bare, 0.50),
         percentile(&start, 0.99) - percentile(&bare, 0.99),
     );
+    // Where the Starts' time went, measured inside the server (the whole answer, then each
+    // phase; the rest of a Start's time is HTTP and the router's layers).
+    for (phase, mut took) in phases.take() {
+        took.sort();
+        println!(
+            "  phase {phase:<36} n={:<5} p50_ms={:.2} p95_ms={:.2} p99_ms={:.2}",
+            took.len(),
+            percentile(&took, 0.50),
+            percentile(&took, 0.95),
+            percentile(&took, 0.99)
+        );
+    }
 }
 
 #[tokio::main]

@@ -16,11 +16,13 @@ use crate::server::db::{self};
 use crate::server::links::mint::{self, MintRefusal, Prepared};
 use crate::server::links::move_to;
 use crate::server::state::AppState;
+use crate::server::timing;
 use crate::types::{AppError, KycStatus};
 use axum::http::StatusCode;
 use one_time_code::{Checked, Sent};
 use page::{CodeStep, StartPage};
 use texts::Language;
+use tracing::Instrument as _;
 
 /// Where customer links live: `{public_url}/v/{code}`.
 pub const LINK_PREFIX: &str = "/v/";
@@ -344,7 +346,10 @@ pub async fn start(
     let notice_version = if consented {
         None
     } else {
-        let current = notice::current(state).await?.version;
+        let current = notice::current(state)
+            .instrument(timing::phase_span("start 3 notice version"))
+            .await?
+            .version;
         let shown = form.notice_version.trim().parse::<i64>().ok();
         if form.consent != "on" || shown != Some(current) {
             return main_page(
@@ -396,18 +401,24 @@ pub async fn start(
         return Ok(Answer::Provider(row.link_url.clone().unwrap_or_default()));
     }
     // The consent and the mint's reservation in one transaction: one commit before the call.
-    let mut tx = state.db.begin().await?;
-    repo::touch(&mut tx, row.id, db::now()).await?;
-    let mut current = repo::find(&mut tx, row.id)
-        .await?
-        .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
-    if let Some(version) = notice_version
-        && current.consent_at.is_none()
-    {
-        current = record_consent(&mut tx, state, meta, current, version, language, client).await?;
+    let (current, prepared) = async {
+        let mut tx = state.db.begin().await?;
+        repo::touch(&mut tx, row.id, db::now()).await?;
+        let mut current = repo::find(&mut tx, row.id)
+            .await?
+            .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
+        if let Some(version) = notice_version
+            && current.consent_at.is_none()
+        {
+            current =
+                record_consent(&mut tx, state, meta, current, version, language, client).await?;
+        }
+        let prepared = mint::prepare(&mut tx, state, meta, &current).await?;
+        tx.commit().await?;
+        Ok::<_, AppError>((current, prepared))
     }
-    let prepared = mint::prepare(&mut tx, state, meta, &current).await?;
-    tx.commit().await?;
+    .instrument(timing::phase_span("start 4 consent and reservation"))
+    .await?;
     let refusal = match prepared {
         Prepared::Reuse(url) => return Ok(Answer::Provider(url)),
         Prepared::Reserved => match mint::mint_reserved(state, meta, &current).await {

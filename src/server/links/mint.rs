@@ -15,7 +15,9 @@ use crate::server::db::links::{self as repo, SessionRow};
 use crate::server::db::{self, credentials as credential_repo};
 use crate::server::providers::{ProviderError, eko};
 use crate::server::state::AppState;
+use crate::server::timing::phase_span;
 use crate::types::{AppError, KycStatus};
+use tracing::Instrument as _;
 
 /// A provider URL closer than this to its expiry is not handed out again: the customer needs
 /// time to get through the provider's first page.
@@ -110,7 +112,9 @@ pub async fn mint_reserved(
     row: &SessionRow,
 ) -> Result<String, MintRefusal> {
     let number = row.mint_count + 1;
-    let active = credential_repo::list_active(&state.db.pool).await?;
+    let active = credential_repo::list_active(&state.db.pool)
+        .instrument(phase_span("start 5a active credentials"))
+        .await?;
     let options = options_with_credentials(state, &active);
     let wanted = option_id(row.provider, &row.environment, &row.flow);
     let offered = options.iter().find(|(option, _)| option.id == wanted);
@@ -127,7 +131,9 @@ pub async fn mint_reserved(
         record_failure(state, meta, row, number, &reason).await?;
         return Err(MintRefusal::ProviderFailed(reason));
     }
-    let unlocked = credentials::open_for_call(state, CredentialRef::Version(credential)).await;
+    let unlocked = credentials::open_for_call(state, CredentialRef::Version(credential))
+        .instrument(phase_span("start 5b credential opened"))
+        .await;
     // Eko asks a fresh client reference per request; Message Central needs none.
     let client_ref_id = (row.provider == Provider::Eko).then(eko::new_client_ref_id);
     let documents: Vec<String> = row
@@ -146,10 +152,13 @@ pub async fn mint_reserved(
         &documents,
         row.sandbox != 0,
     )
+    .instrument(phase_span("start 6 provider call"))
     .await;
     match answer {
         Ok(link) => {
-            record_mint(state, meta, row, number, &link, client_ref_id.as_deref()).await?;
+            record_mint(state, meta, row, number, &link, client_ref_id.as_deref())
+                .instrument(phase_span("start 7 mint stored"))
+                .await?;
             Ok(link.url)
         }
         Err(error) => {

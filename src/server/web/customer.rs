@@ -17,6 +17,7 @@ use crate::server::web::CspNonce;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tracing::Instrument as _;
 
 /// The routes, as the router and the access table spell them.
 pub const PAGE_ROUTE: &str = "/v/{code}";
@@ -163,7 +164,10 @@ async fn handle(state: AppState, code: String, step: Step, request: Request) -> 
         form: &form,
         user_agent: &user_agent,
     };
-    match answer(&state, &meta, &code, asked).await {
+    match answer(&state, &meta, &code, asked)
+        .instrument(phase_span(step, "start 0 whole answer"))
+        .await
+    {
         Ok(Answer::Page(status, body)) => html(status, &body, keep, &nonce),
         Ok(Answer::Provider(url)) => {
             let mut response = StatusCode::SEE_OTHER.into_response();
@@ -261,13 +265,18 @@ async fn answer(
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     let row = if well_formed {
-        repo::find_by_code(&state.db.pool, code).await?
+        repo::find_by_code(&state.db.pool, code)
+            .instrument(phase_span(step, "start 1 link lookup"))
+            .await?
     } else {
         None
     };
     // Counted before anything is answered: the address always, the link once it is known.
     let link = row.as_ref().map(|row| row.id);
-    if let Some(refusal) = throttle::count_customer(&state.db, meta.ip, link).await? {
+    if let Some(refusal) = throttle::count_customer(&state.db, meta.ip, link)
+        .instrument(phase_span(step, "start 2 limits"))
+        .await?
+    {
         return Err(Refused::TooMany(refusal));
     }
     let Some(row) = row else {
@@ -287,6 +296,15 @@ async fn answer(
         Step::WithdrawForm => customer::withdraw_form(state, row, language).await?,
         Step::Withdraw => customer::withdraw(state, meta, row, language).await?,
     })
+}
+
+/// The span a phase of a Start runs in (the bench times them); other steps are not timed.
+fn phase_span(step: Step, phase: &'static str) -> tracing::Span {
+    if step == Step::Start {
+        crate::server::timing::phase_span(phase)
+    } else {
+        tracing::Span::none()
+    }
 }
 
 /// `GET /v/{code}`.
