@@ -687,6 +687,11 @@ both_backends!(
             StatusCode::BAD_REQUEST,
             "consent to an old version is not taken"
         );
+        let shown = detail(&app, &operator, &public_id).await;
+        assert!(
+            shown["customer_link"]["consent"].is_null() && shown["summary"]["status"] == "opened",
+            "nothing of a refused consent is kept: {shown}"
+        );
         let (status, _, _) = post(
             &app,
             &browser,

@@ -342,29 +342,22 @@ pub async fn start(
         open(state, meta, row.clone(), language, false).await?;
         row = reload(state, &row).await?;
     }
-    let consented = row.consent_at.is_some();
-    let notice_version = if consented {
+    let consent_missing = || Notes {
+        error: Some(t.consent_missing.to_string()),
+        ..Notes::default()
+    };
+    // The version of the notice the page showed; whether it is still the current one is
+    // checked where the consent is recorded.
+    let notice_version = if row.consent_at.is_some() {
         None
     } else {
-        let current = notice::current(state)
-            .instrument(timing::phase_span("start 3 notice version"))
-            .await?
-            .version;
-        let shown = form.notice_version.trim().parse::<i64>().ok();
-        if form.consent != "on" || shown != Some(current) {
-            return main_page(
-                state,
-                &row,
-                language,
-                StatusCode::BAD_REQUEST,
-                Notes {
-                    error: Some(t.consent_missing.to_string()),
-                    ..Notes::default()
-                },
-            )
-            .await;
+        match form.notice_version.trim().parse::<i64>() {
+            Ok(shown) if form.consent == "on" => Some(shown),
+            _ => {
+                let notes = consent_missing();
+                return main_page(state, &row, language, StatusCode::BAD_REQUEST, notes).await;
+            }
         }
-        Some(current)
     };
     if row.otp_required != 0 && row.otp_passed_at.is_none() {
         let problem = match one_time_code::check_code(state, meta, &row, &form.code).await? {
@@ -401,24 +394,37 @@ pub async fn start(
         return Ok(Answer::Provider(row.link_url.clone().unwrap_or_default()));
     }
     // The consent and the mint's reservation in one transaction: one commit before the call.
-    let (current, prepared) = async {
+    let decided = async {
         let mut tx = state.db.begin().await?;
-        repo::touch(&mut tx, row.id, db::now()).await?;
-        let mut current = repo::find(&mut tx, row.id)
+        let mut current = repo::lock_and_find(&mut tx, row.id, db::now())
             .await?
             .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
         if let Some(version) = notice_version
             && current.consent_at.is_none()
         {
-            current =
-                record_consent(&mut tx, state, meta, current, version, language, client).await?;
+            match record_consent(&mut tx, state, meta, current, version, language, client).await? {
+                Some(consented) => current = consented,
+                // A newer notice was saved since the page was shown: nothing is written.
+                None => return Ok(None),
+            }
         }
         let prepared = mint::prepare(&mut tx, state, meta, &current).await?;
-        tx.commit().await?;
-        Ok::<_, AppError>((current, prepared))
+        if matches!(prepared, Prepared::Reserved) {
+            // The mint's record (or its failure's) is committed with a flush before the
+            // customer is sent on, which makes this commit durable too; only a database
+            // failure in between answers the customer with an error page without one.
+            tx.commit_unflushed().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok::<_, AppError>(Some((current, prepared)))
     }
     .instrument(timing::phase_span("start 4 consent and reservation"))
     .await?;
+    let Some((current, prepared)) = decided else {
+        let notes = consent_missing();
+        return main_page(state, &row, language, StatusCode::BAD_REQUEST, notes).await;
+    };
     let refusal = match prepared {
         Prepared::Reuse(url) => return Ok(Answer::Provider(url)),
         Prepared::Reserved => match mint::mint_reserved(state, meta, &current).await {
@@ -490,7 +496,8 @@ async fn refused(
 
 /// `opened → consented` in the caller's transaction `conn`: the consent's record (notice
 /// `version`, language, time, keyed hashes of the client), a timeline event and an audit row.
-/// Returns the session as it now stands.
+/// Returns the session as it now stands; `None`, with nothing written, when the notice shown
+/// (`version`) is no longer the current one.
 async fn record_consent(
     conn: &mut sqlx::AnyConnection,
     state: &AppState,
@@ -499,10 +506,20 @@ async fn record_consent(
     version: i64,
     language: Language,
     client: &Client<'_>,
-) -> Result<SessionRow, AppError> {
+) -> Result<Option<SessionRow>, AppError> {
     let now = db::now();
     let client_hash = state.vault.keyed_hash("customer_client", client.address);
     let agent_hash = state.vault.keyed_hash("customer_agent", client.user_agent);
+    let consent = repo::Consent {
+        notice_version: version,
+        language: language.code(),
+        client_hash: &client_hash,
+        agent_hash: &agent_hash,
+        at: now,
+    };
+    if !repo::record_consent(&mut *conn, row.id, &consent).await? {
+        return Ok(None);
+    }
     move_to(
         &mut *conn,
         &row,
@@ -515,14 +532,6 @@ async fn record_consent(
         None,
     )
     .await?;
-    let consent = repo::Consent {
-        notice_version: version,
-        language: language.code(),
-        client_hash: &client_hash,
-        agent_hash: &agent_hash,
-        at: now,
-    };
-    repo::record_consent(&mut *conn, row.id, &consent).await?;
     let (client_hash, agent_hash) = (client_hash.clone(), agent_hash.clone());
     state
         .audit
@@ -537,7 +546,7 @@ async fn record_consent(
                 })),
         )
         .await?;
-    Ok(SessionRow {
+    Ok(Some(SessionRow {
         status: KycStatus::Consented.as_str().to_string(),
         consent_notice_version: Some(version),
         consent_language: Some(language.code().to_string()),
@@ -545,7 +554,7 @@ async fn record_consent(
         consent_client_hash: Some(client_hash),
         consent_agent_hash: Some(agent_hash),
         ..row
-    })
+    }))
 }
 
 /// `GET /v/{code}/withdraw`: the confirmation.

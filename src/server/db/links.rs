@@ -383,6 +383,41 @@ pub async fn find(conn: &mut AnyConnection, id: i64) -> Result<Option<SessionRow
         .await
 }
 
+/// The columns of [`SESSION_SELECT`] as an `UPDATE … RETURNING` on `kyc_sessions` names
+/// them (unqualified; the creator's email by a subquery, as `RETURNING` cannot join).
+const SESSION_RETURNING: &str = "id, public_id, idempotency_key, provider, flow, environment, \
+     credential_id, sandbox, customer_name, phone, email, internal_ref, documents, consent_note, \
+     status, link_url, expires_at, provider_token, journey_id, reference_id, client_ref_id, \
+     verification_id, result, last_error, created_by, created_at, updated_at, ended_at, \
+     supersedes, superseded_by, next_poll_at, poll_count, poll_failing_since, poll_failures, \
+     result_partial, return_claim, return_count, last_return_at, outcome_by, outcome_at, \
+     outcome_note, customer_code, link_expires_at, provider_url_expires_at, minted_at, \
+     mint_count, mint_limit, opened_at, consent_notice_version, consent_language, consent_at, \
+     consent_client_hash, consent_agent_hash, otp_required, otp_hash, otp_expires_at, \
+     otp_failures, otp_locked_until, otp_sends, otp_passed_at, reminders_on, reminders_sent, \
+     next_reminder_at, sent_channel, customer_language, \
+     (SELECT email FROM users WHERE users.id = kyc_sessions.created_by) AS creator_email";
+
+/// Takes a session's write lock and reads the row as it is once the lock is held, in one
+/// statement: a transaction that writes a session reads it this way first. Writing first
+/// matters on SQLite (a transaction that reads first and writes later can fail with "database
+/// is locked" when another writer committed in between) and on PostgreSQL (concurrent writers
+/// of one session queue on its row lock, and `RETURNING` gives the newest version of a row
+/// that was waited for). `None` when there is no such session.
+pub async fn lock_and_find(
+    conn: &mut AnyConnection,
+    id: i64,
+    now: i64,
+) -> Result<Option<SessionRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "UPDATE kyc_sessions SET updated_at = $1 WHERE id = $2 RETURNING {SESSION_RETURNING}"
+    ))
+    .bind(now)
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
 /// One session by public id.
 pub async fn find_public(
     pool: &AnyPool,
@@ -725,15 +760,18 @@ pub struct Consent<'a> {
     pub at: i64,
 }
 
-/// Stores the customer's consent.
+/// Stores the customer's consent if the notice version they were shown is still the current
+/// one (the newest of `privacy_notices`, checked in the same statement); false, and nothing
+/// written, when a newer notice was saved since.
 pub async fn record_consent(
     conn: &mut AnyConnection,
     id: i64,
     consent: &Consent<'_>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
         "UPDATE kyc_sessions SET consent_notice_version = $1, consent_language = $2, consent_at = $3, \
-         consent_client_hash = $4, consent_agent_hash = $5, customer_language = $2 WHERE id = $6",
+         consent_client_hash = $4, consent_agent_hash = $5, customer_language = $2 \
+         WHERE id = $6 AND $1 = (SELECT MAX(version) FROM privacy_notices)",
     )
     .bind(consent.notice_version)
     .bind(consent.language)
@@ -743,7 +781,7 @@ pub async fn record_consent(
     .bind(id)
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// Takes one of a customer link's provider-URL mints, in one statement so parallel Starts
@@ -1664,21 +1702,34 @@ pub async fn expiring(
     .await
 }
 
-/// Takes the write lock for a session's transaction before it reads (on SQLite a transaction
-/// that reads first and writes later can fail with "database is locked" when another writer
-/// committed in between; writing first makes it wait its turn instead).
-pub async fn touch(conn: &mut AnyConnection, id: i64, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE kyc_sessions SET updated_at = $1 WHERE id = $2")
-        .bind(now)
-        .bind(id)
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
-    use super::search_terms;
+    use super::{SESSION_RETURNING, SESSION_SELECT, search_terms};
+
+    /// The columns a locked read returns are the ones a plain read selects, in the same order.
+    #[test]
+    fn locked_read_returns_the_columns_of_a_read() {
+        let selected: Vec<String> = SESSION_SELECT
+            .trim_start_matches("SELECT ")
+            .split(" FROM ")
+            .next()
+            .unwrap()
+            .split(',')
+            .map(|column| column.trim().trim_start_matches("s.").to_string())
+            .collect();
+        let returned: Vec<String> = SESSION_RETURNING
+            .split(',')
+            .map(|column| column.trim().to_string())
+            .collect();
+        assert_eq!(selected.len(), returned.len());
+        for (selected, returned) in selected.iter().zip(&returned) {
+            if selected == "u.email AS creator_email" {
+                assert!(returned.ends_with(") AS creator_email"), "{returned}");
+            } else {
+                assert_eq!(selected, returned);
+            }
+        }
+    }
 
     fn terms(text: &str) -> Vec<String> {
         search_terms(text).into_iter().collect()

@@ -137,12 +137,29 @@ async fn passive_checkpoint(pool: &AnyPool) -> Result<i64, sqlx::Error> {
 /// process's write turn until it ends.
 pub struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl WriteTx {
     /// Commits, then gives up the write turn.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    /// Commits without waiting for PostgreSQL to flush its write-ahead log to disk
+    /// (`synchronous_commit = off` for this transaction only; SQLite commits as usual: with
+    /// `synchronous = NORMAL` its commits never wait for the disk). The commit is visible to
+    /// every other transaction at once; only a crash in the next fraction of a second could
+    /// lose it. So it is for writes whose loss is acceptable (request limits), and for a
+    /// transaction after which the same request makes a flushed commit before it answers
+    /// anyone: the log is flushed in order, so that later flush makes this commit durable too.
+    pub async fn commit_unflushed(mut self) -> Result<(), sqlx::Error> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *self.tx)
+                .await?;
+        }
         self.tx.commit().await
     }
 }
@@ -321,6 +338,7 @@ impl Db {
         let turn = self.write_turn().await?;
         Ok(WriteTx {
             tx: self.pool.begin().await?,
+            backend: self.backend,
             _turn: turn,
         })
     }

@@ -21,6 +21,20 @@ pub struct Counter {
 
 const RETURNING: &str = "RETURNING failures, window_started_at, locked_until, admitted";
 
+/// The upsert that counts one attempt on each key of `VALUES` (`$1` now, `$2` the start of a
+/// window still running): a key whose window ended starts a new one.
+fn count_sql(values: &str) -> String {
+    format!(
+        "INSERT INTO sign_in_throttle (key, failures, window_started_at, locked_until, admitted) \
+         VALUES {values} \
+         ON CONFLICT (key) DO UPDATE SET \
+           failures = CASE WHEN sign_in_throttle.window_started_at <= $2 THEN 1 ELSE sign_in_throttle.failures + 1 END, \
+           window_started_at = CASE WHEN sign_in_throttle.window_started_at <= $2 THEN $1 ELSE sign_in_throttle.window_started_at END, \
+           admitted = 1 \
+         {RETURNING}, key"
+    )
+}
+
 /// Counts one attempt on `key`, starting a new window when the old one is older than
 /// `window_secs`; returns the counter after the update (the caller compares the count with
 /// its limit: the count it gets is its own, whatever runs at the same time).
@@ -33,46 +47,78 @@ pub async fn count_attempt<'c, E>(
 where
     E: sqlx::Executor<'c, Database = sqlx::Any>,
 {
-    let sql = format!(
-        "INSERT INTO sign_in_throttle (key, failures, window_started_at, locked_until, admitted) \
-         VALUES ($1, 1, $2, 0, 1) \
-         ON CONFLICT (key) DO UPDATE SET \
-           failures = CASE WHEN sign_in_throttle.window_started_at <= $3 THEN 1 ELSE sign_in_throttle.failures + 1 END, \
-           window_started_at = CASE WHEN sign_in_throttle.window_started_at <= $3 THEN $2 ELSE sign_in_throttle.window_started_at END, \
-           admitted = 1 \
-         {RETURNING}"
-    );
-    sqlx::query_as(&sql)
-        .bind(key)
+    let row: KeyedCounter = sqlx::query_as(&count_sql("($3, 1, $1, 0, 1)"))
         .bind(now)
         .bind(now - window_secs)
+        .bind(key)
         .fetch_one(executor)
-        .await
+        .await?;
+    Ok(row.counter())
 }
 
-/// Counts one attempt on each of `keys` ([`count_attempt`]) in one write transaction, and
-/// returns the counters in the same order. These are request limits, not records: on
-/// PostgreSQL the commit does not wait for the WAL flush (`synchronous_commit = off`, for this
-/// transaction only), so a crash can forget the last fraction of a second of counts, which
-/// is a limit's acceptable loss and saves every customer request a disk flush.
+/// A counter with the key it belongs to (a statement counting several keys returns their rows
+/// in no set order).
+#[derive(sqlx::FromRow)]
+struct KeyedCounter {
+    key: String,
+    failures: i64,
+    window_started_at: i64,
+    locked_until: i64,
+    admitted: i64,
+}
+
+impl KeyedCounter {
+    fn counter(&self) -> Counter {
+        Counter {
+            failures: self.failures,
+            window_started_at: self.window_started_at,
+            locked_until: self.locked_until,
+            admitted: self.admitted,
+        }
+    }
+}
+
+/// Counts one attempt on each of `keys` (as [`count_attempt`], all in one statement) in one
+/// write transaction, and returns the counters in the order of `keys`. These are request
+/// limits, not records: the commit does not wait for the disk
+/// ([`super::WriteTx::commit_unflushed`]), so a crash can forget the last fraction of a second
+/// of counts, which is a limit's acceptable loss and saves every customer request a disk
+/// flush.
 pub async fn count_attempts(
     db: &super::Db,
     keys: &[&str],
     now: i64,
     window_secs: i64,
 ) -> Result<Vec<Counter>, sqlx::Error> {
+    // One row per key: PostgreSQL refuses a statement that updates a row twice.
+    let mut unique: Vec<&str> = keys.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    if unique.is_empty() {
+        return Ok(Vec::new());
+    }
+    let values = (0..unique.len())
+        .map(|i| format!("(${}, 1, $1, 0, 1)", i + 3))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = count_sql(&values);
+    let mut statement = sqlx::query_as::<_, KeyedCounter>(&sql)
+        .bind(now)
+        .bind(now - window_secs);
+    for key in &unique {
+        statement = statement.bind(*key);
+    }
     let mut tx = db.begin().await?;
-    if db.backend == super::Backend::Postgres {
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *tx)
-            .await?;
-    }
-    let mut counters = Vec::with_capacity(keys.len());
-    for key in keys {
-        counters.push(count_attempt(&mut *tx, key, now, window_secs).await?);
-    }
-    tx.commit().await?;
-    Ok(counters)
+    let rows = statement.fetch_all(&mut *tx).await?;
+    tx.commit_unflushed().await?;
+    keys.iter()
+        .map(|key| {
+            rows.iter()
+                .find(|row| row.key == *key)
+                .map(KeyedCounter::counter)
+                .ok_or(sqlx::Error::RowNotFound)
+        })
+        .collect()
 }
 
 /// The account lock rule the statement applies: after the `free`-th attempt within a window,

@@ -1018,8 +1018,7 @@ async fn record_failure(
     tracing::warn!(request_id = %meta.request_id, session = %draft.public_id, %error, "link creation failed");
     // Write before reading: a SQLite transaction that reads first may not be allowed to
     // write later.
-    repo::touch(&mut *tx, id, db::now()).await?;
-    let row = repo::find(&mut *tx, id)
+    let row = repo::lock_and_find(&mut *tx, id, db::now())
         .await?
         .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
     move_to(

@@ -115,9 +115,8 @@ pub async fn handle_return(
         param(&params, "status").map(|c| c.chars().take(MAX_CLAIM_CHARS).collect());
     let now = db::now();
     let mut tx = state.db.begin().await?;
-    repo::touch(&mut tx, found.id, now).await?;
     // Re-read under the transaction: concurrent returns of one session count one by one.
-    let Some(row) = repo::find(&mut tx, found.id).await? else {
+    let Some(row) = repo::lock_and_find(&mut tx, found.id, now).await? else {
         return Ok(());
     };
     let status = status_of(&row);
@@ -382,9 +381,8 @@ pub async fn poll_session(state: &AppState, id: i64, owner: &str) -> Result<bool
     let Some(row) = row else { return Ok(false) };
     let finding = poll_provider(state, &row).await;
     let mut tx = state.db.begin().await?;
-    repo::touch(&mut tx, id, db::now()).await?;
     // Re-read under the transaction: the session may have ended while we waited.
-    let current = repo::find(&mut tx, id)
+    let current = repo::lock_and_find(&mut tx, id, db::now())
         .await?
         .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
     let status = status_of(&current);
@@ -524,8 +522,7 @@ pub async fn sweep(state: &AppState) -> Result<usize, AppError> {
     let mut changed = 0;
     for (id, _) in repo::expired_open(&state.db.pool, now).await? {
         let mut tx = state.db.begin().await?;
-        repo::touch(&mut tx, id, now).await?;
-        let Some(row) = repo::find(&mut tx, id).await? else {
+        let Some(row) = repo::lock_and_find(&mut tx, id, now).await? else {
             continue;
         };
         if !status_of(&row).is_open() || row.expires_at.is_none_or(|e| e >= now) {
@@ -544,8 +541,7 @@ pub async fn sweep(state: &AppState) -> Result<usize, AppError> {
     let grace = state.config.provider_request_timeout.as_secs() as i64 + 30;
     for id in repo::stale_creating(&state.db.pool, now - grace).await? {
         let mut tx = state.db.begin().await?;
-        repo::touch(&mut tx, id, now).await?;
-        let Some(row) = repo::find(&mut tx, id).await? else {
+        let Some(row) = repo::lock_and_find(&mut tx, id, now).await? else {
             continue;
         };
         let reason = "Interrupted before the provider answered (KYC Desk stopped during the call). Create the link again.";

@@ -225,8 +225,7 @@ async fn record_mint(
         search_text: &text,
     };
     let mut tx = state.db.begin().await?;
-    repo::touch(&mut tx, row.id, now).await?;
-    let current = repo::find(&mut tx, row.id)
+    let current = repo::lock_and_find(&mut tx, row.id, now)
         .await?
         .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
     let status = status_of(&current);

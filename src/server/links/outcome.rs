@@ -95,10 +95,9 @@ pub async fn record(
     let note = audit::scrub(&note);
     let found = session(state, public_id).await?;
     let mut tx = state.db.begin().await?;
-    repo::touch(&mut tx, found.id, db::now()).await?;
     // Re-read under the transaction: a return, the sweep or another staff member may have
     // changed the session meanwhile.
-    let row = repo::find(&mut tx, found.id)
+    let row = repo::lock_and_find(&mut tx, found.id, db::now())
         .await?
         .ok_or_else(|| AppError::NotFound("There is no such KYC session.".into()))?;
     refuse_unless_recordable(&row)?;
