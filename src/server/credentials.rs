@@ -348,9 +348,20 @@ pub async fn open(state: &AppState, which: CredentialRef<'_>) -> Result<Option<O
             }
         }
     };
-    let vault: &Vault = &state.vault;
     let stored = repo::secrets_of(&mut conn, row.id).await?;
     drop(conn);
+    unseal(state, row, stored).map(Some)
+}
+
+/// The rest of [`open`] for a credential whose row and sealed secrets (`stored`, read by
+/// [`sealed_secrets`]) were read already: the running configuration's rules, then the secrets
+/// decrypted.
+pub fn unseal(
+    state: &AppState,
+    row: repo::CredentialRow,
+    stored: Vec<repo::SecretRow>,
+) -> Result<Opened, AppError> {
+    let vault: &Vault = &state.vault;
     // The rules of the running configuration apply to what was stored under another: a sandbox
     // credential with the sandbox off, or a host no longer allowed, is not used.
     if let Some(kind) = CredentialKind::parse(&row.kind)
@@ -373,11 +384,17 @@ pub async fn open(state: &AppState, which: CredentialRef<'_>) -> Result<Option<O
         let value = open_row(vault, &secret, row.version).map_err(vault_error)?;
         secrets.insert(secret.field.clone(), value);
     }
-    Ok(Some(Opened {
+    Ok(Opened {
         settings: serde_json::from_str(&row.settings).unwrap_or_default(),
         row,
         secrets,
-    }))
+    })
+}
+
+/// The sealed secrets of credential version `id`, for [`unseal`].
+pub async fn sealed_secrets(state: &AppState, id: i64) -> Result<Vec<repo::SecretRow>, AppError> {
+    let mut conn = state.db.pool.acquire().await?;
+    Ok(repo::secrets_of(&mut conn, id).await?)
 }
 
 /// [`open`] for a provider call: a credential that cannot be read is the call's configuration
@@ -386,9 +403,21 @@ pub async fn open_for_call(
     state: &AppState,
     which: CredentialRef<'_>,
 ) -> Result<Option<Opened>, ProviderError> {
-    open(state, which)
-        .await
-        .map_err(|e| ProviderError::Config(format!("the credential could not be read ({e})")))
+    open(state, which).await.map_err(unreadable)
+}
+
+/// [`unseal`] for a provider call (as [`open_for_call`]).
+pub fn unseal_for_call(
+    state: &AppState,
+    row: repo::CredentialRow,
+    stored: Vec<repo::SecretRow>,
+) -> Result<Option<Opened>, ProviderError> {
+    unseal(state, row, stored).map(Some).map_err(unreadable)
+}
+
+/// A credential that cannot be read, as the provider call's configuration error.
+fn unreadable(error: AppError) -> ProviderError {
+    ProviderError::Config(format!("the credential could not be read ({error})"))
 }
 
 /// The active credential of a kind and environment, opened ([`open`] as a tuple of row,

@@ -404,6 +404,36 @@ both_backends!(
 );
 
 both_backends!(
+    a_link_made_with_a_version_no_longer_in_service_mints_with_the_current_one,
+    |backend| async move {
+        let (app, operator, _admin) = world(backend, &[]).await;
+        let (_, body) = issue(&app, &operator, "eko:uat:digilocker", &[]).await;
+        let public_id = body["summary"]["public_id"].as_str().unwrap().to_string();
+        let code = code_of(&body);
+        // The link was made with a credential version that is no longer the one in service
+        // (as after a rotation); another credential's id stands in for it here. Start reads
+        // that version's secrets alongside the active versions, and must not use them.
+        execute(
+            &app,
+            "UPDATE kyc_sessions SET credential_id = (SELECT MIN(id) FROM credentials WHERE kind <> 'eko_digilocker') WHERE public_id = $1",
+            &public_id,
+        )
+        .await;
+        let browser = customer();
+        let (status, _) = get(&app, &browser, &format!("/v/{code}")).await;
+        assert_eq!(status, StatusCode::OK);
+        let consent = [("lang", "en"), ("notice_version", "1"), ("consent", "on")];
+        let (status, location, body) =
+            post(&app, &browser, &format!("/v/{code}/start"), &consent).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+        assert!(location.contains("/sandbox/"), "{location}");
+        let shown = detail(&app, &operator, &public_id).await;
+        assert_eq!(shown["summary"]["status"], "started", "{shown}");
+        assert_eq!(shown["customer_link"]["mints_used"], 1, "{shown}");
+    }
+);
+
+both_backends!(
     parallel_starts_cannot_outrun_the_mint_budget,
     |backend| async move {
         let (app, operator, _admin) = world(backend, &[("KYC_DESK_LINK_MINTS", "2")]).await;

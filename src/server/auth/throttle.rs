@@ -174,14 +174,14 @@ pub const CUSTOMER_REQUESTS_PER_LINK: i64 = 60;
 /// Window over which customer-link requests are counted.
 pub const CUSTOMER_WINDOW_SECS: i64 = 10 * 60;
 
-/// Counts one request to a customer link from `ip` and, when the code named a link, to the
-/// session `link`, both in one transaction; refused once either went over its share within
-/// the window. Unknown codes count on the address only, so guessing codes runs into the
-/// address's share.
+/// Counts one request to a customer link from `ip` and to the link `link` names (a keyed hash
+/// of its code, so that counting need not wait for the link's lookup and no code is stored),
+/// both in one statement; refused once either went over its share within the window. Guessing
+/// codes runs into the address's share.
 pub async fn count_customer(
     db: &db::Db,
     ip: Option<IpAddr>,
-    link: Option<i64>,
+    link: Option<&str>,
 ) -> Result<Option<Refusal>, sqlx::Error> {
     let now = db::now();
     let mut keys = Vec::new();

@@ -112,9 +112,17 @@ pub async fn mint_reserved(
     row: &SessionRow,
 ) -> Result<String, MintRefusal> {
     let number = row.mint_count + 1;
-    let active = credential_repo::list_active(&state.db.pool)
-        .instrument(phase_span("start 5a active credentials"))
-        .await?;
+    // The secrets of the credential version the link was made with are read alongside the
+    // active versions: it is still the one in service unless the credential was rotated since.
+    let (active, sealed) = async {
+        tokio::join!(
+            credential_repo::list_active(&state.db.pool),
+            credentials::sealed_secrets(state, row.credential_id),
+        )
+    }
+    .instrument(phase_span("start 5 credentials read"))
+    .await;
+    let active = active?;
     let options = options_with_credentials(state, &active);
     let wanted = option_id(row.provider, &row.environment, &row.flow);
     let offered = options.iter().find(|(option, _)| option.id == wanted);
@@ -131,9 +139,12 @@ pub async fn mint_reserved(
         record_failure(state, meta, row, number, &reason).await?;
         return Err(MintRefusal::ProviderFailed(reason));
     }
-    let unlocked = credentials::open_for_call(state, CredentialRef::Version(credential))
-        .instrument(phase_span("start 5b credential opened"))
-        .await;
+    let unlocked = match sealed {
+        Ok(sealed) if credential.id == row.credential_id => {
+            credentials::unseal_for_call(state, credential.clone(), sealed)
+        }
+        _ => credentials::open_for_call(state, CredentialRef::Version(credential)).await,
+    };
     // Eko asks a fresh client reference per request; Message Central needs none.
     let client_ref_id = (row.provider == Provider::Eko).then(eko::new_client_ref_id);
     let documents: Vec<String> = row

@@ -34,6 +34,9 @@ const LANGUAGE_COOKIE: &str = "kyc_lang";
 /// Largest form a customer page posts.
 const MAX_FORM_BYTES: usize = 4 * 1024;
 
+/// The purpose the per-link limit's key is derived under (a keyed hash of the code).
+const LINK_LIMIT_KEY: &str = "customer_link_limit";
+
 /// What each route does.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Step {
@@ -264,21 +267,24 @@ async fn answer(
         && code
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    let row = if well_formed {
-        repo::find_by_code(&state.db.pool, code)
-            .instrument(phase_span(step, "start 1 link lookup"))
-            .await?
-    } else {
-        None
-    };
-    // Counted before anything is answered: the address always, the link once it is known.
-    let link = row.as_ref().map(|row| row.id);
-    if let Some(refusal) = throttle::count_customer(&state.db, meta.ip, link)
-        .instrument(phase_span(step, "start 2 limits"))
-        .await?
-    {
+    let lookup = async {
+        if well_formed {
+            repo::find_by_code(&state.db.pool, code).await
+        } else {
+            Ok(None)
+        }
+    }
+    .instrument(phase_span(step, "start 1 link lookup"));
+    // Counted before anything is answered: the address always, the link by its code's keyed
+    // hash, at the same time as the link is looked up.
+    let link_key = well_formed.then(|| state.vault.keyed_hash(LINK_LIMIT_KEY, code));
+    let counting = throttle::count_customer(&state.db, meta.ip, link_key.as_deref())
+        .instrument(phase_span(step, "start 2 limits"));
+    let (row, refusal) = tokio::join!(lookup, counting);
+    if let Some(refusal) = refusal? {
         return Err(Refused::TooMany(refusal));
     }
+    let row = row?;
     let Some(row) = row else {
         return Ok(customer::unknown_page(language, &customer::here(code)));
     };
