@@ -555,15 +555,7 @@ async fn links(url: &str, operators: usize, seconds: u64, pace_ms: u64) {
     report("kyc-desk-create-link", backend, all, errors, elapsed);
     report("kyc-desk-qr-image", backend, all_qr, qr_errors, elapsed);
     // Where the creations' time went, measured inside the server.
-    for (phase, mut took) in phases.take() {
-        took.sort();
-        println!(
-            "  phase {phase:<36} n={:<5} p50_ms={:.2} p99_ms={:.2}",
-            took.len(),
-            percentile(&took, 0.50),
-            percentile(&took, 0.99)
-        );
-    }
+    phases.print();
     let report = state.audit.verify(&state.db).await.unwrap();
     println!("audit chain after the run: {}", report.summary());
 }
@@ -996,16 +988,7 @@ async fn customer_link(url: &str, rows: i64, requests: usize, starts: usize) {
     );
     // Where the Starts' time went, measured inside the server (the whole answer, then each
     // phase; the rest of a Start's time is HTTP and the router's layers).
-    for (phase, mut took) in phases.take() {
-        took.sort();
-        println!(
-            "  phase {phase:<36} n={:<5} p50_ms={:.2} p95_ms={:.2} p99_ms={:.2}",
-            took.len(),
-            percentile(&took, 0.50),
-            percentile(&took, 0.95),
-            percentile(&took, 0.99)
-        );
-    }
+    phases.print();
 }
 
 #[tokio::main]
@@ -1374,6 +1357,21 @@ impl PhaseTimer {
             .with(timer.clone())
             .init();
         timer
+    }
+
+    /// Prints the durations collected so far, one line per phase (p50, p95, p99), and forgets
+    /// them.
+    fn print(&self) {
+        for (phase, mut took) in self.take() {
+            took.sort();
+            println!(
+                "  phase {phase:<36} n={:<5} p50_ms={:.2} p95_ms={:.2} p99_ms={:.2}",
+                took.len(),
+                percentile(&took, 0.50),
+                percentile(&took, 0.95),
+                percentile(&took, 0.99)
+            );
+        }
     }
 
     /// Takes every duration collected so far, by phase.
