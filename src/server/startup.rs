@@ -94,6 +94,7 @@ pub async fn first_run(state: &AppState) -> Result<(), FirstRunError> {
 /// a free port first): the same router and client addresses as [`web::serve`], without its
 /// background jobs, so a test drives the poller and the sweep itself.
 pub fn serve_in_background(listener: tokio::net::TcpListener, state: AppState) {
+    web::dictionary::spawn_compression(state.bundle_dictionary.clone());
     let router = web::router(state);
     tokio::spawn(async move {
         axum::serve(

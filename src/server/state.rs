@@ -10,6 +10,7 @@ use crate::server::db::{Db, DbError};
 use crate::server::providers::ProviderHttp;
 use crate::server::vault::{self, Vault};
 use crate::server::web::assets::AssetNames;
+use crate::server::web::dictionary::BundleDictionary;
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use std::sync::Arc;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub access: Arc<AccessTable>,
     /// The names of this build's bundle files and how long browsers may keep them.
     pub assets: Arc<AssetNames>,
+    /// The split bundle's frame as the dictionary of its parts (`None` for any other build).
+    pub bundle_dictionary: Option<Arc<BundleDictionary>>,
     /// The WebAuthn relying party (passkeys), for the public URL's host; `None` when that host
     /// cannot be one (browsers refuse passkeys for an IP address).
     pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
@@ -139,6 +142,8 @@ impl AppState {
             None => AssetNames::unhashed(),
         };
         crate::server::web::assets::remember_stylesheet(&assets);
+        let bundle_dictionary =
+            BundleDictionary::for_bundle(&assets, &config.site_root.join("pkg")).map(Arc::new);
         let leptos_options = LeptosOptions::builder()
             .output_name(crate::server::web::assets::OUTPUT_NAME)
             .site_root(config.site_root.to_string_lossy().to_string())
@@ -167,6 +172,7 @@ impl AppState {
             providers,
             access: Arc::new(AccessTable::standard()),
             assets: Arc::new(assets),
+            bundle_dictionary,
             webauthn: crate::server::auth::passkeys::relying_party(&config_public_url),
             sso: Arc::new(sso),
         })

@@ -235,3 +235,129 @@ async fn pages_name_the_hashed_files_and_are_never_stored() {
     assert_eq!(plain_export.status(), StatusCode::OK);
     assert_eq!(header(&plain_export, CONTENT_ENCODING), "");
 }
+
+/// A split bundle as `cargo leptos build --release --precompress --split` leaves it: the frame
+/// (WebAssembly-like bytes the parts share much with), a split manifest and two parts with
+/// their `.br` copies. Returns the frame's and the first part's plain bytes.
+fn split_site(site: &tempfile::TempDir) -> (Vec<u8>, Vec<u8>) {
+    let pkg = site.path().join("site/pkg");
+    let frame: Vec<u8> = (0..20_000u32)
+        .flat_map(|i| format!("(func $view_{} (call $render {}))\n", i % 733, i % 17).into_bytes())
+        .collect();
+    let part = frame[100_000..130_000].to_vec();
+    std::fs::write(pkg.join(format!("kyc-desk.{HASH}.wasm")), &frame).unwrap();
+    std::fs::write(pkg.join("chunk_7.Pa1.wasm"), &part).unwrap();
+    // Its `.br` is made as large as a real one would be (a tenth of the part): a part is sent
+    // against the frame only where that is smaller than what was built for it.
+    let brotli = format!("br of part{}", " ".repeat(3_000));
+    std::fs::write(pkg.join("chunk_7.Pa1.wasm.br"), brotli).unwrap();
+    std::fs::write(pkg.join("chunk_8.Pa2.wasm"), &part[..5_000]).unwrap();
+    std::fs::write(
+        pkg.join("__wasm_split_manifest.Mf1.json"),
+        r#"{"__sessions_view_1":["chunk_7.Pa1","chunk_8.Pa2"]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        site.path().join("hash.txt"),
+        format!("js: {HASH}\nwasm: {HASH}\ncss: {HASH}\nmanifest: Mf1\nsplit: Sp1\n"),
+    )
+    .unwrap();
+    (frame, part)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_is_sent_compressed_against_the_frame_the_browser_holds() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let site = built_site();
+    let (frame, part) = split_site(&site);
+    let app = app_on(&site).await;
+    let client = app.client();
+    let frame_url = format!("{}/pkg/kyc-desk.{HASH}.wasm", app.base);
+    let part_url = format!("{}/pkg/chunk_7.Pa1.wasm", app.base);
+
+    // The parts are compressed in the background after the start; until then the frame is
+    // not offered as a dictionary. Once they are, it is, for the bundle's WebAssembly.
+    let mut offered = String::new();
+    for _ in 0..300 {
+        let response = client
+            .get(&frame_url)
+            .header("accept-encoding", "identity")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        offered = header(&response, "use-as-dictionary".parse().unwrap());
+        if !offered.is_empty() {
+            assert_eq!(response.bytes().await.unwrap(), frame);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(offered, r#"match="/pkg/*.wasm""#);
+
+    let hash = sha2::Sha256::digest(&frame);
+    let available = format!(
+        ":{}:",
+        base64::engine::general_purpose::STANDARD.encode(hash)
+    );
+    let asking = |available: &str, encodings: &str| {
+        client
+            .get(&part_url)
+            .header("accept-encoding", encodings)
+            .header("available-dictionary", available)
+            .send()
+    };
+
+    // A browser that holds this frame and accepts `dcz` gets the part compressed against it.
+    let response = asking(&available, "gzip, deflate, br, zstd, dcb, dcz")
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, CONTENT_ENCODING), "dcz");
+    assert_eq!(header(&response, CONTENT_TYPE), "application/wasm");
+    assert_eq!(header(&response, CACHE_CONTROL), IMMUTABLE);
+    let vary = header(&response, VARY).to_ascii_lowercase();
+    assert!(
+        vary.contains("accept-encoding") && vary.contains("available-dictionary"),
+        "{vary}"
+    );
+    let body = response.bytes().await.unwrap();
+    assert_eq!(
+        &body[..8],
+        &[0x5e, 0x2a, 0x4d, 0x18, 0x20, 0x00, 0x00, 0x00],
+        "RFC 9842's header"
+    );
+    assert_eq!(&body[8..40], &hash[..], "the dictionary's hash");
+    assert!(body.len() < 1_000, "{} bytes for a 30 KB part", body.len());
+    let mut decoder = zstd::bulk::Decompressor::with_dictionary(&frame).unwrap();
+    assert_eq!(decoder.decompress(&body[40..], part.len()).unwrap(), part);
+
+    // Another dictionary (an older release's frame), or no `dcz`: the file built for it,
+    // still marked as varying with the dictionary.
+    for (available, encodings) in [
+        (":bm90IHRoaXMgZnJhbWU=:", "br, dcz"),
+        (available.as_str(), "gzip, br"),
+        (available.as_str(), "br, dcz;q=0"),
+    ] {
+        let response = asking(available, encodings).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(header(&response, CONTENT_ENCODING), "br", "{encodings}");
+        assert!(
+            header(&response, VARY)
+                .to_ascii_lowercase()
+                .contains("available-dictionary")
+        );
+        assert!(response.text().await.unwrap().starts_with("br of part"));
+    }
+
+    // The JavaScript and the stylesheet are no WebAssembly parts: sent as built.
+    let script = client
+        .get(format!("{}/pkg/kyc-desk.{HASH}.js", app.base))
+        .header("accept-encoding", "br, dcz")
+        .header("available-dictionary", &available)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&script, CONTENT_ENCODING), "br");
+}

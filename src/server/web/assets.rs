@@ -38,6 +38,10 @@ pub struct AssetNames {
     stylesheet: String,
     /// The split manifest's file name, when the bundle is split into lazily loaded parts.
     split_manifest: Option<String>,
+    /// The frame's file name (`kyc-desk.HASH.wasm`: the WebAssembly every page loads first).
+    frame: Option<String>,
+    /// File names of the lazily loaded parts the split manifest lists (`chunk_1.HASH.wasm`, …).
+    parts: BTreeSet<String>,
 }
 
 impl AssetNames {
@@ -96,6 +100,8 @@ impl AssetNames {
             hashed: BTreeSet::new(),
             stylesheet: format!("{PKG_PREFIX}{OUTPUT_NAME}.css"),
             split_manifest: None,
+            frame: None,
+            parts: BTreeSet::new(),
         }
     }
 
@@ -117,7 +123,11 @@ impl AssetNames {
             }
             let file = match kind {
                 "js" => format!("{OUTPUT_NAME}.{hash}.js"),
-                "wasm" => format!("{OUTPUT_NAME}.{hash}.wasm"),
+                "wasm" => {
+                    let file = format!("{OUTPUT_NAME}.{hash}.wasm");
+                    names.frame = Some(file.clone());
+                    file
+                }
                 "css" => {
                     let file = format!("{OUTPUT_NAME}.{hash}.css");
                     names.stylesheet = format!("{PKG_PREFIX}{file}");
@@ -146,8 +156,19 @@ impl AssetNames {
                 return Err(format!("{name:?} is not a file name"));
             }
             self.hashed.insert(format!("{name}.wasm"));
+            self.parts.insert(format!("{name}.wasm"));
         }
         Ok(())
+    }
+
+    /// The frame of a split bundle and its lazily loaded parts (file names, no folder): what
+    /// [`super::dictionary`] compresses against the frame. `None` for a bundle that is not split
+    /// or not hashed.
+    pub fn frame_and_parts(&self) -> Option<(&str, &BTreeSet<String>)> {
+        match (&self.frame, self.parts.is_empty()) {
+            (Some(frame), false) => Some((frame.as_str(), &self.parts)),
+            _ => None,
+        }
     }
 
     /// Whether this build hashes its bundle's names.

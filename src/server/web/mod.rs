@@ -2,12 +2,14 @@
 //! health endpoints). Its rooms: `request` (client address, request id, path classes),
 //! `middleware` (concurrency limit, security headers, deadline, origin check, body size and
 //! time limits, NUL refusal), `doors`
-//! (the page, server-function and file doors of the one gate), `error` (the one place a failure
+//! (the page, server-function and file doors of the one gate), `assets` and `dictionary` (the
+//! bundle's names, caching and dictionary compression), `error` (the one place a failure
 //! becomes a response), `files` (CSV exports, QR image), `returns` (customers' return pages), `sign_on` (single
 //! sign-on's start and callback).
 
 pub mod assets;
 mod customer;
+pub mod dictionary;
 mod doors;
 pub mod error;
 mod files;
@@ -157,6 +159,10 @@ pub fn router(state: AppState) -> Router {
                     middleware::deadline,
                 ))
                 .layer(axum::middleware::from_fn_with_state(
+                    state.bundle_dictionary.clone(),
+                    dictionary::dictionary_compressed,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
                     state.clone(),
                     middleware::origin_check,
                 ))
@@ -290,6 +296,7 @@ pub fn no_delay(
 pub async fn serve(state: AppState) -> std::io::Result<()> {
     let addr = state.config.addr;
     let app = router(state.clone());
+    dictionary::spawn_compression(state.bundle_dictionary.clone());
     spawn_housekeeping(state.clone());
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!("KYC Desk listening on http://{addr}");
