@@ -5,6 +5,8 @@
 //
 // usage: node bench/page-load.mjs BASE_URL EMAIL PASSWORD [LABEL] [RUNS]
 // Link: 10 Mbit/s both ways, 40 ms latency (Chromium's network emulation through CDP).
+// `NO_DICTIONARY=1` runs Chromium without Compression Dictionary Transport (as a browser
+// without `dcz` support: every part is sent as its own brotli file).
 import { chromium } from '@playwright/test';
 
 const [base, email, password, label = 'build', runsArg = '5'] = process.argv.slice(2);
@@ -17,6 +19,9 @@ const LINK = { offline: false, latency: 40, downloadThroughput: 1_250_000, uploa
 const ARGS = [
   '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
   '--disable-sync', '--no-first-run', '--disable-quic',
+  ...(process.env.NO_DICTIONARY === '1'
+    ? ['--disable-features=CompressionDictionaryTransport,CompressionDictionaryTransportBackend']
+    : []),
 ];
 
 // Records, in the page, when the hydration marker appears (ms since navigation start).
@@ -40,7 +45,7 @@ async function visit(context, path) {
   await cdp.send('Network.enable');
   await cdp.send('Network.emulateNetworkConditions', LINK);
   const kinds = new Map();
-  const bytes = { html: 0, js: 0, wasm: 0, css: 0, other: 0 };
+  const bytes = { html: 0, js: 0, wasm: 0, css: 0, other: 0, files: 0, dcz: 0 };
   cdp.on('Network.responseReceived', (e) => {
     const url = new URL(e.response.url);
     const p = url.pathname;
@@ -49,6 +54,10 @@ async function visit(context, path) {
       : p.endsWith('.js') ? 'js'
       : p.endsWith('.css') ? 'css' : 'other';
     kinds.set(e.requestId, kind);
+    bytes.files += 1;
+    const encoding = Object.entries(e.response.headers)
+      .find(([name]) => name.toLowerCase() === 'content-encoding')?.[1];
+    if (encoding === 'dcz') bytes.dcz += 1;
   });
   cdp.on('Network.loadingFinished', (e) => {
     const kind = kinds.get(e.requestId) ?? 'other';
@@ -61,7 +70,8 @@ async function visit(context, path) {
   // Let late requests (none expected) finish before counting.
   await page.waitForTimeout(300);
   await page.close();
-  const total = Object.values(bytes).reduce((a, b) => a + b, 0);
+  const { files, dcz, ...sizes } = bytes;
+  const total = Object.values(sizes).reduce((a, b) => a + b, 0);
   return { hydratedMs, total, ...bytes };
 }
 
@@ -92,12 +102,22 @@ try {
   const signedIn = await setup.storageState();
   await setup.close();
 
+  // The server compresses the bundle's parts against its frame in the background after it
+  // starts; measure once the frame is offered as their dictionary (at most a minute).
+  const frame = (await (await fetch(base + '/login')).text()).match(/\/pkg\/kyc-desk\.[\w-]+\.wasm/)?.[0];
+  for (let i = 0; frame && i < 600; i++) {
+    const answer = await fetch(base + frame);
+    await answer.arrayBuffer();
+    if (answer.headers.get('use-as-dictionary')) break;
+    await new Promise((done) => setTimeout(done, 100));
+  }
+
   // First visit of every page: bytes on the wire (no emulation needed for a byte count).
   for (const path of ['/login', '/', '/links', '/sessions', detailPath, '/users', '/credentials', '/audit', '/account/password']) {
     const context = await browser.newContext({ storageState: path === '/login' ? undefined : signedIn });
     const first = await visit(context, path);
     await context.close();
-    console.log(`${label}\tfirst-visit\t${path.startsWith('/sessions/') ? '/sessions/{id}' : path}\tbytes=${first.total}\thtml=${first.html}\tjs=${first.js}\twasm=${first.wasm}\tcss=${first.css}\tother=${first.other}`);
+    console.log(`${label}\tfirst-visit\t${path.startsWith('/sessions/') ? '/sessions/{id}' : path}\tbytes=${first.total}\thtml=${first.html}\tjs=${first.js}\twasm=${first.wasm}\tcss=${first.css}\tother=${first.other}\tfiles=${first.files}\tdcz=${first.dcz}`);
   }
 
   for (const [name, path, state] of [['sign-in', '/login', undefined], ['sessions', '/sessions', signedIn]]) {

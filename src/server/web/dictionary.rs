@@ -40,6 +40,9 @@ pub const USE_AS_DICTIONARY: &str = "use-as-dictionary";
 /// What the frame is the dictionary of: every WebAssembly file of the bundle (the parts; a
 /// later release's frame is asked with it too, and answered as `.br`, its hash not matching).
 pub const DICTIONARY_MATCH: HeaderValue = HeaderValue::from_static("match=\"/pkg/*.wasm\"");
+/// `Vary` of a part: its address answers by `Accept-Encoding` and by the dictionary the browser
+/// holds (one header line: a first visit fetches about a hundred parts).
+const VARY_PART: HeaderValue = HeaderValue::from_static("accept-encoding, available-dictionary");
 /// zstd's level for the parts: its strongest before the "ultra" levels, whose larger windows a
 /// browser need not accept. Compression happens once per start; decompression speed does not
 /// depend on it.
@@ -226,10 +229,7 @@ pub async fn dictionary_compressed(
             HeaderValue::from_static("application/wasm"),
         );
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(DCZ));
-        headers.insert(
-            header::VARY,
-            HeaderValue::from_static("available-dictionary"),
-        );
+        headers.insert(header::VARY, VARY_PART);
         return response;
     }
     let is_frame = path == dictionary.frame_path;
@@ -244,10 +244,7 @@ pub async fn dictionary_compressed(
         if is_part {
             // The same address answers `dcz` to a browser holding the frame: a cache in
             // between must keep the two apart.
-            response.headers_mut().append(
-                header::VARY,
-                HeaderValue::from_static("available-dictionary"),
-            );
+            response.headers_mut().insert(header::VARY, VARY_PART);
         }
     }
     response

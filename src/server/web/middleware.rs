@@ -56,7 +56,10 @@ pub async fn security_headers(
             strip_immutable_file_headers(headers);
         }
         headers.insert(header::CACHE_CONTROL, cache_control);
-        headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+        // (A part of a split bundle already says it varies with the browser's dictionary too.)
+        if !headers.contains_key(header::VARY) {
+            headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        }
     } else {
         // Pages, file routes, server functions, and any refusal or missing file: never kept.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
