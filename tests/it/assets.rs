@@ -322,7 +322,14 @@ async fn a_part_is_sent_compressed_against_the_frame_the_browser_holds() {
         vary.contains("accept-encoding") && vary.contains("available-dictionary"),
         "{vary}"
     );
+    let length = header(&response, reqwest::header::CONTENT_LENGTH);
+    assert_eq!(header(&response, reqwest::header::TRANSFER_ENCODING), "");
     let body = response.bytes().await.unwrap();
+    assert_eq!(
+        length,
+        body.len().to_string(),
+        "sent with its length, not chunked"
+    );
     assert_eq!(
         &body[..8],
         &[0x5e, 0x2a, 0x4d, 0x18, 0x20, 0x00, 0x00, 0x00],

@@ -6,7 +6,8 @@
 //! year without asking again; every other static file is kept briefly or revalidated, and
 //! pages are never stored (`security_headers` sets `no-store` on them). Compression is made at
 //! build time (`cargo leptos build --release --precompress` writes `.br` and `.gz` beside each
-//! file) and chosen per request by the static file service from `Accept-Encoding`.
+//! file) and chosen per request by the static file service from `Accept-Encoding`; the parts of
+//! a split bundle may instead be sent compressed against the frame (`super::dictionary`).
 
 use axum::http::HeaderValue;
 use std::collections::BTreeSet;
