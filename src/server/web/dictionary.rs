@@ -94,7 +94,8 @@ impl BundleDictionary {
     }
 
     /// Reads the frame and compresses every part against it (CPU-bound: call it off the async
-    /// runtime). From then on [`Self::answer`] serves `dcz`. Calling it again does nothing.
+    /// runtime). From then on [`Self::answer`] serves `dcz`. A second call compresses again and
+    /// keeps the first result (the files of one build do not change).
     pub fn compress_parts(&self) -> std::io::Result<CompressionSummary> {
         let frame = std::fs::read(self.file(&self.frame_path))?;
         let hash: [u8; 32] = Sha256::digest(&frame).into();
@@ -162,7 +163,7 @@ fn brotli_beside(file: &Path) -> PathBuf {
 }
 
 /// Whether `Accept-Encoding` accepts `coding` (named, and not with `q=0`).
-pub fn accepts(headers: &HeaderMap, coding: &str) -> bool {
+fn accepts(headers: &HeaderMap, coding: &str) -> bool {
     headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
