@@ -53,6 +53,20 @@ async fn delete_from(db: &Db, first_seq: i64) {
         .unwrap();
 }
 
+/// [`delete_from`] as someone who can edit the database does it thoroughly: the chain's head
+/// row is set back to the last row left too, so new rows chain on from the cut.
+async fn cut_back_to(db: &Db, first_seq: i64) {
+    delete_from(db, first_seq).await;
+    sqlx::query(
+        "UPDATE audit_chain_head SET \
+         seq = COALESCE((SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1), 0), \
+         mac = (SELECT mac FROM audit_log ORDER BY seq DESC LIMIT 1) WHERE id = 1",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+}
+
 both_backends!(
     deleting_the_newest_rows_is_found_against_the_checkpoint,
     |backend| async move {
@@ -108,6 +122,41 @@ both_backends!(
         assert_eq!(report.rows, 0);
         assert!(
             report.summary().contains("rows after seq 0 are missing"),
+            "{}",
+            report.summary()
+        );
+    }
+);
+
+both_backends!(
+    rows_cut_off_behind_the_logs_back_show_at_the_next_append,
+    |backend| async move {
+        // No checkpoint here: what the database alone tells. The newest rows removed (with the
+        // log's own triggers dropped first, as only the tables' owner can), the next append
+        // still goes on from where the chain was, so the cut shows as a gap instead of being
+        // closed over by a chain that starts again from the shorter tail.
+        let app = TestApp::start(backend).await;
+        append_events(&app, 10).await;
+        let (seq, mac) = head(&app.state.db).await;
+        drop_triggers(&app.state.db).await;
+        delete_from(&app.state.db, seq - 2).await;
+        append_events(&app, 1).await;
+        let (new_seq, _) = head(&app.state.db).await;
+        assert_eq!(
+            new_seq,
+            seq + 1,
+            "the append continued from the head it had"
+        );
+        let newest: String = sqlx::query_scalar("SELECT prev_mac FROM audit_log WHERE seq = $1")
+            .bind(new_seq)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+        assert_eq!(newest, mac, "the new row links to the removed head");
+        let report = verify(&app).await;
+        assert_eq!(
+            report.broken,
+            Some((seq - 2, Break::Gap { found: seq + 1 })),
             "{}",
             report.summary()
         );
@@ -180,7 +229,7 @@ both_backends!(
         append_events(&app, 5).await;
         let written = checkpoint(&app).await;
         drop_triggers(&app.state.db).await;
-        delete_from(&app.state.db, written.seq - 1).await;
+        cut_back_to(&app.state.db, written.seq - 1).await;
         // New rows chain on from the cut and pass the checkpoint's seq again.
         append_events(&app, 4).await;
         let report = verify(&app).await;
@@ -262,7 +311,7 @@ async fn assert_forgery_found(app: &TestApp, key: &[u8; 32], epoch: i64, expecte
         "{}",
         report.summary()
     );
-    delete_from(&app.state.db, row.seq).await;
+    cut_back_to(&app.state.db, row.seq).await;
     let report = verify(app).await;
     assert!(report.broken.is_none(), "{}", report.summary());
 }

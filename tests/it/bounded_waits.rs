@@ -27,7 +27,9 @@ async fn hold_the_write_lock(app: &TestApp) -> HeldLock {
         ),
         kyc_desk::server::db::Backend::Postgres => {
             let mut tx = app.state.db.pool.begin().await.unwrap();
-            kyc_desk::server::db::lock(&mut tx, "audit").await.unwrap();
+            kyc_desk::server::db::audit::lock_head(&mut tx)
+                .await
+                .unwrap();
             HeldLock::PostgresRow(tx)
         }
     }

@@ -5,7 +5,7 @@ use super::chain::{
     Break, ChainWalker, EpochKey, GENESIS_MAC, VerifyReport, Waypoint, parse_packed, row_mac,
 };
 use super::{Actor, AuditEvent, Outcome, RequestMeta, scrub};
-use crate::server::db::{self, Db, audit as repo, audit::AuditRow, audit::EpochRow};
+use crate::server::db::{Db, audit as repo, audit::AuditRow, audit::EpochRow};
 use crate::server::vault::{Sealed, SecretSlot, Vault};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -150,11 +150,11 @@ impl AuditLog {
     /// Opens every audit key epoch (creating epoch 1 with a random key on first start).
     pub async fn open(db: &Db, vault: &Arc<Vault>) -> Result<AuditLog, AuditLogError> {
         let mut tx = db.begin().await?;
-        db::lock(&mut tx, "audit").await?;
+        let (head, _) = repo::lock_head(&mut tx).await?;
         let stored = repo::epochs(&mut tx).await?;
         let mut keys = BTreeMap::new();
         if stored.is_empty() {
-            if repo::head(&mut tx).await?.is_some() {
+            if head.is_some() {
                 return Err(AuditLogError::KeyMissing);
             }
             let key = random_key();
@@ -233,8 +233,7 @@ impl AuditLog {
         conn: &mut AnyConnection,
         vault: &Arc<Vault>,
     ) -> Result<AuditLog, AuditLogError> {
-        db::lock(conn, "audit").await?;
-        let (head, newest) = repo::append_point(conn).await?;
+        let (head, newest) = repo::lock_head(conn).await?;
         let mut keys = BTreeMap::new();
         for row in repo::epochs(conn).await? {
             let key = self.key_for(conn, row.epoch).await?;
@@ -262,7 +261,7 @@ impl AuditLog {
         let vault = self.vault.clone().ok_or(AuditLogError::EpochMissing(0))?;
         let mut tx = db.begin().await?;
         let rotated = self.start_epoch(&mut tx, &vault).await?;
-        let epoch = repo::append_point(&mut tx).await?.1.unwrap_or(1);
+        let epoch = repo::lock_head(&mut tx).await?.1.unwrap_or(1);
         rotated
             .append(
                 &mut tx,
@@ -284,8 +283,7 @@ impl AuditLog {
         meta: &RequestMeta,
         event: &AuditEvent,
     ) -> Result<i64, sqlx::Error> {
-        db::lock(conn, "audit").await?;
-        let (head, newest) = repo::append_point(conn).await?;
+        let (head, newest) = repo::lock_head(conn).await?;
         let (prev_seq, prev_mac) = head.unwrap_or((0, GENESIS_MAC.to_string()));
         let key_epoch = newest.unwrap_or(1);
         let key = self.key_for(conn, key_epoch).await?;

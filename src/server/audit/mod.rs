@@ -7,9 +7,9 @@
 //! master key, so whoever can edit the database still cannot forge a chain, old rows keep
 //! verifying, and a leaked old master key signs nothing after the rotation. Checkpoints of the
 //! chain's head go to an append-only file outside the database (`anchor`), so deleting the
-//! newest rows is found too. Appends are serialised by
-//! the `audit` row of `app_locks` (a row lock on PostgreSQL, the write lock on SQLite), so
-//! many tasks and several instances produce one gap-free chain.
+//! newest rows is found too. Appends are serialised by the one row of `audit_chain_head` (a
+//! row lock on PostgreSQL, the write lock on SQLite), which also tells where the chain goes
+//! on, so many tasks and several instances produce one gap-free chain.
 
 pub mod anchor;
 mod chain;

@@ -14,7 +14,7 @@ use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
 use crate::server::db::links::{self as repo, SessionRow};
 use crate::server::db::{self};
 use crate::server::links::mint::{self, MintRefusal, Prepared};
-use crate::server::links::move_to;
+use crate::server::links::{consent_to, move_to};
 use crate::server::state::AppState;
 use crate::server::timing;
 use crate::types::{AppError, KycStatus};
@@ -394,22 +394,39 @@ pub async fn start(
         return Ok(Answer::Provider(row.link_url.clone().unwrap_or_default()));
     }
     // The consent and the mint's reservation in one transaction: one commit before the call.
-    let decided = async {
+    // The credential reads the mint needs run at the same time (on other connections).
+    let decide = async {
         let mut tx = state.db.begin().await?;
+        // The usual first Start: the consent, the move and the mint's reservation in one
+        // statement, which also takes the row's lock. When that does not fit (the session
+        // changed since it was read, the notice is stale, no mint is left), nothing was
+        // written and the row is read under its lock and decided step by step.
+        if let Some(version) = notice_version
+            && row.consent_at.is_none()
+            && let Some(reserved) =
+                record_consent(&mut tx, state, meta, &row, version, language, client, true).await?
+        {
+            tx.commit_unflushed().await?;
+            let number = reserved.mint_count;
+            return Ok(Some((reserved, Prepared::Reserved { number })));
+        }
         let mut current = repo::lock_and_find(&mut tx, row.id, db::now())
             .await?
             .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
         if let Some(version) = notice_version
             && current.consent_at.is_none()
         {
-            match record_consent(&mut tx, state, meta, current, version, language, client).await? {
+            let consented = record_consent(
+                &mut tx, state, meta, &current, version, language, client, false,
+            );
+            match consented.await? {
                 Some(consented) => current = consented,
                 // A newer notice was saved since the page was shown: nothing is written.
                 None => return Ok(None),
             }
         }
         let prepared = mint::prepare(&mut tx, state, meta, &current).await?;
-        if matches!(prepared, Prepared::Reserved) {
+        if matches!(prepared, Prepared::Reserved { .. }) {
             // The mint's record (or its failure's) is committed with a flush before the
             // customer is sent on, which makes this commit durable too; only a database
             // failure in between answers the customer with an error page without one.
@@ -419,18 +436,20 @@ pub async fn start(
         }
         Ok::<_, AppError>(Some((current, prepared)))
     }
-    .instrument(timing::phase_span("start 4 consent and reservation"))
-    .await?;
-    let Some((current, prepared)) = decided else {
+    .instrument(timing::phase_span("start 4 consent and reservation"));
+    let (decided, credentials_read) = tokio::join!(decide, mint::read_credentials(state, &row));
+    let Some((current, prepared)) = decided? else {
         let notes = consent_missing();
         return main_page(state, &row, language, StatusCode::BAD_REQUEST, notes).await;
     };
     let refusal = match prepared {
         Prepared::Reuse(url) => return Ok(Answer::Provider(url)),
-        Prepared::Reserved => match mint::mint_reserved(state, meta, &current).await {
-            Ok(url) => return Ok(Answer::Provider(url)),
-            Err(refusal) => refusal,
-        },
+        Prepared::Reserved { number } => {
+            match mint::mint_reserved(state, meta, &current, number, credentials_read).await {
+                Ok(url) => return Ok(Answer::Provider(url)),
+                Err(refusal) => refusal,
+            }
+        }
         Prepared::UsedUp => MintRefusal::UsedUp,
         Prepared::NotStartable(status) => MintRefusal::NotStartable(status),
     };
@@ -495,19 +514,22 @@ async fn refused(
 }
 
 /// `opened → consented` in the caller's transaction `conn`: the consent's record (notice
-/// `version`, language, time, keyed hashes of the client), a timeline event and an audit row.
-/// Returns the session as it now stands; `None`, with nothing written, when the notice shown
-/// (`version`) is no longer the current one.
+/// `version`, language, time, keyed hashes of the client), a timeline event and an audit row;
+/// with `reserve_mint`, one of the link's provider-URL mints taken by the same statement.
+/// Returns the session as it now stands; `None`, with nothing written, when the session is no
+/// longer as `row` has it, the notice shown (`version`) is no longer the current one, or (with
+/// `reserve_mint`) no mint is left.
+#[allow(clippy::too_many_arguments)]
 async fn record_consent(
     conn: &mut sqlx::AnyConnection,
     state: &AppState,
     meta: &RequestMeta,
-    row: SessionRow,
+    row: &SessionRow,
     version: i64,
     language: Language,
     client: &Client<'_>,
+    reserve_mint: bool,
 ) -> Result<Option<SessionRow>, AppError> {
-    let now = db::now();
     let client_hash = state.vault.keyed_hash("customer_client", client.address);
     let agent_hash = state.vault.keyed_hash("customer_agent", client.user_agent);
     let consent = repo::Consent {
@@ -515,24 +537,16 @@ async fn record_consent(
         language: language.code(),
         client_hash: &client_hash,
         agent_hash: &agent_hash,
-        at: now,
+        at: db::now(),
     };
-    if !repo::record_consent(&mut *conn, row.id, &consent).await? {
+    let detail = format!(
+        "The customer consented on the link's page (privacy notice version {version}, {}).",
+        language.texts().name
+    );
+    let Some(consented) = consent_to(&mut *conn, row, &consent, reserve_mint, &detail).await?
+    else {
         return Ok(None);
-    }
-    move_to(
-        &mut *conn,
-        &row,
-        KycStatus::Consented,
-        "customer",
-        &format!(
-            "The customer consented on the link's page (privacy notice version {version}, {}).",
-            language.texts().name
-        ),
-        None,
-    )
-    .await?;
-    let (client_hash, agent_hash) = (client_hash.clone(), agent_hash.clone());
+    };
     state
         .audit
         .append(
@@ -546,15 +560,7 @@ async fn record_consent(
                 })),
         )
         .await?;
-    Ok(Some(SessionRow {
-        status: KycStatus::Consented.as_str().to_string(),
-        consent_notice_version: Some(version),
-        consent_language: Some(language.code().to_string()),
-        consent_at: Some(now),
-        consent_client_hash: Some(client_hash),
-        consent_agent_hash: Some(agent_hash),
-        ..row
-    }))
+    Ok(Some(consented))
 }
 
 /// `GET /v/{code}/withdraw`: the confirmation.

@@ -43,27 +43,22 @@ pub struct AuditRow {
 const COLUMNS: &str = "seq, at_ms, actor_id, actor_email, actor_role, ip, request_id, action, \
                        object_type, object_id, outcome, reason, detail, prev_mac, mac, key_epoch";
 
-/// The last row's seq and MAC, or `None` for an empty log. Call under the `audit` lock.
-pub async fn head(conn: &mut AnyConnection) -> Result<Option<(i64, String)>, sqlx::Error> {
-    sqlx::query_as("SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(conn)
-        .await
-}
-
-/// Where the next row goes: the last row's seq and MAC (`None` for an empty log) and the
-/// newest key epoch (`None` before the first epoch exists), in one round trip. Call under the
-/// `audit` lock.
-pub async fn append_point(
+/// Takes the chain lock for the rest of the transaction and reads where the next row goes,
+/// in one statement: the last row's seq and MAC (`None` for an empty log) and the newest key
+/// epoch (`None` before the first epoch exists), as the head row (kept by triggers on
+/// `audit_log` and `audit_key_epochs`) holds them once the lock is held. Writing the row makes
+/// PostgreSQL hold its row lock (and return the newest committed values after a wait) and
+/// SQLite take its write lock, so appends, epoch changes and first-start checks never
+/// interleave.
+pub async fn lock_head(
     conn: &mut AnyConnection,
 ) -> Result<(Option<(i64, String)>, Option<i64>), sqlx::Error> {
-    let (seq, mac, epoch): (Option<i64>, Option<String>, Option<i64>) = sqlx::query_as(
-        "SELECT (SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1), \
-         (SELECT mac FROM audit_log ORDER BY seq DESC LIMIT 1), \
-         (SELECT MAX(epoch) FROM audit_key_epochs)",
+    let (seq, mac, epoch): (i64, Option<String>, Option<i64>) = sqlx::query_as(
+        "UPDATE audit_chain_head SET seq = seq WHERE id = 1 RETURNING seq, mac, newest_epoch",
     )
     .fetch_one(conn)
     .await?;
-    Ok((seq.zip(mac), epoch))
+    Ok((mac.filter(|_| seq > 0).map(|mac| (seq, mac)), epoch))
 }
 
 /// The last row's seq, MAC and key epoch, read from the pool (what a checkpoint records).

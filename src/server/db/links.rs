@@ -760,28 +760,37 @@ pub struct Consent<'a> {
     pub at: i64,
 }
 
-/// Stores the customer's consent if the notice version they were shown is still the current
-/// one (the newest of `privacy_notices`, checked in the same statement); false, and nothing
-/// written, when a newer notice was saved since.
+/// Stores the customer's consent and moves the session from `from` to `consented`, if it is
+/// still in `from`, has no consent yet, and the notice version they were shown is still the
+/// current one (the newest of `privacy_notices`, checked in the same statement). With
+/// `reserve_mint` it also takes one of the link's provider-URL mints, and only if one is left.
+/// Returns the session as it now stands (the statement holds its write lock); `None`, and
+/// nothing written, when a condition does not hold.
 pub async fn record_consent(
     conn: &mut AnyConnection,
     id: i64,
+    from: &str,
     consent: &Consent<'_>,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    reserve_mint: bool,
+) -> Result<Option<SessionRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
         "UPDATE kyc_sessions SET consent_notice_version = $1, consent_language = $2, consent_at = $3, \
-         consent_client_hash = $4, consent_agent_hash = $5, customer_language = $2 \
-         WHERE id = $6 AND $1 = (SELECT MAX(version) FROM privacy_notices)",
-    )
+         consent_client_hash = $4, consent_agent_hash = $5, customer_language = $2, \
+         status = 'consented', updated_at = $3, mint_count = mint_count + $8 \
+         WHERE id = $6 AND status = $7 AND consent_at IS NULL AND mint_count + $8 <= mint_limit \
+         AND $1 = (SELECT MAX(version) FROM privacy_notices) \
+         RETURNING {SESSION_RETURNING}"
+    ))
     .bind(consent.notice_version)
     .bind(consent.language)
     .bind(consent.at)
     .bind(consent.client_hash)
     .bind(consent.agent_hash)
     .bind(id)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .bind(from)
+    .bind(i64::from(reserve_mint))
+    .fetch_optional(conn)
+    .await
 }
 
 /// Takes one of a customer link's provider-URL mints, in one statement so parallel Starts
@@ -808,23 +817,27 @@ pub async fn give_back_mint(conn: &mut AnyConnection, id: i64) -> Result<(), sql
 }
 
 /// Stores a provider URL minted for a customer link (the mint was reserved; `link.search_text`
-/// holds the new provider ids, added to the session's search text): the session
+/// holds the new provider ids, added to the session's search text) and moves the session from
+/// `from` to `to` (the same status for a further mint) in the same statement: the session
 /// follows the newest URL and ids (the Eko poller the newest reference), its expiry is the
-/// later of the customer link's and the URL's.
+/// later of the customer link's and the URL's. False, and nothing written, when the session is
+/// no longer in `from`.
 pub async fn store_mint(
     conn: &mut AnyConnection,
     id: i64,
+    from: &str,
+    to: &str,
     link: &CreatedLink<'_>,
     client_ref_id: Option<&str>,
     now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
         "UPDATE kyc_sessions SET link_url = $1, provider_url_expires_at = $2, \
          expires_at = CASE WHEN expires_at IS NULL OR expires_at < $2 THEN $2 ELSE expires_at END, \
          provider_token = $3, journey_id = $4, reference_id = $5, \
          next_poll_at = COALESCE($6, next_poll_at), search_text = search_text || ' ' || $7, minted_at = $8, updated_at = $8, \
-         client_ref_id = COALESCE($10, client_ref_id) \
-         WHERE id = $9",
+         client_ref_id = COALESCE($10, client_ref_id), status = $11 \
+         WHERE id = $9 AND status = $12",
     )
     .bind(link.url)
     .bind(link.expires_at)
@@ -836,8 +849,13 @@ pub async fn store_mint(
     .bind(now)
     .bind(id)
     .bind(client_ref_id)
+    .bind(to)
+    .bind(from)
     .execute(&mut *conn)
     .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
     insert_mint(&mut *conn, id, link, now).await?;
     let ids = [link.journey_id, link.reference_id]
         .into_iter()
@@ -845,7 +863,7 @@ pub async fn store_mint(
         .collect::<Vec<_>>()
         .join(" ");
     add_terms(conn, id, search_terms(&ids)).await?;
-    Ok(())
+    Ok(true)
 }
 
 /// Stores a new one-time code's hash and expiry and counts the send, unless the link sent

@@ -444,12 +444,20 @@ pub(crate) fn arguments(binds: Vec<Bind>) -> Result<sqlx::any::AnyArguments<'sta
 /// Takes the named application lock for the rest of the transaction. Writing the row makes
 /// PostgreSQL hold a row lock and SQLite take its write lock up front, so check-then-write
 /// sequences (the last admin, first-run setup) cannot interleave.
+///
+/// A name with no lock row is an error, not a lock that silently locks nothing.
 pub async fn lock(conn: &mut sqlx::AnyConnection, name: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE app_locks SET counter = counter + 1 WHERE name = $1")
+    let done = sqlx::query("UPDATE app_locks SET counter = counter + 1 WHERE name = $1")
         .bind(name)
         .execute(conn)
         .await?;
-    Ok(())
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(sqlx::Error::Protocol(format!(
+            "there is no application lock named {name:?}"
+        )))
+    }
 }
 
 /// The file path of an `sqlite:` URL (without its query).

@@ -7,7 +7,7 @@ use super::create::{
     ProviderLink, call_provider, credential_of, give_back_trial_link, option_id,
     options_with_credentials, search_text,
 };
-use super::{jobs, move_to, status_of};
+use super::{jobs, status_of, store_minted};
 use crate::provider::Provider;
 use crate::server::audit::{Actor, AuditEvent, Outcome, RequestMeta};
 use crate::server::credentials::{self, CredentialRef};
@@ -68,8 +68,12 @@ pub fn reusable(row: &SessionRow, now: i64) -> bool {
 pub enum Prepared {
     /// The session's current provider URL is still good: go there again.
     Reuse(String),
-    /// A mint of the budget was taken: call [`mint_reserved`] after the commit.
-    Reserved,
+    /// A mint of the budget was taken (the link's mint `number`, from 1): call
+    /// [`mint_reserved`] after the commit.
+    Reserved {
+        /// Which of the link's mints this is.
+        number: i64,
+    },
     /// Every mint is spent; the timeline event and audit row are written in the transaction.
     UsedUp,
     /// The session cannot start now (ended meanwhile).
@@ -96,24 +100,29 @@ pub async fn prepare(
         return Ok(Prepared::Reuse(row.link_url.clone().unwrap_or_default()));
     }
     if repo::reserve_mint(&mut *conn, row.id).await? {
-        Ok(Prepared::Reserved)
+        Ok(Prepared::Reserved {
+            number: row.mint_count + 1,
+        })
     } else {
         record_used_up(conn, state, meta, row).await?;
         Ok(Prepared::UsedUp)
     }
 }
 
-/// Makes the provider URL of a mint [`prepare`] reserved for `row` (as read before the
-/// reservation) and stores it; a failure gives the mint back when the call provably never
-/// left.
-pub async fn mint_reserved(
-    state: &AppState,
-    meta: &RequestMeta,
-    row: &SessionRow,
-) -> Result<String, MintRefusal> {
-    let number = row.mint_count + 1;
-    // The secrets of the credential version the link was made with are read alongside the
-    // active versions: it is still the one in service unless the credential was rotated since.
+/// The credential reads a mint needs, made before the mint is reserved (see
+/// [`read_credentials`]).
+pub struct CredentialsRead {
+    /// The active credential versions (the one in service for the link's flow is among them).
+    active: Result<Vec<credential_repo::CredentialRow>, sqlx::Error>,
+    /// The sealed secrets of the version the link was made with.
+    sealed: Result<Vec<credential_repo::SecretRow>, AppError>,
+}
+
+/// Reads what minting for `row` needs from the credentials: the active versions and, alongside,
+/// the secrets of the version the link was made with (still the one in service unless the
+/// credential was rotated since). A Start runs this at the same time as its consent and
+/// reservation transaction, so the two reads cost no time of their own before the call.
+pub async fn read_credentials(state: &AppState, row: &SessionRow) -> CredentialsRead {
     let (active, sealed) = async {
         tokio::join!(
             credential_repo::list_active(&state.db.pool),
@@ -122,6 +131,20 @@ pub async fn mint_reserved(
     }
     .instrument(phase_span("start 5 credentials read"))
     .await;
+    CredentialsRead { active, sealed }
+}
+
+/// Makes the provider URL of mint `number`, reserved for `row` (as read in the reserving
+/// transaction), with the credentials `read` for it, and stores it; a failure gives the mint
+/// back when the call provably never left.
+pub async fn mint_reserved(
+    state: &AppState,
+    meta: &RequestMeta,
+    row: &SessionRow,
+    number: i64,
+    read: CredentialsRead,
+) -> Result<String, MintRefusal> {
+    let CredentialsRead { active, sealed } = read;
     let active = active?;
     let options = options_with_credentials(state, &active);
     let wanted = option_id(row.provider, &row.environment, &row.flow);
@@ -210,6 +233,34 @@ async fn give_back(state: &AppState, row: &SessionRow) {
     }
 }
 
+/// The timeline text of mint `number` (valid until `expires_at`) for a session as `row` has
+/// it; `None` when a session in that state takes no URL (it has ended).
+fn mint_event_detail(row: &SessionRow, number: i64, expires_at: i64) -> Option<String> {
+    match status_of(row) {
+        KycStatus::Consented | KycStatus::Returned => Some(format!(
+            "The customer pressed Start; the provider's URL was made (mint {number} of {}), valid until {}.",
+            row.mint_limit,
+            db::format_time(expires_at)
+        )),
+        KycStatus::Started => {
+            let why = if row
+                .last_return_at
+                .is_some_and(|back| row.minted_at.is_some_and(|minted| back >= minted))
+            {
+                "the previous one was used"
+            } else {
+                "the previous one expired"
+            };
+            Some(format!(
+                "A new provider URL was made because {why} (mint {number} of {}), valid until {}.",
+                row.mint_limit,
+                db::format_time(expires_at)
+            ))
+        }
+        _ => None,
+    }
+}
+
 /// Stores a minted URL, moves the session to `started` (or notes the new mint), audits it.
 async fn record_mint(
     state: &AppState,
@@ -236,52 +287,19 @@ async fn record_mint(
         search_text: &text,
     };
     let mut tx = state.db.begin().await?;
-    let current = repo::lock_and_find(&mut tx, row.id, now)
-        .await?
-        .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
-    let status = status_of(&current);
-    let detail = format!(
-        "The customer pressed Start; the provider's URL was made (mint {number} of {}), valid until {}.",
-        current.mint_limit,
-        db::format_time(link.expires_at)
-    );
-    match status {
-        KycStatus::Consented | KycStatus::Returned => {
-            move_to(
-                &mut tx,
-                &current,
-                KycStatus::Started,
-                "customer",
-                &detail,
-                None,
-            )
-            .await?;
-        }
-        KycStatus::Started => {
-            let why = if current
-                .last_return_at
-                .is_some_and(|back| current.minted_at.is_some_and(|minted| back >= minted))
-            {
-                "the previous one was used"
-            } else {
-                "the previous one expired"
-            };
-            repo::add_event(
-                &mut tx,
-                row.id,
-                "minted",
-                "customer",
-                &format!(
-                    "A new provider URL was made because {why} (mint {number} of {}), valid until {}.",
-                    current.mint_limit,
-                    db::format_time(link.expires_at)
-                ),
-                now,
-            )
-            .await?;
-        }
-        // Ended meanwhile (cancelled, withdrawn, expired): the URL is not stored or given.
-        other => {
+    // Usually the session is as the reservation left it: the URL is stored and the move made
+    // in one statement (which also takes the row's lock). Changed meanwhile (a return, a
+    // parallel Start, an end): read under the lock and decide again.
+    let stored_as_reserved = match mint_event_detail(row, number, link.expires_at) {
+        Some(detail) => store_minted(&mut tx, row, &stored, client_ref_id, &detail).await?,
+        None => false,
+    };
+    if !stored_as_reserved {
+        let current = repo::lock_and_find(&mut tx, row.id, now)
+            .await?
+            .ok_or_else(|| AppError::NotFound("The session vanished.".into()))?;
+        let Some(detail) = mint_event_detail(&current, number, link.expires_at) else {
+            // Ended meanwhile (cancelled, withdrawn, expired): the URL is not stored or given.
             repo::add_event(
                 &mut tx,
                 row.id,
@@ -292,10 +310,15 @@ async fn record_mint(
             )
             .await?;
             tx.commit().await?;
-            return Err(MintRefusal::NotStartable(other));
+            return Err(MintRefusal::NotStartable(status_of(&current)));
+        };
+        if !store_minted(&mut tx, &current, &stored, client_ref_id, &detail).await? {
+            return Err(AppError::Conflict(
+                "This session changed meanwhile. Reload the page.".into(),
+            )
+            .into());
         }
     }
-    repo::store_mint(&mut tx, row.id, &stored, client_ref_id, now).await?;
     state
         .audit
         .append(
@@ -305,7 +328,7 @@ async fn record_mint(
                 .object("kyc_session", &row.public_id)
                 .detail(serde_json::json!({
                     "mint": number,
-                    "limit": current.mint_limit,
+                    "limit": row.mint_limit,
                     "expires_at": link.expires_at,
                 })),
         )

@@ -37,6 +37,26 @@ fn status_of(row: &SessionRow) -> KycStatus {
     KycStatus::parse(&row.status).unwrap_or(KycStatus::Failed)
 }
 
+/// The status `row` moves from, if the one table of legal moves lets it become `to`; an
+/// illegal move is refused and logged.
+fn legal_from(row: &SessionRow, to: KycStatus) -> Result<KycStatus, AppError> {
+    let from = status_of(row);
+    if from.may_become(to) {
+        return Ok(from);
+    }
+    tracing::warn!(
+        session = %row.public_id,
+        from = from.as_str(),
+        to = to.as_str(),
+        "illegal KYC session transition refused"
+    );
+    Err(AppError::Conflict(format!(
+        "This session is {} and cannot become {}.",
+        from.label().to_lowercase(),
+        to.label().to_lowercase()
+    )))
+}
+
 /// Moves `row` to `to` through the one table of legal moves, with a timeline event (and the
 /// caller's audit row, in the same transaction). An illegal move is refused and logged.
 pub async fn move_to(
@@ -47,20 +67,7 @@ pub async fn move_to(
     detail: &str,
     error: Option<&str>,
 ) -> Result<(), AppError> {
-    let from = status_of(row);
-    if !from.may_become(to) {
-        tracing::warn!(
-            session = %row.public_id,
-            from = from.as_str(),
-            to = to.as_str(),
-            "illegal KYC session transition refused"
-        );
-        return Err(AppError::Conflict(format!(
-            "This session is {} and cannot become {}.",
-            from.label().to_lowercase(),
-            to.label().to_lowercase()
-        )));
-    }
+    let from = legal_from(row, to)?;
     let now = db::now();
     if !repo::set_status(
         &mut *conn,
@@ -79,6 +86,70 @@ pub async fn move_to(
     }
     repo::add_event(&mut *conn, row.id, to.as_str(), actor, detail, now).await?;
     Ok(())
+}
+
+/// [`move_to`] `consented` for the customer, the consent's record (and with `reserve_mint` one
+/// of the link's provider-URL mints) written by the same statement as the move, with the
+/// timeline event. Returns the session as it now stands; `None`, and nothing written, when the
+/// session is no longer as `row` has it, already consented, the notice version the customer
+/// was shown is no longer the current one, or (with `reserve_mint`) no mint is left.
+pub async fn consent_to(
+    conn: &mut sqlx::AnyConnection,
+    row: &SessionRow,
+    consent: &repo::Consent<'_>,
+    reserve_mint: bool,
+    detail: &str,
+) -> Result<Option<SessionRow>, AppError> {
+    let to = KycStatus::Consented;
+    let from = legal_from(row, to)?;
+    let consented =
+        repo::record_consent(&mut *conn, row.id, from.as_str(), consent, reserve_mint).await?;
+    if consented.is_some() {
+        repo::add_event(
+            &mut *conn,
+            row.id,
+            to.as_str(),
+            "customer",
+            detail,
+            consent.at,
+        )
+        .await?;
+    }
+    Ok(consented)
+}
+
+/// A provider URL minted for `row` stored, with its timeline event: a first mint moves the
+/// session to `started` through the one table of legal moves (the move written by the same
+/// statement as the URL), a further one (`row` already `started`) adds a `minted` event.
+/// `detail` is the event's text. False, and nothing written, when the session is no longer as
+/// `row` has it; the statement locks the row either way.
+pub async fn store_minted(
+    conn: &mut sqlx::AnyConnection,
+    row: &SessionRow,
+    link: &repo::CreatedLink<'_>,
+    client_ref_id: Option<&str>,
+    detail: &str,
+) -> Result<bool, AppError> {
+    let to = KycStatus::Started;
+    let (from, kind) = match status_of(row) {
+        KycStatus::Started => (KycStatus::Started, "minted"),
+        _ => (legal_from(row, to)?, to.as_str()),
+    };
+    let now = db::now();
+    let stored = repo::store_mint(
+        &mut *conn,
+        row.id,
+        from.as_str(),
+        to.as_str(),
+        link,
+        client_ref_id,
+        now,
+    )
+    .await?;
+    if stored {
+        repo::add_event(&mut *conn, row.id, kind, "customer", detail, now).await?;
+    }
+    Ok(stored)
 }
 
 /// The session with `public_id`, or a not-found error.

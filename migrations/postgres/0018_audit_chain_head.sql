@@ -1,0 +1,41 @@
+-- The audit chain's head in one row: the newest row's seq and MAC (NULL before the first row)
+-- and the newest key epoch, kept by triggers as rows and epochs are added. An append takes
+-- the chain lock and learns where the chain goes on in one statement (an `UPDATE … RETURNING`
+-- of this row: after waiting for the lock it returns the newest committed values), where it
+-- took three (the 'audit' lock, the head, the newest epoch). The row is a copy for appends
+-- only: audit_log stays the record, and verification reads audit_log. Rows removed behind the
+-- log's back leave the head where it was, so the next append shows the gap instead of closing it.
+CREATE TABLE audit_chain_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq BIGINT NOT NULL,
+    mac TEXT,
+    newest_epoch BIGINT
+);
+INSERT INTO audit_chain_head (id, seq, mac, newest_epoch) VALUES (
+    1,
+    COALESCE((SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1), 0),
+    (SELECT mac FROM audit_log ORDER BY seq DESC LIMIT 1),
+    (SELECT MAX(epoch) FROM audit_key_epochs)
+);
+
+CREATE FUNCTION audit_chain_head_follow_log() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE audit_chain_head SET seq = NEW.seq, mac = NEW.mac WHERE id = 1 AND NEW.seq > seq;
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER audit_chain_head_follows_log AFTER INSERT ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION audit_chain_head_follow_log();
+
+CREATE FUNCTION audit_chain_head_follow_epochs() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE audit_chain_head SET newest_epoch = NEW.epoch
+    WHERE id = 1 AND (newest_epoch IS NULL OR NEW.epoch > newest_epoch);
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER audit_chain_head_follows_epochs AFTER INSERT ON audit_key_epochs
+    FOR EACH ROW EXECUTE FUNCTION audit_chain_head_follow_epochs();
+
+-- The chain is locked through its head row now; the old lock row would lock nothing.
+DELETE FROM app_locks WHERE name = 'audit';
