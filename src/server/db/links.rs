@@ -777,7 +777,7 @@ pub async fn record_consent(
         "UPDATE kyc_sessions SET consent_notice_version = $1, consent_language = $2, consent_at = $3, \
          consent_client_hash = $4, consent_agent_hash = $5, customer_language = $2, \
          status = 'consented', updated_at = $3, mint_count = mint_count + $8 \
-         WHERE id = $6 AND status = $7 AND consent_at IS NULL AND mint_count + $8 <= mint_limit \
+         WHERE id = $6 AND status = $7 AND consent_at IS NULL AND ($8 = 0 OR mint_count < mint_limit) \
          AND $1 = (SELECT MAX(version) FROM privacy_notices) \
          RETURNING {SESSION_RETURNING}"
     ))
