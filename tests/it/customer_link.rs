@@ -503,6 +503,98 @@ both_backends!(
     }
 );
 
+both_backends!(
+    parallel_first_starts_consent_once_and_mint_within_the_budget,
+    |backend| async move {
+        // Eight first presses of Start at once (a double tap, a second tab): the consent, its
+        // move and the mint's reservation are one statement for the first to get the row; the
+        // others find it consented and go on from there, and the budget of one holds.
+        let (app, operator, _admin) = world(backend, &[("KYC_DESK_LINK_MINTS", "1")]).await;
+        let (_, body) = issue(&app, &operator, "eko:uat:digilocker", &[]).await;
+        let public_id = body["summary"]["public_id"].as_str().unwrap().to_string();
+        let code = code_of(&body);
+        let (status, _) = get(&app, &customer(), &format!("/v/{code}")).await;
+        assert_eq!(status, StatusCode::OK);
+        let mut starts = Vec::new();
+        for _ in 0..8 {
+            let app_base = app.base.clone();
+            let path = format!("{app_base}/v/{code}/start");
+            starts.push(tokio::spawn(async move {
+                forms::browser()
+                    .post(path)
+                    .header("origin", app_base)
+                    .form(&[("lang", "en"), ("consent", "on"), ("notice_version", "1")])
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }));
+        }
+        let mut redirected = 0;
+        for start in starts {
+            let status = start.await.unwrap();
+            assert!(
+                [StatusCode::SEE_OTHER, StatusCode::CONFLICT].contains(&status),
+                "a Start is sent on or told the link is used up, got {status}"
+            );
+            if status == StatusCode::SEE_OTHER {
+                redirected += 1;
+            }
+        }
+        assert!(redirected >= 1, "the first Start got the URL");
+        let count = |sql: &'static str| scalar(&app, sql, &public_id);
+        assert_eq!(
+            count("SELECT mint_count FROM kyc_sessions WHERE public_id = $1").await,
+            1
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM link_mints m JOIN kyc_sessions s ON s.id = m.session_id WHERE s.public_id = $1").await,
+            1,
+            "one provider URL made"
+        );
+        for kind in ["consented", "started"] {
+            let events: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM kyc_events e JOIN kyc_sessions s ON s.id = e.session_id \
+                 WHERE s.public_id = $1 AND e.kind = $2",
+            )
+            .bind(&public_id)
+            .bind(kind)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+            assert_eq!(events, 1, "one {kind} event on the timeline");
+        }
+        for action in ["link.consent", "link.mint"] {
+            let rows: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM audit_log WHERE action = $1 AND object_id = $2 \
+                 AND outcome = 'success'",
+            )
+            .bind(action)
+            .bind(&public_id)
+            .fetch_one(&app.state.db.pool)
+            .await
+            .unwrap();
+            assert_eq!(rows, 1, "one successful {action} audit row");
+        }
+        let status: String =
+            sqlx::query_scalar("SELECT status FROM kyc_sessions WHERE public_id = $1")
+                .bind(&public_id)
+                .fetch_one(&app.state.db.pool)
+                .await
+                .unwrap();
+        assert_eq!(status, "started");
+        assert!(
+            app.state
+                .audit
+                .verify(&app.state.db)
+                .await
+                .unwrap()
+                .broken
+                .is_none()
+        );
+    }
+);
+
 /// The one-time codes in the sandbox's outbox, oldest first.
 async fn codes_sent(app: &TestApp, admin: &reqwest::Client) -> Vec<String> {
     let outbox = admin
