@@ -433,6 +433,38 @@ both_backends!(
     }
 );
 
+/// `n` presses of Start with consent on the link `code`, each from its own browser, all at
+/// once; the answers' statuses.
+fn starts_at_once(
+    app: &TestApp,
+    code: &str,
+    n: usize,
+) -> impl std::future::Future<Output = Vec<StatusCode>> {
+    let starts: Vec<_> = (0..n)
+        .map(|_| {
+            let app_base = app.base.clone();
+            let path = format!("{app_base}/v/{code}/start");
+            tokio::spawn(async move {
+                forms::browser()
+                    .post(path)
+                    .header("origin", app_base)
+                    .form(&[("lang", "en"), ("consent", "on"), ("notice_version", "1")])
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    async move {
+        let mut statuses = Vec::new();
+        for start in starts {
+            statuses.push(start.await.unwrap());
+        }
+        statuses
+    }
+}
+
 both_backends!(
     parallel_starts_cannot_outrun_the_mint_budget,
     |backend| async move {
@@ -453,24 +485,10 @@ both_backends!(
             &public_id,
         )
         .await;
-        let mut starts = Vec::new();
-        for _ in 0..8 {
-            let app_base = app.base.clone();
-            let path = format!("{app_base}/v/{code}/start");
-            starts.push(tokio::spawn(async move {
-                forms::browser()
-                    .post(path)
-                    .header("origin", app_base)
-                    .form(&[("lang", "en"), ("consent", "on"), ("notice_version", "1")])
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-            }));
-        }
+        let starts = starts_at_once(&app, &code, 8);
         let mut redirected = 0;
-        for start in starts {
-            if start.await.unwrap() == StatusCode::SEE_OTHER {
+        for status in starts.await {
+            if status == StatusCode::SEE_OTHER {
                 redirected += 1;
             }
         }
@@ -515,24 +533,9 @@ both_backends!(
         let code = code_of(&body);
         let (status, _) = get(&app, &customer(), &format!("/v/{code}")).await;
         assert_eq!(status, StatusCode::OK);
-        let mut starts = Vec::new();
-        for _ in 0..8 {
-            let app_base = app.base.clone();
-            let path = format!("{app_base}/v/{code}/start");
-            starts.push(tokio::spawn(async move {
-                forms::browser()
-                    .post(path)
-                    .header("origin", app_base)
-                    .form(&[("lang", "en"), ("consent", "on"), ("notice_version", "1")])
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-            }));
-        }
+        let starts = starts_at_once(&app, &code, 8);
         let mut redirected = 0;
-        for start in starts {
-            let status = start.await.unwrap();
+        for status in starts.await {
             assert!(
                 [StatusCode::SEE_OTHER, StatusCode::CONFLICT].contains(&status),
                 "a Start is sent on or told the link is used up, got {status}"
@@ -583,15 +586,8 @@ both_backends!(
                 .await
                 .unwrap();
         assert_eq!(status, "started");
-        assert!(
-            app.state
-                .audit
-                .verify(&app.state.db)
-                .await
-                .unwrap()
-                .broken
-                .is_none()
-        );
+        let report = app.state.audit.verify(&app.state.db).await.unwrap();
+        assert!(report.broken.is_none(), "{}", report.summary());
     }
 );
 
