@@ -1,11 +1,15 @@
 //! Upgrading a database written by an older release: sessions made before customer links
 //! (`created`, `sent`) keep working as `started` after migration 0016, other states stay, their
-//! timelines and deliveries still belong to them, and the first privacy notice exists.
+//! timelines and deliveries still belong to them, and the first privacy notice exists; an audit
+//! chain written before migration 0018 goes on from its last row.
 
 use crate::common;
 
 use common::{Backend, fresh_database};
-use kyc_desk::server::db::Db;
+use kyc_desk::server::audit::{
+    Actor, AuditEvent, AuditLog, GENESIS_MAC, Outcome, RequestMeta, row_mac,
+};
+use kyc_desk::server::db::{Db, audit::AuditRow};
 
 both_backends!(
     sessions_of_an_older_release_keep_working_after_the_customer_link_migration,
@@ -107,5 +111,58 @@ both_backends!(
                     .unwrap();
             assert!(broken.is_empty(), "{broken:?}");
         }
+    }
+);
+
+both_backends!(
+    an_audit_chain_written_before_the_head_row_goes_on_from_its_last_row,
+    |backend| async move {
+        let (url, _dir) = fresh_database(backend).await;
+        let db = Db::connect(&url).await.unwrap();
+        db.migrate_up_to(17).await.unwrap();
+        // Three rows as an older release wrote them (its appends read the head from the log).
+        let key = [7u8; 32];
+        let mut prev_mac = GENESIS_MAC.to_string();
+        for seq in 1..=3 {
+            let mut row = AuditRow {
+                seq,
+                at_ms: 1_790_000_000_000 + seq,
+                actor_id: None,
+                actor_email: String::new(),
+                actor_role: "system".into(),
+                ip: String::new(),
+                request_id: format!("before-{seq}"),
+                action: "test.before_upgrade".into(),
+                object_type: String::new(),
+                object_id: String::new(),
+                outcome: "success".into(),
+                reason: String::new(),
+                detail: "{}".into(),
+                prev_mac: prev_mac.clone(),
+                mac: String::new(),
+                key_epoch: 1,
+            };
+            row.mac = row_mac(&key, &row.prev_mac, &row);
+            let mut conn = db.pool.acquire().await.unwrap();
+            kyc_desk::server::db::audit::insert(&mut conn, &row)
+                .await
+                .unwrap();
+            prev_mac = row.mac;
+        }
+
+        db.migrate().await.unwrap();
+        let log = AuditLog::with_key(key);
+        let event = AuditEvent::new(Actor::System, "test.after_upgrade", Outcome::Success);
+        let seq = log
+            .try_record(&db, &RequestMeta::system(), &event)
+            .await
+            .unwrap();
+        assert_eq!(
+            seq, 4,
+            "the first row after the upgrade follows the last one before"
+        );
+        let report = log.verify(&db).await.unwrap();
+        assert!(report.broken.is_none(), "{}", report.summary());
+        assert_eq!(report.rows, 4);
     }
 );
