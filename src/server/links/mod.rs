@@ -121,8 +121,8 @@ pub async fn consent_to(
 /// A provider URL minted for `row` stored, with its timeline event: a first mint moves the
 /// session to `started` through the one table of legal moves (the move written by the same
 /// statement as the URL), a further one (`row` already `started`) adds a `minted` event.
-/// `detail` is the event's text. False, and nothing written, when the session is no longer as
-/// `row` has it; the statement locks the row either way.
+/// `detail` is the event's text. False, and nothing written (and, on PostgreSQL, no row lock
+/// taken), when the session is no longer as `row` has it: read it under its lock then.
 pub async fn store_minted(
     conn: &mut sqlx::AnyConnection,
     row: &SessionRow,
