@@ -17,6 +17,7 @@ mod cli;
 mod connection_checks;
 mod credentials;
 mod customer_link;
+mod durability;
 mod faults;
 mod links;
 mod page_stress;

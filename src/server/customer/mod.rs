@@ -396,7 +396,7 @@ pub async fn start(
     // The consent and the mint's reservation in one transaction: one commit before the call.
     // The credential reads the mint needs run at the same time (on other connections).
     let decide = async {
-        let mut tx = state.db.begin().await?;
+        let mut tx = state.db.begin_unflushed().await?;
         // The usual first Start: the consent, the move and the mint's reservation in one
         // statement, which also takes the row's lock. When that does not fit (the session
         // changed since it was read, the notice is stale, no mint is left), nothing was

@@ -138,12 +138,20 @@ async fn passive_checkpoint(pool: &AnyPool) -> Result<i64, sqlx::Error> {
 pub struct WriteTx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
+    /// Begun by [`Db::begin_unflushed`]: on PostgreSQL, `synchronous_commit` is already off.
+    unflushed: bool,
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl WriteTx {
-    /// Commits, then gives up the write turn.
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
+    /// Commits, then gives up the write turn. The commit waits for the disk, also in a
+    /// transaction begun by [`Db::begin_unflushed`] (which then pays one statement more).
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        if self.unflushed && self.backend == Backend::Postgres {
+            sqlx::query("SET LOCAL synchronous_commit = on")
+                .execute(&mut *self.tx)
+                .await?;
+        }
         self.tx.commit().await
     }
 
@@ -154,8 +162,10 @@ impl WriteTx {
     /// lose it. So it is for writes whose loss is acceptable (request limits), and for a
     /// transaction after which the same request makes a flushed commit before it answers
     /// anyone: the log is flushed in order, so that later flush makes this commit durable too.
+    /// In a transaction begun by [`Db::begin_unflushed`] the setting is already made, and this
+    /// is a bare `COMMIT`.
     pub async fn commit_unflushed(mut self) -> Result<(), sqlx::Error> {
-        if self.backend == Backend::Postgres {
+        if self.backend == Backend::Postgres && !self.unflushed {
             sqlx::query("SET LOCAL synchronous_commit = off")
                 .execute(&mut *self.tx)
                 .await?;
@@ -339,6 +349,29 @@ impl Db {
         Ok(WriteTx {
             tx: self.pool.begin().await?,
             backend: self.backend,
+            unflushed: false,
+            _turn: turn,
+        })
+    }
+
+    /// Begins a write transaction that is meant to end in [`WriteTx::commit_unflushed`]: on
+    /// PostgreSQL `synchronous_commit` is switched off by the `BEGIN` itself (one round trip
+    /// for both, sent as one simple query), where switching it off at the end costs a round
+    /// trip of its own. A [`WriteTx::commit`] still waits for the disk.
+    pub async fn begin_unflushed(&self) -> Result<WriteTx, sqlx::Error> {
+        let turn = self.write_turn().await?;
+        let tx = match self.backend {
+            Backend::Postgres => {
+                self.pool
+                    .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
+                    .await?
+            }
+            Backend::Sqlite => self.pool.begin().await?,
+        };
+        Ok(WriteTx {
+            tx,
+            backend: self.backend,
+            unflushed: true,
             _turn: turn,
         })
     }

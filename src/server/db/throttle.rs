@@ -108,7 +108,7 @@ pub async fn count_attempts(
     for key in &unique {
         statement = statement.bind(*key);
     }
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_unflushed().await?;
     let rows = statement.fetch_all(&mut *tx).await?;
     tx.commit_unflushed().await?;
     keys.iter()
