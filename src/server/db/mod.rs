@@ -345,13 +345,7 @@ impl Db {
     /// Begins a write transaction. The turn is taken before a connection, so writers that
     /// wait hold no pooled connection.
     pub async fn begin(&self) -> Result<WriteTx, sqlx::Error> {
-        let turn = self.write_turn().await?;
-        Ok(WriteTx {
-            tx: self.pool.begin().await?,
-            backend: self.backend,
-            unflushed: false,
-            _turn: turn,
-        })
+        self.begin_as(false).await
     }
 
     /// Begins a write transaction that is meant to end in [`WriteTx::commit_unflushed`]: on
@@ -359,19 +353,23 @@ impl Db {
     /// for both, sent as one simple query), where switching it off at the end costs a round
     /// trip of its own. A [`WriteTx::commit`] still waits for the disk.
     pub async fn begin_unflushed(&self) -> Result<WriteTx, sqlx::Error> {
+        self.begin_as(true).await
+    }
+
+    /// [`Db::begin`] or, with `unflushed`, [`Db::begin_unflushed`].
+    async fn begin_as(&self, unflushed: bool) -> Result<WriteTx, sqlx::Error> {
         let turn = self.write_turn().await?;
-        let tx = match self.backend {
-            Backend::Postgres => {
-                self.pool
-                    .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
-                    .await?
-            }
-            Backend::Sqlite => self.pool.begin().await?,
+        let tx = if unflushed && self.backend == Backend::Postgres {
+            self.pool
+                .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
+                .await?
+        } else {
+            self.pool.begin().await?
         };
         Ok(WriteTx {
             tx,
             backend: self.backend,
-            unflushed: true,
+            unflushed,
             _turn: turn,
         })
     }
