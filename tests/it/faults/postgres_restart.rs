@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// Runs `pg_ctlcluster` on the one installed cluster. A stop may wait up to ten minutes (not
+/// `pg_ctl`'s default minute) for the shutdown checkpoint: after the whole suite it can have
+/// tens of thousands of files of the suite's databases to sync on a slow disk.
 fn pg_cluster(action: &str) -> std::process::Output {
     let version = std::fs::read_dir("/etc/postgresql")
         .expect("/etc/postgresql lists the cluster version")
@@ -10,9 +13,29 @@ fn pg_cluster(action: &str) -> std::process::Output {
         .next()
         .expect("one PostgreSQL version is installed");
     Command::new("pg_ctlcluster")
-        .args(["--skip-systemctl-redirect", &version, "main", action])
+        .args([
+            "--skip-systemctl-redirect",
+            &version,
+            "main",
+            action,
+            "--",
+            "-t",
+            "600",
+        ])
         .output()
         .expect("run pg_ctlcluster")
+}
+
+/// Asks the PostgreSQL server for a checkpoint and waits for it.
+async fn checkpoint_now() {
+    let url = std::env::var("TEST_POSTGRES_URL").expect("TEST_POSTGRES_URL");
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .expect("connect to PostgreSQL");
+    sqlx::query("CHECKPOINT")
+        .execute(&mut conn)
+        .await
+        .expect("CHECKPOINT");
 }
 
 /// Starts PostgreSQL again when dropped, so a failing test never leaves it down.
@@ -43,6 +66,9 @@ async fn postgres_restarting_under_a_running_server() {
     sandbox::seed::seed(&app.state).await.unwrap();
     app.user("olga@example.com", Role::Operator).await;
     let operator = app.signed_in("olga@example.com").await;
+    // The suite's databases leave much to write back; a checkpoint taken now (however long it
+    // takes) keeps the stop below quick, so the outage the test watches is the one it made.
+    checkpoint_now().await;
     let back_on_drop = PostgresBackOnDrop;
     database_outage_and_recovery(
         &app,
