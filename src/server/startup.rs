@@ -4,6 +4,7 @@
 
 use crate::server::auth::accounts;
 use crate::server::config::{Config, ConfigError};
+use crate::server::db::DbError;
 use crate::server::sandbox;
 use crate::server::state::{AppState, StartError};
 use crate::server::web;
@@ -106,10 +107,18 @@ pub fn serve_in_background(listener: tokio::net::TcpListener, state: AppState) {
     });
 }
 
+/// Advice for a SQLite database the server may not write.
+const SQLITE_READ_ONLY: &str = "The SQLite database is read-only for the user KYC Desk runs as: \
+     give that user write access to the file and to its folder (SQLite writes -wal and -shm files \
+     next to it).";
+
 /// Advice for a start failure the operator fixes on the machine (permissions, disk space, a
 /// read-only database), recognised from the database's error code anywhere in the chain; the
 /// driver's own words ("disk I/O error") rarely say what to do.
 pub fn start_hint(error: &(dyn std::error::Error + 'static), sqlite: bool) -> Option<&'static str> {
+    if let Some(StartError::Db(DbError::ReadOnly { .. })) = error.downcast_ref::<StartError>() {
+        return Some(SQLITE_READ_ONLY);
+    }
     let mut cause = Some(error);
     while let Some(current) = cause {
         if let Some(sqlx::Error::Database(database)) = current.downcast_ref::<sqlx::Error>() {
@@ -117,11 +126,7 @@ pub fn start_hint(error: &(dyn std::error::Error + 'static), sqlite: bool) -> Op
             return if sqlite {
                 // SQLite reports extended codes; the low byte is the primary one.
                 match code.parse::<i64>().map(|c| c & 0xff) {
-                    Ok(8) => Some(
-                        "The SQLite database is read-only for the user KYC Desk runs as: give that \
-                         user write access to the file and to its folder (SQLite writes -wal and \
-                         -shm files next to it).",
-                    ),
+                    Ok(8) => Some(SQLITE_READ_ONLY),
                     Ok(13) => Some(
                         "The disk holding the SQLite database is full: free some space, then start \
                          KYC Desk again.",

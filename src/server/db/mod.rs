@@ -55,6 +55,15 @@ pub enum DbError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The SQLite database file, or the folder SQLite keeps its `-wal` and `-shm` files in, may
+    /// not be written by the user KYC Desk runs as.
+    #[error("the SQLite database at {path} is read-only for the user KYC Desk runs as: {source}")]
+    ReadOnly {
+        /// The file or folder that may not be written.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// Applying migrations failed; the failing migration was rolled back.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -218,6 +227,7 @@ impl Db {
                     source,
                 })?;
             }
+            check_sqlite_writable(std::path::Path::new(&path))?;
             if !url.contains("mode=") {
                 url.push(if url.contains('?') { '&' } else { '?' });
                 url.push_str("mode=rwc");
@@ -492,6 +502,48 @@ pub async fn lock(conn: &mut sqlx::AnyConnection, name: &str) -> Result<(), sqlx
 }
 
 /// The file path of an `sqlite:` URL (without its query).
+/// Fails at once, naming the file or folder, when this process may not write the SQLite
+/// database or the folder where SQLite creates its `-wal` and `-shm` files. Left to SQLite, a
+/// read-only database in write-ahead-log mode can keep the first connection retrying until the
+/// pool's wait runs out, and the error then says only "timed out".
+fn check_sqlite_writable(database: &std::path::Path) -> Result<(), DbError> {
+    let read_only = |path: &std::path::Path, source: std::io::Error| DbError::ReadOnly {
+        path: path.display().to_string(),
+        source,
+    };
+    let refused = |error: &std::io::Error| {
+        matches!(
+            error.kind(),
+            std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+        )
+    };
+    if database.exists()
+        && let Err(error) = std::fs::OpenOptions::new().write(true).open(database)
+        && refused(&error)
+    {
+        return Err(read_only(database, error));
+    }
+    let folder = match database.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let probe = folder.join(format!(".kyc-desk-write-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(error) if refused(&error) => Err(read_only(&folder, error)),
+        // Anything else (a missing folder, say) is for SQLite to report as it opens the file.
+        Err(_) => Ok(()),
+    }
+}
+
 pub(crate) fn sqlite_path(url: &str) -> String {
     let rest = url
         .trim_start_matches("sqlite://")
