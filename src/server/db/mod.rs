@@ -501,7 +501,6 @@ pub async fn lock(conn: &mut sqlx::AnyConnection, name: &str) -> Result<(), sqlx
     }
 }
 
-/// The file path of an `sqlite:` URL (without its query).
 /// Fails at once, naming the file or folder, when this process may not write the SQLite
 /// database or the folder where SQLite creates its `-wal` and `-shm` files. Left to SQLite, a
 /// read-only database in write-ahead-log mode can keep the first connection retrying until the
@@ -544,6 +543,7 @@ fn check_sqlite_writable(database: &std::path::Path) -> Result<(), DbError> {
     }
 }
 
+/// The file path of an `sqlite:` URL (without its query).
 pub(crate) fn sqlite_path(url: &str) -> String {
     let rest = url
         .trim_start_matches("sqlite://")

@@ -142,6 +142,59 @@ fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
+/// A failing start as a user without root's right to write anywhere: when the tests run as
+/// root, a copy of the server run as `nobody` (the checkout may sit in a folder only root may
+/// enter, such as /root); otherwise the server as it is.
+fn failing_start_without_root(database_url: &str, cwd: &Path) -> Command {
+    if !is_root() {
+        return failing_start(database_url, cwd);
+    }
+    use std::os::unix::process::CommandExt as _;
+    let program = cwd.join("kyc-desk");
+    std::fs::copy(env!("CARGO_BIN_EXE_kyc-desk"), &program).unwrap();
+    set_mode(&program, 0o755);
+    let mut command = failing_start_of(&program, database_url, cwd);
+    let (uid, gid) = nobody();
+    command.uid(uid).gid(gid);
+    command
+}
+
+/// An SQLite database file the server may write, in a folder it may not (where SQLite must
+/// create its `-wal` and `-shm` files): the start is refused at once, naming the folder and
+/// saying what to do, and the schema is as it was.
+#[tokio::test]
+async fn a_read_only_sqlite_folder_stops_the_start() {
+    let (database_url, dir) = fresh_database(Backend::Sqlite).await;
+    migrate_first(Backend::Sqlite, &database_url, 1).await;
+    let before = schema_of(Backend::Sqlite, &database_url).await;
+    let dir = dir.unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    set_mode(cwd.path(), 0o755);
+    // SQLite removed its -wal and -shm files as the last connection closed; the file itself
+    // stays writable by anyone.
+    set_mode(&dir.path().join("kyc-desk.db"), 0o666);
+    set_mode(dir.path(), 0o555);
+    let (code, stderr) = run_to_exit(failing_start_without_root(&database_url, cwd.path()));
+    set_mode(dir.path(), 0o755);
+    assert!(
+        code.is_some_and(|code| code != 0),
+        "exit {code:?}: {stderr}"
+    );
+    assert!(stderr.contains("cannot start"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the SQLite database at {} is read-only",
+            dir.path().display()
+        )),
+        "the message names the folder: {stderr}"
+    );
+    assert!(
+        stderr.contains("give that user write access to the file and to its folder"),
+        "the message says what to do: {stderr}"
+    );
+    assert_eq!(schema_of(Backend::Sqlite, &database_url).await, before);
+}
+
 /// The database cannot be written at start (an SQLite file the server's user may only read;
 /// a PostgreSQL database set read-only): the server refuses to start with an error naming the
 /// problem, and the schema is exactly as it was (no migration half-applied, none recorded).
@@ -161,17 +214,7 @@ async fn read_only_start(backend: Backend) {
             // `nobody` when the tests run as root.
             set_mode(dir, 0o755);
             set_mode(&dir.join("kyc-desk.db"), 0o444);
-            if is_root() {
-                use std::os::unix::process::CommandExt as _;
-                // A copy `nobody` can run: the checkout may sit in a folder only root may
-                // enter (such as /root).
-                let program = cwd.path().join("kyc-desk");
-                std::fs::copy(env!("CARGO_BIN_EXE_kyc-desk"), &program).unwrap();
-                set_mode(&program, 0o755);
-                command = failing_start_of(&program, &database_url, cwd.path());
-                let (uid, gid) = nobody();
-                command.uid(uid).gid(gid);
-            }
+            command = failing_start_without_root(&database_url, cwd.path());
         }
         Backend::Postgres => {
             let name = url::Url::parse(&database_url).unwrap().path()[1..].to_string();
