@@ -95,7 +95,20 @@ fn failing_start_of(program: &Path, database_url: &str, cwd: &Path) -> Command {
 /// Runs `command` to its end (killing it if it is still up after 30 s, which means it
 /// started serving instead of refusing); returns the exit code and standard error.
 fn run_to_exit(mut command: Command) -> (Option<i32>, String) {
-    let mut child = command.spawn().expect("start kyc-desk");
+    // A freshly copied server (see `failing_start_without_root`) can be "busy" for a moment:
+    // another test's process, forked while the copy was being written, still holds it open.
+    let mut attempts = 0;
+    let mut child = loop {
+        match command.spawn() {
+            Err(error)
+                if error.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 100 =>
+            {
+                attempts += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            spawned => break spawned.expect("start kyc-desk"),
+        }
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
