@@ -1,7 +1,8 @@
 //! Upgrading a database written by an older release: sessions made before customer links
 //! (`created`, `sent`) keep working as `started` after migration 0016, other states stay, their
 //! timelines and deliveries still belong to them, and the first privacy notice exists; an audit
-//! chain written before migration 0018 goes on from its last row.
+//! chain written before migration 0018 goes on from its last row; a return for a link made
+//! before the mint table (0016) is still matched after 0019.
 
 use crate::common;
 
@@ -111,6 +112,84 @@ both_backends!(
                     .unwrap();
             assert!(broken.is_empty(), "{broken:?}");
         }
+    }
+);
+
+both_backends!(
+    a_return_for_a_link_made_before_the_mint_table_still_finds_its_session,
+    |backend| async move {
+        // Before 0016 a session's provider ids were only on its row; 0019 gives such a session
+        // a mint row (returns are matched through `link_mints` from then on).
+        let (url, _dir) = fresh_database(backend).await;
+        let db = Db::connect(&url).await.unwrap();
+        db.migrate_up_to(15).await.unwrap();
+        let pool = &db.pool;
+        sqlx::query(
+            "INSERT INTO users (email, display_name, role, password_hash, password_changed_at, \
+             created_at, updated_at) VALUES ('old@example.com', 'Old', 'operator', 'x', 0, 0, 0)",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO credentials (kind, environment, version, status, settings, saved_by, saved_at) \
+             VALUES ('message_central', 'production', 1, 'active', '{}', 'old@example.com', 0)",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+        for (n, journey, token) in [
+            (0, Some("J-OLD-0"), Some("T-OLD-0")),
+            (1, None, Some("T-OLD-1")),
+            (2, None, None),
+        ] {
+            sqlx::query(
+                "INSERT INTO kyc_sessions (public_id, idempotency_key, provider, flow, environment, \
+                 credential_id, customer_name, phone, consent_note, status, link_url, expires_at, \
+                 journey_id, provider_token, created_by, created_at, updated_at) VALUES ($1, $2, \
+                 'message_central', 'basic', 'production', (SELECT MIN(id) FROM credentials), \
+                 'Old Customer', '+919876543210', 'ok', 'sent', 'https://provider.example/', \
+                 4102444800, $3, $4, (SELECT MIN(id) FROM users), 7, 7)",
+            )
+            .bind(format!("old{n}"))
+            .bind(format!("key{n}"))
+            .bind(journey)
+            .bind(token)
+            .execute(pool)
+            .await
+            .unwrap();
+        }
+        db.migrate().await.unwrap();
+        let found = |journey: Option<&'static str>, token: Option<&'static str>| async move {
+            kyc_desk::server::db::links::find_by_journey(pool, journey, token)
+                .await
+                .unwrap()
+                .map(|row| row.public_id)
+        };
+        assert_eq!(found(Some("J-OLD-0"), None).await.as_deref(), Some("old0"));
+        assert_eq!(found(None, Some("T-OLD-0")).await.as_deref(), Some("old0"));
+        assert_eq!(
+            found(Some("J-UNKNOWN"), Some("T-OLD-1")).await.as_deref(),
+            Some("old1")
+        );
+        assert_eq!(found(Some("J-UNKNOWN"), Some("T-UNKNOWN")).await, None);
+        assert_eq!(found(None, None).await, None);
+        // One mint row each for the two that had a URL's ids, none for the third; the row's
+        // time is the session's creation (no mint time was kept then).
+        let mints: Vec<(String, i64, Option<String>)> = sqlx::query_as(
+            "SELECT s.public_id, m.minted_at, m.token FROM link_mints m \
+             JOIN kyc_sessions s ON s.id = m.session_id ORDER BY s.public_id",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            mints,
+            [
+                ("old0".to_string(), 7, Some("T-OLD-0".to_string())),
+                ("old1".to_string(), 7, Some("T-OLD-1".to_string())),
+            ]
+        );
     }
 );
 

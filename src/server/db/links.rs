@@ -437,44 +437,28 @@ pub async fn find_by_key(pool: &AnyPool, key: &str) -> Result<Option<SessionRow>
         .await
 }
 
-/// The session a Message Central return belongs to (by journey id or token).
+/// The session a Message Central return belongs to, by journey id or else by token: the
+/// session of the newest mint that carried it (`link_mints` holds every minted URL's ids, so a
+/// return from an older mint of a customer link is found too; the session follows the newest).
 pub async fn find_by_journey(
     pool: &AnyPool,
     journey_id: Option<&str>,
     token: Option<&str>,
 ) -> Result<Option<SessionRow>, sqlx::Error> {
-    if let Some(journey_id) = journey_id {
-        let found: Option<SessionRow> =
-            sqlx::query_as(&format!("{SESSION_SELECT} WHERE s.journey_id = $1"))
-                .bind(journey_id)
-                .fetch_optional(pool)
-                .await?;
+    for (column, value) in [("journey_id", journey_id), ("token", token)] {
+        let Some(value) = value else { continue };
+        let found: Option<SessionRow> = sqlx::query_as(&format!(
+            "{SESSION_SELECT} WHERE s.id = (SELECT m.session_id FROM link_mints m \
+             WHERE m.{column} = $1 ORDER BY m.id DESC LIMIT 1)"
+        ))
+        .bind(value)
+        .fetch_optional(pool)
+        .await?;
         if found.is_some() {
             return Ok(found);
         }
     }
-    if let Some(token) = token {
-        let found: Option<SessionRow> =
-            sqlx::query_as(&format!("{SESSION_SELECT} WHERE s.provider_token = $1"))
-                .bind(token)
-                .fetch_optional(pool)
-                .await?;
-        if found.is_some() {
-            return Ok(found);
-        }
-    }
-    if journey_id.is_none() && token.is_none() {
-        return Ok(None);
-    }
-    // An older mint of a customer link (the session follows the newest).
-    sqlx::query_as(&format!(
-        "{SESSION_SELECT} WHERE s.id = (SELECT MIN(m.session_id) FROM link_mints m \
-         WHERE m.journey_id = $1 OR m.token = $2)"
-    ))
-    .bind(journey_id)
-    .bind(token)
-    .fetch_optional(pool)
-    .await
+    Ok(None)
 }
 
 /// What a successful provider call stores.
