@@ -20,11 +20,15 @@ ensure_test_tools
 
 # --- PostgreSQL: required on CI, optional (and loudly reported) elsewhere ----------------
 skip_postgres=()
-if ensure_postgres; then
-  export TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
-  # Drop databases left behind by earlier runs that were interrupted.
+# Drops the databases the Rust tests made on the shared PostgreSQL server (`kycdesk_t_*`).
+drop_test_databases() {
   psql "$TEST_POSTGRES_URL" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'kycdesk_t_%'" 2>/dev/null |
     while read -r name; do psql "$TEST_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null 2>&1 || true; done
+}
+if ensure_postgres; then
+  export TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+  # Drop databases left behind by earlier runs (interrupted, or filtered with `--`).
+  drop_test_databases
 elif [ "${CI:-}" = "true" ]; then
   echo "FAILED: no PostgreSQL answers at 127.0.0.1:5432, and CI must run the PostgreSQL tests." >&2
   exit 1
@@ -43,6 +47,9 @@ if [ -n "${TEST_POSTGRES_URL:-}" ]; then
   cargo test --features ssr --test it -- --ignored --exact faults::postgres_restart::postgres_restarting_under_a_running_server
   say "scanning every audit row the suite wrote (PostgreSQL databases) for secrets and PII"
   cargo test --features ssr --test it -- --ignored --exact audit_scan::every_audit_row_of_the_suite_is_clean
+  # The scan has read them: the suite's databases (one per PostgreSQL test) are not left on
+  # the shared server, where every later checkpoint and restart would have to sync their files.
+  drop_test_databases
 fi
 
 # --- Build the real app; canary values in the environment must not reach the bundle ----
