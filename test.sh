@@ -47,8 +47,8 @@ if [ -n "${TEST_POSTGRES_URL:-}" ]; then
   cargo test --features ssr --test it -- --ignored --exact faults::postgres_restart::postgres_restarting_under_a_running_server
   say "scanning every audit row the suite wrote (PostgreSQL databases) for secrets and PII"
   cargo test --features ssr --test it -- --ignored --exact audit_scan::every_audit_row_of_the_suite_is_clean
-  # The scan has read them: the suite's databases (one per PostgreSQL test) are not left on
-  # the shared server, where every later checkpoint and restart would have to sync their files.
+  # The scan has read them: the suite's databases (one per PostgreSQL test, each a full schema
+  # on disk) are not left on the shared server until the next run's start drops them.
   drop_test_databases
 fi
 

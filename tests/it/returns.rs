@@ -2,7 +2,8 @@
 //! customer returns move a session to `returned` at most and are shown as a claim; operators
 //! and admins record a Message Central outcome with a note (auditors cannot); Eko sessions
 //! end only on Eko's answers; repeated returns count on one timeline event; returns carry the
-//! client address, are limited per address, and find `token=` sessions by an index.
+//! client address, are limited per address, and find their session by the journey id or token
+//! of any of its mints, through the mint table's indexes.
 
 use crate::audit::rows_of;
 use crate::common;
@@ -446,6 +447,46 @@ both_backends!(
         // The session-named return address counts for the same address too.
         let (status, _, _) = anonymous_get(&app, "/kyc/return/nosuchsession?status=ok").await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    }
+);
+
+both_backends!(
+    a_return_through_an_earlier_mint_still_finds_its_session,
+    |backend| async move {
+        // A session follows its newest provider URL, so its own row no longer carries an
+        // earlier one's ids; a customer who comes back through the earlier URL is still matched
+        // (through the mint rows) and the return lands on the session.
+        let (app, operator, _, _) = world(backend).await;
+        let public_id = create(&app, &operator, "message_central:trial:basic", "Asha Rao").await;
+        let earlier = column(&app, "journey_id", &public_id).await;
+        // A later mint, as a customer link's new provider URL records it.
+        let pool = &app.state.db.pool;
+        sqlx::query(
+            "INSERT INTO link_mints (session_id, minted_at, expires_at, token, journey_id) \
+             SELECT id, updated_at + 1, COALESCE(expires_at, 0), 'T-LATER', 'J-LATER' \
+             FROM kyc_sessions WHERE public_id = $1",
+        )
+        .bind(&public_id)
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "UPDATE kyc_sessions SET journey_id = 'J-LATER', provider_token = 'T-LATER' \
+             WHERE public_id = $1",
+        )
+        .bind(&public_id)
+        .execute(pool)
+        .await
+        .unwrap();
+        let (status, _, _) = anonymous_get(
+            &app,
+            &format!("/kyc/return?journey_id={earlier}&status=approved"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let seen = detail(&app, &operator, &public_id).await;
+        assert_eq!(seen["summary"]["status"], "returned", "{seen}");
+        assert_eq!(seen["return_claim"]["reported"], "approved", "{seen}");
     }
 );
 

@@ -12,27 +12,41 @@ use kyc_desk::server::audit::{
 };
 use kyc_desk::server::db::{Db, audit::AuditRow};
 
+/// A database as the release before customer links left it (migrated up to 0015), with one
+/// operator and one active credential of `kind` in `environment`: what an older session row
+/// refers to.
+async fn before_customer_links(
+    backend: Backend,
+    kind: &str,
+    environment: &str,
+) -> (Db, Option<tempfile::TempDir>) {
+    let (url, dir) = fresh_database(backend).await;
+    let db = Db::connect(&url).await.unwrap();
+    db.migrate_up_to(15).await.unwrap();
+    sqlx::query(
+        "INSERT INTO users (email, display_name, role, password_hash, password_changed_at, \
+         created_at, updated_at) VALUES ('old@example.com', 'Old', 'operator', 'x', 0, 0, 0)",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO credentials (kind, environment, version, status, settings, saved_by, saved_at) \
+         VALUES ($1, $2, 1, 'active', '{}', 'old@example.com', 0)",
+    )
+    .bind(kind)
+    .bind(environment)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    (db, dir)
+}
+
 both_backends!(
     sessions_of_an_older_release_keep_working_after_the_customer_link_migration,
     |backend| async move {
-        let (url, _dir) = fresh_database(backend).await;
-        let db = Db::connect(&url).await.unwrap();
-        db.migrate_up_to(15).await.unwrap();
+        let (db, _dir) = before_customer_links(backend, "eko_digilocker", "uat").await;
         let pool = &db.pool;
-        sqlx::query(
-            "INSERT INTO users (email, display_name, role, password_hash, password_changed_at, \
-             created_at, updated_at) VALUES ('old@example.com', 'Old', 'operator', 'x', 0, 0, 0)",
-        )
-        .execute(pool)
-        .await
-        .unwrap();
-        sqlx::query(
-            "INSERT INTO credentials (kind, environment, version, status, settings, saved_by, saved_at) \
-             VALUES ('eko_digilocker', 'uat', 1, 'active', '{}', 'old@example.com', 0)",
-        )
-        .execute(pool)
-        .await
-        .unwrap();
         for (n, status) in ["created", "sent", "returned", "completed", "expired"]
             .iter()
             .enumerate()
@@ -120,24 +134,8 @@ both_backends!(
     |backend| async move {
         // Before 0016 a session's provider ids were only on its row; 0019 gives such a session
         // a mint row (returns are matched through `link_mints` from then on).
-        let (url, _dir) = fresh_database(backend).await;
-        let db = Db::connect(&url).await.unwrap();
-        db.migrate_up_to(15).await.unwrap();
+        let (db, _dir) = before_customer_links(backend, "message_central", "production").await;
         let pool = &db.pool;
-        sqlx::query(
-            "INSERT INTO users (email, display_name, role, password_hash, password_changed_at, \
-             created_at, updated_at) VALUES ('old@example.com', 'Old', 'operator', 'x', 0, 0, 0)",
-        )
-        .execute(pool)
-        .await
-        .unwrap();
-        sqlx::query(
-            "INSERT INTO credentials (kind, environment, version, status, settings, saved_by, saved_at) \
-             VALUES ('message_central', 'production', 1, 'active', '{}', 'old@example.com', 0)",
-        )
-        .execute(pool)
-        .await
-        .unwrap();
         for (n, journey, token) in [
             (0, Some("J-OLD-0"), Some("T-OLD-0")),
             (1, None, Some("T-OLD-1")),
