@@ -129,9 +129,46 @@ enum Command {
 
 /// A fresh database for one benchmark run.
 async fn fresh(url: &str) -> String {
-    kyc_desk::server::fresh_database::next_to(url, "bench")
+    let made = kyc_desk::server::fresh_database::next_to(url, "bench")
         .await
-        .expect("create a fresh database")
+        .expect("create a fresh database");
+    if !url.starts_with("sqlite:") {
+        MADE_ON_POSTGRES
+            .lock()
+            .unwrap()
+            .push((url.to_string(), made.clone()));
+    }
+    made
+}
+
+/// The PostgreSQL databases this run made (the server's URL as given, the new database's URL):
+/// dropped when the run ends, as each can hold a million sessions. (SQLite files stay in the
+/// temporary folder, for a look.)
+static MADE_ON_POSTGRES: std::sync::Mutex<Vec<(String, String)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Drops the databases in [`MADE_ON_POSTGRES`], ending any connection still open to them.
+async fn drop_made_databases() {
+    let made = std::mem::take(&mut *MADE_ON_POSTGRES.lock().unwrap());
+    for (server, database) in made {
+        let Some(name) = url::Url::parse(&database)
+            .ok()
+            .map(|made| made.path().trim_start_matches('/').to_string())
+        else {
+            continue;
+        };
+        let dropped = async {
+            let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&server).await?;
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await
+        }
+        .await;
+        match dropped {
+            Ok(_) => println!("dropped the run's database {name}"),
+            Err(error) => eprintln!("could not drop the run's database {name}: {error}"),
+        }
+    }
 }
 
 async fn open(url: &str) -> Db {
@@ -1034,6 +1071,7 @@ async fn main() {
             samples,
         } => sign_in_burst(&server_binary, &database_url, parallel, samples).await,
     }
+    drop_made_databases().await;
 }
 
 /// One sign-in from client address `from` (through the trusted loopback proxy): its status
