@@ -61,6 +61,8 @@ say "building the app as it ships (cargo leptos build --release --precompress --
 KYC_DESK_MASTER_KEY="$canary" KYC_DESK_SMTP_PASSWORD="$canary" KYC_DESK_SESSION_SECRET="$canary" \
   cargo leptos build --release --precompress --split
 server_bin=target/release/kyc-desk
+say "packing the bundle's small parts into a few files (kyc-desk pack-bundle)"
+"$server_bin" pack-bundle --site target/site
 
 say "checking the browser bundle for server-only strings"
 bundle=(target/site/pkg/*.wasm target/site/pkg/*.js)

@@ -11,6 +11,10 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A build step: it reads and writes the site folder only, so it opens no state.
+    if let Some(Command::PackBundle(args)) = cli.command {
+        return cli::pack_bundle::run(args);
+    }
     let state = match cli::start().await {
         Ok(state) => state,
         Err(code) => return code,
@@ -26,5 +30,6 @@ async fn main() -> ExitCode {
         Command::RotateMasterKey(args) => cli::rotate_master_key::run(&state, args).await,
         Command::RotateAuditKey => cli::rotate_audit_key::run(&state).await,
         Command::VerifyAudit(args) => cli::verify_audit::run(&state, args).await,
+        Command::PackBundle(_) => unreachable!("handled before the state is opened"),
     }
 }

@@ -25,6 +25,7 @@ macro_rules! out {
 
 pub mod create_user;
 pub mod credentials;
+pub mod pack_bundle;
 pub mod rotate_audit_key;
 pub mod rotate_master_key;
 pub mod serve;
@@ -66,6 +67,10 @@ pub enum Command {
     /// file; prints "N rows verified" or the first break and why ("rows after seq N are
     /// missing" when the newest rows were deleted), and exits 1 when the chain is broken.
     VerifyAudit(verify_audit::Args),
+    /// Merge the split browser bundle's small parts into a few files (after `cargo leptos
+    /// build --release --split`, before serving): fewer requests on a first visit. Needs no
+    /// database or key.
+    PackBundle(pack_bundle::Args),
 }
 
 /// The `credentials` commands.

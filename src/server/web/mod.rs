@@ -8,6 +8,7 @@
 //! sign-on's start and callback).
 
 pub mod assets;
+pub mod bundle_pack;
 mod customer;
 pub mod dictionary;
 mod doors;

@@ -1,0 +1,901 @@
+//! Packs the split browser bundle's many small parts into a few larger files, after
+//! `cargo leptos build --release --split` and before the server starts (`kyc-desk pack-bundle`).
+//!
+//! Why: wasm-split cuts the program into one chunk per set of routes that use a function, so a
+//! page's first visit fetches 50–140 files, most under 1 KB. Over HTTP/1.1 a browser asks six at
+//! a time, and on a slow line every answer waits a full round trip: the files, not the bytes,
+//! decided the time to a usable page (BENCHMARKS.md, "Fewer files per page"). No build tool
+//! merges the chunks (cargo-leptos 0.3 offers no such step), so this does, with the
+//! WebAssembly crates of the Bytecode Alliance (`wasmparser` reads, `wasm-encoder` re-encodes
+//! with shifted indices).
+//!
+//! What a chunk is (checked, and anything else is refused): a module that imports only the
+//! shared memory, the shared function table and shared globals from `__wasm_split`, defines
+//! functions, and writes them into the table with active element segments; no exports, no
+//! start function. Chunks call one another only through the table, so modules of that shape can
+//! be laid side by side in one module: their types, functions, element and data segments are
+//! concatenated with each index shifted past the ones before it, and the imports are shared.
+//!
+//! Which chunks are packed together: the chunks most routes use (at least three quarters of
+//! them) and every small chunk used by more than one route go into one common pack; the
+//! others stay as they are. A page then fetches the frame, the common pack, its own route's
+//! chunks and a few shared ones, instead of every small piece.
+//!
+//! The loader (`__wasm_split.HASH.js`) is rewritten so that every chunk of a pack loads the
+//! pack (one fetch, one instance, memoised), the manifest (the preloads the server writes)
+//! lists packs instead of their chunks, and — because the loader and the frame's JavaScript
+//! import each other by name — both get a new name from one hash over their new contents. The
+//! hash file beside the server binary names the new files. Every written file is precompressed
+//! (`.br`, `.gz`) as cargo-leptos does. Running it again on a packed bundle changes nothing.
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use wasm_encoder::reencode::{Reencode, RoundtripReencoder};
+
+/// A chunk used by at least this share of the routes goes into the common pack.
+const COMMON_SHARE: f64 = 0.75;
+/// A chunk whose brotli size is under this many bytes and that more than one route uses goes
+/// into the common pack: fetching it costs more in round trips than its bytes.
+const SMALL_CHUNK_BYTES: u64 = 1_000;
+/// The prefix of a pack's file name (`chunk_pack0.HASH.wasm`): a chunk name, so everything that
+/// treats `chunk_*` files as parts (the server's caching and `dcz`) treats packs the same way.
+const PACK_PREFIX: &str = "chunk_pack";
+
+/// Why a bundle could not be packed.
+#[derive(Debug)]
+pub struct PackError(String);
+
+impl fmt::Display for PackError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PackError {}
+
+fn fail(message: impl Into<String>) -> PackError {
+    PackError(message.into())
+}
+
+/// What packing did, for the command's report.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Packed {
+    /// The bundle was already packed (or has no split parts): nothing written.
+    Unchanged(&'static str),
+    /// `chunks` chunks went into `packs` packs; the hash file names the new loader.
+    Done { chunks: usize, packs: usize },
+}
+
+/// Packs the split bundle in `pkg_dir` whose names the hash file at `hash_file` gives.
+pub fn pack_bundle(pkg_dir: &Path, hash_file: &Path) -> Result<Packed, PackError> {
+    let hashes = read(hash_file)?;
+    let hash_of = |kind: &str| {
+        hashes.lines().find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            (k.trim() == kind).then(|| v.trim().to_string())
+        })
+    };
+    let (Some(js_hash), Some(split_hash), Some(manifest_hash)) =
+        (hash_of("js"), hash_of("split"), hash_of("manifest"))
+    else {
+        return Ok(Packed::Unchanged("the bundle is not split"));
+    };
+    let manifest_name = format!("__wasm_split_manifest.{manifest_hash}.json");
+    let manifest: BTreeMap<String, Vec<String>> =
+        serde_json::from_str(&read(&pkg_dir.join(&manifest_name))?)
+            .map_err(|e| fail(format!("{manifest_name} is not a split manifest: {e}")))?;
+    if manifest
+        .values()
+        .flatten()
+        .any(|part| part.starts_with(PACK_PREFIX))
+    {
+        return Ok(Packed::Unchanged("the bundle is already packed"));
+    }
+    let loader_name = format!("__wasm_split.{split_hash}.js");
+    let loader = read(&pkg_dir.join(&loader_name))?;
+    let main_js_name = format!("kyc-desk.{js_hash}.js");
+    let main_js = read(&pkg_dir.join(&main_js_name))?;
+
+    let plan = plan_packs(&manifest, |chunk| {
+        let br = pkg_dir.join(format!("{chunk}.wasm.br"));
+        let raw = pkg_dir.join(format!("{chunk}.wasm"));
+        std::fs::metadata(&br)
+            .or_else(|_| std::fs::metadata(&raw))
+            .map(|m| m.len())
+            .unwrap_or(u64::MAX)
+    });
+    if plan.is_empty() {
+        return Ok(Packed::Unchanged("no chunks worth packing"));
+    }
+
+    // Each pack: merge its chunks, name it by its content, write it with its compressed forms.
+    let mut pack_of = HashMap::<&str, String>::new();
+    let mut chunks = 0;
+    for (index, members) in plan.iter().enumerate() {
+        let modules = members
+            .iter()
+            .map(|chunk| {
+                std::fs::read(pkg_dir.join(format!("{chunk}.wasm")))
+                    .map_err(|e| fail(format!("cannot read {chunk}.wasm: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let merged = merge_chunks(&modules)
+            .map_err(|e| fail(format!("cannot pack {}: {e}", members.join(", "))))?;
+        let stem = format!("{PACK_PREFIX}{index}.{}", content_hash(&[&merged]));
+        write_with_compressed(&pkg_dir.join(format!("{stem}.wasm")), &merged)?;
+        for chunk in members {
+            pack_of.insert(chunk.as_str(), stem.clone());
+        }
+        chunks += members.len();
+    }
+
+    let packed_loader = rewrite_loader(&loader, &pack_of)?;
+    let packed_manifest = rewrite_manifest(&manifest, &pack_of);
+    let manifest_json = serde_json::to_string(&packed_manifest)
+        .map_err(|e| fail(format!("cannot write the manifest: {e}")))?;
+
+    // The loader imports the frame's JavaScript by name and that file imports the loader: one
+    // hash over both new contents names both, so a change in either renames both.
+    let pair_hash = content_hash(&[packed_loader.as_bytes(), main_js.as_bytes()]);
+    let new_loader_name = format!("__wasm_split.{pair_hash}.js");
+    let new_main_js_name = format!("kyc-desk.{pair_hash}.js");
+    let packed_loader = replace_imports(&packed_loader, &main_js_name, &new_main_js_name)?;
+    let packed_main_js = replace_imports(&main_js, &loader_name, &new_loader_name)?;
+    let new_manifest_hash = content_hash(&[manifest_json.as_bytes()]);
+
+    write_with_compressed(&pkg_dir.join(&new_loader_name), packed_loader.as_bytes())?;
+    write_with_compressed(&pkg_dir.join(&new_main_js_name), packed_main_js.as_bytes())?;
+    write_with_compressed(
+        &pkg_dir.join(format!("__wasm_split_manifest.{new_manifest_hash}.json")),
+        manifest_json.as_bytes(),
+    )?;
+    // The hash file last: until it is written the server would still find the unpacked bundle.
+    let new_hashes = hashes
+        .lines()
+        .map(|line| match line.split_once(':').map(|(k, _)| k.trim()) {
+            Some("js") => format!("js: {pair_hash}"),
+            Some("split") => format!("split: {pair_hash}"),
+            Some("manifest") => format!("manifest: {new_manifest_hash}"),
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(hash_file, new_hashes + "\n")
+        .map_err(|e| fail(format!("cannot write {}: {e}", hash_file.display())))?;
+    Ok(Packed::Done {
+        chunks,
+        packs: plan.len(),
+    })
+}
+
+/// Which chunks go together: a list of packs, each two or more chunk names, in the order of
+/// their lowest chunk number. `size` gives a chunk's size on the wire.
+pub fn plan_packs(
+    manifest: &BTreeMap<String, Vec<String>>,
+    size: impl Fn(&str) -> u64,
+) -> Vec<Vec<String>> {
+    let routes = manifest.len();
+    let mut users = BTreeMap::<&str, usize>::new();
+    for parts in manifest.values() {
+        for part in parts.iter().filter(|p| chunk_number(p).is_some()) {
+            *users.entry(part.as_str()).or_default() += 1;
+        }
+    }
+    let common_from = ((routes as f64) * COMMON_SHARE).ceil() as usize;
+    let mut common: Vec<&str> = users
+        .iter()
+        .filter(|(chunk, used_by)| {
+            **used_by >= common_from.max(2) || (**used_by >= 2 && size(chunk) < SMALL_CHUNK_BYTES)
+        })
+        .map(|(chunk, _)| *chunk)
+        .collect();
+    common.sort_by_key(|chunk| chunk_number(chunk));
+    if common.len() < 2 {
+        return Vec::new();
+    }
+    vec![common.into_iter().map(str::to_string).collect()]
+}
+
+/// The number of `chunk_N.HASH`, or `None` for any other part (a route's own split module).
+fn chunk_number(part: &str) -> Option<u32> {
+    part.strip_prefix("chunk_")?.split('.').next()?.parse().ok()
+}
+
+/// The loader with every chunk of a pack loading that pack: the first chunk of each pack (the
+/// lowest number, declared first) fetches the pack's file, the others are the same loader.
+fn rewrite_loader(loader: &str, pack_of: &HashMap<&str, String>) -> Result<String, PackError> {
+    let mut first_of_pack = HashMap::<&str, String>::new();
+    let mut out = String::with_capacity(loader.len());
+    let mut rest = loader;
+    let mut rewritten = 0;
+    const DECLARATION: &str = "const __chunk_";
+    while let Some(at) = rest.find(DECLARATION) {
+        out.push_str(&rest[..at]);
+        let declaration = &rest[at..];
+        // One declaration: `const __chunk_N = makeLoad(…\n, []);`
+        let end = declaration
+            .find(", []);")
+            .map(|i| i + ", []);".len())
+            .ok_or_else(|| {
+                fail("the split loader has a chunk declaration this tool does not know")
+            })?;
+        let text = &declaration[..end];
+        let var = text[DECLARATION.len() - "__chunk_".len()..]
+            .split(' ')
+            .next()
+            .unwrap_or_default();
+        let file = text
+            .split("new URL(\"./")
+            .nth(1)
+            .and_then(|s| s.split(".wasm\"").next());
+        match file.and_then(|f| pack_of.get(f).map(|pack| (f, pack))) {
+            Some((file, pack)) => {
+                rewritten += 1;
+                if let Some(first) = first_of_pack.get(pack.as_str()) {
+                    out.push_str(&format!("const {var} = {first};"));
+                } else {
+                    first_of_pack.insert(pack.as_str(), var.to_string());
+                    out.push_str(
+                        &text.replace(&format!("\"./{file}.wasm\""), &format!("\"./{pack}.wasm\"")),
+                    );
+                }
+            }
+            None => out.push_str(text),
+        }
+        rest = &declaration[end..];
+    }
+    out.push_str(rest);
+    if rewritten != pack_of.len() {
+        return Err(fail(format!(
+            "the split loader declares {rewritten} of the {} chunks to pack",
+            pack_of.len()
+        )));
+    }
+    Ok(out)
+}
+
+/// The manifest with each packed chunk replaced by its pack, every pack named once per route.
+fn rewrite_manifest(
+    manifest: &BTreeMap<String, Vec<String>>,
+    pack_of: &HashMap<&str, String>,
+) -> BTreeMap<String, Vec<String>> {
+    manifest
+        .iter()
+        .map(|(route, parts)| {
+            let mut seen = BTreeSet::new();
+            let parts = parts
+                .iter()
+                .map(|part| pack_of.get(part.as_str()).unwrap_or(part).clone())
+                .filter(|part| seen.insert(part.clone()))
+                .collect();
+            (route.clone(), parts)
+        })
+        .collect()
+}
+
+/// Points the module's `import … from "./{from}"` statements at `./{to}`, and fails when none
+/// names `from` (the two files no longer import each other as this tool expects). Only the
+/// import statements: the frame's WebAssembly names its imports by the old name, and the
+/// wasm-bindgen glue's import object keeps those keys.
+fn replace_imports(text: &str, from: &str, to: &str) -> Result<String, PackError> {
+    let mut out = text.to_string();
+    let mut found = false;
+    for quote in ["from\"", "from \""] {
+        let old = format!("{quote}./{from}\"");
+        found |= out.contains(&old);
+        out = out.replace(&old, &format!("{quote}./{to}\""));
+    }
+    if !found {
+        return Err(fail(format!("expected an import of {from}, found none")));
+    }
+    Ok(out)
+}
+
+/// Merges chunk modules (the shape described atop this file) into one module.
+pub fn merge_chunks(modules: &[Vec<u8>]) -> Result<Vec<u8>, String> {
+    use wasm_encoder::{
+        CodeSection, DataCountSection, DataSection, ElementSection, EntityType, FunctionSection,
+        ImportSection, Module, TypeSection,
+    };
+    use wasmparser::{Parser, Payload, TypeRef};
+
+    let mut types = TypeSection::new();
+    let mut functions = FunctionSection::new();
+    let mut elements = ElementSection::new();
+    let mut code = CodeSection::new();
+    let mut data = DataSection::new();
+    // Shared imports, in first-seen order: (module, name) -> (kind, index within its kind).
+    let mut imports: Vec<(String, String, TypeRef)> = Vec::new();
+    let mut global_imports = 0u32;
+
+    for (number, bytes) in modules.iter().enumerate() {
+        let mut shift = Shift {
+            types: types.len(),
+            functions: functions.len(),
+            data: data.len(),
+            elements: elements.len(),
+            globals: Vec::new(),
+        };
+        let what = |e: &dyn fmt::Display| format!("module {number}: {e}");
+        for payload in Parser::new(0).parse_all(bytes) {
+            match payload.map_err(|e| what(&e))? {
+                Payload::Version { .. } | Payload::End(_) | Payload::CustomSection(_) => {}
+                Payload::TypeSection(section) => {
+                    RoundtripReencoder
+                        .parse_type_section(&mut types, section)
+                        .map_err(|e| what(&e))?;
+                }
+                Payload::ImportSection(section) => {
+                    for import in section.into_imports() {
+                        let import = import.map_err(|e| what(&e))?;
+                        let found = imports
+                            .iter()
+                            .position(|(m, n, _)| m == import.module && n == import.name);
+                        match import.ty {
+                            TypeRef::Global(_) => {
+                                let index = match found {
+                                    Some(i) => imports[..i]
+                                        .iter()
+                                        .filter(|(_, _, t)| matches!(t, TypeRef::Global(_)))
+                                        .count()
+                                        as u32,
+                                    None => {
+                                        imports.push((
+                                            import.module.to_string(),
+                                            import.name.to_string(),
+                                            import.ty,
+                                        ));
+                                        global_imports += 1;
+                                        global_imports - 1
+                                    }
+                                };
+                                shift.globals.push(index);
+                            }
+                            TypeRef::Memory(_) | TypeRef::Table(_) => {
+                                if let Some(i) = found {
+                                    if imports[i].2 != import.ty {
+                                        return Err(what(&format!(
+                                            "{}.{} is imported with two types",
+                                            import.module, import.name
+                                        )));
+                                    }
+                                } else if imports.iter().any(|(_, _, t)| {
+                                    std::mem::discriminant(t) == std::mem::discriminant(&import.ty)
+                                }) {
+                                    return Err(what(&"a second memory or table is imported"));
+                                } else {
+                                    imports.push((
+                                        import.module.to_string(),
+                                        import.name.to_string(),
+                                        import.ty,
+                                    ));
+                                }
+                            }
+                            _ => {
+                                return Err(what(&format!(
+                                    "imports {}.{}, which is not a memory, table or global",
+                                    import.module, import.name
+                                )));
+                            }
+                        }
+                    }
+                }
+                Payload::FunctionSection(section) => {
+                    shift
+                        .parse_function_section(&mut functions, section)
+                        .map_err(|e| what(&e))?;
+                }
+                Payload::ElementSection(section) => {
+                    shift
+                        .parse_element_section(&mut elements, section)
+                        .map_err(|e| what(&e))?;
+                }
+                Payload::DataCountSection { .. } => {}
+                Payload::DataSection(section) => {
+                    shift
+                        .parse_data_section(&mut data, section)
+                        .map_err(|e| what(&e))?;
+                }
+                Payload::CodeSectionStart { .. } => {}
+                Payload::CodeSectionEntry(body) => {
+                    shift
+                        .parse_function_body(&mut code, body)
+                        .map_err(|e| what(&e))?;
+                }
+                other => {
+                    return Err(what(&format!(
+                        "has a section a chunk does not have ({:?})",
+                        other.as_section().map(|(id, _)| id)
+                    )));
+                }
+            }
+        }
+    }
+
+    let mut import_section = ImportSection::new();
+    for (module, name, ty) in &imports {
+        let ty = RoundtripReencoder
+            .entity_type(*ty)
+            .map_err(|e| e.to_string())?;
+        let ty: EntityType = ty;
+        import_section.import(module, name, ty);
+    }
+    let mut module = Module::new();
+    module.section(&types);
+    module.section(&import_section);
+    module.section(&functions);
+    if !elements.is_empty() {
+        module.section(&elements);
+    }
+    if !data.is_empty() {
+        module.section(&DataCountSection { count: data.len() });
+    }
+    module.section(&code);
+    if !data.is_empty() {
+        module.section(&data);
+    }
+    let merged = module.finish();
+    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(&merged)
+        .map_err(|e| format!("the packed module is not valid: {e}"))?;
+    Ok(merged)
+}
+
+/// The index shifts of one chunk inside the pack: everything it defines comes after what the
+/// chunks before it defined; its globals are the pack's shared imports.
+struct Shift {
+    types: u32,
+    functions: u32,
+    data: u32,
+    elements: u32,
+    globals: Vec<u32>,
+}
+
+impl Reencode for Shift {
+    type Error = String;
+
+    fn type_index(&mut self, ty: u32) -> Result<u32, wasm_encoder::reencode::Error<String>> {
+        Ok(ty + self.types)
+    }
+
+    fn function_index(&mut self, func: u32) -> Result<u32, wasm_encoder::reencode::Error<String>> {
+        Ok(func + self.functions)
+    }
+
+    fn data_index(&mut self, data: u32) -> Result<u32, wasm_encoder::reencode::Error<String>> {
+        Ok(data + self.data)
+    }
+
+    fn element_index(
+        &mut self,
+        element: u32,
+    ) -> Result<u32, wasm_encoder::reencode::Error<String>> {
+        Ok(element + self.elements)
+    }
+
+    fn global_index(&mut self, global: u32) -> Result<u32, wasm_encoder::reencode::Error<String>> {
+        self.globals.get(global as usize).copied().ok_or_else(|| {
+            wasm_encoder::reencode::Error::UserError(format!("global {global} is not imported"))
+        })
+    }
+}
+
+/// A content hash as cargo-leptos writes them: 16 bytes, URL-safe base64 without padding.
+fn content_hash(parts: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&hasher.finalize()[..16])
+}
+
+fn read(path: &Path) -> Result<String, PackError> {
+    std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read {}: {e}", path.display())))
+}
+
+/// Writes `path` and, beside it, its brotli (`.br`, quality 11) and gzip (`.gz`, best) forms.
+fn write_with_compressed(path: &Path, bytes: &[u8]) -> Result<(), PackError> {
+    let failed = |p: &Path, e: std::io::Error| fail(format!("cannot write {}: {e}", p.display()));
+    std::fs::write(path, bytes).map_err(|e| failed(path, e))?;
+    let with = |ext: &str| PathBuf::from(format!("{}.{ext}", path.display()));
+
+    let br_path = with("br");
+    let mut br = Vec::new();
+    {
+        let params = brotli::enc::BrotliEncoderParams {
+            quality: 11,
+            lgwin: 22,
+            ..Default::default()
+        };
+        brotli::BrotliCompress(&mut &bytes[..], &mut br, &params)
+            .map_err(|e| failed(&br_path, e))?;
+    }
+    std::fs::write(&br_path, br).map_err(|e| failed(&br_path, e))?;
+
+    let gz_path = with("gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(bytes).map_err(|e| failed(&gz_path, e))?;
+    let gz = gz.finish().map_err(|e| failed(&gz_path, e))?;
+    std::fs::write(&gz_path, gz).map_err(|e| failed(&gz_path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_encoder::{
+        CodeSection, ConstExpr, ElementSection, Elements, EntityType, Function, FunctionSection,
+        GlobalType, ImportSection, Instruction, MemoryType, Module, RefType, TableType,
+        TypeSection, ValType,
+    };
+    use wasmparser::{ElementItems, ElementKind, Operator, Parser, Payload};
+
+    /// A chunk as wasm-split writes one: shared imports, functions (given as their type and
+    /// body), one active element segment putting them into the table at `slot`.
+    fn chunk(
+        with_global: bool,
+        types: &[(&[ValType], &[ValType])],
+        funcs: &[(u32, Vec<Instruction<'static>>)],
+        slot: i32,
+    ) -> Vec<u8> {
+        let mut type_section = TypeSection::new();
+        for (params, results) in types {
+            type_section
+                .ty()
+                .function(params.to_vec(), results.to_vec());
+        }
+        let mut imports = ImportSection::new();
+        let memory = MemoryType {
+            minimum: 17,
+            maximum: None,
+            memory64: false,
+            shared: false,
+            page_size_log2: None,
+        };
+        imports.import("__wasm_split", "memory", EntityType::Memory(memory));
+        let table = TableType {
+            element_type: RefType::FUNCREF,
+            minimum: 16,
+            maximum: None,
+            table64: false,
+            shared: false,
+        };
+        imports.import("__wasm_split", "__indirect_function_table", table);
+        if with_global {
+            let global = GlobalType {
+                val_type: ValType::I32,
+                mutable: true,
+                shared: false,
+            };
+            imports.import("__wasm_split", "__wasm_split_shared0", global);
+        }
+        let mut functions = FunctionSection::new();
+        let mut code = CodeSection::new();
+        for (ty, body) in funcs {
+            functions.function(*ty);
+            let mut function = Function::new([]);
+            for instruction in body {
+                function.instruction(instruction);
+            }
+            function.instruction(&Instruction::End);
+            code.function(&function);
+        }
+        let mut elements = ElementSection::new();
+        let indices: Vec<u32> = (0..funcs.len() as u32).collect();
+        elements.active(
+            None,
+            &ConstExpr::i32_const(slot),
+            Elements::Functions(indices.into()),
+        );
+        let mut module = Module::new();
+        module.section(&type_section);
+        module.section(&imports);
+        module.section(&functions);
+        module.section(&elements);
+        module.section(&code);
+        module.finish()
+    }
+
+    /// Chunk A: f0 calls f1, f1 reads the shared global; both into the table at slot 3.
+    fn chunk_a() -> Vec<u8> {
+        chunk(
+            true,
+            &[(&[], &[ValType::I32])],
+            &[
+                (0, vec![Instruction::Call(1)]),
+                (0, vec![Instruction::GlobalGet(0)]),
+            ],
+            3,
+        )
+    }
+
+    /// Chunk B: g0 calls g1 and makes an indirect call of its type 0; at slot 5.
+    fn chunk_b() -> Vec<u8> {
+        chunk(
+            false,
+            &[(&[], &[ValType::I32]), (&[ValType::I32], &[ValType::I32])],
+            &[
+                (
+                    1,
+                    vec![
+                        Instruction::Call(1),
+                        Instruction::Drop,
+                        Instruction::I32Const(4),
+                        Instruction::CallIndirect {
+                            type_index: 0,
+                            table_index: 0,
+                        },
+                    ],
+                ),
+                (0, vec![Instruction::I32Const(7)]),
+            ],
+            5,
+        )
+    }
+
+    #[derive(Default, Debug)]
+    struct Shape {
+        imports: Vec<String>,
+        types: u32,
+        functions: u32,
+        /// (offset, function indices) of each active element segment.
+        segments: Vec<(i32, Vec<u32>)>,
+        /// Per function body: (direct call targets, indirect call type indices, globals read).
+        bodies: Vec<(Vec<u32>, Vec<u32>, Vec<u32>)>,
+    }
+
+    fn shape(bytes: &[u8]) -> Shape {
+        let mut shape = Shape::default();
+        for payload in Parser::new(0).parse_all(bytes) {
+            match payload.unwrap() {
+                Payload::TypeSection(s) => shape.types = s.count(),
+                Payload::ImportSection(s) => {
+                    for import in s.into_imports() {
+                        let import = import.unwrap();
+                        shape.imports.push(import.name.to_string());
+                    }
+                }
+                Payload::FunctionSection(s) => shape.functions = s.count(),
+                Payload::ElementSection(s) => {
+                    for element in s {
+                        let element = element.unwrap();
+                        let ElementKind::Active { offset_expr, .. } = element.kind else {
+                            panic!("a passive segment");
+                        };
+                        let Operator::I32Const { value } =
+                            offset_expr.get_operators_reader().read().unwrap()
+                        else {
+                            panic!("an offset that is not a constant");
+                        };
+                        let ElementItems::Functions(items) = element.items else {
+                            panic!("items that are not function indices");
+                        };
+                        let items = items.into_iter().map(Result::unwrap).collect();
+                        shape.segments.push((value, items));
+                    }
+                }
+                Payload::CodeSectionEntry(body) => {
+                    let (mut calls, mut indirect, mut globals) = (vec![], vec![], vec![]);
+                    for op in body.get_operators_reader().unwrap() {
+                        match op.unwrap() {
+                            Operator::Call { function_index } => calls.push(function_index),
+                            Operator::CallIndirect { type_index, .. } => indirect.push(type_index),
+                            Operator::GlobalGet { global_index } => globals.push(global_index),
+                            _ => {}
+                        }
+                    }
+                    shape.bodies.push((calls, indirect, globals));
+                }
+                _ => {}
+            }
+        }
+        shape
+    }
+
+    #[test]
+    fn merged_chunks_keep_their_calls_table_slots_and_shared_imports() {
+        let merged = merge_chunks(&[chunk_a(), chunk_b()]).unwrap();
+        let shape = shape(&merged);
+        assert_eq!(
+            shape.imports,
+            [
+                "memory",
+                "__indirect_function_table",
+                "__wasm_split_shared0"
+            ],
+            "each shared import once"
+        );
+        assert_eq!((shape.types, shape.functions), (3, 4));
+        // B's functions come after A's: its slots list them as 2 and 3.
+        assert_eq!(shape.segments, [(3, vec![0, 1]), (5, vec![2, 3])]);
+        // A's own call and global read are unchanged; B's call to its g1 now names function
+        // 3, and its indirect call names its type 0, now type 1 (after A's one type).
+        assert_eq!(shape.bodies[0], (vec![1], vec![], vec![]));
+        assert_eq!(shape.bodies[1], (vec![], vec![], vec![0]));
+        assert_eq!(shape.bodies[2], (vec![3], vec![1], vec![]));
+        assert_eq!(shape.bodies[3], (vec![], vec![], vec![]));
+    }
+
+    #[test]
+    fn a_chunk_of_another_shape_is_refused() {
+        // A chunk that imports a function: its indices would need a shift this tool does not do.
+        let mut imports = ImportSection::new();
+        imports.import("env", "f", EntityType::Function(0));
+        let mut types = TypeSection::new();
+        types.ty().function([], []);
+        let mut module = Module::new();
+        module.section(&types);
+        module.section(&imports);
+        let error = merge_chunks(&[chunk_a(), module.finish()]).unwrap_err();
+        assert!(error.contains("env.f"), "{error}");
+    }
+
+    const LOADER: &str = r#"import { initSync } from "./kyc-desk.JSOLD.js";
+const __chunk_1 = makeLoad(() => {
+    const src = fetch(new URL("./chunk_1.aaa.wasm", import.meta.url));
+    return async (imports) => (WebAssembly.instantiateStreaming(src, imports));
+}
+, []);
+const __chunk_2 = makeLoad(() => async (_imp) => ({}), []);
+const __chunk_3 = makeLoad(() => {
+    const src = fetch(new URL("./chunk_3.ccc.wasm", import.meta.url));
+    return async (imports) => (WebAssembly.instantiateStreaming(src, imports));
+}
+, []);
+const __chunk_4 = makeLoad(() => {
+    const src = fetch(new URL("./chunk_4.ddd.wasm", import.meta.url));
+    return async (imports) => (WebAssembly.instantiateStreaming(src, imports));
+}
+, []);
+export const __route_a = wrapAsyncCb(makeLoad(() => {}, [__chunk_1, __chunk_2, __chunk_3]));
+"#;
+
+    #[test]
+    fn every_chunk_of_a_pack_loads_the_pack_once() {
+        let pack_of = HashMap::from([
+            ("chunk_1.aaa", "chunk_pack0.ppp".to_string()),
+            ("chunk_3.ccc", "chunk_pack0.ppp".to_string()),
+        ]);
+        let loader = rewrite_loader(LOADER, &pack_of).unwrap();
+        assert!(
+            loader.contains(r#"new URL("./chunk_pack0.ppp.wasm""#),
+            "{loader}"
+        );
+        assert!(!loader.contains("chunk_1.aaa") && !loader.contains("chunk_3.ccc"));
+        assert!(loader.contains("const __chunk_3 = __chunk_1;"), "{loader}");
+        assert!(
+            loader.contains(r#"new URL("./chunk_4.ddd.wasm""#),
+            "unpacked chunk kept"
+        );
+        assert!(loader.contains("const __chunk_2 = makeLoad(() => async (_imp) => ({}), []);"));
+        assert!(loader.ends_with("[__chunk_1, __chunk_2, __chunk_3]));\n"));
+
+        let manifest = BTreeMap::from([
+            (
+                "a".to_string(),
+                vec![
+                    "chunk_1.aaa".into(),
+                    "chunk_3.ccc".into(),
+                    "split_a.x".into(),
+                ],
+            ),
+            (
+                "b".to_string(),
+                vec!["chunk_4.ddd".into(), "chunk_3.ccc".into()],
+            ),
+        ]);
+        let manifest = rewrite_manifest(&manifest, &pack_of);
+        assert_eq!(manifest["a"], ["chunk_pack0.ppp", "split_a.x"]);
+        assert_eq!(manifest["b"], ["chunk_4.ddd", "chunk_pack0.ppp"]);
+
+        let unknown = HashMap::from([("chunk_9.zzz", "chunk_pack0.ppp".to_string())]);
+        assert!(
+            rewrite_loader(LOADER, &unknown).is_err(),
+            "a chunk the loader lacks"
+        );
+    }
+
+    #[test]
+    fn the_common_pack_holds_widely_used_and_small_shared_chunks() {
+        let routes = |chunks: &[&str]| chunks.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        let manifest = BTreeMap::from([
+            (
+                "r1".to_string(),
+                routes(&["chunk_1.a", "chunk_2.b", "chunk_3.c", "split_r1.x"]),
+            ),
+            (
+                "r2".to_string(),
+                routes(&["chunk_1.a", "chunk_2.b", "chunk_3.c"]),
+            ),
+            ("r3".to_string(), routes(&["chunk_1.a", "chunk_4.d"])),
+            ("r4".to_string(), routes(&["chunk_1.a", "chunk_5.e"])),
+        ]);
+        let size = |chunk: &str| match chunk {
+            "chunk_2.b" | "chunk_4.d" => 300,
+            _ => 50_000,
+        };
+        // chunk_1: every route; chunk_2: two routes and small; chunk_3: two routes, large;
+        // chunk_4: small but one route's own; chunk_5: one route's own.
+        assert_eq!(plan_packs(&manifest, size), [["chunk_1.a", "chunk_2.b"]]);
+        // Nothing to pack: no plan.
+        let alone = BTreeMap::from([("r1".to_string(), routes(&["chunk_1.a"]))]);
+        assert!(plan_packs(&alone, size).is_empty());
+    }
+
+    #[test]
+    fn a_bundle_is_packed_once_and_the_hash_file_names_the_new_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let pkg = dir.path();
+        std::fs::write(pkg.join("chunk_1.aaa.wasm"), chunk_a()).unwrap();
+        std::fs::write(pkg.join("chunk_3.ccc.wasm"), chunk_b()).unwrap();
+        std::fs::write(pkg.join("chunk_4.ddd.wasm"), chunk_b()).unwrap();
+        std::fs::write(pkg.join("__wasm_split.SPLITOLD.js"), LOADER).unwrap();
+        let main_js = r#"import*as n from"./__wasm_split.SPLITOLD.js";const imports={"./__wasm_split.SPLITOLD.js":n};"#;
+        std::fs::write(pkg.join("kyc-desk.JSOLD.js"), main_js).unwrap();
+        let manifest = r#"{"a":["chunk_1.aaa","chunk_3.ccc"],"b":["chunk_1.aaa","chunk_3.ccc"],"c":["chunk_4.ddd"]}"#;
+        std::fs::write(pkg.join("__wasm_split_manifest.MOLD.json"), manifest).unwrap();
+        let hash_file = dir.path().join("hash.txt");
+        let hashes = "js: JSOLD\nwasm: W\ncss: C\nmanifest: MOLD\nsplit: SPLITOLD\n";
+        std::fs::write(&hash_file, hashes).unwrap();
+
+        let packed = pack_bundle(pkg, &hash_file).unwrap();
+        assert_eq!(
+            packed,
+            Packed::Done {
+                chunks: 2,
+                packs: 1
+            }
+        );
+
+        let hashes = std::fs::read_to_string(&hash_file).unwrap();
+        let hash = |kind: &str| {
+            hashes
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{kind}: ")))
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(hash("wasm"), "W");
+        assert_eq!(hash("js"), hash("split"), "the pair is named by one hash");
+        assert_ne!(hash("js"), "JSOLD");
+        assert!(crate::server::web::assets::AssetNames::parse(&hashes).is_some());
+        let main =
+            std::fs::read_to_string(pkg.join(format!("kyc-desk.{}.js", hash("js")))).unwrap();
+        assert!(main.contains(&format!(r#"from"./__wasm_split.{}.js""#, hash("split"))));
+        assert!(
+            main.contains(r#"{"./__wasm_split.SPLITOLD.js":n}"#),
+            "the import keys stay"
+        );
+        let loader =
+            std::fs::read_to_string(pkg.join(format!("__wasm_split.{}.js", hash("split"))))
+                .unwrap();
+        assert!(loader.contains(&format!("./kyc-desk.{}.js", hash("js"))));
+        let manifest: BTreeMap<String, Vec<String>> = serde_json::from_str(
+            &std::fs::read_to_string(
+                pkg.join(format!("__wasm_split_manifest.{}.json", hash("manifest"))),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let pack = &manifest["a"][0];
+        assert!(pack.starts_with("chunk_pack0."), "{manifest:?}");
+        assert_eq!(manifest["b"].as_slice(), std::slice::from_ref(pack));
+        assert_eq!(manifest["c"], ["chunk_4.ddd"]);
+        for ext in ["wasm", "wasm.br", "wasm.gz"] {
+            assert!(pkg.join(format!("{pack}.{ext}")).exists(), "{pack}.{ext}");
+        }
+        let merged = std::fs::read(pkg.join(format!("{pack}.wasm"))).unwrap();
+        assert_eq!(shape(&merged).functions, 4);
+
+        // Again: the bundle is already packed, and nothing changes.
+        let before = std::fs::read_to_string(&hash_file).unwrap();
+        assert!(matches!(
+            pack_bundle(pkg, &hash_file).unwrap(),
+            Packed::Unchanged(_)
+        ));
+        assert_eq!(std::fs::read_to_string(&hash_file).unwrap(), before);
+    }
+}
