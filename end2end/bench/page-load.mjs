@@ -6,7 +6,9 @@
 // usage: node bench/page-load.mjs BASE_URL EMAIL PASSWORD [LABEL] [RUNS]
 // Link: 10 Mbit/s both ways, 40 ms latency (Chromium's network emulation through CDP).
 // `NO_DICTIONARY=1` runs Chromium without Compression Dictionary Transport (as a browser
-// without `dcz` support: every part is sent as its own brotli file).
+// without `dcz` support: every part is sent as its own brotli file). `CPU_SLOWDOWN=N` slows the
+// page's main thread N times (CDP `Emulation.setCPUThrottlingRate`): the same build as a slower
+// host would run it, for a before/after on one machine that does not depend on its speed.
 import { chromium } from '@playwright/test';
 
 const [base, email, password, label = 'build', runsArg = '5'] = process.argv.slice(2);
@@ -15,6 +17,7 @@ if (!base || !email || !password) {
   process.exit(2);
 }
 const runs = Number(runsArg);
+const cpuSlowdown = Number(process.env.CPU_SLOWDOWN ?? '1');
 const LINK = { offline: false, latency: 40, downloadThroughput: 1_250_000, uploadThroughput: 1_250_000 };
 const ARGS = [
   '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
@@ -44,6 +47,7 @@ async function visit(context, path) {
   const cdp = await context.newCDPSession(page);
   await cdp.send('Network.enable');
   await cdp.send('Network.emulateNetworkConditions', LINK);
+  if (cpuSlowdown > 1) await cdp.send('Emulation.setCPUThrottlingRate', { rate: cpuSlowdown });
   const kinds = new Map();
   const bytes = { html: 0, js: 0, wasm: 0, css: 0, other: 0, files: 0, dcz: 0 };
   cdp.on('Network.responseReceived', (e) => {
