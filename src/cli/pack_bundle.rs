@@ -12,9 +12,9 @@ pub struct Args {
     /// The site folder cargo-leptos wrote (its `pkg/` holds the bundle).
     #[arg(long, default_value = "target/site")]
     pub site: PathBuf,
-    /// The hash file naming the bundle's files; by default `hash.txt` beside this binary, where
-    /// the server reads it.
-    #[arg(long)]
+    /// The hash file naming the bundle's files; by default the one the server reads
+    /// (`KYC_DESK_BUNDLE_HASH_FILE`, or `hash.txt` beside this binary).
+    #[arg(long, env = "KYC_DESK_BUNDLE_HASH_FILE")]
     pub hash_file: Option<PathBuf>,
 }
 
