@@ -110,18 +110,7 @@ impl AssetNames {
     /// and `split: HASH` lines (cargo-leptos' names). `None` when no line names a hash.
     pub fn parse(text: &str) -> Option<Self> {
         let mut names = Self::unhashed();
-        for line in text.lines() {
-            let Some((kind, hash)) = line.split_once(':') else {
-                continue;
-            };
-            let (kind, hash) = (kind.trim(), hash.trim());
-            let valid = !hash.is_empty()
-                && hash
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if !valid {
-                continue;
-            }
+        for (kind, hash) in hash_entries(text) {
             let file = match kind {
                 "js" => format!("{OUTPUT_NAME}.{hash}.js"),
                 "wasm" => {
@@ -210,6 +199,20 @@ static STYLESHEET: OnceLock<String> = OnceLock::new();
 /// Records the stylesheet of this process's build (first call wins).
 pub fn remember_stylesheet(names: &AssetNames) {
     let _ = STYLESHEET.set(names.stylesheet().to_string());
+}
+
+/// The `kind: HASH` lines of a hash file (`js`, `wasm`, `css`, `manifest`, `split`), each hash
+/// checked to be a file-name-safe content hash; other lines are skipped.
+pub fn hash_entries(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    text.lines().filter_map(|line| {
+        let (kind, hash) = line.split_once(':')?;
+        let (kind, hash) = (kind.trim(), hash.trim());
+        let valid = !hash.is_empty()
+            && hash
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        valid.then_some((kind, hash))
+    })
 }
 
 #[cfg(test)]

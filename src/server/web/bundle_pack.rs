@@ -28,6 +28,7 @@
 //! hash file beside the server binary names the new files. Every written file is precompressed
 //! (`.br`, `.gz`) as cargo-leptos does. Running it again on a packed bundle changes nothing.
 
+use super::assets::hash_entries;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -74,10 +75,7 @@ pub enum Packed {
 pub fn pack_bundle(pkg_dir: &Path, hash_file: &Path) -> Result<Packed, PackError> {
     let hashes = read(hash_file)?;
     let hash_of = |kind: &str| {
-        hashes.lines().find_map(|line| {
-            let (k, v) = line.split_once(':')?;
-            (k.trim() == kind).then(|| v.trim().to_string())
-        })
+        hash_entries(&hashes).find_map(|(k, hash)| (k == kind).then(|| hash.to_string()))
     };
     let (Some(js_hash), Some(split_hash), Some(manifest_hash)) =
         (hash_of("js"), hash_of("split"), hash_of("manifest"))
