@@ -65,7 +65,7 @@ fn fail(message: impl Into<String>) -> PackError {
 /// What packing did, for the command's report.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Packed {
-    /// The bundle was already packed (or has no split parts): nothing written.
+    /// Nothing to do (already packed, not split, or not hashed): nothing written.
     Unchanged(&'static str),
     /// `chunks` chunks went into `packs` packs; the hash file names the new loader.
     Done { chunks: usize, packs: usize },
@@ -73,6 +73,12 @@ pub enum Packed {
 
 /// Packs the split bundle in `pkg_dir` whose names the hash file at `hash_file` gives.
 pub fn pack_bundle(pkg_dir: &Path, hash_file: &Path) -> Result<Packed, PackError> {
+    // No hash file is a build with unhashed names, which the server serves as it is.
+    if !hash_file.exists() {
+        return Ok(Packed::Unchanged(
+            "no hash file: the bundle's names are not hashed",
+        ));
+    }
     let hashes = read(hash_file)?;
     let hash_of = |kind: &str| {
         hash_entries(&hashes).find_map(|(k, hash)| (k == kind).then(|| hash.to_string()))
@@ -222,10 +228,8 @@ fn rewrite_loader(loader: &str, pack_of: &HashMap<&str, String>) -> Result<Strin
                 fail("the split loader has a chunk declaration this tool does not know")
             })?;
         let text = &declaration[..end];
-        let var = text[DECLARATION.len() - "__chunk_".len()..]
-            .split(' ')
-            .next()
-            .unwrap_or_default();
+        // `__chunk_N`: the name after `const `.
+        let var = text["const ".len()..].split(' ').next().unwrap_or_default();
         let file = text
             .split("new URL(\"./")
             .nth(1)
@@ -306,7 +310,7 @@ pub fn merge_chunks(modules: &[Vec<u8>]) -> Result<Vec<u8>, String> {
     let mut elements = ElementSection::new();
     let mut code = CodeSection::new();
     let mut data = DataSection::new();
-    // Shared imports, in first-seen order: (module, name) -> (kind, index within its kind).
+    // The shared imports (module, name, type), in first-seen order; a name is imported once.
     let mut imports: Vec<(String, String, TypeRef)> = Vec::new();
     let mut global_imports = 0u32;
 
@@ -335,6 +339,12 @@ pub fn merge_chunks(modules: &[Vec<u8>]) -> Result<Vec<u8>, String> {
                             .position(|(m, n, _)| m == import.module && n == import.name);
                         match import.ty {
                             TypeRef::Global(_) => {
+                                if found.is_some_and(|i| imports[i].2 != import.ty) {
+                                    return Err(what(&format!(
+                                        "{}.{} is imported with two types",
+                                        import.module, import.name
+                                    )));
+                                }
                                 let index = match found {
                                     Some(i) => imports[..i]
                                         .iter()
@@ -729,6 +739,27 @@ mod tests {
         module.section(&imports);
         let error = merge_chunks(&[chunk_a(), module.finish()]).unwrap_err();
         assert!(error.contains("env.f"), "{error}");
+
+        // The shared global imported as an immutable one by a second chunk.
+        let mut imports = ImportSection::new();
+        let immutable = GlobalType {
+            val_type: ValType::I32,
+            mutable: false,
+            shared: false,
+        };
+        imports.import("__wasm_split", "__wasm_split_shared0", immutable);
+        let mut module = Module::new();
+        module.section(&imports);
+        let error = merge_chunks(&[chunk_a(), module.finish()]).unwrap_err();
+        assert!(error.contains("imported with two types"), "{error}");
+    }
+
+    #[test]
+    fn a_bundle_without_a_hash_file_is_left_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let packed = pack_bundle(dir.path(), &dir.path().join("hash.txt")).unwrap();
+        assert!(matches!(packed, Packed::Unchanged(why) if why.contains("not hashed")));
+        assert!(!dir.path().join("hash.txt").exists(), "nothing written");
     }
 
     const LOADER: &str = r#"import { initSync } from "./kyc-desk.JSOLD.js";
