@@ -573,12 +573,7 @@ mod tests {
         };
         imports.import("__wasm_split", "__indirect_function_table", table);
         if with_global {
-            let global = GlobalType {
-                val_type: ValType::I32,
-                mutable: true,
-                shared: false,
-            };
-            imports.import("__wasm_split", "__wasm_split_shared0", global);
+            imports.import("__wasm_split", "__wasm_split_shared0", shared_global(true));
         }
         let mut functions = FunctionSection::new();
         let mut code = CodeSection::new();
@@ -605,6 +600,27 @@ mod tests {
         module.section(&elements);
         module.section(&code);
         module.finish()
+    }
+
+    /// The shared global's type (wasm-split's is mutable: the stack pointer).
+    fn shared_global(mutable: bool) -> GlobalType {
+        GlobalType {
+            val_type: ValType::I32,
+            mutable,
+            shared: false,
+        }
+    }
+
+    /// A module whose only content is one import (and a `() -> ()` type for a function's).
+    fn importing(module: &str, name: &str, entity: EntityType) -> Vec<u8> {
+        let mut types = TypeSection::new();
+        types.ty().function([], []);
+        let mut imports = ImportSection::new();
+        imports.import(module, name, entity);
+        let mut out = Module::new();
+        out.section(&types);
+        out.section(&imports);
+        out.finish()
     }
 
     /// Chunk A: f0 calls f1, f1 reads the shared global; both into the table at slot 3.
@@ -730,27 +746,14 @@ mod tests {
     #[test]
     fn a_chunk_of_another_shape_is_refused() {
         // A chunk that imports a function: its indices would need a shift this tool does not do.
-        let mut imports = ImportSection::new();
-        imports.import("env", "f", EntityType::Function(0));
-        let mut types = TypeSection::new();
-        types.ty().function([], []);
-        let mut module = Module::new();
-        module.section(&types);
-        module.section(&imports);
-        let error = merge_chunks(&[chunk_a(), module.finish()]).unwrap_err();
+        let function = importing("env", "f", EntityType::Function(0));
+        let error = merge_chunks(&[chunk_a(), function]).unwrap_err();
         assert!(error.contains("env.f"), "{error}");
 
         // The shared global imported as an immutable one by a second chunk.
-        let mut imports = ImportSection::new();
-        let immutable = GlobalType {
-            val_type: ValType::I32,
-            mutable: false,
-            shared: false,
-        };
-        imports.import("__wasm_split", "__wasm_split_shared0", immutable);
-        let mut module = Module::new();
-        module.section(&imports);
-        let error = merge_chunks(&[chunk_a(), module.finish()]).unwrap_err();
+        let immutable = shared_global(false).into();
+        let global = importing("__wasm_split", "__wasm_split_shared0", immutable);
+        let error = merge_chunks(&[chunk_a(), global]).unwrap_err();
         assert!(error.contains("imported with two types"), "{error}");
     }
 
