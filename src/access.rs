@@ -108,6 +108,12 @@ pub const AREAS: &[Area] = &[
         in_nav: true,
     },
     Area {
+        path: "/texts",
+        label: "Customer texts",
+        roles: ADMINS,
+        in_nav: true,
+    },
+    Area {
         path: "/audit",
         label: "Audit log",
         roles: AUDIT_READERS,

@@ -10,6 +10,7 @@ use crate::pages::dashboard::Dashboard;
 use crate::pages::links::LinksPage;
 use crate::pages::sessions::{SessionDetailPage, SessionsPage};
 use crate::pages::step_up::ConfirmPage;
+use crate::pages::texts::TextsPage;
 use crate::pages::users::UsersPage;
 use crate::pages::{Guarded, NotFound, go_to};
 use crate::types::CurrentUser;
@@ -73,6 +74,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("sessions/:public_id") view={Lazy::<SessionDetailRoute>::new()} ssr=SsrMode::Async />
                     <Route path=path!("users") view={Lazy::<UsersRoute>::new()} ssr=SsrMode::Async />
                     <Route path=path!("credentials") view={Lazy::<CredentialsRoute>::new()} ssr=SsrMode::Async />
+                    <Route path=path!("texts") view={Lazy::<TextsRoute>::new()} ssr=SsrMode::Async />
                     <Route path=path!("audit") view={Lazy::<AuditLogRoute>::new()} ssr=SsrMode::Async />
                     <Route path=path!("account/password") view={Lazy::<AccountRoute>::new()} ssr=SsrMode::Async />
                     <Route path=path!("account/authenticator") view={Lazy::<AuthenticatorRoute>::new()} ssr=SsrMode::Async />
@@ -125,6 +127,7 @@ lazy_pages! {
     SessionDetailRoute => SessionDetailPage,
     UsersRoute => UsersPage,
     CredentialsRoute => CredentialsPage,
+    TextsRoute => TextsPage,
     AuditLogRoute => AuditLogPage,
     AccountRoute => AccountPage,
     SecondStepRoute => SecondStepPage,

@@ -117,7 +117,7 @@ try {
   }
 
   // First visit of every page: bytes on the wire (no emulation needed for a byte count).
-  for (const path of ['/login', '/', '/links', '/sessions', detailPath, '/users', '/credentials', '/audit', '/account/password', '/account/authenticator', '/account/confirm?next=%2Fsessions']) {
+  for (const path of ['/login', '/', '/links', '/sessions', detailPath, '/users', '/credentials', '/texts', '/audit', '/account/password', '/account/authenticator', '/account/confirm?next=%2Fsessions']) {
     const context = await browser.newContext({ storageState: path === '/login' ? undefined : signedIn });
     const first = await visit(context, path);
     await context.close();

@@ -101,8 +101,12 @@ test('admin edits the link email: field-level checks, then the saved template is
   watchConsole(page, errors);
   await signIn(page, ADMIN.email, ADMIN.password);
   await expect(page).toHaveURL(/\/$/);
+  // The texts are reached from the credentials page, whose company name fills {company}.
   await page.goto('/credentials');
   await hydrated(page);
+  await page.locator('section.panel').getByRole('link', { name: 'Customer texts' }).click();
+  await expect(page).toHaveURL(/\/texts$/);
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText('Customer texts');
   const editor = page.getByTestId('email-template-form');
   await expect(editor.getByLabel('Subject')).toHaveValue(/identity verification/);
   await editor.getByLabel('Subject').fill('Verify your identity, {name}');
@@ -129,7 +133,7 @@ test('admin publishes the next version of the privacy notice: a part left blank 
   watchConsole(page, errors);
   await signIn(page, ADMIN.email, ADMIN.password);
   await expect(page).toHaveURL(/\/$/);
-  await page.goto('/credentials');
+  await page.goto('/texts');
   await hydrated(page);
   const editor = page.getByTestId('notice-editor');
   // The migration wrote version 1; no earlier spec saves the notice.
@@ -163,7 +167,7 @@ test('admin edits the reminder texts: a Hindi SMS without {link} is named under 
   watchConsole(page, errors);
   await signIn(page, ADMIN.email, ADMIN.password);
   await expect(page).toHaveURL(/\/$/);
-  await page.goto('/credentials');
+  await page.goto('/texts');
   await hydrated(page);
   const editor = page.getByTestId('reminder-templates');
   await expect(editor.getByTestId('reminder-templates-saved-by')).toContainText('Saved by KYC Desk');

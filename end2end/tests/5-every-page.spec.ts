@@ -15,7 +15,7 @@ const ROLES: Role[] = [
     name: 'admin',
     email: ADMIN.email,
     password: ADMIN.password,
-    pages: ['/', '/links', '/sessions', '/sessions/:first', '/users', '/credentials', '/audit', '/audit?action=link.', '/account/password', '/account/authenticator', '/account/confirm?next=%2Fsessions'],
+    pages: ['/', '/links', '/sessions', '/sessions/:first', '/users', '/credentials', '/texts', '/audit', '/audit?action=link.', '/account/password', '/account/authenticator', '/account/confirm?next=%2Fsessions'],
     refused: [],
   },
   {
@@ -23,14 +23,14 @@ const ROLES: Role[] = [
     email: 'lena@example.com',
     password: 'lena own phrase 2026',
     pages: ['/', '/links', '/sessions', '/sessions?status=started', '/sessions/:first', '/account/password', '/account/authenticator', '/account/confirm?next=%2Fsessions'],
-    refused: ['/users', '/credentials', '/audit'],
+    refused: ['/users', '/credentials', '/texts', '/audit'],
   },
   {
     name: 'auditor',
     email: 'audrey@example.com',
     password: 'auditor own phrase 32',
     pages: ['/', '/sessions', '/sessions/:first', '/audit', '/audit?action=link.', '/account/password', '/account/authenticator', '/account/confirm?next=%2Fsessions'],
-    refused: ['/links', '/users', '/credentials'],
+    refused: ['/links', '/users', '/credentials', '/texts'],
   },
 ];
 

@@ -23,6 +23,9 @@ pub fn Dashboard() -> impl IntoView {
                 "/sessions" => "Follow every verification to its end.",
                 "/users" => "Add staff, change roles, disable accounts, reset passwords.",
                 "/credentials" => "Keep and rotate the provider credentials KYC Desk signs with.",
+                "/texts" => {
+                    "Edit the link email, the reminders and the privacy notice customers read."
+                }
                 "/audit" => "Review the tamper-evident log of everything staff did.",
                 _ => "",
             };

@@ -201,7 +201,11 @@ fn NewLinkWorkspace(form_options: LinkFormOptions) -> impl IntoView {
                     .get()
                     .filter(|(_, failed)| !*failed)
                     .and_then(|_| current.get_untracked())
-                    .map(|initial| view! { <LinkResultCard initial=initial on_new=new_link /> })
+                    .map(|initial| view! {
+                        <Suspense fallback=|| view! { <p class="loading">"Preparing the link…"</p> }>
+                            {Suspend::new(async move { link_result_card(initial, new_link).await })}
+                        </Suspense>
+                    })
             }}
             <div class="new-link-form" hidden=move || matches!(shown.get(), Some((_, false)))>
                 {move || {
@@ -214,7 +218,10 @@ fn NewLinkWorkspace(form_options: LinkFormOptions) -> impl IntoView {
                             form_ref=form_ref
                             key_ref=key_ref
                             first_ref=first_ref
-                            on_submit=Callback::new(move |_: ()| current.set(None))
+                            on_submit=Callback::new(move |_: ()| {
+                                current.set(None);
+                                preload_link_result_card();
+                            })
                         />
                     }
                 }}
@@ -571,6 +578,22 @@ fn CheckedField(
             {move || error.get().map(|message| view! { <p class="field-error" id=error_id.clone()>{message}</p> })}
         </div>
     }
+}
+
+/// The card shown after a link was created, as its own lazily loaded part of the browser
+/// bundle: a first visit of the page fetches the form's code only (issue 12: the hand-over's
+/// code is most of what the page would otherwise add), and the card's code is fetched while
+/// the provider makes the link (see [`preload_link_result_card`]).
+#[lazy]
+fn link_result_card(initial: SessionDetail, on_new: Callback<()>) -> AnyView {
+    view! { <LinkResultCard initial=initial on_new=on_new /> }.into_any()
+}
+
+/// Starts fetching the result card's code when a link is asked for, so the card shows as soon
+/// as the link is made; the server renders no card, so there it does nothing.
+fn preload_link_result_card() {
+    #[cfg(feature = "hydrate")]
+    leptos::task::spawn_local(__preload_link_result_card());
 }
 
 /// The card shown after a link was created.

@@ -9,6 +9,7 @@ pub mod links;
 pub mod live;
 pub mod sessions;
 pub mod step_up;
+pub mod texts;
 pub mod users;
 pub mod webauthn;
 

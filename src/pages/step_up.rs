@@ -44,7 +44,7 @@ pub fn ActionFailure<T: Clone + Send + Sync + 'static>(
     move || {
         match result.get() {
         Some(Err(AppError::StepUpRequired { method, passkey })) => {
-            view! { <StepUpPrompt method passkey again /> }.into_any()
+            view! { <LoadedStepUpPrompt method passkey again /> }.into_any()
         }
         Some(Err(error)) => view! {
             <div class="banner error" role="alert" data-testid="form-error">{error.to_string()}</div>
@@ -55,10 +55,35 @@ pub fn ActionFailure<T: Clone + Send + Sync + 'static>(
     }
 }
 
+/// [`StepUpPrompt`] as its own lazily loaded part of the browser bundle: it shows only after the
+/// server asked for a step-up, so a page's first visit does not fetch its code (with the
+/// passkey ceremony, a fair share of the forms' pages; issue 12). While the part arrives
+/// (one round trip) the place says so.
+#[component]
+pub fn LoadedStepUpPrompt(
+    method: StepUpMethod,
+    /// The user has a passkey (offered as well).
+    #[prop(optional)]
+    passkey: bool,
+    again: &'static str,
+) -> impl IntoView {
+    view! {
+        <Suspense fallback=|| view! { <p class="loading">"Confirm it is you…"</p> }>
+            {Suspend::new(async move { step_up_prompt(method, passkey, again).await })}
+        </Suspense>
+    }
+}
+
+/// The split point of [`LoadedStepUpPrompt`].
+#[lazy]
+fn step_up_prompt(method: StepUpMethod, passkey: bool, again: &'static str) -> AnyView {
+    view! { <StepUpPrompt method passkey again /> }.into_any()
+}
+
 /// Asks for a fresh authenticator code (or the password, or a passkey) and confirms it with
 /// the server. Not a `<form>`: it sits inside the form of the action it unlocks.
 #[component]
-pub fn StepUpPrompt(
+fn StepUpPrompt(
     method: StepUpMethod,
     /// The user has a passkey (offered as well).
     #[prop(optional)]

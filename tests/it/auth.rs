@@ -233,6 +233,7 @@ both_backends!(
         let expectations: &[(&reqwest::Client, &str, StatusCode)] = &[
             (&admin, "/users", StatusCode::OK),
             (&admin, "/credentials", StatusCode::OK),
+            (&admin, "/texts", StatusCode::OK),
             (&admin, "/audit", StatusCode::OK),
             (&admin, "/links", StatusCode::OK),
             (&operator, "/", StatusCode::OK),
@@ -240,6 +241,8 @@ both_backends!(
             (&operator, "/sessions", StatusCode::OK),
             (&operator, "/users", StatusCode::FORBIDDEN),
             (&operator, "/credentials", StatusCode::FORBIDDEN),
+            (&operator, "/texts", StatusCode::FORBIDDEN),
+            (&auditor, "/texts", StatusCode::FORBIDDEN),
             (&operator, "/audit", StatusCode::FORBIDDEN),
             (&auditor, "/sessions", StatusCode::OK),
             (&auditor, "/audit", StatusCode::OK),

@@ -780,6 +780,23 @@ both_backends!(
         assert!(first.contains("Reserve Bank of India"), "{first}");
         assert!(app.audit_text().await.contains("notice.save"));
 
+        // The customer texts page shows the saved version, rendered by the server (the page
+        // works before its code arrives); the credentials page no longer carries the texts.
+        let (status, _, texts) = app.get(&admin, "/texts").await;
+        assert_eq!(status, StatusCode::OK);
+        for shown in [
+            "Version 2 · saved by",
+            "en retention of version two",
+            r#"data-testid="email-template-form""#,
+            r#"data-testid="reminder-templates-form""#,
+        ] {
+            assert!(texts.contains(shown), "/texts shows {shown}: {texts}");
+        }
+        let (_, _, credentials) = app.get(&admin, "/credentials").await;
+        assert!(!credentials.contains("notice-editor"), "{credentials}");
+        let (status, _, _) = app.get(&operator, "/texts").await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "admins only");
+
         // The customer sees version 2 and consents to it; a page still showing version 1
         // is asked again.
         let (_, body) = issue(&app, &operator, "eko:uat:digilocker", &[]).await;

@@ -65,6 +65,7 @@ fn pages_of(role: Role, public_id: &str) -> Vec<String> {
                 "/links",
                 "/users",
                 "/credentials",
+                "/texts",
                 "/audit",
                 "/audit?action=auth.",
             ]
