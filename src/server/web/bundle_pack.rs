@@ -303,11 +303,14 @@ fn rewrite_loader(loader: &str, pack_of: &HashMap<&str, String>) -> Result<Strin
             .split("new URL(\"./")
             .nth(1)
             .and_then(|s| s.split(".wasm\"").next());
+        rest = &declaration[end..];
         match file.and_then(|f| pack_of.get(f).map(|pack| (f, pack))) {
             Some((file, pack)) => {
                 rewritten += 1;
                 if let Some(first) = first_of_pack.get(pack.as_str()) {
+                    // Not declared at all: the lists that name it name `first` instead (below).
                     alias_of.insert(var.to_string(), first.clone());
+                    rest = rest.strip_prefix('\n').unwrap_or(rest);
                 } else {
                     first_of_pack.insert(pack.as_str(), var.to_string());
                     out.push_str(
@@ -317,7 +320,6 @@ fn rewrite_loader(loader: &str, pack_of: &HashMap<&str, String>) -> Result<Strin
             }
             None => out.push_str(text),
         }
-        rest = &declaration[end..];
     }
     out.push_str(rest);
     if rewritten != pack_of.len() {
@@ -331,8 +333,8 @@ fn rewrite_loader(loader: &str, pack_of: &HashMap<&str, String>) -> Result<Strin
 
 /// The loader without what packing made redundant, since every page fetches it: the comments
 /// that name each chunk's routes, and the later chunks of a pack, whose names each list of
-/// dependencies replaces by the pack's loading chunk, named once per list (measured: 6.1 KB of
-/// brotli before, 3.9 after). A later chunk still named elsewhere stops the packing.
+/// dependencies replaces by the pack's loading chunk, named once per list (measured on one
+/// build: 137,006 → 22,773 bytes, 6,113 → 2,928 of brotli). A later chunk still named elsewhere stops the packing.
 fn compact_loader(loader: &str, alias_of: &HashMap<String, String>) -> Result<String, PackError> {
     let mut text = String::with_capacity(loader.len());
     let mut rest = loader;
@@ -352,8 +354,6 @@ fn compact_loader(loader: &str, alias_of: &HashMap<String, String>) -> Result<St
         }
     }
     text.push_str(rest);
-    // A packed chunk's declaration left an empty line behind.
-    let text = text.replace("\n\n", "\n");
 
     let mut out = String::with_capacity(text.len());
     let mut rest = text.as_str();
