@@ -12,6 +12,7 @@ use crate::types::{AppError, CurrentUser, KycStatus, LinkFormOptions, LinkOption
 use crate::validation;
 use leptos::html;
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn as _;
 use leptos_meta::Title;
 
 /// The new-link page.
@@ -837,6 +838,7 @@ pub fn SendLinkButtons(
             }
         })
         .collect_view();
+    let form_public_id = StoredValue::new(public_id.clone());
     let retry = {
         let public_id = public_id.clone();
         move |_| {
@@ -895,10 +897,23 @@ pub fn SendLinkButtons(
     };
     view! {
         <div class="send-link">
-            <ActionForm action=send attr:class="send-buttons">
+            // A plain form, so sending works before the page's script has loaded; once it
+            // has, the pressed button's channel is sent without a form decoder in the bundle.
+            <form
+                method="post"
+                action=SendLink::url()
+                class="send-buttons"
+                on:submit=move |ev| {
+                    ev.prevent_default();
+                    send.dispatch(SendLink {
+                        public_id: form_public_id.get_value(),
+                        channel: last.get_untracked(),
+                    });
+                }
+            >
                 <input type="hidden" name="public_id" value=public_id.clone() />
                 {buttons}
-            </ActionForm>
+            </form>
             <div class="send-result" role="status" data-testid=format!("{prefix}-result")>
                 {outcome}
             </div>

@@ -2,17 +2,17 @@
 //! (everything about it, its timeline and deliveries, and the staff actions).
 
 use super::links::{HandOver, channel_label};
-use super::{
-    Guarded, StatusBadge, may_act, new_idempotency_key, page_resource, result_of, split_when,
-};
+use super::{Guarded, StatusBadge, may_act, new_idempotency_key, page_resource, split_when};
 use crate::api::links::{
-    CancelLink, RecordOutcome, RegenerateLink, SetLinkReminders, get_session_detail, list_sessions,
+    CancelLink, RecordOutcome, RegenerateLink, SetLinkReminders, cancel_link, get_session_detail,
+    list_sessions, record_outcome, regenerate_link, set_link_reminders,
 };
 use crate::provider::Provider;
 use crate::types::{
     AppError, CurrentUser, KycStatus, SessionDetail, SessionFilter, SessionSummary, field_error,
 };
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn as _;
 use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 
@@ -341,6 +341,31 @@ fn SessionView(initial: SessionDetail) -> impl IntoView {
             });
         }
     });
+    let moves = SessionMoves::new(detail.with_untracked(|d| d.summary.public_id.clone()));
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        let Some(Ok(changed)) = moves.action.value().get() else {
+            return;
+        };
+        match moves.last.get_untracked() {
+            Some(MoveKind::Regenerate) => navigate(
+                &format!("/sessions/{}", changed.summary.public_id),
+                Default::default(),
+            ),
+            Some(MoveKind::Cancel) => {
+                detail.set(changed);
+                notice.set(Some(
+                    "The link was cancelled; the customer can no longer use it.".into(),
+                ));
+            }
+            Some(MoveKind::RecordOutcome) => {
+                let outcome = changed.summary.status.label().to_lowercase();
+                detail.set(changed);
+                notice.set(Some(format!("The outcome was recorded: {outcome}.")));
+            }
+            Some(MoveKind::Reminders) | None => detail.set(changed),
+        }
+    });
     view! {
         <Title text=detail.with_untracked(|d| format!("Session of {}", d.summary.customer_name)) />
         <section class="panel session" data-testid="session-detail">
@@ -367,9 +392,9 @@ fn SessionView(initial: SessionDetail) -> impl IntoView {
             }}
         </section>
         {move || (acts && detail.with(|d| d.outcome_recordable)).then(|| view! {
-            <RecordOutcomeForm detail=detail notice=notice />
+            <RecordOutcomeForm moves=moves />
         })}
-        {acts.then(|| view! { <SessionActions detail=detail status=status notice=notice /> })}
+        {acts.then(|| view! { <SessionActions detail=detail status=status moves=moves /> })}
         {move || {
             let d = detail.get();
             view! { <SessionRecords detail=d /> }
@@ -419,26 +444,17 @@ fn ReturnClaimView(detail: SessionDetail) -> impl IntoView {
 /// session is open after its customer came back): the outcome and a required note, each
 /// with its error under the field.
 #[component]
-fn RecordOutcomeForm(
-    detail: RwSignal<SessionDetail>,
-    notice: RwSignal<Option<String>>,
-) -> impl IntoView {
-    let record = ServerAction::<RecordOutcome>::new();
-    let value = result_of(record);
+fn RecordOutcomeForm(moves: SessionMoves) -> impl IntoView {
+    let value = moves.result_of(MoveKind::RecordOutcome);
     let outcome_error = Signal::derive(move || field_error(&value.get(), "outcome"));
     let note_error = Signal::derive(move || field_error(&value.get(), "note"));
     let form_error = Signal::derive(move || match value.get() {
         Some(Err(AppError::Validation { .. })) | None | Some(Ok(_)) => None,
         Some(Err(error)) => Some(error.to_string()),
     });
-    Effect::new(move |_| {
-        if let Some(Ok(recorded)) = record.value().get() {
-            let outcome = recorded.summary.status.label().to_lowercase();
-            detail.set(recorded);
-            notice.set(Some(format!("The outcome was recorded: {outcome}.")));
-        }
-    });
-    let public_id = detail.with_untracked(|d| d.summary.public_id.clone());
+    let choice = NodeRef::<leptos::html::Select>::new();
+    let note = NodeRef::<leptos::html::Textarea>::new();
+    let pending = moves.pending(MoveKind::RecordOutcome);
     let max = crate::types::MAX_OUTCOME_NOTE_CHARS;
     view! {
         <section class="panel" data-testid="record-outcome">
@@ -449,13 +465,25 @@ fn RecordOutcomeForm(
             {move || form_error.get().map(|text| view! {
                 <div class="banner error" role="alert" data-testid="record-outcome-error">{text}</div>
             })}
-            <ActionForm action=record attr:novalidate=true attr:data-testid="record-outcome-form">
-                <input type="hidden" name="public_id" value=public_id />
+            <form
+                method="post"
+                action=RecordOutcome::url()
+                novalidate=true
+                data-testid="record-outcome-form"
+                on:submit=move |ev| {
+                    ev.prevent_default();
+                    let outcome = choice.get_untracked().map(|e| e.value()).unwrap_or_default();
+                    let note = note.get_untracked().map(|e| e.value()).unwrap_or_default();
+                    moves.dispatch(SessionMove::RecordOutcome { outcome, note });
+                }
+            >
+                <input type="hidden" name="public_id" value=moves.public_id() />
                 <div class="field" class:invalid=move || outcome_error.get().is_some()>
                     <label for="ro-outcome">"Outcome in Message Central's console"</label>
                     <select
                         id="ro-outcome"
                         name="outcome"
+                        node_ref=choice
                         data-testid="record-outcome-choice"
                         aria-describedby="ro-outcome-error"
                         aria-invalid=move || if outcome_error.get().is_some() { "true" } else { "false" }
@@ -474,6 +502,7 @@ fn RecordOutcomeForm(
                     <textarea
                         id="ro-note"
                         name="note"
+                        node_ref=note
                         rows="3"
                         maxlength=max.to_string()
                         data-testid="record-outcome-note"
@@ -482,10 +511,10 @@ fn RecordOutcomeForm(
                     ></textarea>
                     {move || note_error.get().map(|m| view! { <p class="field-error" id="ro-note-error">{m}</p> })}
                 </div>
-                <button type="submit" class="primary" data-testid="record-outcome-submit" disabled=move || record.pending().get()>
-                    {move || if record.pending().get() { "Recording…" } else { "Record outcome" }}
+                <button type="submit" class="primary" data-testid="record-outcome-submit" disabled=move || pending.get()>
+                    {move || if pending.get() { "Recording…" } else { "Record outcome" }}
                 </button>
-            </ActionForm>
+            </form>
         </section>
     }
 }
@@ -675,57 +704,136 @@ fn SessionRecords(detail: SessionDetail) -> impl IntoView {
     }
 }
 
+/// Which staff move on a session a result belongs to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MoveKind {
+    Cancel,
+    Regenerate,
+    Reminders,
+    RecordOutcome,
+}
+
+/// One staff move on a session. Each goes to its own server function, with its own row in
+/// the access table; the page carries them all in one action, so the browser bundle holds one
+/// action and no form decoder instead of four of each (issue 12: a session's page was the one
+/// page over 400 KB on a first visit).
+#[derive(Clone)]
+enum SessionMove {
+    Cancel,
+    Regenerate { idempotency_key: String },
+    Reminders { on: bool },
+    RecordOutcome { outcome: String, note: String },
+}
+
+impl SessionMove {
+    fn kind(&self) -> MoveKind {
+        match self {
+            Self::Cancel => MoveKind::Cancel,
+            Self::Regenerate { .. } => MoveKind::Regenerate,
+            Self::Reminders { .. } => MoveKind::Reminders,
+            Self::RecordOutcome { .. } => MoveKind::RecordOutcome,
+        }
+    }
+}
+
+/// The session page's one action for the staff moves, and which move ran last.
+#[derive(Clone, Copy)]
+struct SessionMoves {
+    action: Action<SessionMove, Result<SessionDetail, AppError>>,
+    last: RwSignal<Option<MoveKind>>,
+    public_id: StoredValue<String>,
+}
+
+impl SessionMoves {
+    fn new(public_id: String) -> Self {
+        let (kind, failure) = failure_posted_without_script().unzip();
+        let target = public_id.clone();
+        let action = Action::new_with_value(failure.map(Err), move |step: &SessionMove| {
+            let public_id = target.clone();
+            let step = step.clone();
+            async move {
+                match step {
+                    SessionMove::Cancel => cancel_link(public_id).await,
+                    SessionMove::Regenerate { idempotency_key } => {
+                        regenerate_link(public_id, idempotency_key).await
+                    }
+                    SessionMove::Reminders { on } => set_link_reminders(public_id, on).await,
+                    SessionMove::RecordOutcome { outcome, note } => {
+                        record_outcome(public_id, outcome, note).await
+                    }
+                }
+            }
+        });
+        Self {
+            action,
+            last: RwSignal::new(kind),
+            public_id: StoredValue::new(public_id),
+        }
+    }
+
+    fn dispatch(self, step: SessionMove) {
+        self.last.set(Some(step.kind()));
+        self.action.dispatch(step);
+    }
+
+    fn public_id(self) -> String {
+        self.public_id.get_value()
+    }
+
+    /// The latest result, when it came from a move of this kind.
+    fn result_of(self, kind: MoveKind) -> Signal<Option<Result<SessionDetail, AppError>>> {
+        Signal::derive(move || {
+            (self.last.get() == Some(kind))
+                .then(|| self.action.value().get())
+                .flatten()
+        })
+    }
+
+    /// Whether a move of this kind is under way.
+    fn pending(self, kind: MoveKind) -> Signal<bool> {
+        Signal::derive(move || self.action.pending().get() && self.last.get() == Some(kind))
+    }
+}
+
+/// A move posted by a plain form (before the page's script ran) that failed comes back with
+/// its error in the address, as Leptos does for its action forms: which move, and why.
+fn failure_posted_without_script() -> Option<(MoveKind, AppError)> {
+    let posted = use_context::<leptos::server::ServerActionError>()?;
+    let kind = [
+        (CancelLink::PATH, MoveKind::Cancel),
+        (RegenerateLink::PATH, MoveKind::Regenerate),
+        (SetLinkReminders::PATH, MoveKind::Reminders),
+        (RecordOutcome::PATH, MoveKind::RecordOutcome),
+    ]
+    .into_iter()
+    .find_map(|(path, kind)| (path == posted.path()).then_some(kind))?;
+    let error = leptos::server_fn::error::ServerFnUrlError::<AppError>::decode_err(posted.err());
+    Some((kind, error))
+}
+
 /// Copy, send, cancel and regenerate: shown to operators and admins only.
 #[component]
 fn SessionActions(
     detail: RwSignal<SessionDetail>,
     status: Memo<KycStatus>,
-    notice: RwSignal<Option<String>>,
+    moves: SessionMoves,
 ) -> impl IntoView {
-    let cancel = ServerAction::<CancelLink>::new();
-    let regenerate = ServerAction::<RegenerateLink>::new();
-    let reminders = ServerAction::<SetLinkReminders>::new();
-    Effect::new(move |_| {
-        if let Some(Ok(changed)) = reminders.value().get() {
-            detail.set(changed);
-        }
-    });
-    let cancel_value = result_of(cancel);
-    let regenerate_value = result_of(regenerate);
-    let navigate = use_navigate();
-    let public_id = detail.with_untracked(|d| d.summary.public_id.clone());
-    Effect::new(move |_| {
-        if let Some(Ok(cancelled)) = cancel.value().get() {
-            detail.set(cancelled);
-            notice.set(Some(
-                "The link was cancelled; the customer can no longer use it.".into(),
-            ));
-        }
-    });
-    Effect::new(move |_| {
-        if let Some(Ok(new_session)) = regenerate.value().get() {
-            navigate(
-                &format!("/sessions/{}", new_session.summary.public_id),
-                Default::default(),
-            );
-        }
-    });
-    let error = Signal::derive(move || {
-        [
-            cancel_value.get().and_then(Result::err),
-            regenerate_value.get().and_then(Result::err),
-            reminders.value().get().and_then(Result::err),
-        ]
-        .into_iter()
-        .flatten()
-        .next()
-        .map(|e| e.to_string())
-    });
+    let error = Signal::derive(
+        move || match (moves.last.get(), moves.action.value().get()) {
+            (Some(kind), Some(Err(error))) if kind != MoveKind::RecordOutcome => {
+                Some(error.to_string())
+            }
+            _ => None,
+        },
+    );
+    let cancelling = moves.pending(MoveKind::Cancel);
+    let regenerating = moves.pending(MoveKind::Regenerate);
+    let switching = moves.pending(MoveKind::Reminders);
+    let idempotency_key = StoredValue::new(new_idempotency_key());
     let open = Memo::new(move |_| status.get().is_open());
     let may_regenerate = Memo::new(move |_| {
         open.get() || matches!(status.get(), KycStatus::Expired | KycStatus::Failed)
     });
-    let public_id = StoredValue::new(public_id);
     view! {
         <Show when=move || may_regenerate.get()>
             <section class="panel" data-testid="session-actions">
@@ -747,12 +855,19 @@ fn SessionActions(
                                 <details class="confirm" data-testid="cancel-step">
                                     <summary data-testid="cancel-link">"Cancel link…"</summary>
                                     <p>"The customer will no longer be able to use this link. This cannot be undone."</p>
-                                    <ActionForm action=cancel>
-                                        <input type="hidden" name="public_id" value=public_id.get_value() />
-                                        <button type="submit" class="danger" data-testid="cancel-confirm" disabled=move || cancel.pending().get()>
-                                            {move || if cancel.pending().get() { "Cancelling…" } else { "Yes, cancel the link" }}
+                                    <form
+                                        method="post"
+                                        action=CancelLink::url()
+                                        on:submit=move |ev| {
+                                            ev.prevent_default();
+                                            moves.dispatch(SessionMove::Cancel);
+                                        }
+                                    >
+                                        <input type="hidden" name="public_id" value=moves.public_id() />
+                                        <button type="submit" class="danger" data-testid="cancel-confirm" disabled=move || cancelling.get()>
+                                            {move || if cancelling.get() { "Cancelling…" } else { "Yes, cancel the link" }}
                                         </button>
-                                    </ActionForm>
+                                    </form>
                                 </details>
                             }
                         })}
@@ -765,13 +880,20 @@ fn SessionActions(
                             .with(|d| d.customer_link.as_ref().map(|c| c.reminders_on))
                             .filter(|_| waiting)
                             .map(|on| view! {
-                                <ActionForm action=reminders>
-                                    <input type="hidden" name="public_id" value=public_id.get_value() />
+                                <form
+                                    method="post"
+                                    action=SetLinkReminders::url()
+                                    on:submit=move |ev| {
+                                        ev.prevent_default();
+                                        moves.dispatch(SessionMove::Reminders { on: !on });
+                                    }
+                                >
+                                    <input type="hidden" name="public_id" value=moves.public_id() />
                                     <input type="hidden" name="on" value=if on { "false" } else { "true" } />
-                                    <button type="submit" class="secondary" data-testid="reminders-toggle" disabled=move || reminders.pending().get()>
+                                    <button type="submit" class="secondary" data-testid="reminders-toggle" disabled=move || switching.get()>
                                         {if on { "Turn reminders off" } else { "Turn reminders on" }}
                                     </button>
-                                </ActionForm>
+                                </form>
                             })
                     }}
                     <details class="confirm" data-testid="regenerate-step">
@@ -783,17 +905,26 @@ fn SessionActions(
                                 "A new link is made for the same customer and flow."
                             }}
                         </p>
-                        <ActionForm action=regenerate>
-                            <input type="hidden" name="public_id" value=public_id.get_value() />
-                            <input type="hidden" name="idempotency_key" value=new_idempotency_key() />
-                            <button type="submit" class="primary" data-testid="regenerate-confirm" disabled=move || regenerate.pending().get()>
-                                {move || if regenerate.pending().get() {
+                        <form
+                            method="post"
+                            action=RegenerateLink::url()
+                            on:submit=move |ev| {
+                                ev.prevent_default();
+                                moves.dispatch(SessionMove::Regenerate {
+                                    idempotency_key: idempotency_key.get_value(),
+                                });
+                            }
+                        >
+                            <input type="hidden" name="public_id" value=moves.public_id() />
+                            <input type="hidden" name="idempotency_key" value=idempotency_key.get_value() />
+                            <button type="submit" class="primary" data-testid="regenerate-confirm" disabled=move || regenerating.get()>
+                                {move || if regenerating.get() {
                                     view! { <span class="spinner" aria-hidden="true"></span> "Making a new link…" }.into_any()
                                 } else {
                                     "Make a new link".into_any()
                                 }}
                             </button>
-                        </ActionForm>
+                        </form>
                     </details>
                 </div>
             </section>

@@ -17,9 +17,17 @@
 //! concatenated with each index shifted past the ones before it, and the imports are shared.
 //!
 //! Which chunks are packed together: the chunks most routes use (at least three quarters of
-//! them) and every small chunk used by more than one route go into one common pack; the
-//! others stay as they are. A page then fetches the frame, the common pack, its own route's
-//! chunks and a few shared ones, instead of every small piece.
+//! them) and every small chunk used by more than one route go into one common pack. Then each
+//! split point (a route, or a part loaded when first shown) gets a pack of its own holding the
+//! rest of the chunks it needs, so a page fetches the frame, the common pack, its route's pack
+//! and its route's own module. A chunk several routes share is therefore in several packs:
+//! brotli finds the repeats across a route's chunks only when they are in one file (a
+//! session's page: 92 KB of brotli in 27 files, 64 KB as one), and a page's first visit is
+//! what the console's users wait for; the price is that moving to another page fetches the
+//! shared code again, in the new page's pack. Loading a chunk twice is safe because a chunk
+//! only writes its functions into the shared table at fixed slots, the same functions each
+//! time; a chunk with data segments (which would write memory again) never goes into a
+//! split point's pack and is loaded once, as it is.
 //!
 //! The loader (`__wasm_split.HASH.js`) is rewritten so that every chunk of a pack loads the
 //! pack (one fetch, one instance, memoised), the manifest (the preloads the server writes)
@@ -180,32 +188,47 @@ pub fn pack_bundle(
     let mut pack_of = HashMap::<&str, String>::new();
     let mut chunks = 0;
     for (index, members) in plan.iter().enumerate() {
-        let modules = members
-            .iter()
-            .map(|chunk| {
-                std::fs::read(pkg_dir.join(format!("{chunk}.wasm")))
-                    .map_err(|e| fail(format!("cannot read {chunk}.wasm: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let merged = merge_chunks(&modules)
-            .and_then(|merged| optimise(&merged))
-            .and_then(|optimised| {
-                wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
-                    .validate_all(&optimised)
-                    .map_err(|e| format!("the optimised pack is not valid: {e}"))?;
-                Ok(optimised)
-            })
-            .map_err(|e| fail(format!("cannot pack {}: {e}", members.join(", "))))?;
-        let stem = format!("{PACK_PREFIX}{index}.{}", content_hash(&[&merged]));
-        write_with_compressed(&pkg_dir.join(format!("{stem}.wasm")), &merged)?;
+        let stem = write_pack(pkg_dir, index, members, optimise)?;
         for chunk in members {
             pack_of.insert(chunk.as_str(), stem.clone());
         }
         chunks += members.len();
     }
 
+    // Each split point's pack: the rest of its chunks, those without data segments.
+    let mut has_data = HashMap::<String, bool>::new();
+    for chunk in manifest.values().flatten() {
+        if chunk_number(chunk).is_some() && !pack_of.contains_key(chunk.as_str()) {
+            let bytes = std::fs::read(pkg_dir.join(format!("{chunk}.wasm")))
+                .map_err(|e| fail(format!("cannot read {chunk}.wasm: {e}")))?;
+            let data = writes_data(&bytes).map_err(|e| fail(format!("{chunk}.wasm: {e}")))?;
+            has_data.insert(chunk.clone(), data);
+        }
+    }
+    let own_plan = plan_split_point_packs(&manifest, |chunk| {
+        has_data.get(chunk).is_some_and(|data| !data)
+    });
+    let mut own_pack_of = BTreeMap::<String, String>::new();
+    let mut stem_of_members = HashMap::<Vec<String>, String>::new();
+    let mut own_chunks = BTreeSet::<&str>::new();
+    for (split_point, members) in &own_plan {
+        let stem = match stem_of_members.get(members) {
+            Some(stem) => stem.clone(),
+            None => {
+                let index = plan.len() + stem_of_members.len();
+                let stem = write_pack(pkg_dir, index, members, optimise)?;
+                stem_of_members.insert(members.clone(), stem.clone());
+                stem
+            }
+        };
+        own_chunks.extend(members.iter().map(String::as_str));
+        own_pack_of.insert(split_point.clone(), stem);
+    }
+    chunks += own_chunks.len();
+
     let packed_loader = rewrite_loader(&loader, &pack_of)?;
-    let packed_manifest = rewrite_manifest(&manifest, &pack_of);
+    let packed_loader = give_split_points_their_packs(&packed_loader, &own_plan, &own_pack_of)?;
+    let packed_manifest = rewrite_manifest(&manifest, &pack_of, &own_plan, &own_pack_of);
     let manifest_json = serde_json::to_string(&packed_manifest)
         .map_err(|e| fail(format!("cannot write the manifest: {e}")))?;
 
@@ -239,8 +262,204 @@ pub fn pack_bundle(
         .map_err(|e| fail(format!("cannot write {}: {e}", hash_file.display())))?;
     Ok(Packed::Done {
         chunks,
-        packs: plan.len(),
+        packs: plan.len() + stem_of_members.len(),
     })
+}
+
+/// Merges `members`, optimises the result, checks it and writes it (with its compressed forms)
+/// as `chunk_pack{index}.HASH.wasm`; returns the name without `.wasm`.
+fn write_pack(
+    pkg_dir: &Path,
+    index: usize,
+    members: &[String],
+    optimise: Optimise<'_>,
+) -> Result<String, PackError> {
+    let modules = members
+        .iter()
+        .map(|chunk| {
+            std::fs::read(pkg_dir.join(format!("{chunk}.wasm")))
+                .map_err(|e| fail(format!("cannot read {chunk}.wasm: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let merged = merge_chunks(&modules)
+        .and_then(|merged| optimise(&merged))
+        .and_then(|optimised| {
+            wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+                .validate_all(&optimised)
+                .map_err(|e| format!("the optimised pack is not valid: {e}"))?;
+            Ok(optimised)
+        })
+        .map_err(|e| fail(format!("cannot pack {}: {e}", members.join(", "))))?;
+    let stem = format!("{PACK_PREFIX}{index}.{}", content_hash(&[&merged]));
+    write_with_compressed(&pkg_dir.join(format!("{stem}.wasm")), &merged)?;
+    Ok(stem)
+}
+
+/// Whether a chunk has data segments (writes memory when it is instantiated).
+fn writes_data(module: &[u8]) -> Result<bool, String> {
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        if let wasmparser::Payload::DataSection(section) = payload.map_err(|e| e.to_string())? {
+            if section.count() > 0 {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Each split point's own pack: the chunks it needs that are not in the common pack and that
+/// `may_repeat` admits (no data segments: such a chunk may be loaded again by another split
+/// point's pack), when there are two or more of them.
+pub fn plan_split_point_packs(
+    manifest: &BTreeMap<String, Vec<String>>,
+    may_repeat: impl Fn(&str) -> bool,
+) -> BTreeMap<String, Vec<String>> {
+    manifest
+        .iter()
+        .filter_map(|(split_point, parts)| {
+            let mut members: Vec<String> = parts
+                .iter()
+                .filter(|part| chunk_number(part).is_some() && may_repeat(part))
+                .cloned()
+                .collect();
+            members.sort_by_key(|chunk| chunk_number(chunk));
+            members.dedup();
+            (members.len() >= 2).then(|| (split_point.clone(), members))
+        })
+        .collect()
+}
+
+/// The loader with each split point's list of dependencies naming its own pack instead of the
+/// chunks in it, a loading declaration for each pack, and no declaration of a chunk that no
+/// list names any more.
+fn give_split_points_their_packs(
+    loader: &str,
+    own_plan: &BTreeMap<String, Vec<String>>,
+    own_pack_of: &BTreeMap<String, String>,
+) -> Result<String, PackError> {
+    if own_plan.is_empty() {
+        return Ok(loader.to_string());
+    }
+    const DECLARATION: &str = "const __chunk_";
+    const EXPORT: &str = "export const __wasm_split_load_";
+    // Each chunk's loading variable and the text of its declaration.
+    let mut declarations = Vec::<(String, String, &str)>::new();
+    let mut from = 0;
+    while let Some(at) = loader[from..].find(DECLARATION).map(|at| at + from) {
+        let end = loader[at..]
+            .find(", []);")
+            .map(|i| at + i + ", []);".len())
+            .ok_or_else(|| {
+                fail("the split loader has a chunk declaration this tool does not know")
+            })?;
+        let text = &loader[at..end];
+        let var = text["const ".len()..].split(' ').next().unwrap_or_default();
+        if let Some(file) = text
+            .split("new URL(\"./")
+            .nth(1)
+            .and_then(|s| s.split(".wasm\"").next())
+        {
+            declarations.push((var.to_string(), file.to_string(), text));
+        }
+        from = end;
+    }
+    let var_of = |chunk: &str| {
+        declarations
+            .iter()
+            .find(|(_, file, _)| file == chunk)
+            .map(|(var, _, _)| var.as_str())
+    };
+    // A pack is declared as the first chunk is, with its own variable and file.
+    let (template_var, template_file, template) = declarations
+        .first()
+        .ok_or_else(|| fail("the split loader declares no chunk"))?;
+
+    // The lists: each split point's names its pack where its first packed chunk was.
+    let mut out = String::with_capacity(loader.len());
+    let mut rest = loader;
+    let mut pack_vars = BTreeMap::<&str, String>::new();
+    let mut lists = 0;
+    while let Some(at) = rest.find(EXPORT) {
+        let name_at = at + EXPORT.len();
+        let split_point = rest[name_at..].split(' ').next().unwrap_or_default();
+        let open = rest[at..]
+            .find(", [")
+            .map(|i| at + i + ", [".len())
+            .ok_or_else(|| fail(format!("no list of dependencies for {split_point}")))?;
+        let close = rest[open..].find(']').map(|i| open + i).ok_or_else(|| {
+            fail(format!(
+                "an unclosed list of dependencies for {split_point}"
+            ))
+        })?;
+        out.push_str(&rest[..open]);
+        let names: Vec<&str> = rest[open..close].split(',').map(str::trim).collect();
+        match (own_plan.get(split_point), own_pack_of.get(split_point)) {
+            (Some(members), Some(pack)) => {
+                lists += 1;
+                let packed: Vec<&str> = members
+                    .iter()
+                    .map(|chunk| {
+                        var_of(chunk).ok_or_else(|| {
+                            fail(format!("the split loader does not declare {chunk}"))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                if let Some(missing) = packed.iter().find(|var| !names.contains(var)) {
+                    return Err(fail(format!(
+                        "{split_point}'s list of dependencies lacks {missing}"
+                    )));
+                }
+                let index = pack_vars.len();
+                let pack_var = pack_vars
+                    .entry(pack.as_str())
+                    .or_insert_with(|| format!("__own_pack_{index}"))
+                    .clone();
+                let mut listed = Vec::<&str>::new();
+                for name in names {
+                    let name = if packed.contains(&name) {
+                        pack_var.as_str()
+                    } else {
+                        name
+                    };
+                    if !listed.contains(&name) {
+                        listed.push(name);
+                    }
+                }
+                out.push_str(&listed.join(", "));
+            }
+            _ => out.push_str(&rest[open..close]),
+        }
+        rest = &rest[close..];
+    }
+    out.push_str(rest);
+    if lists != own_plan.len() {
+        return Err(fail(format!(
+            "the split loader has lists for {lists} of the {} split points with packs",
+            own_plan.len()
+        )));
+    }
+
+    // Declarations: one per pack (before the first export), none for a chunk no list names.
+    let first_export = out
+        .find(EXPORT)
+        .ok_or_else(|| fail("the split loader exports no split point"))?;
+    let mut pack_declarations = String::new();
+    for (pack, var) in &pack_vars {
+        let declaration = template.replacen(template_var.as_str(), var, 1).replace(
+            &format!("\"./{template_file}.wasm\""),
+            &format!("\"./{pack}.wasm\""),
+        );
+        pack_declarations.push_str(&declaration);
+        pack_declarations.push('\n');
+    }
+    out.insert_str(first_export, &pack_declarations);
+    for (var, _, text) in &declarations {
+        let without = out.replacen(&format!("{text}\n"), "", 1);
+        if !contains_name(&without, var) {
+            out = without;
+        }
+    }
+    Ok(out)
 }
 
 /// Which chunks go together: a list of packs, each two or more chunk names, in the order of
@@ -398,18 +617,25 @@ fn contains_name(text: &str, name: &str) -> bool {
     })
 }
 
-/// The manifest with each packed chunk replaced by its pack, every pack named once per route.
+/// The manifest with each packed chunk replaced by its pack (the common one, or the route's
+/// own), every pack named once per route.
 fn rewrite_manifest(
     manifest: &BTreeMap<String, Vec<String>>,
     pack_of: &HashMap<&str, String>,
+    own_plan: &BTreeMap<String, Vec<String>>,
+    own_pack_of: &BTreeMap<String, String>,
 ) -> BTreeMap<String, Vec<String>> {
     manifest
         .iter()
         .map(|(route, parts)| {
             let mut seen = BTreeSet::new();
+            let own = own_plan.get(route).zip(own_pack_of.get(route));
             let parts = parts
                 .iter()
-                .map(|part| pack_of.get(part.as_str()).unwrap_or(part).clone())
+                .map(|part| match own {
+                    Some((members, pack)) if members.contains(part) => pack.clone(),
+                    _ => pack_of.get(part.as_str()).unwrap_or(part).clone(),
+                })
                 .filter(|part| seen.insert(part.clone()))
                 .collect();
             (route.clone(), parts)
@@ -967,7 +1193,7 @@ export const __route_a = wrapAsyncCb(makeLoad(() => {}, [__chunk_1, __chunk_2, _
                 vec!["chunk_4.ddd".into(), "chunk_3.ccc".into()],
             ),
         ]);
-        let manifest = rewrite_manifest(&manifest, &pack_of);
+        let manifest = rewrite_manifest(&manifest, &pack_of, &BTreeMap::new(), &BTreeMap::new());
         assert_eq!(manifest["a"], ["chunk_pack0.ppp", "split_a.x"]);
         assert_eq!(manifest["b"], ["chunk_4.ddd", "chunk_pack0.ppp"]);
 
@@ -1003,6 +1229,171 @@ export const __route_a = wrapAsyncCb(makeLoad(() => {}, [__chunk_1, __chunk_2, _
         // Nothing to pack: no plan.
         let alone = BTreeMap::from([("r1".to_string(), routes(&["chunk_1.a"]))]);
         assert!(plan_packs(&alone, size).is_empty());
+    }
+
+    /// A chunk that writes memory: one active data segment, nothing else.
+    fn chunk_with_data() -> Vec<u8> {
+        let mut imports = ImportSection::new();
+        let memory = MemoryType {
+            minimum: 17,
+            maximum: None,
+            memory64: false,
+            shared: false,
+            page_size_log2: None,
+        };
+        imports.import("__wasm_split", "memory", EntityType::Memory(memory));
+        let mut data = wasm_encoder::DataSection::new();
+        data.active(0, &ConstExpr::i32_const(16), b"kept once".iter().copied());
+        let mut module = Module::new();
+        module.section(&imports);
+        module.section(&data);
+        module.finish()
+    }
+
+    /// One module's loading as wasm-split declares it (`file` without `.wasm`).
+    fn loading(file: &str) -> String {
+        format!(
+            "makeLoad(() => {{\n    const src = fetch(new URL(\"./{file}.wasm\", import.meta.url));\n    return async (imports) => (WebAssembly.instantiateStreaming(src, imports));\n}}\n"
+        )
+    }
+
+    /// The loader of a bundle whose split point `a` needs chunks 1, 3, 5, 6 and 7 and `b`
+    /// chunks 1 and 3, as wasm-split writes one.
+    fn split_point_loader() -> String {
+        let mut loader = "import { initSync } from \"./kyc-desk.JSOLD.js\";\n".to_string();
+        for (n, hash) in [(1, "aaa"), (3, "ccc"), (5, "eee"), (6, "fff"), (7, "ggg")] {
+            let load = loading(&format!("chunk_{n}.{hash}"));
+            loader.push_str(&format!("const __chunk_{n} = {load}, []);\n"));
+        }
+        for (point, hash, deps) in [
+            (
+                "a",
+                "xxx",
+                "__chunk_1, __chunk_3, __chunk_5, __chunk_6, __chunk_7",
+            ),
+            ("b", "yyy", "__chunk_1, __chunk_3"),
+        ] {
+            let load = loading(&format!("split_{point}.{hash}"));
+            loader.push_str(&format!(
+                "export const __wasm_split_load_{point} = wrapAsyncCb({load}, [{deps}]));\n"
+            ));
+        }
+        loader
+    }
+
+    #[test]
+    fn each_split_point_loads_its_own_pack_and_a_chunk_with_data_stays_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let pkg = dir.path();
+        std::fs::write(pkg.join("chunk_1.aaa.wasm"), chunk_a()).unwrap();
+        std::fs::write(pkg.join("chunk_3.ccc.wasm"), chunk_b()).unwrap();
+        std::fs::write(pkg.join("chunk_5.eee.wasm"), chunk_a()).unwrap();
+        std::fs::write(pkg.join("chunk_6.fff.wasm"), chunk_b()).unwrap();
+        std::fs::write(pkg.join("chunk_7.ggg.wasm"), chunk_with_data()).unwrap();
+        std::fs::write(pkg.join("__wasm_split.SPLITOLD.js"), split_point_loader()).unwrap();
+        let main_js = r#"import*as n from"./__wasm_split.SPLITOLD.js";"#;
+        std::fs::write(pkg.join("kyc-desk.JSOLD.js"), main_js).unwrap();
+        let manifest = r#"{"a":["chunk_1.aaa","chunk_3.ccc","chunk_5.eee","chunk_6.fff","chunk_7.ggg","split_a.xxx"],"b":["chunk_1.aaa","chunk_3.ccc","split_b.yyy"]}"#;
+        std::fs::write(pkg.join("__wasm_split_manifest.MOLD.json"), manifest).unwrap();
+        let hash_file = pkg.join("hash.txt");
+        let hashes = "js: JSOLD\nwasm: W\ncss: C\nmanifest: MOLD\nsplit: SPLITOLD\n";
+        std::fs::write(&hash_file, hashes).unwrap();
+
+        // Chunks 1 and 3: both split points (small) → the common pack; 5 and 6: `a`'s own
+        // pack; 7 writes memory → loaded alone, once.
+        assert_eq!(
+            pack_bundle(pkg, &hash_file, &as_merged).unwrap(),
+            Packed::Done {
+                chunks: 4,
+                packs: 2
+            }
+        );
+        let hashes = std::fs::read_to_string(&hash_file).unwrap();
+        let hash = |kind: &str| {
+            hashes
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{kind}: ")))
+                .unwrap()
+                .to_string()
+        };
+        let manifest: BTreeMap<String, Vec<String>> = serde_json::from_str(
+            &std::fs::read_to_string(
+                pkg.join(format!("__wasm_split_manifest.{}.json", hash("manifest"))),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let (common, own) = (&manifest["a"][0], &manifest["a"][1]);
+        assert!(common.starts_with("chunk_pack0.") && own.starts_with("chunk_pack1."));
+        assert_eq!(manifest["a"][2..], ["chunk_7.ggg", "split_a.xxx"]);
+        assert_eq!(manifest["b"], [common.as_str(), "split_b.yyy"]);
+        let own_pack = std::fs::read(pkg.join(format!("{own}.wasm"))).unwrap();
+        assert_eq!(shape(&own_pack).functions, 4, "chunks 5 and 6");
+
+        let loader =
+            std::fs::read_to_string(pkg.join(format!("__wasm_split.{}.js", hash("split"))))
+                .unwrap();
+        assert!(
+            loader.contains(&format!(
+                "const __own_pack_0 = makeLoad(() => {{\n    const src = fetch(new URL(\"./{own}.wasm\""
+            )),
+            "{loader}"
+        );
+        assert!(
+            loader.contains(", [__chunk_1, __own_pack_0, __chunk_7]));"),
+            "a: the common pack, its own pack, the chunk with data: {loader}"
+        );
+        assert!(
+            loader.contains(", [__chunk_1]));"),
+            "b: the common pack: {loader}"
+        );
+        assert!(loader.contains(&format!("\"./{common}.wasm\"")));
+        for gone in [
+            "__chunk_3",
+            "__chunk_5",
+            "__chunk_6",
+            "chunk_5.eee",
+            "chunk_6.fff",
+        ] {
+            assert!(!contains_name(&loader, gone), "{gone} in {loader}");
+        }
+        assert!(loader.contains("const __chunk_7 = makeLoad("), "{loader}");
+    }
+
+    #[test]
+    fn a_split_point_pack_holds_its_chunks_that_may_load_twice() {
+        let manifest = BTreeMap::from([
+            (
+                "a".to_string(),
+                vec![
+                    "chunk_9.i".to_string(),
+                    "chunk_2.b".into(),
+                    "chunk_4.d".into(),
+                    "split_a.x".into(),
+                ],
+            ),
+            (
+                "b".to_string(),
+                vec!["chunk_2.b".to_string(), "chunk_8.h".into()],
+            ),
+            ("c".to_string(), vec!["chunk_2.b".to_string()]),
+        ]);
+        // chunk_4 writes memory (or is in the common pack): not in a split point's pack.
+        let plan = plan_split_point_packs(&manifest, |chunk| chunk != "chunk_4.d");
+        assert_eq!(
+            plan,
+            BTreeMap::from([
+                (
+                    "a".to_string(),
+                    vec!["chunk_2.b".to_string(), "chunk_9.i".into()]
+                ),
+                (
+                    "b".to_string(),
+                    vec!["chunk_2.b".to_string(), "chunk_8.h".into()]
+                ),
+            ]),
+            "in chunk order, the route's own module left out, one chunk alone not packed"
+        );
     }
 
     /// A split, hashed bundle in `pkg` whose chunks 1 and 3 are packed (routes a and b share
