@@ -199,6 +199,31 @@ test('a customer opens the link on a phone, consents in Hindi, passes a code, st
   await expect(phone.locator('h1')).toHaveText('इस लिंक की समय-सीमा समाप्त हो गई है');
   await expect(phone.getByTestId('customer-message')).toContainText('KYC Desk Sandbox से नया लिंक माँगें');
 
+  // On a waiting link's page staff turn reminders off and on again, make a new link (which
+  // replaces this one: the page moves to it) and cancel that one; each move shows at once.
+  await issueLink(admin, 'message_central:trial:basic', 'Nisha Verma');
+  await admin.getByTestId('session-link').click();
+  await hydrated(admin);
+  const toggle = admin.getByTestId('reminders-toggle');
+  await expect(toggle).toHaveText('Turn reminders off');
+  await toggle.click();
+  await expect(toggle).toHaveText('Turn reminders on');
+  await expect(admin.getByTestId('customer-link-facts')).toContainText('reminders off');
+  await toggle.click();
+  await expect(toggle).toHaveText('Turn reminders off');
+  await expect(admin.getByTestId('customer-link-facts')).not.toContainText('reminders off');
+  const replaced = admin.url();
+  await admin.getByTestId('regenerate-link').click();
+  await admin.getByTestId('regenerate-confirm').click();
+  await expect(admin).not.toHaveURL(replaced);
+  await expect(admin.getByTestId('supersedes-link')).toHaveText(replaced.split('/sessions/')[1]);
+  await expect(admin.getByTestId('status-badge').first()).toHaveText('Issued');
+  await admin.getByTestId('cancel-link').click();
+  await admin.getByTestId('cancel-confirm').click();
+  await expect(admin.getByTestId('session-notice')).toContainText('cancelled');
+  await expect(admin.getByTestId('status-badge').first()).toHaveText('Cancelled');
+  await expect(admin.getByTestId('cancel-step')).toHaveCount(0);
+
   expect(wasm, 'the customer page loads no script or WebAssembly').toEqual([]);
   await expectNoConsoleErrors(errors);
   await phoneContext.close();
