@@ -298,10 +298,10 @@ fn write_pack(
 /// Whether a chunk has data segments (writes memory when it is instantiated).
 fn writes_data(module: &[u8]) -> Result<bool, String> {
     for payload in wasmparser::Parser::new(0).parse_all(module) {
-        if let wasmparser::Payload::DataSection(section) = payload.map_err(|e| e.to_string())? {
-            if section.count() > 0 {
-                return Ok(true);
-            }
+        if let wasmparser::Payload::DataSection(section) = payload.map_err(|e| e.to_string())?
+            && section.count() > 0
+        {
+            return Ok(true);
         }
     }
     Ok(false)
