@@ -838,15 +838,13 @@ pub fn SendLinkButtons(
             }
         })
         .collect_view();
-    let form_public_id = StoredValue::new(public_id.clone());
-    let retry = {
-        let public_id = public_id.clone();
-        move |_| {
-            send.dispatch(SendLink {
-                public_id: public_id.clone(),
-                channel: last.get_untracked(),
-            });
-        }
+    let session = StoredValue::new(public_id.clone());
+    // Sends by the channel pressed last: the buttons' own press, or "Try again".
+    let send_by_last_channel = move || {
+        send.dispatch(SendLink {
+            public_id: session.get_value(),
+            channel: last.get_untracked(),
+        });
     };
     let outcome = move || {
         if pending.get() {
@@ -873,25 +871,22 @@ pub fn SendLinkButtons(
                     .unwrap_or_else(|| "Sent.".to_string());
                 Some(view! { <p class="banner success">{text}</p> }.into_any())
             }
-            Some(Err(error)) => {
-                let retry = retry.clone();
-                Some(
-                    view! {
-                        <div class="banner error send-failed" role="alert">
-                            <p>{format!("Sending failed: {error}")}</p>
-                            <button
-                                type="button"
-                                class="secondary"
-                                data-testid=format!("{prefix}-retry")
-                                on:click=retry
-                            >
-                                "Try again"
-                            </button>
-                        </div>
-                    }
-                    .into_any(),
-                )
-            }
+            Some(Err(error)) => Some(
+                view! {
+                    <div class="banner error send-failed" role="alert">
+                        <p>{format!("Sending failed: {error}")}</p>
+                        <button
+                            type="button"
+                            class="secondary"
+                            data-testid=format!("{prefix}-retry")
+                            on:click=move |_| send_by_last_channel()
+                        >
+                            "Try again"
+                        </button>
+                    </div>
+                }
+                .into_any(),
+            ),
             None => None,
         }
     };
@@ -905,10 +900,7 @@ pub fn SendLinkButtons(
                 class="send-buttons"
                 on:submit=move |ev| {
                     ev.prevent_default();
-                    send.dispatch(SendLink {
-                        public_id: form_public_id.get_value(),
-                        channel: last.get_untracked(),
-                    });
+                    send_by_last_channel();
                 }
             >
                 <input type="hidden" name="public_id" value=public_id.clone() />

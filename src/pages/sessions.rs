@@ -344,26 +344,26 @@ fn SessionView(initial: SessionDetail) -> impl IntoView {
     let moves = SessionMoves::new(detail.with_untracked(|d| d.summary.public_id.clone()));
     let navigate = use_navigate();
     Effect::new(move |_| {
-        let Some(Ok(changed)) = moves.action.value().get() else {
+        let Some((kind, Ok(changed))) = moves.action.value().get() else {
             return;
         };
-        match moves.last.get_untracked() {
-            Some(MoveKind::Regenerate) => navigate(
+        match kind {
+            MoveKind::Regenerate => navigate(
                 &format!("/sessions/{}", changed.summary.public_id),
                 Default::default(),
             ),
-            Some(MoveKind::Cancel) => {
+            MoveKind::Cancel => {
                 detail.set(changed);
                 notice.set(Some(
                     "The link was cancelled; the customer can no longer use it.".into(),
                 ));
             }
-            Some(MoveKind::RecordOutcome) => {
+            MoveKind::RecordOutcome => {
                 let outcome = changed.summary.status.label().to_lowercase();
                 detail.set(changed);
                 notice.set(Some(format!("The outcome was recorded: {outcome}.")));
             }
-            Some(MoveKind::Reminders) | None => detail.set(changed),
+            MoveKind::Reminders => detail.set(changed),
         }
     });
     view! {
@@ -445,7 +445,7 @@ fn ReturnClaimView(detail: SessionDetail) -> impl IntoView {
 /// with its error under the field.
 #[component]
 fn RecordOutcomeForm(moves: SessionMoves) -> impl IntoView {
-    let value = moves.result_of(MoveKind::RecordOutcome);
+    let value = moves.result_of(&[MoveKind::RecordOutcome]);
     let outcome_error = Signal::derive(move || field_error(&value.get(), "outcome"));
     let note_error = Signal::derive(move || field_error(&value.get(), "note"));
     let form_error = Signal::derive(move || match value.get() {
@@ -726,6 +726,7 @@ enum SessionMove {
 }
 
 impl SessionMove {
+    /// Which move this is, without its fields.
     fn kind(&self) -> MoveKind {
         match self {
             Self::Cancel => MoveKind::Cancel,
@@ -736,62 +737,83 @@ impl SessionMove {
     }
 }
 
-/// The session page's one action for the staff moves, and which move ran last.
+/// What a move came back with, and which move it was: moves may overlap (a cancel confirmed
+/// while reminders are being switched), so a result names its own move rather than the one
+/// pressed last.
+type MoveOutcome = (MoveKind, Result<SessionDetail, AppError>);
+
+/// The session page's one action for the staff moves.
 #[derive(Clone, Copy)]
 struct SessionMoves {
-    action: Action<SessionMove, Result<SessionDetail, AppError>>,
-    last: RwSignal<Option<MoveKind>>,
+    /// Runs a move; its value is the latest move's outcome.
+    action: Action<SessionMove, MoveOutcome>,
+    /// The session the moves are made on.
     public_id: StoredValue<String>,
 }
 
 impl SessionMoves {
+    /// The moves on the session `public_id`, showing the failure of a move posted before the
+    /// page's script ran, if the address carries one.
     fn new(public_id: String) -> Self {
-        let (kind, failure) = failure_posted_without_script().unzip();
-        let target = public_id.clone();
-        let action = Action::new_with_value(failure.map(Err), move |step: &SessionMove| {
-            let public_id = target.clone();
-            let step = step.clone();
-            async move {
-                match step {
-                    SessionMove::Cancel => cancel_link(public_id).await,
-                    SessionMove::Regenerate { idempotency_key } => {
-                        regenerate_link(public_id, idempotency_key).await
-                    }
-                    SessionMove::Reminders { on } => set_link_reminders(public_id, on).await,
-                    SessionMove::RecordOutcome { outcome, note } => {
-                        record_outcome(public_id, outcome, note).await
-                    }
+        let session = public_id.clone();
+        let action = Action::new_with_value(
+            failure_posted_without_script().map(|(kind, error)| (kind, Err(error))),
+            move |requested: &SessionMove| {
+                let public_id = session.clone();
+                let requested = requested.clone();
+                async move {
+                    let kind = requested.kind();
+                    let outcome = match requested {
+                        SessionMove::Cancel => cancel_link(public_id).await,
+                        SessionMove::Regenerate { idempotency_key } => {
+                            regenerate_link(public_id, idempotency_key).await
+                        }
+                        SessionMove::Reminders { on } => set_link_reminders(public_id, on).await,
+                        SessionMove::RecordOutcome { outcome, note } => {
+                            record_outcome(public_id, outcome, note).await
+                        }
+                    };
+                    (kind, outcome)
                 }
-            }
-        });
+            },
+        );
         Self {
             action,
-            last: RwSignal::new(kind),
             public_id: StoredValue::new(public_id),
         }
     }
 
-    fn dispatch(self, step: SessionMove) {
-        self.last.set(Some(step.kind()));
-        self.action.dispatch(step);
+    /// Sends a move to its server function.
+    fn dispatch(self, requested: SessionMove) {
+        self.action.dispatch(requested);
     }
 
+    /// The session's public id, for the forms' hidden fields.
     fn public_id(self) -> String {
         self.public_id.get_value()
     }
 
-    /// The latest result, when it came from a move of this kind.
-    fn result_of(self, kind: MoveKind) -> Signal<Option<Result<SessionDetail, AppError>>> {
+    /// The latest outcome, when it came from a move of one of these kinds.
+    fn result_of(
+        self,
+        kinds: &'static [MoveKind],
+    ) -> Signal<Option<Result<SessionDetail, AppError>>> {
         Signal::derive(move || {
-            (self.last.get() == Some(kind))
-                .then(|| self.action.value().get())
-                .flatten()
+            self.action
+                .value()
+                .get()
+                .filter(|(kind, _)| kinds.contains(kind))
+                .map(|(_, outcome)| outcome)
         })
     }
 
-    /// Whether a move of this kind is under way.
+    /// Whether a move of this kind is the one under way (the latest sent, not yet answered).
     fn pending(self, kind: MoveKind) -> Signal<bool> {
-        Signal::derive(move || self.action.pending().get() && self.last.get() == Some(kind))
+        Signal::derive(move || {
+            self.action
+                .input()
+                .with(|sent| sent.as_ref().map(SessionMove::kind) == Some(kind))
+        })
     }
 }
 
@@ -818,18 +840,18 @@ fn SessionActions(
     status: Memo<KycStatus>,
     moves: SessionMoves,
 ) -> impl IntoView {
-    let error = Signal::derive(
-        move || match (moves.last.get(), moves.action.value().get()) {
-            (Some(kind), Some(Err(error))) if kind != MoveKind::RecordOutcome => {
-                Some(error.to_string())
-            }
-            _ => None,
-        },
-    );
+    let result = moves.result_of(&[MoveKind::Cancel, MoveKind::Regenerate, MoveKind::Reminders]);
+    let error = Signal::derive(move || {
+        result
+            .get()
+            .and_then(Result::err)
+            .map(|error| error.to_string())
+    });
     let cancelling = moves.pending(MoveKind::Cancel);
     let regenerating = moves.pending(MoveKind::Regenerate);
     let switching = moves.pending(MoveKind::Reminders);
     let idempotency_key = StoredValue::new(new_idempotency_key());
+    let key_field = NodeRef::<leptos::html::Input>::new();
     let open = Memo::new(move |_| status.get().is_open());
     let may_regenerate = Memo::new(move |_| {
         open.get() || matches!(status.get(), KycStatus::Expired | KycStatus::Failed)
@@ -910,13 +932,18 @@ fn SessionActions(
                             action=RegenerateLink::url()
                             on:submit=move |ev| {
                                 ev.prevent_default();
-                                moves.dispatch(SessionMove::Regenerate {
-                                    idempotency_key: idempotency_key.get_value(),
-                                });
+                                // The key the page was served with: a press before the script
+                                // ran posted that one, so a second press after it makes no
+                                // second link.
+                                let idempotency_key = key_field
+                                    .get_untracked()
+                                    .map(|field| field.value())
+                                    .unwrap_or_else(|| idempotency_key.get_value());
+                                moves.dispatch(SessionMove::Regenerate { idempotency_key });
                             }
                         >
                             <input type="hidden" name="public_id" value=moves.public_id() />
-                            <input type="hidden" name="idempotency_key" value=idempotency_key.get_value() />
+                            <input type="hidden" name="idempotency_key" node_ref=key_field value=idempotency_key.get_value() />
                             <button type="submit" class="primary" data-testid="regenerate-confirm" disabled=move || regenerating.get()>
                                 {move || if regenerating.get() {
                                     view! { <span class="spinner" aria-hidden="true"></span> "Making a new link…" }.into_any()

@@ -26,12 +26,16 @@
 //! what the console's users wait for; the price is that moving to another page fetches the
 //! shared code again, in the new page's pack. Loading a chunk twice is safe because a chunk
 //! only writes its functions into the shared table at fixed slots, the same functions each
-//! time; a chunk with data segments (which would write memory again) never goes into a
-//! split point's pack and is loaded once, as it is.
+//! time (checked: [`may_load_twice`]); a chunk with data segments (which would write memory
+//! again) or with a table slot that is not a constant never goes into a split point's pack and
+//! is loaded once, as it is. Parts loaded when first shown (the card after a link is made, the
+//! step-up prompt) get packs too, so showing one fetches again code its page already has
+//! (BENCHMARKS.md measures it).
 //!
-//! The loader (`__wasm_split.HASH.js`) is rewritten so that every chunk of a pack loads the
-//! pack (one fetch, one instance, memoised), the manifest (the preloads the server writes)
-//! lists packs instead of their chunks, and — because the loader and the frame's JavaScript
+//! The loader (`__wasm_split.HASH.js`) is rewritten so that every chunk of the common pack
+//! loads that pack and each split point's list of dependencies names its own pack instead of
+//! the chunks in it (each pack one fetch, one instance, memoised), the manifest (the preloads
+//! the server writes) lists packs instead of their chunks, and — because the loader and the frame's JavaScript
 //! import each other by name — both get a new name from one hash over their new contents. The
 //! hash file beside the server binary names the new files. Every written file is precompressed
 //! (`.br`, `.gz`) as cargo-leptos does. Running it again on a packed bundle changes nothing.
@@ -195,18 +199,21 @@ pub fn pack_bundle(
         chunks += members.len();
     }
 
-    // Each split point's pack: the rest of its chunks, those without data segments.
-    let mut has_data = HashMap::<String, bool>::new();
+    // Each split point's pack: the rest of its chunks, those that may be loaded twice.
+    let mut repeatable = HashMap::<&str, bool>::new();
     for chunk in manifest.values().flatten() {
-        if chunk_number(chunk).is_some() && !pack_of.contains_key(chunk.as_str()) {
+        if chunk_number(chunk).is_some()
+            && !pack_of.contains_key(chunk.as_str())
+            && !repeatable.contains_key(chunk.as_str())
+        {
             let bytes = std::fs::read(pkg_dir.join(format!("{chunk}.wasm")))
                 .map_err(|e| fail(format!("cannot read {chunk}.wasm: {e}")))?;
-            let data = writes_data(&bytes).map_err(|e| fail(format!("{chunk}.wasm: {e}")))?;
-            has_data.insert(chunk.clone(), data);
+            let may = may_load_twice(&bytes).map_err(|e| fail(format!("{chunk}.wasm: {e}")))?;
+            repeatable.insert(chunk.as_str(), may);
         }
     }
     let own_plan = plan_split_point_packs(&manifest, |chunk| {
-        has_data.get(chunk).is_some_and(|data| !data)
+        repeatable.get(chunk).copied().unwrap_or(false)
     });
     let mut own_pack_of = BTreeMap::<String, String>::new();
     let mut stem_of_members = HashMap::<Vec<String>, String>::new();
@@ -295,22 +302,39 @@ fn write_pack(
     Ok(stem)
 }
 
-/// Whether a chunk has data segments (writes memory when it is instantiated).
-fn writes_data(module: &[u8]) -> Result<bool, String> {
+/// Whether loading a chunk a second time (from another split point's pack) changes nothing:
+/// no data segments (which would write memory again) and every element segment active at a
+/// constant slot (the same functions into the same places).
+fn may_load_twice(module: &[u8]) -> Result<bool, String> {
+    use wasmparser::{ElementKind, Operator, Payload};
     for payload in wasmparser::Parser::new(0).parse_all(module) {
-        if let wasmparser::Payload::DataSection(section) = payload.map_err(|e| e.to_string())?
-            && section.count() > 0
-        {
-            return Ok(true);
+        match payload.map_err(|e| e.to_string())? {
+            Payload::DataSection(section) if section.count() > 0 => return Ok(false),
+            Payload::ElementSection(section) => {
+                for element in section {
+                    let ElementKind::Active { offset_expr, .. } =
+                        element.map_err(|e| e.to_string())?.kind
+                    else {
+                        return Ok(false);
+                    };
+                    let mut offset = offset_expr.get_operators_reader();
+                    let constant = matches!(offset.read(), Ok(Operator::I32Const { .. }))
+                        && matches!(offset.read(), Ok(Operator::End));
+                    if !constant {
+                        return Ok(false);
+                    }
+                }
+            }
+            _ => {}
         }
     }
-    Ok(false)
+    Ok(true)
 }
 
 /// Each split point's own pack: the chunks it needs that are not in the common pack and that
 /// `may_repeat` admits (no data segments: such a chunk may be loaded again by another split
 /// point's pack), when there are two or more of them.
-pub fn plan_split_point_packs(
+fn plan_split_point_packs(
     manifest: &BTreeMap<String, Vec<String>>,
     may_repeat: impl Fn(&str) -> bool,
 ) -> BTreeMap<String, Vec<String>> {
@@ -1358,6 +1382,45 @@ export const __route_a = wrapAsyncCb(makeLoad(() => {}, [__chunk_1, __chunk_2, _
             assert!(!contains_name(&loader, gone), "{gone} in {loader}");
         }
         assert!(loader.contains("const __chunk_7 = makeLoad("), "{loader}");
+    }
+
+    #[test]
+    fn only_a_chunk_that_writes_constant_table_slots_and_no_memory_may_load_twice() {
+        assert_eq!(may_load_twice(&chunk_a()), Ok(true));
+        assert_eq!(may_load_twice(&chunk_with_data()), Ok(false));
+
+        // Its functions go to the slot a global names: not known to be the same each time.
+        let mut types = TypeSection::new();
+        types.ty().function([], []);
+        let mut imports = ImportSection::new();
+        let table = TableType {
+            element_type: RefType::FUNCREF,
+            minimum: 16,
+            maximum: None,
+            table64: false,
+            shared: false,
+        };
+        imports.import("__wasm_split", "__indirect_function_table", table);
+        imports.import("__wasm_split", "__wasm_split_shared0", shared_global(false));
+        let mut functions = FunctionSection::new();
+        functions.function(0);
+        let mut elements = ElementSection::new();
+        elements.active(
+            None,
+            &ConstExpr::global_get(0),
+            Elements::Functions([0].as_slice().into()),
+        );
+        let mut code = CodeSection::new();
+        let mut body = Function::new([]);
+        body.instruction(&Instruction::End);
+        code.function(&body);
+        let mut module = Module::new();
+        module.section(&types);
+        module.section(&imports);
+        module.section(&functions);
+        module.section(&elements);
+        module.section(&code);
+        assert_eq!(may_load_twice(&module.finish()), Ok(false));
     }
 
     #[test]
