@@ -1332,21 +1332,8 @@ export const __route_a = wrapAsyncCb(makeLoad(() => {}, [__chunk_1, __chunk_2, _
                 packs: 2
             }
         );
-        let hashes = std::fs::read_to_string(&hash_file).unwrap();
-        let hash = |kind: &str| {
-            hashes
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("{kind}: ")))
-                .unwrap()
-                .to_string()
-        };
-        let manifest: BTreeMap<String, Vec<String>> = serde_json::from_str(
-            &std::fs::read_to_string(
-                pkg.join(format!("__wasm_split_manifest.{}.json", hash("manifest"))),
-            )
-            .unwrap(),
-        )
-        .unwrap();
+        let hash = |kind: &str| hash_of(&hash_file, kind);
+        let manifest = manifest_of(pkg, &hash_file);
         let (common, own) = (&manifest["a"][0], &manifest["a"][1]);
         assert!(common.starts_with("chunk_pack0.") && own.starts_with("chunk_pack1."));
         assert_eq!(manifest["a"][2..], ["chunk_7.ggg", "split_a.xxx"]);
@@ -1476,18 +1463,27 @@ export const __route_a = wrapAsyncCb(makeLoad(() => {}, [__chunk_1, __chunk_2, _
         hash_file
     }
 
+    /// The name the hash file gives to `kind` (`js`, `split`, `manifest`, …).
+    fn hash_of(hash_file: &Path, kind: &str) -> String {
+        std::fs::read_to_string(hash_file)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{kind}: ")).map(str::to_string))
+            .unwrap()
+    }
+
+    /// The manifest the hash file names.
+    fn manifest_of(pkg: &Path, hash_file: &Path) -> BTreeMap<String, Vec<String>> {
+        let name = format!(
+            "__wasm_split_manifest.{}.json",
+            hash_of(hash_file, "manifest")
+        );
+        serde_json::from_str(&std::fs::read_to_string(pkg.join(name)).unwrap()).unwrap()
+    }
+
     /// The pack file named in the manifest the hash file names.
     fn written_pack(pkg: &Path, hash_file: &Path) -> Vec<u8> {
-        let hashes = std::fs::read_to_string(hash_file).unwrap();
-        let manifest = hashes
-            .lines()
-            .find_map(|l| l.strip_prefix("manifest: "))
-            .unwrap();
-        let manifest: BTreeMap<String, Vec<String>> = serde_json::from_str(
-            &std::fs::read_to_string(pkg.join(format!("__wasm_split_manifest.{manifest}.json")))
-                .unwrap(),
-        )
-        .unwrap();
+        let manifest = manifest_of(pkg, hash_file);
         std::fs::read(pkg.join(format!("{}.wasm", manifest["a"][0]))).unwrap()
     }
 
@@ -1541,18 +1537,16 @@ export const __route_a = wrapAsyncCb(makeLoad(() => {}, [__chunk_1, __chunk_2, _
             }
         );
 
-        let hashes = std::fs::read_to_string(&hash_file).unwrap();
-        let hash = |kind: &str| {
-            hashes
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("{kind}: ")))
-                .unwrap()
-                .to_string()
-        };
+        let hash = |kind: &str| hash_of(&hash_file, kind);
         assert_eq!(hash("wasm"), "W");
         assert_eq!(hash("js"), hash("split"), "the pair is named by one hash");
         assert_ne!(hash("js"), "JSOLD");
-        assert!(crate::server::web::assets::AssetNames::parse(&hashes).is_some());
+        assert!(
+            crate::server::web::assets::AssetNames::parse(
+                &std::fs::read_to_string(&hash_file).unwrap()
+            )
+            .is_some()
+        );
         let main =
             std::fs::read_to_string(pkg.join(format!("kyc-desk.{}.js", hash("js")))).unwrap();
         assert!(main.contains(&format!(r#"from"./__wasm_split.{}.js""#, hash("split"))));
@@ -1564,13 +1558,7 @@ export const __route_a = wrapAsyncCb(makeLoad(() => {}, [__chunk_1, __chunk_2, _
             std::fs::read_to_string(pkg.join(format!("__wasm_split.{}.js", hash("split"))))
                 .unwrap();
         assert!(loader.contains(&format!("./kyc-desk.{}.js", hash("js"))));
-        let manifest: BTreeMap<String, Vec<String>> = serde_json::from_str(
-            &std::fs::read_to_string(
-                pkg.join(format!("__wasm_split_manifest.{}.json", hash("manifest"))),
-            )
-            .unwrap(),
-        )
-        .unwrap();
+        let manifest = manifest_of(pkg, &hash_file);
         let pack = &manifest["a"][0];
         assert!(pack.starts_with("chunk_pack0."), "{manifest:?}");
         assert_eq!(manifest["b"].as_slice(), std::slice::from_ref(pack));
